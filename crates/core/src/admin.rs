@@ -1,0 +1,481 @@
+//! Administrative operations, shared by the CLI and the REST API so both
+//! enforce the same rules and write the same audit records.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tessera_otp::{Algorithm, BackupCode, OtpKind, OtpParams, OtpauthUri, Secret};
+use zeroize::Zeroizing;
+
+use crate::audit::{Actor, AuditQuery, AuditRecord, AuditResult};
+use crate::context::Context;
+use crate::error::CoreError;
+use crate::keys::Purpose;
+use crate::lockout::LockState;
+use crate::model::{ApiKey, Token, TokenId, TokenState, User, UserId};
+use crate::names::{self, DEFAULT_REALM};
+use crate::otp_match::{match_code, open_secret, resync_match};
+use crate::password::check_password_rules;
+use crate::policy::Policy;
+use crate::store::{UserChange, UserQuery};
+
+/// Largest page an admin listing returns.
+pub const MAX_LIST_LIMIT: u32 = 10_000;
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+const API_KEY_PREFIX: &str = "tsk_";
+
+/// A freshly enrolled token and what to show the user once.
+#[derive(Debug)]
+pub struct Enrollment {
+    pub token: Token,
+    pub secret: Secret,
+    pub uri: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    ctx: Arc<Context>,
+}
+
+impl Admin {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Admin { ctx }
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    fn audit(&self, actor: &Actor, action: &str, target: impl Into<String>) -> AuditRecord {
+        AuditRecord::new(self.ctx.clock.now(), &self.ctx.node, actor, action).target(target)
+    }
+
+    /// Records a refused admin action (bad input, missing record) so the
+    /// audit log shows attempts as well as changes.
+    async fn refused<T>(&self, base: AuditRecord, err: CoreError) -> Result<T, CoreError> {
+        if err.is_client_error() {
+            let rec = base.result(AuditResult::Error, Some(&err.to_string()));
+            if let Err(e) = self.ctx.store.append_audit(rec).await {
+                tracing::warn!(error = %e, "could not record a refused admin action");
+            }
+        }
+        Err(err)
+    }
+
+    fn user_label(user: &User) -> String {
+        if user.realm == DEFAULT_REALM { user.username.clone() } else { format!("{}@{}", user.username, user.realm) }
+    }
+
+    // ---------------------------------------------------------------- users
+
+    pub async fn add_user(
+        &self,
+        actor: &Actor,
+        realm: Option<&str>,
+        username: &str,
+        password: Option<Zeroizing<String>>,
+    ) -> Result<User, CoreError> {
+        let realm = realm.unwrap_or(DEFAULT_REALM);
+        let base = self.audit(actor, "user.add", username);
+        if let Err(e) = names::check_username(username).and_then(|_| names::check_realm(realm)) {
+            return self.refused(base, e).await;
+        }
+        let password_hash = match password {
+            Some(p) => {
+                if let Err(e) = check_password_rules(&p) {
+                    return self.refused(base, e.into()).await;
+                }
+                Some(self.ctx.hasher.hash(p).await?)
+            }
+            None => None,
+        };
+        let user = User {
+            id: UserId::new_random(),
+            realm: realm.to_string(),
+            username: username.to_string(),
+            password_hash,
+            disabled: false,
+            registered: false,
+            lock: LockState::default(),
+            last_attempt: None,
+            last_success: None,
+            created_at: self.ctx.clock.now(),
+        };
+        let base = base.target(Self::user_label(&user));
+        match self.ctx.store.create_user(&user, base.clone()).await {
+            Ok(()) => Ok(user),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn find_user(&self, realm: Option<&str>, username: &str) -> Result<User, CoreError> {
+        let realm = realm.unwrap_or(DEFAULT_REALM);
+        names::check_username(username)?;
+        names::check_realm(realm)?;
+        self.ctx.store.user_by_name(realm, username).await?.ok_or_else(|| {
+            CoreError::NotFound(if realm == DEFAULT_REALM {
+                format!("user `{username}`")
+            } else {
+                format!("user `{username}` in realm `{realm}`")
+            })
+        })
+    }
+
+    pub async fn list_users(&self, mut query: UserQuery) -> Result<Vec<User>, CoreError> {
+        if query.limit == 0 {
+            query.limit = DEFAULT_LIST_LIMIT;
+        }
+        if query.limit > MAX_LIST_LIMIT {
+            return Err(CoreError::invalid("limit", format!("must be 1–{MAX_LIST_LIMIT}")));
+        }
+        if let Some(r) = &query.realm {
+            names::check_realm(r)?;
+        }
+        Ok(self.ctx.store.list_users(&query, self.ctx.clock.now()).await?)
+    }
+
+    pub async fn count_users(&self) -> Result<u64, CoreError> {
+        Ok(self.ctx.store.count_users().await?)
+    }
+
+    async fn change_user(&self, actor: &Actor, user: &User, action: &str, change: UserChange) -> Result<(), CoreError> {
+        let base = self.audit(actor, action, Self::user_label(user));
+        match self.ctx.store.update_user(&user.id, change, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn set_password(
+        &self,
+        actor: &Actor,
+        user: &User,
+        password: Option<Zeroizing<String>>,
+    ) -> Result<(), CoreError> {
+        let hash = match password {
+            Some(p) => {
+                if let Err(e) = check_password_rules(&p) {
+                    return self.refused(self.audit(actor, "user.password", Self::user_label(user)), e.into()).await;
+                }
+                Some(self.ctx.hasher.hash(p).await?)
+            }
+            None => None,
+        };
+        self.change_user(actor, user, "user.password", UserChange::SetPassword(hash)).await
+    }
+
+    pub async fn set_disabled(&self, actor: &Actor, user: &User, disabled: bool) -> Result<(), CoreError> {
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        self.change_user(actor, user, action, UserChange::SetDisabled(disabled)).await
+    }
+
+    pub async fn unlock(&self, actor: &Actor, user: &User) -> Result<(), CoreError> {
+        self.change_user(actor, user, "user.unlock", UserChange::Unlock).await
+    }
+
+    pub async fn reset(&self, actor: &Actor, user: &User) -> Result<(), CoreError> {
+        self.change_user(actor, user, "user.reset", UserChange::Reset).await
+    }
+
+    pub async fn delete_user(&self, actor: &Actor, user: &User) -> Result<(), CoreError> {
+        self.change_user(actor, user, "user.delete", UserChange::Delete).await
+    }
+
+    // --------------------------------------------------------------- tokens
+
+    fn new_serial(&self, params: &OtpParams) -> String {
+        let mut b = [0u8; 4];
+        self.ctx.random.fill(&mut b);
+        let prefix = match params.kind {
+            OtpKind::Totp { .. } => "TOTP",
+            OtpKind::Hotp => "HOTP",
+        };
+        format!("{prefix}{}", hex::encode_upper(b))
+    }
+
+    fn account_label(user: &User) -> String {
+        Self::user_label(user)
+    }
+
+    /// Generates a secret server-side and stores a *pending* token; the user
+    /// must confirm it with one code before it counts.
+    pub async fn enroll_token(
+        &self,
+        actor: &Actor,
+        user: &User,
+        params: OtpParams,
+        description: &str,
+    ) -> Result<Enrollment, CoreError> {
+        names::check_description(description)?;
+        // RFC 4226 asks for at least 160 bits; for SHA-256/512 use the hash length.
+        let len = match params.algorithm {
+            Algorithm::Sha1 => tessera_otp::GENERATED_SECRET_LEN,
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+        };
+        let rng = self.ctx.random.clone();
+        let secret = Secret::generate(len, &mut |b| rng.fill(b))
+            .map_err(|e| CoreError::invalid("secret", e.to_string()))?;
+        let token = self
+            .insert_token(actor, user, &secret, params, 0, None, description, TokenState::Pending, "token.enroll")
+            .await?;
+        let uri = OtpauthUri {
+            params,
+            secret: secret.clone(),
+            account: Self::account_label(user),
+            issuer: Some(self.ctx.issuer.clone()),
+            counter: matches!(params.kind, OtpKind::Hotp).then_some(0),
+        }
+        .to_string();
+        Ok(Enrollment { token, secret, uri })
+    }
+
+    /// Stores a token with a known secret (a hardware token, a migration).
+    /// Active immediately unless `pending`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_token(
+        &self,
+        actor: &Actor,
+        user: &User,
+        secret: &Secret,
+        params: OtpParams,
+        counter: u64,
+        serial: Option<&str>,
+        description: &str,
+        pending: bool,
+    ) -> Result<Token, CoreError> {
+        names::check_description(description)?;
+        if let Some(s) = serial {
+            names::check_serial(s)?;
+        }
+        let counter = i64::try_from(counter).map_err(|_| CoreError::invalid("counter", "must be below 2^63"))?;
+        let state = if pending { TokenState::Pending } else { TokenState::Active };
+        self.insert_token(actor, user, secret, params, counter, serial, description, state, "token.add").await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_token(
+        &self,
+        actor: &Actor,
+        user: &User,
+        secret: &Secret,
+        params: OtpParams,
+        counter: i64,
+        serial: Option<&str>,
+        description: &str,
+        state: TokenState,
+        action: &str,
+    ) -> Result<Token, CoreError> {
+        let id = TokenId::new_random();
+        let sealed = self.ctx.keys.seal(&*self.ctx.random, Purpose::OtpSecret, id.as_str(), secret.as_bytes());
+        let token = Token {
+            id,
+            user_id: user.id.clone(),
+            serial: serial.map(str::to_string).unwrap_or_else(|| self.new_serial(&params)),
+            params,
+            sealed_secret: sealed,
+            counter,
+            drift: 0,
+            state,
+            description: description.to_string(),
+            created_at: self.ctx.clock.now(),
+            last_used_at: None,
+        };
+        let base = self.audit(actor, action, format!("{} {}", Self::user_label(user), token.serial));
+        match self.ctx.store.create_token(&token, base.clone()).await {
+            Ok(()) => Ok(token),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// Confirms one of the user's pending tokens with a current code.
+    pub async fn confirm_token(&self, actor: &Actor, user: &User, code: &str) -> Result<Token, CoreError> {
+        let policy = self.ctx.store.policy().await?;
+        let now = self.ctx.clock.now();
+        let tokens = self.ctx.store.tokens_for_user(&user.id).await?;
+        let base = self.audit(actor, "token.confirm", Self::user_label(user));
+        let pending: Vec<&Token> = tokens.iter().filter(|t| t.state == TokenState::Pending).collect();
+        if pending.is_empty() {
+            return self.refused(base, CoreError::NotFound(format!("pending token of `{}`", Self::user_label(user)))).await;
+        }
+        for token in pending {
+            let secret =
+                open_secret(&self.ctx.keys, token).map_err(|e| CoreError::Key { token: token.serial.clone(), source: e })?;
+            if let Some(m) = match_code(&secret, token, code, &policy, now) {
+                let rec = base.clone().target(format!("{} {}", Self::user_label(user), token.serial));
+                if self.ctx.store.activate_token(&token.id, m.matched, m.drift, rec).await? {
+                    let mut t = token.clone();
+                    t.state = TokenState::Active;
+                    t.counter = m.matched + 1;
+                    t.drift = m.drift;
+                    return Ok(t);
+                }
+            }
+        }
+        self.refused(base, CoreError::CodeMismatch).await
+    }
+
+    pub async fn tokens(&self, user: &User) -> Result<Vec<Token>, CoreError> {
+        Ok(self.ctx.store.tokens_for_user(&user.id).await?)
+    }
+
+    /// Finds a token by serial, or by id.
+    pub async fn find_token(&self, serial_or_id: &str) -> Result<Token, CoreError> {
+        if let Some(t) = self.ctx.store.token_by_serial(serial_or_id).await? {
+            return Ok(t);
+        }
+        if let Some(t) = self.ctx.store.token_by_id(&TokenId(serial_or_id.to_string())).await? {
+            return Ok(t);
+        }
+        Err(CoreError::NotFound(format!("token `{serial_or_id}`")))
+    }
+
+    pub async fn delete_token(&self, actor: &Actor, token: &Token) -> Result<(), CoreError> {
+        let base = self.audit(actor, "token.delete", token.serial.clone());
+        match self.ctx.store.delete_token(&token.id, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// Without codes: forget the learned drift. With two consecutive codes:
+    /// find them within ±100 steps/counters and move the token there.
+    pub async fn resync_token(
+        &self,
+        actor: &Actor,
+        token: &Token,
+        codes: Option<(&str, &str)>,
+    ) -> Result<Token, CoreError> {
+        let base = self.audit(actor, "token.resync", token.serial.clone());
+        let (floor, drift) = match codes {
+            None => (token.counter, 0),
+            Some((a, b)) => {
+                let policy = self.ctx.store.policy().await?;
+                let secret = open_secret(&self.ctx.keys, token)
+                    .map_err(|e| CoreError::Key { token: token.serial.clone(), source: e })?;
+                match resync_match(&secret, token, a, b, self.ctx.clock.now(), policy.max_drift_steps) {
+                    Some(m) => (m.matched + 1, m.drift),
+                    None => return self.refused(base, CoreError::CodeMismatch).await,
+                }
+            }
+        };
+        match self.ctx.store.resync_token(&token.id, floor, drift, base.clone()).await {
+            Ok(()) => {
+                let mut t = token.clone();
+                t.counter = t.counter.max(floor);
+                t.drift = drift;
+                Ok(t)
+            }
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    // --------------------------------------------------------- backup codes
+
+    /// Issues a fresh set of backup codes (the old set is void) and returns
+    /// them; they are shown once and stored only as keyed digests.
+    pub async fn regenerate_backup_codes(&self, actor: &Actor, user: &User) -> Result<Vec<BackupCode>, CoreError> {
+        let base = self.audit(actor, "backup_codes.generate", Self::user_label(user));
+        let policy = self.ctx.store.policy().await?;
+        if !policy.backup_codes_enabled {
+            return self
+                .refused(base, CoreError::invalid("policy", "backup codes are disabled (policy backup_codes_enabled)"))
+                .await;
+        }
+        let rng = self.ctx.random.clone();
+        let codes = tessera_otp::generate_backup_codes(tessera_otp::BACKUP_CODE_COUNT, &mut |b| rng.fill(b));
+        let digests: Vec<[u8; 32]> =
+            codes.iter().map(|c| self.ctx.keys.backup_code_digest(user.id.as_str(), c.as_str())).collect();
+        match self.ctx.store.replace_backup_codes(&user.id, &digests, self.ctx.clock.now(), base.clone()).await {
+            Ok(()) => Ok(codes),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn backup_codes_left(&self, user: &User) -> Result<u32, CoreError> {
+        Ok(self.ctx.store.backup_codes_left(&user.id).await?)
+    }
+
+    // -------------------------------------------------------------- API keys
+
+    /// Creates an API key; the plaintext is returned once and only its
+    /// SHA-256 digest is stored (the key has 256 bits of entropy, so a
+    /// plain hash is not guessable).
+    pub async fn create_api_key(&self, actor: &Actor, name: &str) -> Result<(ApiKey, Zeroizing<String>), CoreError> {
+        let base = self.audit(actor, "api_key.create", name);
+        if let Err(e) = names::check_key_name(name) {
+            return self.refused(base, e).await;
+        }
+        let mut raw = Zeroizing::new([0u8; 32]);
+        self.ctx.random.fill(&mut raw[..]);
+        let plaintext = Zeroizing::new(format!("{API_KEY_PREFIX}{}", hex::encode(&raw[..])));
+        let key = ApiKey {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_string(),
+            prefix: plaintext[..API_KEY_PREFIX.len() + 8].to_string(),
+            digest: api_key_digest(&plaintext),
+            created_at: self.ctx.clock.now(),
+            last_used_at: None,
+        };
+        match self.ctx.store.create_api_key(&key, base.clone()).await {
+            Ok(()) => Ok((key, plaintext)),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, CoreError> {
+        Ok(self.ctx.store.list_api_keys().await?)
+    }
+
+    pub async fn delete_api_key(&self, actor: &Actor, name: &str) -> Result<(), CoreError> {
+        let base = self.audit(actor, "api_key.delete", name);
+        match self.ctx.store.delete_api_key(name, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// The key a presented bearer string belongs to, if any. Lookup is by
+    /// digest, so no stored key is compared byte by byte with the input.
+    pub async fn authenticate_api_key(&self, presented: &str) -> Result<Option<ApiKey>, CoreError> {
+        if !presented.starts_with(API_KEY_PREFIX) || presented.len() > 128 {
+            return Ok(None);
+        }
+        Ok(self.ctx.store.api_key_by_digest(&api_key_digest(presented)).await?)
+    }
+
+    // ---------------------------------------------------------------- policy
+
+    pub async fn policy(&self) -> Result<Policy, CoreError> {
+        Ok(self.ctx.store.policy().await?)
+    }
+
+    pub async fn set_policy(&self, actor: &Actor, policy: &Policy) -> Result<(), CoreError> {
+        let base = self.audit(actor, "policy.set", "policy");
+        if let Err(msg) = policy.validate() {
+            return self.refused(base, CoreError::invalid("policy", msg)).await;
+        }
+        match self.ctx.store.set_policy(policy, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    // ----------------------------------------------------------------- audit
+
+    pub async fn audit_log(&self, mut query: AuditQuery) -> Result<Vec<AuditRecord>, CoreError> {
+        if query.limit == 0 {
+            query.limit = DEFAULT_LIST_LIMIT;
+        }
+        if query.limit > MAX_LIST_LIMIT {
+            return Err(CoreError::invalid("limit", format!("must be 1–{MAX_LIST_LIMIT}")));
+        }
+        Ok(self.ctx.store.audit_log(&query).await?)
+    }
+}
+
+pub fn api_key_digest(presented: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&Sha256::digest(presented.as_bytes()));
+    out
+}

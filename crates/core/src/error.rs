@@ -1,0 +1,56 @@
+//! The domain error. Messages are safe to show an administrator: they name
+//! the record and the rule, never a secret, code or password.
+
+use crate::keys::KeyError;
+use crate::password::PasswordError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// Bad input from an administrator or API caller; nothing was changed.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The submitted code did not confirm or resync the token.
+    #[error("the code does not match (check the device's clock, or that the right token was scanned)")]
+    CodeMismatch,
+    #[error("cannot open the secret of token {token}: {source}")]
+    Key { token: String, source: KeyError },
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => CoreError::NotFound(what),
+            StoreError::Conflict(what) => CoreError::Conflict(what),
+            other => CoreError::Store(other),
+        }
+    }
+}
+
+impl CoreError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        CoreError::Invalid { field, message: message.into() }
+    }
+
+    /// Whether the caller is at fault (bad input, missing or duplicate record)
+    /// rather than the server.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Invalid { .. }
+                | CoreError::NotFound(_)
+                | CoreError::Conflict(_)
+                | CoreError::CodeMismatch
+                | CoreError::Password(PasswordError::TooShort | PasswordError::TooLong)
+        )
+    }
+}

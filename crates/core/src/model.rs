@@ -1,0 +1,162 @@
+//! Stored domain records: users, tokens, backup codes, API keys.
+//!
+//! These are the *stored* shapes. They carry sealed secrets and password
+//! hashes, so they are deliberately not `Serialize`: every API or CLI view is
+//! an explicit conversion (see `views`), and a secret cannot ride along.
+
+use serde::{Deserialize, Serialize};
+use tessera_otp::OtpParams;
+
+use crate::clock::Timestamp;
+use crate::lockout::LockState;
+
+macro_rules! id_type {
+    ($name:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new_random() -> Self {
+                $name(uuid::Uuid::new_v4().to_string())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(UserId, "Stable identifier of a user (a UUID), independent of the renameable username.");
+id_type!(TokenId, "Stable identifier of a token (a UUID); part of the sealed secret's associated data.");
+
+/// The status an administrator sees. `Locked` is derived from the lock
+/// state and the clock; the others are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    /// No confirmed token yet.
+    Unregistered,
+    Active,
+    Locked,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Unregistered => "unregistered",
+            UserStatus::Active => "active",
+            UserStatus::Locked => "locked",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::str::FromStr for UserStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "unregistered" => Ok(UserStatus::Unregistered),
+            "active" => Ok(UserStatus::Active),
+            "locked" => Ok(UserStatus::Locked),
+            "disabled" => Ok(UserStatus::Disabled),
+            other => Err(format!(
+                "unknown status `{other}` (expected unregistered, active, locked or disabled)"
+            )),
+        }
+    }
+}
+
+/// Where an attempt came from: the caller's address and the client that
+/// relayed it (a RADIUS NAS name, `rest`, a browser user agent, `cli`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    pub at: Timestamp,
+    pub address: Option<String>,
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub realm: String,
+    pub username: String,
+    /// argon2id PHC string; `None` means the user has no local password.
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    /// True once a token has been confirmed; cleared by reset.
+    pub registered: bool,
+    pub lock: LockState,
+    pub last_attempt: Option<AccessRecord>,
+    pub last_success: Option<AccessRecord>,
+    pub created_at: Timestamp,
+}
+
+impl User {
+    pub fn status(&self, now: Timestamp) -> UserStatus {
+        if self.disabled {
+            UserStatus::Disabled
+        } else if self.lock.is_locked(now) {
+            UserStatus::Locked
+        } else if self.registered {
+            UserStatus::Active
+        } else {
+            UserStatus::Unregistered
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenState {
+    /// Enrolled but not yet confirmed with a code; never accepted for login.
+    Pending,
+    Active,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Pending => "pending",
+            TokenState::Active => "active",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub serial: String,
+    pub params: OtpParams,
+    /// The OTP seed sealed under the master key, bound to `id`.
+    pub sealed_secret: Vec<u8>,
+    /// Lowest counter (HOTP) or time step (TOTP) that may still be accepted.
+    /// Advancing it is what makes a used code unusable.
+    pub counter: i64,
+    /// Learned clock drift of a TOTP token, in steps.
+    pub drift: i32,
+    pub state: TokenState,
+    pub description: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the key, shown in listings so an admin can tell keys apart.
+    pub prefix: String,
+    pub digest: [u8; 32],
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}

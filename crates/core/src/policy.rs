@@ -1,0 +1,155 @@
+//! Authentication policy: windows, lockout, backup codes.
+//!
+//! Stored in the database (so every node and replica applies the same rules)
+//! as a versioned JSON document; unknown keys are refused rather than ignored
+//! so a typo in `policy set` is an error, not a silent no-op.
+
+use serde::{Deserialize, Serialize};
+
+pub const MIN_LOCKOUT_THRESHOLD: u32 = 1;
+pub const MAX_LOCKOUT_THRESHOLD: u32 = 10;
+/// Auto-unlock bounds from the product brief: 10 minutes to 90 days (0 = admin only).
+pub const MIN_AUTO_UNLOCK_SECONDS: u64 = 600;
+pub const MAX_AUTO_UNLOCK_SECONDS: u64 = 90 * 24 * 3600;
+/// A learned drift beyond this many steps is more likely an attacker walking
+/// the window than a slow phone clock.
+pub const MAX_DRIFT_STEPS_LIMIT: u32 = 100;
+pub const MAX_HOTP_LOOK_AHEAD: u32 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LockoutMode {
+    /// Refuse every attempt after the threshold until unlocked.
+    #[default]
+    Lock,
+    /// After the threshold, make each further attempt wait a doubling delay.
+    /// An attacker can then no longer lock a victim out, only slow them down.
+    Throttle,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Accepted clock difference each side of now, in seconds (0–300);
+    /// rounded up to whole steps of each token's period.
+    pub skew_seconds: u32,
+    /// Largest learned TOTP drift kept per token, in steps.
+    pub max_drift_steps: u32,
+    /// How many HOTP counters ahead of the expected one are accepted.
+    pub hotp_look_ahead: u32,
+    pub lockout_mode: LockoutMode,
+    /// Consecutive failures that lock (or start throttling) a user (1–10).
+    pub lockout_threshold: u32,
+    /// Seconds after which a lock lifts by itself; 0 = only an admin unlocks.
+    pub auto_unlock_seconds: u64,
+    /// Throttle mode: the first delay, doubled for each further failure.
+    pub throttle_base_seconds: u64,
+    /// Throttle mode: the longest delay.
+    pub throttle_max_seconds: u64,
+    /// Whether users get 10 single-use backup codes.
+    pub backup_codes_enabled: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            skew_seconds: 30,
+            max_drift_steps: 10,
+            hotp_look_ahead: tessera_otp::DEFAULT_HOTP_LOOK_AHEAD,
+            lockout_mode: LockoutMode::Lock,
+            lockout_threshold: 5,
+            auto_unlock_seconds: 30 * 60,
+            throttle_base_seconds: 2,
+            throttle_max_seconds: 15 * 60,
+            backup_codes_enabled: true,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks every bound; the error lists all violations at once.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errs = Vec::new();
+        if self.skew_seconds > tessera_otp::MAX_SKEW_SECONDS {
+            errs.push(format!("skew_seconds must be 0–{} (got {})", tessera_otp::MAX_SKEW_SECONDS, self.skew_seconds));
+        }
+        if self.max_drift_steps > MAX_DRIFT_STEPS_LIMIT {
+            errs.push(format!("max_drift_steps must be 0–{MAX_DRIFT_STEPS_LIMIT} (got {})", self.max_drift_steps));
+        }
+        if self.hotp_look_ahead > MAX_HOTP_LOOK_AHEAD {
+            errs.push(format!("hotp_look_ahead must be 0–{MAX_HOTP_LOOK_AHEAD} (got {})", self.hotp_look_ahead));
+        }
+        if !(MIN_LOCKOUT_THRESHOLD..=MAX_LOCKOUT_THRESHOLD).contains(&self.lockout_threshold) {
+            errs.push(format!(
+                "lockout_threshold must be {MIN_LOCKOUT_THRESHOLD}–{MAX_LOCKOUT_THRESHOLD} (got {})",
+                self.lockout_threshold
+            ));
+        }
+        if self.auto_unlock_seconds != 0
+            && !(MIN_AUTO_UNLOCK_SECONDS..=MAX_AUTO_UNLOCK_SECONDS).contains(&self.auto_unlock_seconds)
+        {
+            errs.push(format!(
+                "auto_unlock_seconds must be 0 (admin unlock only) or {MIN_AUTO_UNLOCK_SECONDS}–{MAX_AUTO_UNLOCK_SECONDS} (got {})",
+                self.auto_unlock_seconds
+            ));
+        }
+        if self.throttle_base_seconds == 0 || self.throttle_base_seconds > 3600 {
+            errs.push(format!("throttle_base_seconds must be 1–3600 (got {})", self.throttle_base_seconds));
+        }
+        if self.throttle_max_seconds < self.throttle_base_seconds || self.throttle_max_seconds > 86_400 {
+            errs.push(format!(
+                "throttle_max_seconds must be between throttle_base_seconds and 86400 (got {})",
+                self.throttle_max_seconds
+            ));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+    }
+
+    /// Returns a copy with `key` set to `value` (TOML/JSON-like literal or a
+    /// bare word), validated. Used by `tessera policy set key=value`.
+    pub fn with_setting(&self, key: &str, value: &str) -> Result<Policy, String> {
+        let mut doc = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let obj = doc.as_object_mut().ok_or("policy is not an object")?;
+        if !obj.contains_key(key) {
+            let known: Vec<&String> = obj.keys().collect();
+            return Err(format!(
+                "unknown policy key `{key}` (known: {})",
+                known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let parsed = serde_json::from_str::<serde_json::Value>(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        obj.insert(key.to_string(), parsed);
+        let p: Policy =
+            serde_json::from_value(doc).map_err(|e| format!("invalid value for `{key}`: {e}"))?;
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_as_documented() {
+        let p = Policy::default();
+        p.validate().unwrap();
+        assert_eq!(p.lockout_threshold, 5);
+        assert_eq!(p.auto_unlock_seconds, 1800);
+        assert_eq!(p.skew_seconds, 30);
+    }
+
+    #[test]
+    fn with_setting_validates() {
+        let p = Policy::default();
+        assert_eq!(p.with_setting("lockout_threshold", "3").unwrap().lockout_threshold, 3);
+        assert!(p.with_setting("lockout_threshold", "11").is_err());
+        assert!(p.with_setting("lockout_threshold", "many").is_err());
+        assert!(p.with_setting("auto_unlock_seconds", "60").is_err());
+        assert_eq!(p.with_setting("auto_unlock_seconds", "0").unwrap().auto_unlock_seconds, 0);
+        assert_eq!(p.with_setting("lockout_mode", "throttle").unwrap().lockout_mode, LockoutMode::Throttle);
+        assert!(p.with_setting("no_such_key", "1").unwrap_err().contains("unknown policy key"));
+        assert!(p.with_setting("skew_seconds", "301").is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! The storage port. Every backend (embedded SQLite, PostgreSQL) implements
+//! [`Store`] and passes the same conformance suite.
+//!
+//! Two rules shape this trait:
+//! * Every state change carries its audit record and is applied atomically
+//!   with it, so the audit trail cannot miss an acknowledged change.
+//! * Authentication state changes are *conditional* ([`Store::commit_attempt`]):
+//!   the backend re-checks lock and replay state inside its serialised
+//!   transaction, so concurrent attempts and several nodes stay exact. A
+//!   result is returned only once it is durable.
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditQuery, AuditRecord};
+use crate::clock::Timestamp;
+use crate::keys::KeyError;
+use crate::lockout::LockState;
+use crate::model::{AccessRecord, ApiKey, Token, TokenId, User, UserId, UserStatus};
+use crate::policy::Policy;
+use crate::wildcard::Wildcard;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database is corrupt or not a tessera database: {0}")]
+    Corrupt(String),
+    #[error(
+        "database schema version {found} is newer than this tessera supports ({supported}); use a newer tessera"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("master key does not match this database: {0}")]
+    WrongKey(KeyError),
+    #[error("database not initialised (run `tessera init`): {0}")]
+    NotInitialised(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// A listing filter for users.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub realm: Option<String>,
+    pub pattern: Option<Wildcard>,
+    pub status: Option<UserStatus>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// An administrative change to one user.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    /// argon2id PHC string, or `None` to remove the local password.
+    SetPassword(Option<String>),
+    SetDisabled(bool),
+    /// Clears the failure count, lock and throttle.
+    Unlock,
+    /// Removes tokens, backup codes, lock state and last-access records;
+    /// the user is unregistered again. The password is kept.
+    Reset,
+    Delete,
+}
+
+/// The factor an engine verified, to be consumed by the store if still valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Factor {
+    /// A token code matched counter/step `matched`; the store advances the
+    /// token's floor to `matched + 1` only if it is still `<= matched`.
+    Token { token_id: TokenId, matched: i64, drift: i32 },
+    /// An unused backup code with this digest matched.
+    BackupCode { digest: [u8; 32] },
+}
+
+/// What the engine concluded before touching state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// All factors verified against the snapshot it read.
+    Verified(Factor),
+    /// Wrong credentials; counts toward lockout. The reason is for the audit log.
+    Failed(&'static str),
+    /// Refused without evaluating credentials (disabled, locked, no token);
+    /// recorded as an attempt but never counted.
+    Refused(&'static str),
+}
+
+/// One authentication attempt against a known user, to be applied atomically.
+#[derive(Debug, Clone)]
+pub struct AuthAttempt {
+    pub user_id: UserId,
+    pub access: AccessRecord,
+    pub verdict: Verdict,
+    pub policy: Policy,
+    /// Base record; the store fills in result and reason from the outcome.
+    pub audit: AuditRecord,
+}
+
+/// What actually happened, decided inside the store's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Accepted,
+    /// Counted failure. `replay` means the verified factor had been used in
+    /// the meantime (by a concurrent attempt, or another node).
+    Failed { failures: u32, locked: bool, replay: bool },
+    Locked,
+    Throttled,
+    Disabled,
+    /// Refused before evaluation; not counted.
+    Refused,
+}
+
+/// Storage for everything tessera persists. See the module docs for the rules.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    // --- users
+    async fn create_user(&self, user: &User, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError>;
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self, query: &UserQuery, now: Timestamp) -> Result<Vec<User>, StoreError>;
+    async fn count_users(&self) -> Result<u64, StoreError>;
+    /// Applies `change`; NotFound if the user does not exist.
+    async fn update_user(&self, id: &UserId, change: UserChange, audit: AuditRecord) -> Result<(), StoreError>;
+
+    // --- tokens
+    /// Inserts a token. An active token marks its user registered.
+    async fn create_token(&self, token: &Token, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
+    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError>;
+    async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError>;
+    /// Deletes a token; a user left without active tokens becomes unregistered.
+    async fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError>;
+    /// Confirms a pending token with the code that matched `matched`: it
+    /// becomes active with its floor at `matched + 1`, and the user registered.
+    /// Returns false (and changes nothing) if the token is no longer pending.
+    async fn activate_token(
+        &self,
+        id: &TokenId,
+        matched: i64,
+        drift: i32,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Sets a token's floor and drift after an admin resync. The floor never
+    /// moves backwards (a resync must not re-open used codes).
+    async fn resync_token(
+        &self,
+        id: &TokenId,
+        floor: i64,
+        drift: i32,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError>;
+
+    // --- authentication
+    /// The user and all their tokens, in one consistent read.
+    async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError>;
+    /// Applies one attempt atomically (see [`AuthAttempt`]); durable on return.
+    async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError>;
+    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Replaces the user's backup codes with a fresh set (old ones void).
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        digests: &[[u8; 32]],
+        at: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError>;
+    async fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError>;
+
+    // --- policy
+    async fn policy(&self) -> Result<Policy, StoreError>;
+    async fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError>;
+
+    // --- API keys
+    async fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn api_key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>, StoreError>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+
+    // --- audit
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError>;
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// A cheap read proving the store answers (for /healthz).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The refusal, if any, that applies before a verified factor is consumed.
+/// Shared by the backends so their decisions cannot diverge.
+pub fn blocking_outcome(disabled: bool, lock: &LockState, now: Timestamp) -> Option<AuthOutcome> {
+    if disabled {
+        return Some(AuthOutcome::Disabled);
+    }
+    match lock.block(now) {
+        Some(crate::lockout::Block::Locked) => Some(AuthOutcome::Locked),
+        Some(crate::lockout::Block::Throttled { .. }) => Some(AuthOutcome::Throttled),
+        None => None,
+    }
+}
+
+/// Fills an attempt's audit record from the outcome the store decided.
+pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome: &AuthOutcome) {
+    use crate::audit::AuditResult::{Accept, Reject};
+    let (result, reason): (_, String) = match outcome {
+        AuthOutcome::Accepted => (
+            Accept,
+            match verdict {
+                Verdict::Verified(Factor::BackupCode { .. }) => "backup_code".into(),
+                _ => "otp".into(),
+            },
+        ),
+        AuthOutcome::Failed { replay: true, locked, .. } => {
+            (Reject, if *locked { "replayed_code; now locked".into() } else { "replayed_code".into() })
+        }
+        AuthOutcome::Failed { locked, failures, .. } => {
+            let why = match verdict {
+                Verdict::Failed(r) | Verdict::Refused(r) => *r,
+                Verdict::Verified(_) => "failed",
+            };
+            if *locked {
+                (Reject, format!("{why}; failure {failures}, now locked"))
+            } else {
+                (Reject, format!("{why}; failure {failures}"))
+            }
+        }
+        AuthOutcome::Locked => (Reject, "locked".into()),
+        AuthOutcome::Throttled => (Reject, "throttled".into()),
+        AuthOutcome::Disabled => (Reject, "disabled".into()),
+        AuthOutcome::Refused => (
+            Reject,
+            match verdict {
+                Verdict::Refused(r) | Verdict::Failed(r) => (*r).into(),
+                Verdict::Verified(_) => "refused".into(),
+            },
+        ),
+    };
+    audit.result = result;
+    audit.reason = Some(reason);
+}

@@ -1,0 +1,173 @@
+//! What leaves the process: API and CLI views of stored records.
+//!
+//! Each view is built by an explicit conversion that copies only public
+//! fields. Sealed secrets, password hashes and key digests have no field
+//! here, so they cannot be serialised by accident.
+
+use serde::Serialize;
+
+use crate::audit::AuditRecord;
+use crate::clock::Timestamp;
+use crate::model::{AccessRecord, ApiKey, Token, User, UserStatus};
+use tessera_otp::OtpKind;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessView {
+    /// RFC 3339 UTC time.
+    pub at: String,
+    /// Source address of the attempt.
+    pub address: Option<String>,
+    /// Client that relayed it: a RADIUS client name, `rest`, `cli`, a user agent.
+    pub client: Option<String>,
+}
+
+impl From<&AccessRecord> for AccessView {
+    fn from(a: &AccessRecord) -> Self {
+        AccessView { at: a.at.to_rfc3339(), address: a.address.clone(), client: a.client.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserView {
+    pub id: String,
+    pub realm: String,
+    pub username: String,
+    /// unregistered, active, locked or disabled.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "active"))]
+    pub status: UserStatus,
+    /// Whether the user has a local password (the password itself is never shown).
+    pub has_password: bool,
+    /// Consecutive failures since the last success or unlock.
+    pub failures: u32,
+    /// When a current lock lifts by itself (absent: not locked, or admin unlock only).
+    pub locked_until: Option<String>,
+    pub last_attempt: Option<AccessView>,
+    pub last_success: Option<AccessView>,
+    pub created_at: String,
+}
+
+impl UserView {
+    pub fn new(u: &User, now: Timestamp) -> Self {
+        let status = u.status(now);
+        UserView {
+            id: u.id.0.clone(),
+            realm: u.realm.clone(),
+            username: u.username.clone(),
+            status,
+            has_password: u.password_hash.is_some(),
+            failures: u.lock.failures,
+            locked_until: if status == UserStatus::Locked {
+                u.lock.lock_until.map(Timestamp::to_rfc3339)
+            } else {
+                None
+            },
+            last_attempt: u.last_attempt.as_ref().map(AccessView::from),
+            last_success: u.last_success.as_ref().map(AccessView::from),
+            created_at: u.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenView {
+    pub id: String,
+    pub serial: String,
+    pub user_id: String,
+    /// `totp` or `hotp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub algorithm: String,
+    pub digits: u8,
+    /// TOTP period in seconds.
+    pub period: Option<u32>,
+    /// `pending` until confirmed with a code, then `active`.
+    pub state: String,
+    /// HOTP: the next counter expected. TOTP: the lowest time step still accepted.
+    pub counter: i64,
+    /// Learned TOTP clock drift, in steps.
+    pub drift: i32,
+    pub description: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl From<&Token> for TokenView {
+    fn from(t: &Token) -> Self {
+        let (kind, period) = match t.params.kind {
+            OtpKind::Totp { period } => ("totp", Some(period.get())),
+            OtpKind::Hotp => ("hotp", None),
+        };
+        TokenView {
+            id: t.id.0.clone(),
+            serial: t.serial.clone(),
+            user_id: t.user_id.0.clone(),
+            kind: kind.into(),
+            algorithm: t.params.algorithm.to_string(),
+            digits: t.params.digits.get(),
+            period,
+            state: t.state.as_str().into(),
+            counter: t.counter,
+            drift: t.drift,
+            description: t.description.clone(),
+            created_at: t.created_at.to_rfc3339(),
+            last_used_at: t.last_used_at.map(Timestamp::to_rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiKeyView {
+    pub name: String,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        ApiKeyView {
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            created_at: k.created_at.to_rfc3339(),
+            last_used_at: k.last_used_at.map(Timestamp::to_rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditView {
+    pub id: i64,
+    pub at: String,
+    pub node: String,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub source: Option<String>,
+    pub client: Option<String>,
+    /// accept, reject, challenge, ok or error.
+    pub result: String,
+    pub reason: Option<String>,
+}
+
+impl From<&AuditRecord> for AuditView {
+    fn from(a: &AuditRecord) -> Self {
+        AuditView {
+            id: a.id,
+            at: a.at.to_rfc3339(),
+            node: a.node.clone(),
+            actor: a.actor.clone(),
+            action: a.action.clone(),
+            target: a.target.clone(),
+            source: a.source.clone(),
+            client: a.client.clone(),
+            result: a.result.as_str().into(),
+            reason: a.reason.clone(),
+        }
+    }
+}

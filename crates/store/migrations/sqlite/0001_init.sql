@@ -1,0 +1,78 @@
+-- tessera schema v1 (SQLite). Keep it portable: the PostgreSQL schema mirrors
+-- these tables column for column. Times are Unix milliseconds (INTEGER).
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+
+CREATE TABLE users (
+    id                  TEXT PRIMARY KEY,
+    realm               TEXT NOT NULL,
+    username            TEXT NOT NULL,
+    password_hash       TEXT,
+    disabled            INTEGER NOT NULL DEFAULT 0,
+    registered          INTEGER NOT NULL DEFAULT 0,
+    failures            INTEGER NOT NULL DEFAULT 0,
+    locked_at           INTEGER,
+    lock_until          INTEGER,
+    throttle_until      INTEGER,
+    last_attempt_at     INTEGER,
+    last_attempt_addr   TEXT,
+    last_attempt_client TEXT,
+    last_success_at     INTEGER,
+    last_success_addr   TEXT,
+    last_success_client TEXT,
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL,
+    UNIQUE (realm, username)
+);
+
+CREATE TABLE tokens (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT REFERENCES users(id) ON DELETE CASCADE,
+    serial       TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL CHECK (kind IN ('totp', 'hotp')),
+    algorithm    TEXT NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+    digits       INTEGER NOT NULL CHECK (digits IN (6, 8)),
+    period       INTEGER CHECK (period IS NULL OR period IN (30, 60)),
+    secret       BLOB NOT NULL,
+    counter      INTEGER NOT NULL DEFAULT 0,
+    drift        INTEGER NOT NULL DEFAULT 0,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'active')),
+    description  TEXT NOT NULL DEFAULT '',
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+);
+CREATE INDEX tokens_user ON tokens (user_id);
+
+CREATE TABLE backup_codes (
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    digest     BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    used_at    INTEGER,
+    PRIMARY KEY (user_id, digest)
+);
+
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    prefix       TEXT NOT NULL,
+    digest       BLOB NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+);
+
+CREATE TABLE audit (
+    id     INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,
+    node   TEXT NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    source TEXT,
+    client TEXT,
+    result TEXT NOT NULL,
+    reason TEXT
+);
+CREATE INDEX audit_at ON audit (at);

@@ -1,0 +1,747 @@
+//! The embedded backend: SQLite in WAL mode.
+//!
+//! Why SQLite: one file, crash-safe transactions, readable with the stock
+//! `sqlite3` shell when supporting a site, and a SQL model that the
+//! PostgreSQL backend mirrors table for table. Reads go to a pool of
+//! read-only connections; all writes go through the group-commit
+//! [`writer::Writer`].
+
+mod readers;
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tessera_core::audit::{AuditQuery, AuditRecord};
+use tessera_core::clock::Timestamp;
+use tessera_core::keys::Keyring;
+use tessera_core::lockout::LockState;
+use tessera_core::model::{ApiKey, Token, TokenId, User, UserId, UserStatus};
+use tessera_core::policy::Policy;
+use tessera_core::random::Random;
+use tessera_core::store::{
+    AuthAttempt, AuthOutcome, Factor, Store, StoreError, UserChange, UserQuery, Verdict, blocking_outcome,
+    finish_attempt_audit,
+};
+
+pub use schema::SCHEMA_VERSION;
+
+use readers::Readers;
+use rows::{API_KEY_COLS, AUDIT_COLS, TOKEN_COLS, USER_COLS};
+use writer::Writer;
+
+/// How long a connection waits for another process (the CLI while the
+/// server runs) to release the write lock before reporting "busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const STATEMENT_CACHE: usize = 64;
+
+/// When a commit is considered durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync the WAL on every commit: survives power loss. (Default.)
+    #[default]
+    Full,
+    /// Write the WAL but fsync only at checkpoints: survives a process
+    /// crash (kill -9), may lose the last commits on power loss.
+    Normal,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            other => Err(format!("unknown synchronous mode `{other}` (expected full or normal)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// Read-only connections in the pool.
+    pub readers: usize,
+    /// Page cache per connection, KiB.
+    pub cache_kib: u32,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteOptions { path: path.into(), synchronous: Synchronous::Full, readers: 4, cache_kib: 8192 }
+    }
+}
+
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseCorrupt | C::NotADatabase => StoreError::Corrupt(e.to_string()),
+            C::DatabaseBusy | C::DatabaseLocked => StoreError::Unavailable(format!("database busy: {e}")),
+            C::CannotOpen | C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::PermissionDenied => {
+                StoreError::Unavailable(e.to_string())
+            }
+            C::ConstraintViolation => StoreError::Conflict(format!("record ({e})")),
+            _ => StoreError::Backend(e.to_string()),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(format!("unreadable record: {e}"))
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: Readers,
+    writer: Writer,
+}
+
+fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
+    conn.pragma_update(None, "cache_size", -(opts.cache_kib as i64)).map_err(map_err)?;
+    Ok(())
+}
+
+fn open_flags(create: bool) -> OpenFlags {
+    let mut f = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        f |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    f
+}
+
+/// Reads the stored key check without writing anything.
+fn verify_key(conn: &Connection, keys: &Keyring) -> Result<(), StoreError> {
+    let check: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| r.get(0))
+        .optional()
+        .map_err(map_err)?;
+    let check = check.ok_or_else(|| StoreError::Corrupt("the master key check value is missing".into()))?;
+    keys.verify_check_value(&check).map_err(StoreError::WrongKey)
+}
+
+fn quick_check(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)").map_err(map_err)?;
+    let lines: Vec<String> =
+        stmt.query_map([], |r| r.get(0)).map_err(map_err)?.collect::<Result<_, _>>().map_err(map_err)?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!("integrity check failed: {}", lines.join("; "))))
+    }
+}
+
+impl SqliteStore {
+    /// Opens an existing database. Checks, before writing anything, that the
+    /// file is an intact tessera database of a supported version and that
+    /// `keys` is the master key it was created with.
+    pub fn open(opts: &SqliteOptions, keys: &Keyring, now: Timestamp) -> Result<Self, StoreError> {
+        if !opts.path.exists() {
+            return Err(StoreError::NotInitialised(format!("{} does not exist", opts.path.display())));
+        }
+        let conn = Connection::open_with_flags(&opts.path, open_flags(false)).map_err(map_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+        let version = schema::current_version(&conn)?;
+        if version == 0 {
+            return Err(StoreError::NotInitialised(format!("{} is an empty database", opts.path.display())));
+        }
+        schema::check_supported(version)?;
+        quick_check(&conn)?;
+        verify_key(&conn, keys)?;
+        Self::finish_open(conn, opts, now)
+    }
+
+    /// Creates a new database bound to `keys`. Refuses to touch an existing file.
+    pub fn create(opts: &SqliteOptions, keys: &Keyring, rng: &dyn Random, now: Timestamp) -> Result<Self, StoreError> {
+        if opts.path.exists() {
+            return Err(StoreError::Conflict(format!("database {}", opts.path.display())));
+        }
+        let conn = Connection::open_with_flags(&opts.path, open_flags(true)).map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        schema::migrate(&conn, now.0)?;
+        let policy = serde_json::to_string(&Policy::default()).map_err(|e| StoreError::Backend(e.to_string()))?;
+        conn.execute_batch("BEGIN").map_err(map_err)?;
+        let ins = |k: &str, v: &dyn rusqlite::ToSql| conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]);
+        ins("key_check", &keys.make_check_value(rng)).map_err(map_err)?;
+        ins("key_id", &keys.key_id()).map_err(map_err)?;
+        ins("policy", &policy).map_err(map_err)?;
+        ins("created_at", &now.0).map_err(map_err)?;
+        conn.execute_batch("COMMIT").map_err(map_err)?;
+        Self::finish_open(conn, opts, now)
+    }
+
+    fn finish_open(conn: Connection, opts: &SqliteOptions, now: Timestamp) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        let sync = match opts.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(map_err)?;
+        configure(&conn, opts)?;
+        schema::migrate(&conn, now.0)?;
+        let mut readers = Vec::with_capacity(opts.readers.max(1));
+        for _ in 0..opts.readers.max(1) {
+            let r = Connection::open_with_flags(
+                &opts.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(map_err)?;
+            configure(&r, opts)?;
+            readers.push(r);
+        }
+        let writer = Writer::start(conn).map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        Ok(SqliteStore { path: opts.path.clone(), readers: Readers::new(readers), writer })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.readers.with(|c| f(c)).map_err(map_err)
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+}
+
+fn insert_audit(conn: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at, node, actor, action, target, source, client, result, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            a.at.0,
+            a.node,
+            a.actor,
+            a.action,
+            a.target,
+            a.source,
+            a.client,
+            a.result.as_str(),
+            a.reason
+        ])
+    })
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+fn status_clause(status: UserStatus) -> &'static str {
+    // Mirrors `User::status`: disabled wins, then a lock that has not expired.
+    match status {
+        UserStatus::Disabled => "disabled = 1",
+        UserStatus::Locked => "(disabled = 0 AND locked_at IS NOT NULL AND (lock_until IS NULL OR lock_until > :now))",
+        UserStatus::Active => {
+            "(disabled = 0 AND registered = 1 AND NOT (locked_at IS NOT NULL AND (lock_until IS NULL OR lock_until > :now)))"
+        }
+        UserStatus::Unregistered => {
+            "(disabled = 0 AND registered = 0 AND NOT (locked_at IS NOT NULL AND (lock_until IS NULL OR lock_until > :now)))"
+        }
+    }
+}
+
+fn refresh_registered(conn: &Connection, user: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE users SET registered = EXISTS (SELECT 1 FROM tokens WHERE user_id = ?1 AND state = 'active') WHERE id = ?1",
+    )?
+    .execute([user])?;
+    Ok(())
+}
+
+/// The lock-and-replay decision for one attempt; runs inside the writer's
+/// transaction, so attempts are applied one at a time.
+fn apply_attempt(conn: &Connection, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+    let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
+    let now = access.at;
+    let row: Option<(bool, i64, Option<i64>, Option<i64>, Option<i64>)> = conn
+        .prepare_cached("SELECT disabled, failures, locked_at, lock_until, throttle_until FROM users WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&user_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional())
+        .map_err(map_err)?;
+    let Some((disabled, failures, locked_at, lock_until, throttle_until)) = row else {
+        // Deleted between the engine's read and now.
+        finish_attempt_audit(&mut audit, &Verdict::Refused("user_deleted"), &AuthOutcome::Refused);
+        insert_audit(conn, &audit)?;
+        return Ok(AuthOutcome::Refused);
+    };
+    let lock = LockState {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        locked_at: locked_at.map(Timestamp),
+        lock_until: lock_until.map(Timestamp),
+        throttle_until: throttle_until.map(Timestamp),
+    };
+
+    let fail = |replay: bool| {
+        let next = lock.after_failure(&policy, now);
+        (AuthOutcome::Failed { failures: next.failures, locked: next.is_locked(now), replay }, next)
+    };
+    let (outcome, next) = if let Some(blocked) = blocking_outcome(disabled, &lock, now) {
+        (blocked, lock)
+    } else {
+        match &verdict {
+            Verdict::Verified(Factor::Token { token_id, matched, drift }) => {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE tokens SET counter = ?1 + 1, drift = ?2, last_used_at = ?3 \
+                         WHERE id = ?4 AND user_id = ?5 AND state = 'active' AND counter <= ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![matched, drift, now.0, token_id.0, user_id.0]))
+                    .map_err(map_err)?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+            }
+            Verdict::Verified(Factor::BackupCode { digest }) => {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE backup_codes SET used_at = ?1 WHERE user_id = ?2 AND digest = ?3 AND used_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![now.0, user_id.0, &digest[..]]))
+                    .map_err(map_err)?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+            }
+            Verdict::Failed(_) => fail(false),
+            Verdict::Refused(_) => (AuthOutcome::Refused, lock),
+        }
+    };
+
+    let accepted = outcome == AuthOutcome::Accepted;
+    conn.prepare_cached(
+        "UPDATE users SET failures = ?1, locked_at = ?2, lock_until = ?3, throttle_until = ?4, \
+         last_attempt_at = ?5, last_attempt_addr = ?6, last_attempt_client = ?7, \
+         last_success_at = CASE WHEN ?8 THEN ?5 ELSE last_success_at END, \
+         last_success_addr = CASE WHEN ?8 THEN ?6 ELSE last_success_addr END, \
+         last_success_client = CASE WHEN ?8 THEN ?7 ELSE last_success_client END, \
+         updated_at = ?5 WHERE id = ?9",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            next.failures as i64,
+            next.locked_at.map(|t| t.0),
+            next.lock_until.map(|t| t.0),
+            next.throttle_until.map(|t| t.0),
+            now.0,
+            access.address,
+            access.client,
+            accepted,
+            user_id.0
+        ])
+    })
+    .map_err(map_err)?;
+    finish_attempt_audit(&mut audit, &verdict, &outcome);
+    insert_audit(conn, &audit)?;
+    Ok(outcome)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: &User, audit: AuditRecord) -> Result<(), StoreError> {
+        let u = user.clone();
+        self.write(move |c| {
+            let r = c
+                .prepare_cached(
+                    "INSERT INTO users (id, realm, username, password_hash, disabled, registered, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![u.id.0, u.realm, u.username, u.password_hash, u.disabled, u.registered, u.created_at.0])
+                });
+            match r {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("user `{}` in realm `{}`", u.username, u.realm)));
+                }
+                r => r.map_err(map_err)?,
+            };
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE realm = ?1 AND username = ?2"))?
+                .query_row([realm, username], rows::user)
+                .optional()
+        })
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?.query_row([&id.0], rows::user).optional()
+        })
+    }
+
+    async fn list_users(&self, q: &UserQuery, now: Timestamp) -> Result<Vec<User>, StoreError> {
+        let mut sql = format!("SELECT {USER_COLS} FROM users WHERE 1 = 1");
+        if q.realm.is_some() {
+            sql.push_str(" AND realm = :realm");
+        }
+        if q.pattern.is_some() {
+            sql.push_str(" AND username GLOB :pattern");
+        }
+        if let Some(st) = q.status {
+            sql.push_str(" AND ");
+            sql.push_str(status_clause(st));
+        }
+        sql.push_str(" ORDER BY realm, username LIMIT :limit OFFSET :offset");
+        let pattern = q.pattern.as_ref().map(|p| p.to_sqlite_glob());
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut named: Vec<(&str, &dyn rusqlite::ToSql)> =
+                vec![(":limit", &q.limit), (":offset", &q.offset)];
+            if let Some(r) = &q.realm {
+                named.push((":realm", r));
+            }
+            if let Some(p) = &pattern {
+                named.push((":pattern", p));
+            }
+            if q.status.is_some() && q.status != Some(UserStatus::Disabled) {
+                named.push((":now", &now.0));
+            }
+            stmt.query_map(named.as_slice(), rows::user)?.collect()
+        })
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        self.read(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))).map(|n| n as u64)
+    }
+
+    async fn update_user(&self, id: &UserId, change: UserChange, audit: AuditRecord) -> Result<(), StoreError> {
+        let id = id.0.clone();
+        self.write(move |c| {
+            let now = audit.at.0;
+            let n = match &change {
+                UserChange::SetPassword(h) => c.execute(
+                    "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3",
+                    params![h, now, id],
+                ),
+                UserChange::SetDisabled(d) => {
+                    c.execute("UPDATE users SET disabled = ?1, updated_at = ?2 WHERE id = ?3", params![d, now, id])
+                }
+                UserChange::Unlock => c.execute(
+                    "UPDATE users SET failures = 0, locked_at = NULL, lock_until = NULL, throttle_until = NULL, \
+                     updated_at = ?1 WHERE id = ?2",
+                    params![now, id],
+                ),
+                UserChange::Reset => {
+                    c.execute("DELETE FROM tokens WHERE user_id = ?1", [&id]).map_err(map_err)?;
+                    c.execute("DELETE FROM backup_codes WHERE user_id = ?1", [&id]).map_err(map_err)?;
+                    c.execute(
+                        "UPDATE users SET registered = 0, failures = 0, locked_at = NULL, lock_until = NULL, \
+                         throttle_until = NULL, updated_at = ?1 WHERE id = ?2",
+                        params![now, id],
+                    )
+                }
+                UserChange::Delete => c.execute("DELETE FROM users WHERE id = ?1", [&id]),
+            }
+            .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user {id}")));
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
+        let t = token.clone();
+        self.write(move |c| {
+            let (kind, period) = rows::kind_cols(&t.params);
+            let r = c
+                .prepare_cached(&format!(
+                    "INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        t.id.0,
+                        t.user_id.0,
+                        t.serial,
+                        kind,
+                        t.params.algorithm.to_string(),
+                        t.params.digits.get(),
+                        (kind == "totp").then_some(period),
+                        t.sealed_secret,
+                        t.counter,
+                        t.drift,
+                        t.state.as_str(),
+                        t.description,
+                        t.created_at.0,
+                        t.last_used_at.map(|x| x.0)
+                    ])
+                });
+            match r {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("token serial `{}`", t.serial)));
+                }
+                Err(rusqlite::Error::SqliteFailure(f, _)) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    return Err(StoreError::NotFound(format!("user {}", t.user_id)));
+                }
+                r => r.map_err(map_err)?,
+            };
+            refresh_registered(c, &t.user_id.0).map_err(map_err)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"))?.query_row([&id.0], rows::token).optional()
+        })
+    }
+
+    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"))?
+                .query_row([serial], rows::token)
+                .optional()
+        })
+    }
+
+    async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1 ORDER BY created_at, id"))?
+                .query_map([&user.0], rows::token)?
+                .collect()
+        })
+    }
+
+    async fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError> {
+        let id = id.0.clone();
+        self.write(move |c| {
+            let user: Option<Option<String>> = c
+                .query_row("SELECT user_id FROM tokens WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            let Some(user) = user else {
+                return Err(StoreError::NotFound(format!("token {id}")));
+            };
+            c.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(map_err)?;
+            if let Some(u) = user {
+                refresh_registered(c, &u).map_err(map_err)?;
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn activate_token(&self, id: &TokenId, matched: i64, drift: i32, audit: AuditRecord) -> Result<bool, StoreError> {
+        let id = id.0.clone();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE tokens SET state = 'active', counter = ?1 + 1, drift = ?2, last_used_at = ?3 \
+                     WHERE id = ?4 AND state = 'pending' AND counter <= ?1",
+                    params![matched, drift, audit.at.0, id],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let user: String = c.query_row("SELECT user_id FROM tokens WHERE id = ?1", [&id], |r| r.get(0)).map_err(map_err)?;
+            refresh_registered(c, &user).map_err(map_err)?;
+            insert_audit(c, &audit)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError> {
+        let id = id.0.clone();
+        self.write(move |c| {
+            let n = c
+                .execute("UPDATE tokens SET counter = MAX(counter, ?1), drift = ?2 WHERE id = ?3", params![floor, drift, id])
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("token {id}")));
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError> {
+        self.read(|c| {
+            // One read transaction, so the user and their tokens are one snapshot.
+            c.execute_batch("BEGIN")?;
+            let r = (|| {
+                let user = c
+                    .prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE realm = ?1 AND username = ?2"))?
+                    .query_row([realm, username], rows::user)
+                    .optional()?;
+                let Some(user) = user else { return Ok(None) };
+                let tokens = c
+                    .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1 ORDER BY created_at, id"))?
+                    .query_map([&user.id.0], rows::token)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(Some((user, tokens)))
+            })();
+            c.execute_batch("COMMIT")?;
+            r
+        })
+    }
+
+    async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+        self.write(move |c| apply_attempt(c, attempt)).await
+    }
+
+    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2 AND used_at IS NULL")?
+                .exists(params![user.0, &digest[..]])
+        })
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        digests: &[[u8; 32]],
+        at: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let user = user.0.clone();
+        let digests = digests.to_vec();
+        self.write(move |c| {
+            let exists = c.query_row("SELECT 1 FROM users WHERE id = ?1", [&user], |_| Ok(())).optional().map_err(map_err)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("user {user}")));
+            }
+            c.execute("DELETE FROM backup_codes WHERE user_id = ?1", [&user]).map_err(map_err)?;
+            let mut ins = c
+                .prepare_cached("INSERT INTO backup_codes (user_id, digest, created_at) VALUES (?1, ?2, ?3)")
+                .map_err(map_err)?;
+            for d in &digests {
+                ins.execute(params![user, &d[..], at.0]).map_err(map_err)?;
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT count(*) FROM backup_codes WHERE user_id = ?1 AND used_at IS NULL")?
+                .query_row([&user.0], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n as u32)
+    }
+
+    async fn policy(&self) -> Result<Policy, StoreError> {
+        let text: String = self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = 'policy'")?.query_row([], |r| r.get(0))
+        })?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))
+    }
+
+    async fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError> {
+        let text = serde_json::to_string(policy).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.write(move |c| {
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('policy', ?1)", [&text]).map_err(map_err)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError> {
+        let k = key.clone();
+        self.write(move |c| {
+            let r = c.execute(
+                &format!("INSERT INTO api_keys ({API_KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                params![k.id, k.name, k.prefix, &k.digest[..], k.created_at.0, k.last_used_at.map(|t| t.0)],
+            );
+            match r {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict(format!("API key `{}`", k.name))),
+                r => r.map_err(map_err)?,
+            };
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn api_key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {API_KEY_COLS} FROM api_keys WHERE digest = ?1"))?
+                .query_row([&digest[..]], rows::api_key)
+                .optional()
+        })
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(|c| c.prepare_cached(&format!("SELECT {API_KEY_COLS} FROM api_keys ORDER BY name"))?.query_map([], rows::api_key)?.collect())
+    }
+
+    async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |c| {
+            let n = c.execute("DELETE FROM api_keys WHERE name = ?1", [&name]).map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("API key `{name}`")));
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        self.write(move |c| insert_audit(c, &record)).await
+    }
+
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut sql = format!("SELECT {AUDIT_COLS} FROM audit WHERE 1 = 1");
+        let mut named: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
+        if let Some(t) = q.since {
+            sql.push_str(" AND at >= :since");
+            named.push((":since", Box::new(t.0)));
+        }
+        if let Some(t) = q.until {
+            sql.push_str(" AND at < :until");
+            named.push((":until", Box::new(t.0)));
+        }
+        if let Some(a) = &q.actor {
+            sql.push_str(" AND actor = :actor");
+            named.push((":actor", Box::new(a.clone())));
+        }
+        if let Some(a) = &q.action {
+            sql.push_str(" AND action = :action");
+            named.push((":action", Box::new(a.clone())));
+        }
+        if let Some(t) = &q.target {
+            sql.push_str(" AND target = :target");
+            named.push((":target", Box::new(t.clone())));
+        }
+        if let Some(r) = q.result {
+            sql.push_str(" AND result = :result");
+            named.push((":result", Box::new(r.as_str())));
+        }
+        if let Some(b) = q.before_id {
+            sql.push_str(" AND id < :before");
+            named.push((":before", Box::new(b)));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT :limit");
+        named.push((":limit", Box::new(q.limit)));
+        self.read(|c| {
+            let params: Vec<(&str, &dyn rusqlite::ToSql)> = named.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+            c.prepare_cached(&sql)?.query_map(params.as_slice(), rows::audit)?.collect()
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+}

@@ -1,0 +1,128 @@
+//! Row ⇄ record conversions for the SQLite backend. A row that does not
+//! decode into a valid record is reported as corruption, never guessed at.
+
+use rusqlite::Row;
+use rusqlite::types::Type;
+use tessera_core::audit::AuditRecord;
+use tessera_core::clock::Timestamp;
+use tessera_core::lockout::LockState;
+use tessera_core::model::{AccessRecord, ApiKey, Token, TokenId, TokenState, User, UserId};
+use tessera_otp::{Algorithm, Digits, OtpKind, OtpParams, Period};
+
+pub const USER_COLS: &str = "id, realm, username, password_hash, disabled, registered, failures, \
+    locked_at, lock_until, throttle_until, last_attempt_at, last_attempt_addr, last_attempt_client, \
+    last_success_at, last_success_addr, last_success_client, created_at";
+
+pub const TOKEN_COLS: &str = "id, user_id, serial, kind, algorithm, digits, period, secret, counter, drift, \
+    state, description, created_at, last_used_at";
+
+pub const AUDIT_COLS: &str = "id, at, node, actor, action, target, source, client, result, reason";
+
+pub const API_KEY_COLS: &str = "id, name, prefix, digest, created_at, last_used_at";
+
+fn bad(col: usize, msg: impl Into<String>) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, Type::Text, msg.into().into())
+}
+
+fn ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp)
+}
+
+fn access(at: Option<i64>, addr: Option<String>, client: Option<String>) -> Option<AccessRecord> {
+    at.map(|at| AccessRecord { at: Timestamp(at), address: addr, client })
+}
+
+pub fn user(r: &Row<'_>) -> rusqlite::Result<User> {
+    let failures: i64 = r.get(6)?;
+    Ok(User {
+        id: UserId(r.get(0)?),
+        realm: r.get(1)?,
+        username: r.get(2)?,
+        password_hash: r.get(3)?,
+        disabled: r.get(4)?,
+        registered: r.get(5)?,
+        lock: LockState {
+            failures: u32::try_from(failures).map_err(|_| bad(6, "failure count out of range"))?,
+            locked_at: ts(r.get(7)?),
+            lock_until: ts(r.get(8)?),
+            throttle_until: ts(r.get(9)?),
+        },
+        last_attempt: access(r.get(10)?, r.get(11)?, r.get(12)?),
+        last_success: access(r.get(13)?, r.get(14)?, r.get(15)?),
+        created_at: Timestamp(r.get(16)?),
+    })
+}
+
+pub fn params_from(kind: &str, algorithm: &str, digits: i64, period: Option<i64>) -> Result<OtpParams, String> {
+    let algorithm: Algorithm = algorithm.parse().map_err(|_| format!("unknown algorithm {algorithm}"))?;
+    let digits = Digits::new(u8::try_from(digits).map_err(|_| "digits out of range")?).map_err(|e| e.to_string())?;
+    let kind = match (kind, period) {
+        ("totp", Some(p)) => {
+            OtpKind::Totp { period: Period::new(u32::try_from(p).map_err(|_| "period out of range")?).map_err(|e| e.to_string())? }
+        }
+        ("hotp", None) => OtpKind::Hotp,
+        _ => return Err(format!("inconsistent token kind {kind}")),
+    };
+    Ok(OtpParams { kind, algorithm, digits })
+}
+
+pub fn token(r: &Row<'_>) -> rusqlite::Result<Token> {
+    let kind: String = r.get(3)?;
+    let algorithm: String = r.get(4)?;
+    let params = params_from(&kind, &algorithm, r.get(5)?, r.get(6)?).map_err(|m| bad(3, m))?;
+    let state: String = r.get(10)?;
+    let state = match state.as_str() {
+        "pending" => TokenState::Pending,
+        "active" => TokenState::Active,
+        _ => return Err(bad(10, "unknown token state")),
+    };
+    let drift: i64 = r.get(9)?;
+    Ok(Token {
+        id: TokenId(r.get(0)?),
+        user_id: UserId(r.get(1)?),
+        serial: r.get(2)?,
+        params,
+        sealed_secret: r.get(7)?,
+        counter: r.get(8)?,
+        drift: i32::try_from(drift).map_err(|_| bad(9, "drift out of range"))?,
+        state,
+        description: r.get(11)?,
+        created_at: Timestamp(r.get(12)?),
+        last_used_at: ts(r.get(13)?),
+    })
+}
+
+pub fn kind_cols(p: &OtpParams) -> (&'static str, i64) {
+    match p.kind {
+        OtpKind::Totp { period } => ("totp", period.get() as i64),
+        OtpKind::Hotp => ("hotp", 0),
+    }
+}
+
+pub fn audit(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let result: String = r.get(8)?;
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        at: Timestamp(r.get(1)?),
+        node: r.get(2)?,
+        actor: r.get(3)?,
+        action: r.get(4)?,
+        target: r.get(5)?,
+        source: r.get(6)?,
+        client: r.get(7)?,
+        result: result.parse().map_err(|e: String| bad(8, e))?,
+        reason: r.get(9)?,
+    })
+}
+
+pub fn api_key(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    let digest: Vec<u8> = r.get(3)?;
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        digest: digest.try_into().map_err(|_| bad(3, "digest length"))?,
+        created_at: Timestamp(r.get(4)?),
+        last_used_at: ts(r.get(5)?),
+    })
+}

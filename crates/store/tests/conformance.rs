@@ -1,0 +1,575 @@
+//! The storage conformance suite. Every backend runs every case here; a
+//! backend is correct when this file passes against it. Backend-specific
+//! cases (file corruption, wrong key on open) follow at the end.
+
+use std::sync::Arc;
+
+use tessera_core::audit::{Actor, AuditQuery, AuditRecord, AuditResult};
+use tessera_core::clock::Timestamp;
+use tessera_core::keys::{Keyring, MasterKey, Purpose};
+use tessera_core::lockout::LockState;
+use tessera_core::model::{AccessRecord, ApiKey, Token, TokenId, TokenState, User, UserId, UserStatus};
+use tessera_core::policy::{LockoutMode, Policy};
+use tessera_core::random::OsRandom;
+use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, Store, StoreError, UserChange, UserQuery, Verdict};
+use tessera_core::wildcard::Wildcard;
+use tessera_otp::OtpParams;
+use tessera_store::{SqliteOptions, SqliteStore};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn at(offset_s: i64) -> Timestamp {
+    Timestamp(T0 + offset_s * 1000)
+}
+
+fn audit(action: &str) -> AuditRecord {
+    AuditRecord::new(at(0), "test-node", &Actor::new("test"), action)
+}
+
+fn user(name: &str) -> User {
+    User {
+        id: UserId::new_random(),
+        realm: "default".into(),
+        username: name.into(),
+        password_hash: None,
+        disabled: false,
+        registered: false,
+        lock: LockState::default(),
+        last_attempt: None,
+        last_success: None,
+        created_at: at(0),
+    }
+}
+
+fn token(user: &User, serial: &str, state: TokenState, keys: &Keyring) -> Token {
+    let id = TokenId::new_random();
+    Token {
+        sealed_secret: keys.seal(&OsRandom, Purpose::OtpSecret, id.as_str(), b"12345678901234567890"),
+        id,
+        user_id: user.id.clone(),
+        serial: serial.into(),
+        params: OtpParams::default(),
+        counter: 0,
+        drift: 0,
+        state,
+        description: String::new(),
+        created_at: at(0),
+        last_used_at: None,
+    }
+}
+
+fn attempt(user: &User, verdict: Verdict, policy: &Policy, t: Timestamp) -> AuthAttempt {
+    AuthAttempt {
+        user_id: user.id.clone(),
+        access: AccessRecord { at: t, address: Some("192.0.2.7".into()), client: Some("test".into()) },
+        verdict,
+        policy: policy.clone(),
+        audit: audit("validate"),
+    }
+}
+
+/// A fresh, empty store of one backend, with the keyring it was made with.
+struct Fixture {
+    store: Arc<dyn Store>,
+    keys: Keyring,
+    _dir: tempfile::TempDir,
+}
+
+fn sqlite_fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let store = SqliteStore::create(&SqliteOptions::new(dir.path().join("t.db")), &keys, &OsRandom, at(0)).unwrap();
+    Fixture { store: Arc::new(store), keys, _dir: dir }
+}
+
+macro_rules! conformance {
+    ($backend:ident, $fixture:expr, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let f = $fixture;
+                    super::$case(&f).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(sqlite, super::sqlite_fixture(), [
+    users_create_find_conflict,
+    users_list_wildcard_status_paging,
+    users_changes_and_not_found,
+    tokens_lifecycle_and_registration,
+    token_accept_then_replay,
+    parallel_same_code_accepts_once,
+    parallel_wrong_attempts_lock_exactly,
+    auto_unlock_and_admin_unlock,
+    throttle_mode_blocks_until_delay,
+    disabled_and_refused_not_counted,
+    backup_codes_single_use_and_regenerate,
+    activate_and_resync,
+    policy_round_trip,
+    api_keys_crud,
+    audit_records_every_change_and_filters,
+]);
+
+async fn users_create_find_conflict(f: &Fixture) {
+    let s = &f.store;
+    let u = user("alice");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let got = s.user_by_name("default", "alice").await.unwrap().unwrap();
+    assert_eq!(got, u);
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap(), u);
+    assert!(s.user_by_name("default", "Alice").await.unwrap().is_none(), "usernames are case-sensitive");
+    assert!(s.user_by_name("other", "alice").await.unwrap().is_none());
+    let dup = s.create_user(&user("alice"), audit("user.add")).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let mut other_realm = user("alice");
+    other_realm.realm = "corp".into();
+    s.create_user(&other_realm, audit("user.add")).await.unwrap();
+    assert_eq!(s.count_users().await.unwrap(), 2);
+}
+
+async fn users_list_wildcard_status_paging(f: &Fixture) {
+    let s = &f.store;
+    for n in ["john", "joanna", "Jo", "bob", "majo", "jo_x", "jo%y"] {
+        s.create_user(&user(n), audit("user.add")).await.unwrap();
+    }
+    let names = |v: Vec<User>| v.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    let q = |p: &str| UserQuery { pattern: Some(Wildcard::parse(p).unwrap()), limit: 100, ..Default::default() };
+    assert_eq!(names(s.list_users(&q("jo*"), at(0)).await.unwrap()), ["jo%y", "jo_x", "joanna", "john"]);
+    assert_eq!(names(s.list_users(&q("*jo*"), at(0)).await.unwrap()), ["jo%y", "jo_x", "joanna", "john", "majo"]);
+    assert_eq!(names(s.list_users(&q("jo_*"), at(0)).await.unwrap()), ["jo_x"], "_ is literal");
+    assert_eq!(names(s.list_users(&q("Jo"), at(0)).await.unwrap()), ["Jo"]);
+    let all = UserQuery { limit: 3, offset: 2, ..Default::default() };
+    assert_eq!(s.list_users(&all, at(0)).await.unwrap().len(), 3);
+
+    // status filters agree with User::status
+    let bob = s.user_by_name("default", "bob").await.unwrap().unwrap();
+    s.update_user(&bob.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
+    let john = s.user_by_name("default", "john").await.unwrap().unwrap();
+    s.create_token(&token(&john, "T1", TokenState::Active, &f.keys), audit("token.add")).await.unwrap();
+    let policy = Policy { lockout_threshold: 1, ..Policy::default() };
+    let majo = s.user_by_name("default", "majo").await.unwrap().unwrap();
+    s.commit_attempt(attempt(&majo, Verdict::Failed("wrong_code"), &policy, at(0))).await.unwrap();
+    let st = |x: UserStatus| UserQuery { status: Some(x), limit: 100, ..Default::default() };
+    assert_eq!(names(s.list_users(&st(UserStatus::Disabled), at(1)).await.unwrap()), ["bob"]);
+    assert_eq!(names(s.list_users(&st(UserStatus::Active), at(1)).await.unwrap()), ["john"]);
+    assert_eq!(names(s.list_users(&st(UserStatus::Locked), at(1)).await.unwrap()), ["majo"]);
+    assert_eq!(names(s.list_users(&st(UserStatus::Unregistered), at(1)).await.unwrap()), ["Jo", "jo%y", "jo_x", "joanna"]);
+    // after the lock expires majo is unregistered again
+    let later = at(policy.auto_unlock_seconds as i64 + 1);
+    assert!(names(s.list_users(&st(UserStatus::Unregistered), later).await.unwrap()).contains(&"majo".to_string()));
+    for u in s.list_users(&UserQuery { limit: 100, ..Default::default() }, at(1)).await.unwrap() {
+        let by_status = names(s.list_users(&st(u.status(at(1))), at(1)).await.unwrap());
+        assert!(by_status.contains(&u.username), "{} has status {:?}", u.username, u.status(at(1)));
+    }
+}
+
+async fn users_changes_and_not_found(f: &Fixture) {
+    let s = &f.store;
+    let u = user("carol");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    s.update_user(&u.id, UserChange::SetPassword(Some("$argon2id$x".into())), audit("user.password")).await.unwrap();
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$x"));
+    s.update_user(&u.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(0)), UserStatus::Disabled);
+    s.update_user(&u.id, UserChange::SetDisabled(false), audit("user.enable")).await.unwrap();
+    s.create_token(&token(&u, "C1", TokenState::Active, &f.keys), audit("token.add")).await.unwrap();
+    s.replace_backup_codes(&u.id, &[[1; 32]], at(0), audit("backup")).await.unwrap();
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(0)), UserStatus::Active);
+    s.update_user(&u.id, UserChange::Reset, audit("user.reset")).await.unwrap();
+    let after = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!(after.status(at(0)), UserStatus::Unregistered);
+    assert!(after.password_hash.is_some(), "reset keeps the password");
+    assert!(s.tokens_for_user(&u.id).await.unwrap().is_empty());
+    assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 0);
+    s.update_user(&u.id, UserChange::Delete, audit("user.delete")).await.unwrap();
+    assert!(s.user_by_id(&u.id).await.unwrap().is_none());
+    let missing = s.update_user(&u.id, UserChange::Unlock, audit("user.unlock")).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+}
+
+async fn tokens_lifecycle_and_registration(f: &Fixture) {
+    let s = &f.store;
+    let u = user("dave");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let pending = token(&u, "P1", TokenState::Pending, &f.keys);
+    s.create_token(&pending, audit("token.enroll")).await.unwrap();
+    assert!(!s.user_by_id(&u.id).await.unwrap().unwrap().registered, "a pending token does not register");
+    let active = token(&u, "A1", TokenState::Active, &f.keys);
+    s.create_token(&active, audit("token.add")).await.unwrap();
+    assert!(s.user_by_id(&u.id).await.unwrap().unwrap().registered);
+    assert_eq!(s.token_by_serial("A1").await.unwrap().unwrap(), active);
+    assert_eq!(s.token_by_id(&pending.id).await.unwrap().unwrap(), pending);
+    assert_eq!(s.tokens_for_user(&u.id).await.unwrap().len(), 2);
+    let dup = s.create_token(&token(&u, "A1", TokenState::Active, &f.keys), audit("token.add")).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let orphan = s.create_token(&token(&user("ghost"), "G1", TokenState::Active, &f.keys), audit("token.add")).await;
+    assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+    s.delete_token(&active.id, audit("token.delete")).await.unwrap();
+    assert!(!s.user_by_id(&u.id).await.unwrap().unwrap().registered, "no active token left");
+    let again = s.delete_token(&active.id, audit("token.delete")).await;
+    assert!(matches!(again, Err(StoreError::NotFound(_))));
+    // The sealed secret round-trips byte for byte.
+    let stored = s.token_by_id(&pending.id).await.unwrap().unwrap();
+    assert_eq!(f.keys.open(Purpose::OtpSecret, stored.id.as_str(), &stored.sealed_secret).unwrap().as_slice(), b"12345678901234567890");
+}
+
+async fn token_accept_then_replay(f: &Fixture) {
+    let s = &f.store;
+    let u = user("erin");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let t = token(&u, "E1", TokenState::Active, &f.keys);
+    s.create_token(&t, audit("token.add")).await.unwrap();
+    let p = Policy::default();
+    let ok = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 100, drift: 1 });
+    assert_eq!(s.commit_attempt(attempt(&u, ok.clone(), &p, at(1))).await.unwrap(), AuthOutcome::Accepted);
+    let stored = s.token_by_id(&t.id).await.unwrap().unwrap();
+    assert_eq!((stored.counter, stored.drift), (101, 1));
+    assert_eq!(stored.last_used_at, Some(at(1)));
+    let u1 = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!(u1.last_success.as_ref().unwrap().at, at(1));
+    assert_eq!(u1.last_success.as_ref().unwrap().address.as_deref(), Some("192.0.2.7"));
+    // the same step again, or an older one: replay, counted as a failure
+    let replay = s.commit_attempt(attempt(&u, ok, &p, at(2))).await.unwrap();
+    assert_eq!(replay, AuthOutcome::Failed { failures: 1, locked: false, replay: true });
+    let older = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 99, drift: 0 });
+    assert!(matches!(s.commit_attempt(attempt(&u, older, &p, at(3))).await.unwrap(), AuthOutcome::Failed { replay: true, .. }));
+    let u2 = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!(u2.lock.failures, 2);
+    assert_eq!(u2.last_attempt.unwrap().at, at(3));
+    assert_eq!(u2.last_success.unwrap().at, at(1));
+    // a newer step succeeds and clears the failures
+    let newer = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 101, drift: 0 });
+    assert_eq!(s.commit_attempt(attempt(&u, newer, &p, at(4))).await.unwrap(), AuthOutcome::Accepted);
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().lock.failures, 0);
+}
+
+async fn parallel_same_code_accepts_once(f: &Fixture) {
+    let s = &f.store;
+    let u = user("frank");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let t = token(&u, "F1", TokenState::Active, &f.keys);
+    s.create_token(&t, audit("token.add")).await.unwrap();
+    let p = Policy { lockout_threshold: 10, ..Policy::default() };
+    let v = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 7, drift: 0 });
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            let a = attempt(&u, v.clone(), &p, at(1));
+            tokio::spawn(async move { s.commit_attempt(a).await.unwrap() })
+        })
+        .collect();
+    let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 1, "{outcomes:?}");
+}
+
+async fn parallel_wrong_attempts_lock_exactly(f: &Fixture) {
+    let s = &f.store;
+    let u = user("grace");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let p = Policy { lockout_threshold: 5, ..Policy::default() };
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            let a = attempt(&u, Verdict::Failed("wrong_code"), &p, at(1));
+            tokio::spawn(async move { s.commit_attempt(a).await.unwrap() })
+        })
+        .collect();
+    let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    let counted = outcomes.iter().filter(|o| matches!(o, AuthOutcome::Failed { .. })).count();
+    let locked = outcomes.iter().filter(|o| **o == AuthOutcome::Locked).count();
+    assert_eq!((counted, locked), (5, 45), "{outcomes:?}");
+    let g = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!(g.lock.failures, 5);
+    assert_eq!(g.status(at(2)), UserStatus::Locked);
+    // a correct code while locked is refused and does not consume the token
+    let t = token(&u, "G1", TokenState::Active, &f.keys);
+    s.create_token(&t, audit("token.add")).await.unwrap();
+    let v = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 3, drift: 0 });
+    assert_eq!(s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap(), AuthOutcome::Locked);
+    assert_eq!(s.token_by_id(&t.id).await.unwrap().unwrap().counter, 0);
+}
+
+async fn auto_unlock_and_admin_unlock(f: &Fixture) {
+    let s = &f.store;
+    let u = user("heidi");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let p = Policy { lockout_threshold: 2, auto_unlock_seconds: 600, ..Policy::default() };
+    for i in 0..2 {
+        s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(i))).await.unwrap();
+    }
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(2)), UserStatus::Locked);
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(601)), UserStatus::Unregistered);
+    // after expiry the next failure counts from 1
+    let o = s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(700))).await.unwrap();
+    assert_eq!(o, AuthOutcome::Failed { failures: 1, locked: false, replay: false });
+    s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(701))).await.unwrap();
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(702)), UserStatus::Locked);
+    s.update_user(&u.id, UserChange::Unlock, audit("user.unlock")).await.unwrap();
+    let h = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!((h.status(at(702)), h.lock.failures), (UserStatus::Unregistered, 0));
+}
+
+async fn throttle_mode_blocks_until_delay(f: &Fixture) {
+    let s = &f.store;
+    let u = user("ivan");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let p = Policy {
+        lockout_mode: LockoutMode::Throttle,
+        lockout_threshold: 1,
+        throttle_base_seconds: 10,
+        ..Policy::default()
+    };
+    let o = s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(0))).await.unwrap();
+    assert_eq!(o, AuthOutcome::Failed { failures: 1, locked: false, replay: false });
+    assert_eq!(s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(5))).await.unwrap(), AuthOutcome::Throttled);
+    let o = s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(10))).await.unwrap();
+    assert_eq!(o, AuthOutcome::Failed { failures: 2, locked: false, replay: false });
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(11)), UserStatus::Unregistered, "throttle is not a lock");
+}
+
+async fn disabled_and_refused_not_counted(f: &Fixture) {
+    let s = &f.store;
+    let u = user("judy");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let p = Policy::default();
+    assert_eq!(s.commit_attempt(attempt(&u, Verdict::Refused("no_active_token"), &p, at(1))).await.unwrap(), AuthOutcome::Refused);
+    s.update_user(&u.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
+    assert_eq!(s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(2))).await.unwrap(), AuthOutcome::Disabled);
+    let j = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!(j.lock.failures, 0);
+    assert_eq!(j.last_attempt.unwrap().at, at(2), "refusals still record the attempt");
+    let gone = attempt(&user("nobody"), Verdict::Failed("wrong_code"), &p, at(3));
+    assert_eq!(s.commit_attempt(gone).await.unwrap(), AuthOutcome::Refused);
+}
+
+async fn backup_codes_single_use_and_regenerate(f: &Fixture) {
+    let s = &f.store;
+    let u = user("ken");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let set1: Vec<[u8; 32]> = (0..10u8).map(|i| [i; 32]).collect();
+    s.replace_backup_codes(&u.id, &set1, at(0), audit("backup_codes.generate")).await.unwrap();
+    assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 10);
+    assert!(s.backup_code_unused(&u.id, &[3; 32]).await.unwrap());
+    let p = Policy::default();
+    let v = Verdict::Verified(Factor::BackupCode { digest: [3; 32] });
+    assert_eq!(s.commit_attempt(attempt(&u, v.clone(), &p, at(1))).await.unwrap(), AuthOutcome::Accepted);
+    assert!(!s.backup_code_unused(&u.id, &[3; 32]).await.unwrap());
+    assert!(matches!(s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap(), AuthOutcome::Failed { replay: true, .. }));
+    assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 9);
+    let set2: Vec<[u8; 32]> = (100..110u8).map(|i| [i; 32]).collect();
+    s.replace_backup_codes(&u.id, &set2, at(3), audit("backup_codes.generate")).await.unwrap();
+    assert!(!s.backup_code_unused(&u.id, &[4; 32]).await.unwrap(), "old set is void");
+    assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 10);
+    let other = user("leo");
+    s.create_user(&other, audit("user.add")).await.unwrap();
+    assert!(!s.backup_code_unused(&other.id, &[100; 32]).await.unwrap(), "codes are per user");
+    let missing = s.replace_backup_codes(&UserId::new_random(), &set2, at(3), audit("x")).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+}
+
+async fn activate_and_resync(f: &Fixture) {
+    let s = &f.store;
+    let u = user("mallory");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let t = token(&u, "M1", TokenState::Pending, &f.keys);
+    s.create_token(&t, audit("token.enroll")).await.unwrap();
+    assert!(s.activate_token(&t.id, 50, -1, audit("token.confirm")).await.unwrap());
+    assert!(!s.activate_token(&t.id, 60, 0, audit("token.confirm")).await.unwrap(), "only once");
+    let got = s.token_by_id(&t.id).await.unwrap().unwrap();
+    assert_eq!((got.state, got.counter, got.drift), (TokenState::Active, 51, -1));
+    assert!(s.user_by_id(&u.id).await.unwrap().unwrap().registered);
+    s.resync_token(&t.id, 10, 0, audit("token.resync")).await.unwrap();
+    let got = s.token_by_id(&t.id).await.unwrap().unwrap();
+    assert_eq!((got.counter, got.drift), (51, 0), "resync never moves the floor back");
+    s.resync_token(&t.id, 80, 2, audit("token.resync")).await.unwrap();
+    let got = s.token_by_id(&t.id).await.unwrap().unwrap();
+    assert_eq!((got.counter, got.drift), (80, 2));
+    assert!(matches!(s.resync_token(&TokenId::new_random(), 1, 0, audit("x")).await, Err(StoreError::NotFound(_))));
+}
+
+async fn policy_round_trip(f: &Fixture) {
+    let s = &f.store;
+    assert_eq!(s.policy().await.unwrap(), Policy::default());
+    let p = Policy { lockout_threshold: 3, backup_codes_enabled: false, ..Policy::default() };
+    s.set_policy(&p, audit("policy.set")).await.unwrap();
+    assert_eq!(s.policy().await.unwrap(), p);
+}
+
+async fn api_keys_crud(f: &Fixture) {
+    let s = &f.store;
+    let k = ApiKey { id: "k1".into(), name: "ops".into(), prefix: "tsk_abcd".into(), digest: [9; 32], created_at: at(0), last_used_at: None };
+    s.create_api_key(&k, audit("api_key.create")).await.unwrap();
+    assert_eq!(s.api_key_by_digest(&[9; 32]).await.unwrap().unwrap(), k);
+    assert!(s.api_key_by_digest(&[8; 32]).await.unwrap().is_none());
+    let dup = ApiKey { id: "k2".into(), digest: [7; 32], ..k.clone() };
+    assert!(matches!(s.create_api_key(&dup, audit("api_key.create")).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.list_api_keys().await.unwrap().len(), 1);
+    s.delete_api_key("ops", audit("api_key.delete")).await.unwrap();
+    assert!(matches!(s.delete_api_key("ops", audit("api_key.delete")).await, Err(StoreError::NotFound(_))));
+}
+
+async fn audit_records_every_change_and_filters(f: &Fixture) {
+    let s = &f.store;
+    let u = user("nina");
+    s.create_user(&u, audit("user.add").target("nina")).await.unwrap();
+    // a failed change writes nothing, not even its audit record
+    let _ = s.create_user(&user("nina"), audit("user.add").target("dup")).await;
+    s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &Policy::default(), at(5))).await.unwrap();
+    s.append_audit(audit("custom").result(AuditResult::Error, Some("why"))).await.unwrap();
+    let all = s.audit_log(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let actions: Vec<&str> = all.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["custom", "validate", "user.add"], "newest first");
+    assert!(all.iter().all(|a| a.target.as_deref() != Some("dup")));
+    let v = &all[1];
+    assert_eq!(v.result, AuditResult::Reject);
+    assert_eq!(v.reason.as_deref(), Some("wrong_code; failure 1"));
+    let only = s.audit_log(&AuditQuery { action: Some("user.add".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(only.len(), 1);
+    let rejects = s.audit_log(&AuditQuery { result: Some(AuditResult::Reject), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(rejects.len(), 1);
+    let page = s.audit_log(&AuditQuery { before_id: Some(all[0].id), limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(page[0].id, all[1].id);
+    let none = s.audit_log(&AuditQuery { since: Some(at(1000)), limit: 10, ..Default::default() }).await.unwrap();
+    assert!(none.is_empty());
+}
+
+// ------------------------------------------------------------ SQLite only
+
+mod sqlite_file {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    fn create(dir: &std::path::Path, keys: &Keyring) -> std::path::PathBuf {
+        let path = dir.join("t.db");
+        let s = SqliteStore::create(&SqliteOptions::new(&path), keys, &OsRandom, at(0)).unwrap();
+        drop(s);
+        path
+    }
+
+    fn digest(path: &std::path::Path) -> Vec<u8> {
+        std::fs::read(path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn regression_wrong_master_key_refused_without_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        let before = digest(&path);
+        let other = Keyring::new(&MasterKey::generate(&OsRandom));
+        let err = SqliteStore::open(&SqliteOptions::new(&path), &other, at(1)).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::WrongKey(_)), "{err:?}");
+        assert!(msg.contains(&keys.key_id()) && msg.contains(&other.key_id()), "{msg}");
+        assert_eq!(digest(&path), before);
+        SqliteStore::open(&SqliteOptions::new(&path), &keys, at(1)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        let u = user("olga");
+        {
+            let s = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(1)).unwrap();
+            s.create_user(&u, audit("user.add")).await.unwrap();
+        }
+        let s = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(2)).unwrap();
+        assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap(), u);
+    }
+
+    #[tokio::test]
+    async fn truncated_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        {
+            let s = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(1)).unwrap();
+            for i in 0..300 {
+                s.create_user(&user(&format!("user{i:04}")), audit("user.add")).await.unwrap();
+            }
+        }
+        // fold the WAL into the main file, then cut the file in half
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;").unwrap();
+        drop(c);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+        let before = digest(&path);
+        let err = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(2)).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert_eq!(digest(&path), before);
+    }
+
+    #[tokio::test]
+    async fn corrupted_pages_are_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        {
+            let s = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(1)).unwrap();
+            for i in 0..300 {
+                s.create_user(&user(&format!("user{i:04}")), audit("user.add")).await.unwrap();
+            }
+        }
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;").unwrap();
+        drop(c);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for page in [2u64, 3, 5, 8] {
+            f.seek(SeekFrom::Start(page * 4096)).unwrap();
+            f.write_all(&[0xA5; 512]).unwrap();
+        }
+        drop(f);
+        let err = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(2)).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn garbage_and_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+        let err = SqliteStore::open(&SqliteOptions::new(&garbage), &keys, at(0)).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x42u8; 8192]);
+
+        let foreign = dir.path().join("foreign.db");
+        rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE x (y)").unwrap();
+        let err = SqliteStore::open(&SqliteOptions::new(&foreign), &keys, at(0)).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+
+        let missing = dir.path().join("missing.db");
+        let err = SqliteStore::open(&SqliteOptions::new(&missing), &keys, at(0)).unwrap_err();
+        assert!(matches!(err, StoreError::NotInitialised(_)), "{err:?}");
+        assert!(!missing.exists());
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)", [])
+            .unwrap();
+        let err = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(0)).unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn create_refuses_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        let err = SqliteStore::create(&SqliteOptions::new(&path), &keys, &OsRandom, at(0)).unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)));
+    }
+}
