@@ -1,0 +1,340 @@
+//! `tessera.toml`: every key has a default, every key can be overridden by
+//! an environment variable `TESSERA_<SECTION>_<KEY>` (e.g.
+//! `TESSERA_HTTP_LISTEN=0.0.0.0:8443`). Running with no file at all works.
+//!
+//! Unknown keys are errors, not warnings: a typo in an authentication
+//! server's config should stop it, not silently weaken it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The annotated default configuration, as printed by `tessera config default`
+/// and documented in the README. A test checks it equals [`Config::default`].
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
+
+/// Environment variables that are not config overrides.
+const NON_CONFIG_ENV: &[&str] =
+    &["TESSERA_MASTER_KEY", "TESSERA_CONFIG", "TESSERA_DATA", "TESSERA_REQUIRE_TOOLS", "TESSERA_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value in environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    pub master_key: MasterKeySection,
+    pub database: DatabaseSection,
+    pub http: HttpSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Name of this node in audit records and logs; empty = the host name.
+    pub node_name: String,
+    /// Where the embedded database and generated TLS files live.
+    pub data_dir: PathBuf,
+    /// Issuer shown in authenticator apps.
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterKeySection {
+    /// Key file; empty = `tessera.key` beside the data directory (never inside
+    /// it, so a copy of the data directory does not carry its key).
+    /// `TESSERA_MASTER_KEY` (the key itself) takes precedence.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `full`: fsync every group commit (survives power loss);
+    /// `normal`: survive process crashes only.
+    pub synchronous: String,
+    /// Read-only connections in the pool.
+    pub readers: usize,
+    /// SQLite page cache per connection, KiB.
+    pub cache_kib: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// HTTPS listen addresses (admin API, validate, health).
+    pub listen: Vec<String>,
+    /// PEM certificate chain; empty = a self-signed one generated in the data dir.
+    pub tls_cert: PathBuf,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: PathBuf,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// Simultaneous connections; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Limit on one request's handling, seconds.
+    pub request_timeout_seconds: u64,
+    /// Whether `POST /api/v1/validate` needs an API key like admin calls do.
+    pub validate_requires_api_key: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { node_name: String::new(), data_dir: PathBuf::from("./tessera-data"), issuer: "tessera".into() }
+    }
+}
+
+impl Default for MasterKeySection {
+    fn default() -> Self {
+        MasterKeySection { file: PathBuf::new() }
+    }
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection { synchronous: "full".into(), readers: 4, cache_kib: 8192 }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: vec!["127.0.0.1:8443".into()],
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            max_body_bytes: 64 * 1024,
+            max_connections: 4096,
+            request_timeout_seconds: 10,
+            validate_requires_api_key: false,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { level: "info".into(), format: "text".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerSection::default(),
+            master_key: MasterKeySection::default(),
+            database: DatabaseSection::default(),
+            http: HttpSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `file` (if given), then applies environment overrides from `env`.
+    pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let mut doc = match file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut doc, env)?;
+        let cfg: Config = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<environment>")),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database.synchronous.parse::<tessera_store::Synchronous>().map_err(ConfigError::Invalid)?;
+        for l in &self.http.listen {
+            l.parse::<SocketAddr>()
+                .map_err(|_| ConfigError::Invalid(format!("http.listen: `{l}` is not an address:port")))?;
+        }
+        if self.http.tls_cert.as_os_str().is_empty() != self.http.tls_key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("http.tls_cert and http.tls_key must be set together".into()));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!("log.format must be text or json (got `{}`)", self.log.format)));
+        }
+        if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::Invalid("http.max_body_bytes must be 1 KiB – 16 MiB".into()));
+        }
+        if self.http.max_connections == 0 || self.database.readers == 0 {
+            return Err(ConfigError::Invalid("http.max_connections and database.readers must be at least 1".into()));
+        }
+        if self.server.issuer.is_empty() || self.server.issuer.contains(':') {
+            return Err(ConfigError::Invalid("server.issuer must be non-empty and must not contain ':'".into()));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.http.listen.iter().filter_map(|l| l.parse().ok()).collect()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.server.data_dir.join("tessera.db")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        if !self.master_key.file.as_os_str().is_empty() {
+            return self.master_key.file.clone();
+        }
+        let dir = &self.server.data_dir;
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        parent.join("tessera.key")
+    }
+
+    pub fn tls_files(&self) -> (PathBuf, PathBuf, bool) {
+        if self.http.tls_cert.as_os_str().is_empty() {
+            let dir = self.server.data_dir.join("tls");
+            (dir.join("cert.pem"), dir.join("key.pem"), true)
+        } else {
+            (self.http.tls_cert.clone(), self.http.tls_key.clone(), false)
+        }
+    }
+
+    pub fn node_name(&self) -> String {
+        if !self.server.node_name.is_empty() {
+            return self.server.node_name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "tessera".into())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Overlays `TESSERA_<SECTION>_<KEY>` variables onto the parsed file. The
+/// (section, key) pairs come from the default config, so the mapping is
+/// exact even when keys contain underscores.
+fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let mut known = Vec::new();
+    for (section, table) in &defaults {
+        let Some(table) = table.as_table() else { continue };
+        for (key, default) in table {
+            let var = format!("TESSERA_{}_{}", section.to_uppercase(), key.to_uppercase());
+            known.push(var.clone());
+            let Some(raw) = env.get(&var) else { continue };
+            let value = match default {
+                toml::Value::Array(_) => toml::Value::Array(
+                    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+                ),
+                toml::Value::Integer(_) => toml::Value::Integer(
+                    raw.trim().parse().map_err(|_| ConfigError::Env { var: var.clone(), message: "expected an integer".into() })?,
+                ),
+                toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => return Err(ConfigError::Env { var, message: "expected true or false".into() }),
+                }),
+                _ => toml::Value::String(raw.clone()),
+            };
+            let entry = doc.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(t) = entry.as_table_mut() else {
+                return Err(ConfigError::Invalid(format!("`{section}` must be a table")));
+            };
+            t.insert(key.clone(), value);
+        }
+    }
+    for var in env.keys().filter(|k| k.starts_with("TESSERA_")) {
+        if !known.contains(var) && !NON_CONFIG_ENV.contains(&var.as_str()) {
+            return Err(ConfigError::Env { var: var.clone(), message: "not a known setting".into() });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn documented_defaults_match_code() {
+        let parsed: Config = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn no_file_no_env_is_default() {
+        assert_eq!(Config::load(None, &env(&[])).unwrap(), Config::default());
+        assert_eq!(Config::default().key_file(), PathBuf::from("./tessera.key"));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        std::fs::write(&f, "[http]\nlisten = [\"127.0.0.1:1\"]\nmax_body_bytes = 2048\n").unwrap();
+        let c = Config::load(
+            Some(&f),
+            &env(&[
+                ("TESSERA_HTTP_LISTEN", "127.0.0.1:9443, [::1]:9443"),
+                ("TESSERA_HTTP_VALIDATE_REQUIRES_API_KEY", "true"),
+                ("TESSERA_SERVER_DATA_DIR", "/var/lib/tessera"),
+                ("TESSERA_MASTER_KEY", "ignored here"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, ["127.0.0.1:9443", "[::1]:9443"]);
+        assert_eq!(c.http.max_body_bytes, 2048);
+        assert!(c.http.validate_requires_api_key);
+        assert_eq!(c.key_file(), PathBuf::from("/var/lib/tessera.key"));
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        std::fs::write(&f, "[http]\nlisten_typo = 1\n").unwrap();
+        assert!(Config::load(Some(&f), &env(&[])).unwrap_err().to_string().contains("listen_typo"));
+        std::fs::write(&f, "[http\n").unwrap();
+        assert!(matches!(Config::load(Some(&f), &env(&[])), Err(ConfigError::Parse { .. })));
+        let e = Config::load(None, &env(&[("TESSERA_HTTP_MAX_BODY_BYTES", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("TESSERA_HTTP_MAX_BODY_BYTES"), "{e}");
+        let e = Config::load(None, &env(&[("TESSERA_HTTP_LISTN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("not a known setting"), "{e}");
+        let e = Config::load(None, &env(&[("TESSERA_HTTP_LISTEN", "nonsense")])).unwrap_err();
+        assert!(e.to_string().contains("nonsense"), "{e}");
+        let e = Config::load(None, &env(&[("TESSERA_DATABASE_SYNCHRONOUS", "sometimes")])).unwrap_err();
+        assert!(e.to_string().contains("sometimes"), "{e}");
+    }
+}

@@ -1,0 +1,95 @@
+//! `POST /api/v1/validate`: the same decision as RADIUS, over JSON.
+
+use axum::extract::State;
+use axum::response::Json;
+use serde::{Deserialize, Serialize};
+use tessera_core::auth::{Decision, ValidateRequest};
+use utoipa::ToSchema;
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiJson};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    pub username: String,
+    /// The static password followed by the one-time code (`secret123456`), or
+    /// the code alone for users without a password; a backup code works in
+    /// place of the one-time code.
+    pub password: String,
+    /// Realm of the user; default realm when absent.
+    pub realm: Option<String>,
+    /// State from an earlier `challenge` answer.
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidateResult {
+    Accept,
+    Reject,
+    Challenge,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidateReply {
+    pub result: ValidateResult,
+    /// On reject: always `access_denied`. Which factor failed, or whether the
+    /// user exists, is never told; it is in the audit log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// On challenge: send it back with the next request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// On challenge: the prompt to show the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Check a login (first factor and one-time code).
+///
+/// Answers `accept`, `reject` or `challenge` with HTTP 200; errors (bad
+/// JSON, too large, store down) are non-200 with an error body.
+#[utoipa::path(post, path = "/api/v1/validate", tag = "validate", request_body = ValidateBody,
+    responses(
+        (status = 200, description = "The decision", body = ValidateReply),
+        (status = 400, description = "Malformed request", body = super::error::ErrorBody),
+        (status = 401, description = "API key required by configuration", body = super::error::ErrorBody),
+        (status = 413, description = "Body too large", body = super::error::ErrorBody),
+        (status = 503, description = "Store unavailable; fail closed", body = super::error::ErrorBody),
+    ))]
+pub async fn validate(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ValidateBody>,
+) -> Result<Json<ValidateReply>, ApiError> {
+    if s.node.config.http.validate_requires_api_key {
+        let ok = match &caller.bearer {
+            Some(t) => s.node.admin.authenticate_api_key(t).await?.is_some(),
+            None => false,
+        };
+        if !ok {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    let req = ValidateRequest {
+        username: body.username,
+        realm: body.realm,
+        password: Zeroizing::new(body.password),
+        state: body.state,
+        address: caller.address,
+        client: Some(caller.client),
+    };
+    let v = s.node.auth.validate(req).await?;
+    Ok(Json(match v.decision {
+        Decision::Accept => ValidateReply { result: ValidateResult::Accept, reason: None, state: None, message: None },
+        Decision::Reject => {
+            ValidateReply { result: ValidateResult::Reject, reason: Some("access_denied"), state: None, message: None }
+        }
+        Decision::Challenge { state, message } => {
+            ValidateReply { result: ValidateResult::Challenge, reason: None, state: Some(state), message: Some(message) }
+        }
+    }))
+}

@@ -1,0 +1,13 @@
+//! tessera's I/O edge: configuration, node start-up (master key, data
+//! directory, TLS), the HTTPS API, and the runtime that serves it.
+//! Domain logic lives in `tessera-core`; storage in `tessera-store`.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+pub mod hasher;
+pub mod http;
+pub mod logging;
+pub mod node;
+pub mod qr;
+pub mod runtime;

@@ -1,0 +1,229 @@
+//! Bringing a node up from its configuration: the master key, the data
+//! directory, the database, the TLS certificate. Used by `tessera serve` and
+//! by every CLI command that works on the data directory.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tessera_core::admin::Admin;
+use tessera_core::auth::Authenticator;
+use tessera_core::clock::{Clock, SystemClock};
+use tessera_core::context::Context;
+use tessera_core::keys::{KeyError, Keyring, MasterKey};
+use tessera_core::password::PasswordHasher;
+use tessera_core::random::{OsRandom, Random};
+use tessera_core::store::{Store, StoreError};
+use tessera_store::{SqliteOptions, SqliteStore};
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(
+        "master key file {0} not found. Set TESSERA_MASTER_KEY, point [master_key] file at the key, or restore the key file \
+         (a new key cannot open existing data)"
+    )]
+    KeyMissing(PathBuf),
+    #[error("master key file {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    #[error("master key from {source_name} is unusable: {error}")]
+    KeyMalformed { source_name: String, error: KeyError },
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{0} is already initialised; refusing to overwrite it")]
+    AlreadyInitialised(PathBuf),
+    #[error("database {path}: {error}")]
+    Store { path: PathBuf, error: StoreError },
+    #[error("TLS certificate: {0}")]
+    Tls(String),
+}
+
+/// Where the master key came from, for start-up messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Environment,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Environment => f.write_str("TESSERA_MASTER_KEY"),
+            KeySource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What `init` created.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub data_dir: PathBuf,
+    pub database: PathBuf,
+    pub key: KeySource,
+    pub key_created: bool,
+    pub key_id: String,
+}
+
+/// An opened node: configuration plus the domain services over its store.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub config: Config,
+    pub ctx: Arc<Context>,
+    pub auth: Authenticator,
+    pub admin: Admin,
+    pub key_source: KeySource,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StartupError + '_ {
+    move |error| StartupError::Io { path: path.to_path_buf(), error }
+}
+
+/// Loads the master key: `TESSERA_MASTER_KEY` first, then the key file.
+pub fn load_master_key(cfg: &Config, env: &BTreeMap<String, String>) -> Result<(MasterKey, KeySource), StartupError> {
+    if let Some(text) = env.get("TESSERA_MASTER_KEY") {
+        let key = MasterKey::parse(text)
+            .map_err(|error| StartupError::KeyMalformed { source_name: "TESSERA_MASTER_KEY".into(), error })?;
+        return Ok((key, KeySource::Environment));
+    }
+    let path = cfg.key_file();
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StartupError::KeyMissing(path)),
+        Err(e) => return Err(StartupError::Io { path, error: e }),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(StartupError::KeyPermissions { path, mode });
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(io(&path))?);
+    let key = MasterKey::parse(&text)
+        .map_err(|error| StartupError::KeyMalformed { source_name: path.display().to_string(), error })?;
+    Ok((key, KeySource::File(path)))
+}
+
+fn write_new_private_file(path: &Path, contents: &[u8]) -> Result<(), StartupError> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    f.write_all(contents).map_err(io(path))?;
+    f.sync_all().map_err(io(path))?;
+    Ok(())
+}
+
+fn store_options(cfg: &Config) -> SqliteOptions {
+    SqliteOptions {
+        path: cfg.database_path(),
+        synchronous: cfg.database.synchronous.parse().unwrap_or_default(),
+        readers: cfg.database.readers,
+        cache_kib: cfg.database.cache_kib,
+    }
+}
+
+/// Whether the data directory already holds a database.
+pub fn is_initialised(cfg: &Config) -> bool {
+    cfg.database_path().exists()
+}
+
+/// Creates the data directory (0700), the master key file (0600) unless a
+/// key is supplied, and an empty database bound to that key. Never
+/// overwrites anything.
+pub fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitReport, StartupError> {
+    let db = cfg.database_path();
+    if db.exists() {
+        return Err(StartupError::AlreadyInitialised(db));
+    }
+    let (key, source, created) = match load_master_key(cfg, env) {
+        Ok((k, s)) => (k, s, false),
+        Err(StartupError::KeyMissing(path)) => {
+            let k = MasterKey::generate(&OsRandom);
+            write_new_private_file(&path, k.to_text().as_bytes())?;
+            (k, KeySource::File(path), true)
+        }
+        Err(e) => return Err(e),
+    };
+    let dir = &cfg.server.data_dir;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+    let keys = Keyring::new(&key);
+    let store = SqliteStore::create(&store_options(cfg), &keys, &OsRandom, SystemClock.now())
+        .map_err(|error| StartupError::Store { path: db.clone(), error })?;
+    drop(store);
+    Ok(InitReport { data_dir: dir.clone(), database: db, key: source, key_created: created, key_id: keys.key_id() })
+}
+
+/// Opens an initialised node.
+pub fn open(
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+    hasher: Arc<dyn PasswordHasher>,
+) -> Result<Node, StartupError> {
+    let (key, key_source) = load_master_key(cfg, env)?;
+    let keys = Keyring::new(&key);
+    drop(key);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let path = cfg.database_path();
+    let store = SqliteStore::open(&store_options(cfg), &keys, clock.now())
+        .map_err(|error| StartupError::Store { path: path.clone(), error })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    Ok(assemble(cfg, store, keys, clock, hasher, key_source))
+}
+
+pub fn assemble(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    keys: Keyring,
+    clock: Arc<dyn Clock>,
+    hasher: Arc<dyn PasswordHasher>,
+    key_source: KeySource,
+) -> Node {
+    let random: Arc<dyn Random> = Arc::new(OsRandom);
+    let ctx = Arc::new(Context {
+        store,
+        clock,
+        random,
+        hasher,
+        keys: Arc::new(keys),
+        node: cfg.node_name(),
+        issuer: cfg.server.issuer.clone(),
+    });
+    Node {
+        config: cfg.clone(),
+        auth: Authenticator::new(ctx.clone()),
+        admin: Admin::new(ctx.clone()),
+        ctx,
+        key_source,
+    }
+}
+
+/// Makes sure the HTTPS certificate exists: configured files are used as
+/// they are; otherwise a self-signed certificate for localhost and this
+/// host is generated once into `<data_dir>/tls`.
+pub fn ensure_tls_files(cfg: &Config) -> Result<(PathBuf, PathBuf, bool), StartupError> {
+    let (cert, key, generated) = cfg.tls_files();
+    if !generated || (cert.exists() && key.exists()) {
+        return Ok((cert, key, false));
+    }
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let host = cfg.node_name();
+    if !names.contains(&host) {
+        names.push(host);
+    }
+    for addr in cfg.listen_addrs() {
+        let ip = addr.ip();
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+    }
+    let params = rcgen::CertificateParams::new(names).map_err(|e| StartupError::Tls(e.to_string()))?;
+    let key_pair = rcgen::KeyPair::generate().map_err(|e| StartupError::Tls(e.to_string()))?;
+    let certificate = params.self_signed(&key_pair).map_err(|e| StartupError::Tls(e.to_string()))?;
+    let _ = std::fs::remove_file(&cert);
+    let _ = std::fs::remove_file(&key);
+    write_new_private_file(&key, key_pair.serialize_pem().as_bytes())?;
+    write_new_private_file(&cert, certificate.pem().as_bytes())?;
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).map_err(io(&cert))?;
+    Ok((cert, key, true))
+}

@@ -1,0 +1,77 @@
+//! `tessera serve`: open (or first-time initialise) the node, bind the
+//! listeners, serve until SIGINT/SIGTERM, then drain and close the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::hasher::BlockingHasher;
+use crate::http;
+use crate::node;
+
+/// Runs the server. Prints one `listening https <addr>` line per bound
+/// address on stdout (tests and scripts read the actual port from it).
+pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result<()> {
+    if !node::is_initialised(&cfg) {
+        let report = node::init(&cfg, &env).context("first start: initialising the data directory")?;
+        tracing::info!(
+            data_dir = %report.data_dir.display(),
+            key = %report.key,
+            key_id = %report.key_id,
+            key_created = report.key_created,
+            "initialised a new data directory"
+        );
+    }
+    let hasher = Arc::new(BlockingHasher::for_this_machine());
+    let node = node::open(&cfg, &env, hasher).context("opening the node")?;
+    tracing::info!(node = %node.ctx.node, key = %node.key_source, key_id = %node.ctx.keys.key_id(), "node opened");
+
+    let (cert, key, generated) = node::ensure_tls_files(&cfg)?;
+    if generated {
+        tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
+    }
+    let tls = http::serve::tls_config(&cert, &key)?;
+    let listeners = http::serve::bind(&cfg.listen_addrs()).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(cfg.http.max_connections));
+    let app = http::router(node.clone());
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let addr = l.local_addr()?;
+        println!("listening https {addr}");
+        tracing::info!(%addr, "HTTPS listening");
+        tasks.push(tokio::spawn(http::serve::serve(l, tls.clone(), app.clone(), connections.clone(), stop_rx.clone())));
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(app);
+    drop(node);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGTERM handler");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
