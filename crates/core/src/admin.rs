@@ -479,3 +479,43 @@ pub fn api_key_digest(presented: &str) -> [u8; 32] {
     out.copy_from_slice(&Sha256::digest(presented.as_bytes()));
     out
 }
+
+/// Token parameters from loosely typed input (CLI flags, API fields), with
+/// the defaults authenticator apps assume: TOTP, SHA1, 6 digits, 30 s.
+pub fn otp_params(
+    kind: Option<&str>,
+    algorithm: Option<&str>,
+    digits: Option<u8>,
+    period: Option<u32>,
+) -> Result<OtpParams, CoreError> {
+    let algorithm = match algorithm {
+        Some(a) => a.parse::<Algorithm>().map_err(|_| CoreError::invalid("algorithm", "must be SHA1, SHA256 or SHA512"))?,
+        None => Algorithm::Sha1,
+    };
+    let digits = tessera_otp::Digits::new(digits.unwrap_or(6)).map_err(|_| CoreError::invalid("digits", "must be 6 or 8"))?;
+    let kind = match kind.unwrap_or("totp").to_ascii_lowercase().as_str() {
+        "totp" => OtpKind::Totp {
+            period: tessera_otp::Period::new(period.unwrap_or(30))
+                .map_err(|_| CoreError::invalid("period", "must be 30 or 60 seconds"))?,
+        },
+        "hotp" => {
+            if period.is_some() {
+                return Err(CoreError::invalid("period", "only TOTP tokens have a period"));
+            }
+            OtpKind::Hotp
+        }
+        _ => return Err(CoreError::invalid("type", "must be totp or hotp")),
+    };
+    Ok(OtpParams { kind, algorithm, digits })
+}
+
+/// A secret from base32 or hex text, with an error that names the field
+/// and never echoes the input.
+pub fn parse_secret(base32: Option<&str>, hex: Option<&str>) -> Result<Secret, CoreError> {
+    match (base32, hex) {
+        (Some(b), None) => Secret::from_base32(b).map_err(|e| CoreError::invalid("secret", e.to_string())),
+        (None, Some(h)) => Secret::from_hex(h).map_err(|e| CoreError::invalid("secret", e.to_string())),
+        (Some(_), Some(_)) => Err(CoreError::invalid("secret", "give the secret either as base32 or as hex, not both")),
+        (None, None) => Err(CoreError::invalid("secret", "missing")),
+    }
+}

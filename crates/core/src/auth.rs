@@ -154,6 +154,7 @@ impl Authenticator {
 
         // 1. Token codes: cheap, so try them first.
         let mut first_split: Option<&str> = None;
+        let mut misses: Vec<(&Token, tessera_otp::Secret, &str)> = Vec::new();
         for token in &active {
             let Some(split) = split_suffix(input, token.params.digits.get() as usize, has_password) else {
                 continue;
@@ -170,6 +171,7 @@ impl Authenticator {
                 let factor = Factor::Token { token_id: token.id.clone(), matched: m.matched, drift: m.drift };
                 return Ok(self.with_password(user, split.password, Verdict::Verified(factor)).await);
             }
+            misses.push((token, secret, split.code));
         }
 
         // 2. Backup codes: a keyed digest lookup, then the password.
@@ -200,11 +202,13 @@ impl Authenticator {
         } else {
             true
         };
-        Ok(match (active.is_empty(), password_ok) {
-            (true, true) => Verdict::Refused("no_active_token"),
-            (true, false) => Verdict::Failed("wrong_password"),
-            (false, true) => Verdict::Failed("wrong_code"),
-            (false, false) => Verdict::Failed("wrong_password_and_code"),
+        let replayed = misses.iter().any(|(t, secret, code)| is_replay(secret, t, code, policy, now));
+        Ok(match (active.is_empty(), password_ok, replayed) {
+            (true, true, _) => Verdict::Refused("no_active_token"),
+            (true, false, _) => Verdict::Failed("wrong_password"),
+            (false, true, true) => Verdict::Failed("replayed_code"),
+            (false, true, false) => Verdict::Failed("wrong_code"),
+            (false, false, _) => Verdict::Failed("wrong_password_and_code"),
         })
     }
 
@@ -222,6 +226,17 @@ impl Authenticator {
             Verdict::Failed("wrong_password")
         }
     }
+}
+
+/// Whether `code` would have matched had the token's floor not moved past
+/// it: a replayed (already used) code. Only for the audit reason.
+fn is_replay(secret: &tessera_otp::Secret, token: &Token, code: &str, policy: &Policy, now: crate::clock::Timestamp) -> bool {
+    let mut probe = token.clone();
+    probe.counter = match token.params.kind {
+        tessera_otp::OtpKind::Totp { .. } => i64::MIN,
+        tessera_otp::OtpKind::Hotp => token.counter.saturating_sub(i64::from(policy.hotp_look_ahead) + 1).max(0),
+    };
+    match_code(secret, &probe, code, policy, now).is_some_and(|m| m.matched < token.counter)
 }
 
 fn audit_target(realm: &str, username: &str) -> String {

@@ -17,6 +17,7 @@ pub const MAX_DRIFT_STEPS_LIMIT: u32 = 100;
 pub const MAX_HOTP_LOOK_AHEAD: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LockoutMode {
     /// Refuse every attempt after the threshold until unlocked.
@@ -28,6 +29,7 @@ pub enum LockoutMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Accepted clock difference each side of now, in seconds (0–300);

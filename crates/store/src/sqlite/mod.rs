@@ -166,8 +166,17 @@ impl SqliteStore {
 
     /// Creates a new database bound to `keys`. Refuses to touch an existing file.
     pub fn create(opts: &SqliteOptions, keys: &Keyring, rng: &dyn Random, now: Timestamp) -> Result<Self, StoreError> {
-        if opts.path.exists() {
-            return Err(StoreError::Conflict(format!("database {}", opts.path.display())));
+        // Created empty with owner-only permissions first: SQLite gives its
+        // -wal and -shm files the same mode as the database file.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&opts.path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    StoreError::Conflict(format!("database {}", opts.path.display()))
+                } else {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", opts.path.display()))
+                }
+            })?;
         }
         let conn = Connection::open_with_flags(&opts.path, open_flags(true)).map_err(map_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;

@@ -1,0 +1,276 @@
+//! Command-line grammar (clap). Values are parsed raw here and validated by
+//! the domain, so the CLI and the REST API enforce the same rules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "Second-factor (OTP) authentication server and its admin CLI", long_about = None)]
+pub struct Cli {
+    /// Data directory (overrides [server] data_dir).
+    #[arg(long, global = true, env = "TESSERA_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Configuration file (default: ./tessera.toml if present).
+    #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, the master key file and an empty database.
+    Init,
+    /// Run the server (initialises the data directory on first start).
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage OTP tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Issue a fresh set of 10 backup codes for a user (the old set stops working).
+    BackupCodes(UserRef),
+    /// Run a full authentication decision locally and print it (state changes as for a real login).
+    Check(CheckArgs),
+    /// Manage API keys for the admin REST API.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCmd),
+    /// Show or change the authentication policy.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Show configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct UserRef {
+    /// Username.
+    pub user: String,
+    /// Realm (default realm when absent).
+    #[arg(long)]
+    pub realm: Option<String>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct PasswordInput {
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password_file")]
+    pub password_stdin: bool,
+    /// Read the password from the first line of a file.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user (unregistered until a token is confirmed).
+    Add {
+        #[command(flatten)]
+        user: UserRef,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    /// List users.
+    List {
+        /// Case-sensitive pattern; `*` matches anything (quote it: 'jo*').
+        #[arg(long)]
+        search: Option<String>,
+        /// unregistered, active, locked or disabled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        realm: Option<String>,
+        /// At most this many users (1–10000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a user, their tokens and remaining backup codes.
+    Show {
+        #[command(flatten)]
+        user: UserRef,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unlock a locked user.
+    Unlock(UserRef),
+    /// Remove the user's tokens, backup codes and lock state (unregistered again).
+    Reset(UserRef),
+    /// Refuse every login of the user.
+    Disable(UserRef),
+    /// Undo `disable`.
+    Enable(UserRef),
+    /// Delete the user and their tokens.
+    Delete(UserRef),
+    /// Set (or with --remove, delete) the user's local password.
+    Passwd {
+        #[command(flatten)]
+        user: UserRef,
+        #[command(flatten)]
+        password: PasswordInput,
+        /// Remove the local password.
+        #[arg(long, conflicts_with_all = ["password_stdin", "password_file"])]
+        remove: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenParams {
+    /// totp or hotp.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// SHA1, SHA256 or SHA512.
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// 6 or 8.
+    #[arg(long)]
+    pub digits: Option<u8>,
+    /// TOTP period in seconds: 30 or 60.
+    #[arg(long)]
+    pub period: Option<u32>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Generate a secret for a user and print it as text, otpauth URI and QR code.
+    /// The token is pending until confirmed with `tessera token confirm`.
+    Enroll {
+        #[command(flatten)]
+        user: UserRef,
+        #[command(flatten)]
+        params: TokenParams,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a token with a known secret (hardware token, migration); active at once.
+    Add {
+        #[command(flatten)]
+        user: UserRef,
+        /// The secret in base32.
+        #[arg(long, required_unless_present = "secret_hex")]
+        secret: Option<String>,
+        /// The secret in hex.
+        #[arg(long, conflicts_with = "secret")]
+        secret_hex: Option<String>,
+        #[command(flatten)]
+        params: TokenParams,
+        /// HOTP: next counter value.
+        #[arg(long, default_value_t = 0)]
+        counter: u64,
+        /// Serial number (generated when absent).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Require confirmation with a code before the token counts.
+        #[arg(long)]
+        pending: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Confirm a user's pending token with a current code.
+    Confirm {
+        #[command(flatten)]
+        user: UserRef,
+        code: String,
+    },
+    /// List tokens of a user.
+    List {
+        #[command(flatten)]
+        user: UserRef,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one token.
+    Show {
+        serial: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset learned drift; with two consecutive codes, resynchronise (±100 steps/counters).
+    Resync {
+        serial: String,
+        first: Option<String>,
+        second: Option<String>,
+    },
+    /// Delete a token.
+    Delete { serial: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    pub user: String,
+    /// `password+code`, or the code alone; `-` reads it from standard input.
+    pub password: String,
+    #[arg(long)]
+    pub realm: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create an API key; it is printed once.
+    Create { name: String },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change settings, e.g. `tessera policy set lockout_threshold=3 auto_unlock_seconds=0`.
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Newest first.
+    List {
+        /// RFC 3339 time, a date, or an age such as 15m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// accept, reject, challenge, ok or error.
+        #[arg(long)]
+        result: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// The effective configuration (file, then environment overrides).
+    Show,
+    /// The annotated default configuration file.
+    Default,
+}

@@ -1,0 +1,115 @@
+//! Command dispatch. Each command opens the node from the data directory,
+//! calls the shared domain services, and prints the result.
+
+mod admin;
+mod check;
+mod token;
+mod user;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tessera_core::audit::Actor;
+use tessera_core::password::InlineHasher;
+use tessera_server::config::{Config, DEFAULT_CONFIG_TOML};
+use tessera_server::node::{self, Node};
+use zeroize::Zeroizing;
+
+use crate::UsageError;
+use crate::args::{Cli, Command, ConfigCmd, PasswordInput};
+
+pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> {
+    let config_file = cli.config.clone().or_else(|| Path::new("tessera.toml").exists().then(|| "tessera.toml".into()));
+    let mut cfg = Config::load(config_file.as_deref(), &env)?;
+    if let Some(d) = &cli.data {
+        cfg.server.data_dir = d.clone();
+    }
+    match cli.command {
+        Command::Serve => {
+            tessera_server::logging::init(&cfg.log, env.get("TESSERA_LOG").map(String::as_str));
+            tessera_server::runtime::serve(cfg, env).await
+        }
+        Command::Init => {
+            let r = node::init(&cfg, &env)?;
+            println!("initialised {}", r.data_dir.display());
+            println!("  database:   {}", r.database.display());
+            if r.key_created {
+                println!("  master key: {} (new; keep a copy apart from backups of the data directory)", r.key);
+            } else {
+                println!("  master key: {} (existing)", r.key);
+            }
+            println!("  key id:     {}", r.key_id);
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Show) => {
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Default) => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::User(c) => user::run(&open(&cfg, &env)?, c).await,
+        Command::Token(c) => token::run(&open(&cfg, &env)?, c).await,
+        Command::BackupCodes(u) => token::backup_codes(&open(&cfg, &env)?, u).await,
+        Command::Check(a) => check::run(&open(&cfg, &env)?, a).await,
+        Command::ApiKey(c) => admin::api_key(&open(&cfg, &env)?, c).await,
+        Command::Policy(c) => admin::policy(&open(&cfg, &env)?, c).await,
+        Command::Audit(c) => admin::audit(&open(&cfg, &env)?, c).await,
+    }
+}
+
+fn open(cfg: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Node> {
+    node::open(cfg, env, Arc::new(InlineHasher))
+        .with_context(|| format!("cannot open the data directory {}", cfg.server.data_dir.display()))
+}
+
+/// The audit actor for this invocation: `cli:<os user>`.
+pub fn actor() -> Actor {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(os_user_name);
+    Actor::new(format!("cli:{who}")).with_client(Some("cli".into()))
+}
+
+/// Reads a password from stdin or a file (first line, newline stripped).
+pub fn read_password(p: &PasswordInput) -> anyhow::Result<Option<Zeroizing<String>>> {
+    let text = if p.password_stdin {
+        let mut s = Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut s).context("reading the password from standard input")?;
+        s
+    } else if let Some(f) = &p.password_file {
+        Zeroizing::new(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
+    } else {
+        return Ok(None);
+    };
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        return Err(UsageError("the password is empty".into()).into());
+    }
+    Ok(Some(Zeroizing::new(line)))
+}
+
+/// The name of the effective user from /etc/passwd (for audit lines when
+/// `$USER` is not set, as under cron or systemd).
+fn os_user_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is the effective uid, without any unsafe code.
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return "unknown".into() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
+}

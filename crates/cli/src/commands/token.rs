@@ -1,0 +1,128 @@
+//! `tessera token …` and `tessera backup-codes`.
+
+use tessera_core::admin::{otp_params, parse_secret};
+use tessera_core::views::TokenView;
+use tessera_server::node::Node;
+
+use super::actor;
+use super::user::find;
+use crate::UsageError;
+use crate::args::{TokenCmd, UserRef};
+use crate::output;
+
+pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
+    let admin = &node.admin;
+    match cmd {
+        TokenCmd::Enroll { user, params, no_qr, json } => {
+            let p = otp_params(params.kind.as_deref(), params.algorithm.as_deref(), params.digits, params.period)?;
+            let u = find(node, &user).await?;
+            let e = admin.enroll_token(&actor(), &u, p, &params.description).await?;
+            if json {
+                return output::json(&serde_json::json!({
+                    "token": TokenView::from(&e.token),
+                    "secret": e.secret.to_base32(),
+                    "otpauth_uri": e.uri,
+                }));
+            }
+            println!("enrolled token {} for {} (pending until confirmed)", e.token.serial, user.user);
+            println!("secret:      {}", e.secret.to_base32());
+            println!("otpauth URI: {}", e.uri);
+            if !no_qr && let Some(qr) = tessera_server::qr::terminal(&e.uri) {
+                println!("{qr}");
+            }
+            println!("confirm with: tessera token confirm {} <current code>", user.user);
+        }
+        TokenCmd::Add { user, secret, secret_hex, params, counter, serial, pending, json } => {
+            let p = otp_params(params.kind.as_deref(), params.algorithm.as_deref(), params.digits, params.period)?;
+            let s = parse_secret(secret.as_deref(), secret_hex.as_deref())?;
+            let u = find(node, &user).await?;
+            let t =
+                admin.add_token(&actor(), &u, &s, p, counter, serial.as_deref(), &params.description, pending).await?;
+            if json {
+                return output::json(&TokenView::from(&t));
+            }
+            println!("added token {} for {} ({})", t.serial, user.user, t.state.as_str());
+        }
+        TokenCmd::Confirm { user, code } => {
+            let u = find(node, &user).await?;
+            let t = admin.confirm_token(&actor(), &u, &code).await?;
+            println!("confirmed token {}: {} is now active", t.serial, user.user);
+        }
+        TokenCmd::List { user, json } => {
+            let u = find(node, &user).await?;
+            let tokens: Vec<TokenView> = admin.tokens(&u).await?.iter().map(TokenView::from).collect();
+            if json {
+                return output::json(&tokens);
+            }
+            let rows: Vec<Vec<String>> = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.serial.clone(),
+                        t.kind.clone(),
+                        t.algorithm.clone(),
+                        t.digits.to_string(),
+                        t.period.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                        t.state.clone(),
+                        t.last_used_at.clone().unwrap_or_else(|| "-".into()),
+                        t.description.clone(),
+                    ]
+                })
+                .collect();
+            output::table(&["SERIAL", "TYPE", "ALGORITHM", "DIGITS", "PERIOD", "STATE", "LAST USED", "DESCRIPTION"], &rows);
+        }
+        TokenCmd::Show { serial, json } => {
+            let t = TokenView::from(&admin.find_token(&serial).await?);
+            if json {
+                return output::json(&t);
+            }
+            for (k, v) in [
+                ("serial", t.serial.clone()),
+                ("id", t.id.clone()),
+                ("user id", t.user_id.clone()),
+                ("type", t.kind.clone()),
+                ("algorithm", t.algorithm.clone()),
+                ("digits", t.digits.to_string()),
+                ("period", t.period.map(|p| format!("{p}s")).unwrap_or_else(|| "-".into())),
+                ("state", t.state.clone()),
+                ("counter", t.counter.to_string()),
+                ("drift", format!("{} step(s)", t.drift)),
+                ("created", t.created_at.clone()),
+                ("last used", t.last_used_at.clone().unwrap_or_else(|| "never".into())),
+                ("description", t.description.clone()),
+            ] {
+                println!("{:<12} {v}", format!("{k}:"));
+            }
+        }
+        TokenCmd::Resync { serial, first, second } => {
+            let t = admin.find_token(&serial).await?;
+            let codes = match (first.as_deref(), second.as_deref()) {
+                (Some(a), Some(b)) => Some((a, b)),
+                (None, None) => None,
+                _ => return Err(UsageError("give two consecutive codes, or none to only reset the drift".into()).into()),
+            };
+            let t = admin.resync_token(&actor(), &t, codes).await?;
+            if codes.is_some() {
+                println!("resynchronised {} (counter {}, drift {})", t.serial, t.counter, t.drift);
+            } else {
+                println!("reset the learned drift of {}", t.serial);
+            }
+        }
+        TokenCmd::Delete { serial } => {
+            let t = admin.find_token(&serial).await?;
+            admin.delete_token(&actor(), &t).await?;
+            println!("deleted token {}", t.serial);
+        }
+    }
+    Ok(())
+}
+
+pub async fn backup_codes(node: &Node, r: UserRef) -> anyhow::Result<()> {
+    let u = find(node, &r).await?;
+    let codes = node.admin.regenerate_backup_codes(&actor(), &u).await?;
+    println!("backup codes for {} (each works once; any earlier set is now void):", r.user);
+    for c in &codes {
+        println!("  {}", c.display());
+    }
+    Ok(())
+}

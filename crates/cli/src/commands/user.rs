@@ -1,0 +1,146 @@
+//! `tessera user …`
+
+use tessera_core::model::{User, UserStatus};
+use tessera_core::store::UserQuery;
+use tessera_core::views::{TokenView, UserView};
+use tessera_core::wildcard::Wildcard;
+use tessera_server::node::Node;
+
+use super::{actor, read_password};
+use crate::UsageError;
+use crate::args::{UserCmd, UserRef};
+use crate::output::{self, opt};
+
+pub async fn find(node: &Node, u: &UserRef) -> anyhow::Result<User> {
+    Ok(node.admin.find_user(u.realm.as_deref(), &u.user).await?)
+}
+
+fn label(u: &User) -> String {
+    if u.realm == tessera_core::names::DEFAULT_REALM { u.username.clone() } else { format!("{}@{}", u.username, u.realm) }
+}
+
+pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
+    let admin = &node.admin;
+    let now = node.ctx.clock.now();
+    match cmd {
+        UserCmd::Add { user, password } => {
+            let pw = read_password(&password)?;
+            let has_pw = pw.is_some();
+            let u = admin.add_user(&actor(), user.realm.as_deref(), &user.user, pw).await?;
+            println!(
+                "added user {} ({}, {})",
+                label(&u),
+                u.status(now).as_str(),
+                if has_pw { "local password set" } else { "no local password: the code alone logs in" }
+            );
+        }
+        UserCmd::List { search, status, realm, limit, offset, json } => {
+            let pattern = search.as_deref().map(Wildcard::parse).transpose().map_err(UsageError)?;
+            let status = status.as_deref().map(str::parse::<UserStatus>).transpose().map_err(UsageError)?;
+            if limit == 0 || limit > tessera_core::admin::MAX_LIST_LIMIT {
+                return Err(UsageError(format!("--limit must be 1–{}", tessera_core::admin::MAX_LIST_LIMIT)).into());
+            }
+            let users = admin.list_users(UserQuery { realm, pattern, status, limit, offset }).await?;
+            let views: Vec<UserView> = users.iter().map(|u| UserView::new(u, now)).collect();
+            if json {
+                return output::json(&views);
+            }
+            let rows: Vec<Vec<String>> = views
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.username.clone(),
+                        v.realm.clone(),
+                        v.status.as_str().to_string(),
+                        v.failures.to_string(),
+                        v.last_attempt.as_ref().map(|a| a.at.clone()).unwrap_or_else(|| "-".into()),
+                        v.last_success
+                            .as_ref()
+                            .map(|a| format!("{} {} {}", a.at, opt(&a.address), opt(&a.client)))
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            output::table(&["USER", "REALM", "STATUS", "FAILURES", "LAST ATTEMPT", "LAST SUCCESS"], &rows);
+            eprintln!("{} user(s)", views.len());
+        }
+        UserCmd::Show { user, json } => {
+            let u = find(node, &user).await?;
+            let tokens: Vec<TokenView> = admin.tokens(&u).await?.iter().map(TokenView::from).collect();
+            let left = admin.backup_codes_left(&u).await?;
+            let view = UserView::new(&u, now);
+            if json {
+                return output::json(&serde_json::json!({ "user": view, "tokens": tokens, "backup_codes_left": left }));
+            }
+            println!("user:          {}", view.username);
+            println!("realm:         {}", view.realm);
+            println!("id:            {}", view.id);
+            println!("status:        {}", view.status.as_str());
+            println!("password:      {}", if view.has_password { "set" } else { "none" });
+            println!("failures:      {}", view.failures);
+            if let Some(t) = &view.locked_until {
+                println!("locked until:  {t}");
+            }
+            for (name, a) in [("last attempt:", &view.last_attempt), ("last success:", &view.last_success)] {
+                match a {
+                    Some(a) => println!("{name:<14} {} from {} via {}", a.at, opt(&a.address), opt(&a.client)),
+                    None => println!("{name:<14} never"),
+                }
+            }
+            println!("backup codes:  {left} unused");
+            println!("created:       {}", view.created_at);
+            println!("tokens:        {}", tokens.len());
+            for t in &tokens {
+                println!(
+                    "  {} {} {} {} digits{} ({}){}",
+                    t.serial,
+                    t.kind,
+                    t.algorithm,
+                    t.digits,
+                    t.period.map(|p| format!(" {p}s")).unwrap_or_default(),
+                    t.state,
+                    if t.description.is_empty() { String::new() } else { format!(" — {}", t.description) }
+                );
+            }
+        }
+        UserCmd::Unlock(r) => {
+            let u = find(node, &r).await?;
+            admin.unlock(&actor(), &u).await?;
+            println!("unlocked {}", label(&u));
+        }
+        UserCmd::Reset(r) => {
+            let u = find(node, &r).await?;
+            admin.reset(&actor(), &u).await?;
+            println!("reset {}: tokens, backup codes and lock state removed; the user is unregistered", label(&u));
+        }
+        UserCmd::Disable(r) => {
+            let u = find(node, &r).await?;
+            admin.set_disabled(&actor(), &u, true).await?;
+            println!("disabled {}", label(&u));
+        }
+        UserCmd::Enable(r) => {
+            let u = find(node, &r).await?;
+            admin.set_disabled(&actor(), &u, false).await?;
+            println!("enabled {}", label(&u));
+        }
+        UserCmd::Delete(r) => {
+            let u = find(node, &r).await?;
+            admin.delete_user(&actor(), &u).await?;
+            println!("deleted {}", label(&u));
+        }
+        UserCmd::Passwd { user, password, remove } => {
+            let u = find(node, &user).await?;
+            let pw = if remove {
+                None
+            } else {
+                Some(read_password(&password)?.ok_or_else(|| {
+                    UsageError("give --password-stdin, --password-file FILE or --remove".into())
+                })?)
+            };
+            let removing = pw.is_none();
+            admin.set_password(&actor(), &u, pw).await?;
+            println!("{} the local password of {}", if removing { "removed" } else { "set" }, label(&u));
+        }
+    }
+    Ok(())
+}

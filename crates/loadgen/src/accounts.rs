@@ -1,0 +1,288 @@
+//! Benchmark accounts (deterministic secrets) and the per-worker supply of
+//! one-time codes that are valid, in increasing step order per account, and
+//! never repeated.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use sha2::{Digest, Sha256};
+use tessera_otp::{Algorithm, Digits, Keyed, Secret};
+
+pub const PERIOD_S: i64 = 30;
+
+/// Name and keyed HMAC of one account: a tessera user or a privacyIDEA token.
+pub struct Account {
+    pub index: u64,
+    pub name: String,
+    pub key: Keyed,
+}
+
+impl Account {
+    pub fn code(&self, step: i64) -> u32 {
+        self.key.hotp(u64::try_from(step).unwrap_or(0), Digits::SIX)
+    }
+}
+
+/// Secret of bench user `i`: the first 20 bytes of SHA-256("tessera-bench-{seed}-{i}").
+pub fn bench_secret(seed: &str, i: u64) -> anyhow::Result<Secret> {
+    let digest = Sha256::digest(format!("tessera-bench-{seed}-{i}").as_bytes());
+    Secret::from_bytes(digest[..20].to_vec()).map_err(|e| anyhow::anyhow!("bench secret: {e}"))
+}
+
+pub fn bench_username(i: u64) -> String {
+    format!("bench{i:06}")
+}
+
+pub fn bench_serial(i: u64) -> String {
+    format!("BENCH{i:06}")
+}
+
+/// Tessera bench users `[first, first + count)`.
+pub fn tessera_accounts(seed: &str, first: u64, count: u64) -> anyhow::Result<Vec<Account>> {
+    (first..first + count)
+        .map(|i| Ok(Account { index: i, name: bench_username(i), key: Keyed::new(&bench_secret(seed, i)?, Algorithm::Sha1) }))
+        .collect()
+}
+
+/// privacyIDEA tokens from a `serial,hexkey[,...]` CSV (no header), rows `[first, first + count)`.
+pub fn csv_accounts(path: &Path, first: u64, count: Option<u64>) -> anyhow::Result<Vec<Account>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let n = n as u64;
+        if line.trim().is_empty() || n < first || count.is_some_and(|c| n >= first + c) {
+            continue;
+        }
+        let mut cols = line.split(',');
+        let (Some(serial), Some(hexkey)) = (cols.next(), cols.next()) else {
+            bail!("{}:{}: expected `serial,hexkey`", path.display(), n + 1);
+        };
+        let serial = serial.trim();
+        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            bail!("{}:{}: serial `{serial}` needs URL encoding; not supported", path.display(), n + 1);
+        }
+        let secret = Secret::from_hex(hexkey.trim())
+            .map_err(|e| anyhow::anyhow!("{}:{}: bad hex key: {e}", path.display(), n + 1))?;
+        out.push(Account { index: n, name: serial.to_string(), key: Keyed::new(&secret, Algorithm::Sha1) });
+    }
+    if out.is_empty() {
+        bail!("{}: no tokens in the selected range", path.display());
+    }
+    Ok(out)
+}
+
+/// Which steps a server accepts, relative to the current step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRule {
+    /// Oldest acceptable step relative to now (tessera: -1; privacyIDEA as used here: 0).
+    pub lower: i64,
+    /// Newest acceptable step relative to now (+1 for both).
+    pub upper: i64,
+    /// A code for step `now + lower` is only handed out while it stays
+    /// acceptable for at least this many more seconds, so a request that is
+    /// slow to arrive is not rejected for having gone stale.
+    pub margin_s: f64,
+}
+
+pub fn step_of(unix: f64) -> i64 {
+    (unix.floor() as i64).div_euclid(PERIOD_S)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Correct,
+    Wrong,
+}
+
+/// What the supply hands out next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Send `code` for the account at `slot` (an index into the worker's
+    /// account list) at `step` (for wrong codes: the step at hand-out time).
+    Code { slot: usize, step: i64, code: u32 },
+    /// Every account is used up to `now + upper`: nothing valid until this unix time.
+    WaitUntil(f64),
+}
+
+/// One worker's accounts and the next unused step of each. Only one worker
+/// ever sends for an account, one request at a time, so steps reach the
+/// server in the order they are handed out.
+pub struct Supply {
+    slots: Vec<usize>,
+    next_step: Vec<i64>,
+    /// Precomputed codes: `table[slot * width + (step - base)]`.
+    table: Vec<u32>,
+    base: i64,
+    width: usize,
+    wrong: Vec<u32>,
+    pos: usize,
+    rule: StepRule,
+    mode: Mode,
+}
+
+impl Supply {
+    /// `slots` index `accounts`; codes are precomputed for the steps that can
+    /// be valid between `now` and `now + horizon_s`.
+    pub fn new(accounts: &[Account], slots: Vec<usize>, rule: StepRule, mode: Mode, now: f64, horizon_s: f64) -> Supply {
+        let first = step_of(now) + rule.lower;
+        let last = step_of(now + horizon_s.max(0.0)) + rule.upper;
+        let base = first;
+        let width = match mode {
+            Mode::Correct => usize::try_from(last - first + 1).unwrap_or(1).clamp(1, 64),
+            Mode::Wrong => 0,
+        };
+        let mut table = Vec::with_capacity(slots.len() * width);
+        let mut wrong = Vec::new();
+        for &s in &slots {
+            let a = &accounts[s];
+            match mode {
+                Mode::Correct => table.extend((0..width as i64).map(|k| a.code(base + k))),
+                Mode::Wrong => wrong.push(wrong_code(a, first - 7, last + 8)),
+            }
+        }
+        // Start one before the oldest acceptable step; `next` moves it up to the window.
+        let next_step = vec![first; slots.len()];
+        Supply { slots, next_step, table, base, width, wrong, pos: 0, rule, mode }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Global account index of a slot.
+    pub fn account(&self, slot: usize) -> usize {
+        self.slots[slot]
+    }
+
+    /// The next code to send at unix time `now`, round robin over this worker's accounts.
+    pub fn next(&mut self, accounts: &[Account], now: f64) -> Next {
+        let n = self.slots.len();
+        if n == 0 {
+            return Next::WaitUntil(f64::INFINITY);
+        }
+        if self.mode == Mode::Wrong {
+            let slot = self.pos;
+            self.pos = (self.pos + 1) % n;
+            return Next::Code { slot, step: step_of(now), code: self.wrong[slot] };
+        }
+        let lower = step_of(now + self.rule.margin_s) + self.rule.lower;
+        let upper = step_of(now) + self.rule.upper;
+        for _ in 0..n {
+            let slot = self.pos;
+            self.pos = (self.pos + 1) % n;
+            let step = self.next_step[slot].max(lower);
+            if step <= upper {
+                self.next_step[slot] = step + 1;
+                let k = step - self.base;
+                let code = if k >= 0 && (k as usize) < self.width {
+                    self.table[slot * self.width + k as usize]
+                } else {
+                    accounts[self.slots[slot]].code(step)
+                };
+                return Next::Code { slot, step, code };
+            }
+        }
+        // Everyone has used `upper`; the next step opens at the next boundary.
+        Next::WaitUntil(((step_of(now) + 1) * PERIOD_S) as f64)
+    }
+}
+
+/// A 6-digit code that matches none of the account's steps in `[lo, hi]`.
+pub fn wrong_code(a: &Account, lo: i64, hi: i64) -> u32 {
+    let window: Vec<u32> = (lo..=hi).map(|s| a.code(s)).collect();
+    let mut c = (a.index.wrapping_mul(7919) % 1_000_000) as u32;
+    while window.contains(&c) {
+        c = (c + 1) % 1_000_000;
+    }
+    c
+}
+
+/// Appends `code` as six ASCII digits.
+pub fn push_code(out: &mut Vec<u8>, code: u32) {
+    let mut d = [0u8; 6];
+    let mut c = code;
+    for b in d.iter_mut().rev() {
+        *b = b'0' + (c % 10) as u8;
+        c /= 10;
+    }
+    out.extend_from_slice(&d);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts(n: u64) -> Vec<Account> {
+        tessera_accounts("t", 0, n).unwrap()
+    }
+
+    const TESSERA: StepRule = StepRule { lower: -1, upper: 1, margin_s: 3.0 };
+
+    #[test]
+    fn codes_match_rfc_totp() {
+        let secret = bench_secret("1", 0).unwrap();
+        let a = Account { index: 0, name: bench_username(0), key: Keyed::new(&secret, Algorithm::Sha1) };
+        let now = 1_700_000_000i64;
+        let expect = tessera_otp::totp(&secret, Algorithm::Sha1, Digits::SIX, tessera_otp::Period::THIRTY, now).unwrap();
+        assert_eq!(a.code(step_of(now as f64)), expect);
+        let mut v = Vec::new();
+        push_code(&mut v, 42);
+        assert_eq!(v, b"000042");
+    }
+
+    #[test]
+    fn each_account_gets_increasing_steps_within_the_window_and_no_repeats() {
+        let acc = accounts(5);
+        let now0 = 1_700_000_000.0; // 20 s into a step
+        let mut s = Supply::new(&acc, vec![0, 2, 4], TESSERA, Mode::Correct, now0, 100.0);
+        let mut seen = std::collections::HashSet::new();
+        let mut last = std::collections::HashMap::new();
+        let mut now = now0;
+        let mut waits = 0;
+        while now < now0 + 100.0 {
+            match s.next(&acc, now) {
+                Next::Code { slot, step, code } => {
+                    let cur = step_of(now);
+                    assert!(step >= step_of(now + 3.0) - 1 && step <= cur + 1, "step {step} at {now}");
+                    assert!(seen.insert((slot, step)), "repeat");
+                    if let Some(prev) = last.insert(slot, step) {
+                        assert!(step > prev);
+                    }
+                    assert_eq!(code, acc[s.account(slot)].code(step));
+                    now += 0.5;
+                }
+                Next::WaitUntil(t) => {
+                    assert!(t > now);
+                    waits += 1;
+                    now = t;
+                }
+            }
+        }
+        assert!(waits >= 3);
+        // 3 accounts x (3 steps at start + 1 per later boundary)
+        assert!(seen.len() >= 3 * 5);
+    }
+
+    #[test]
+    fn margin_skips_the_step_about_to_expire() {
+        let acc = accounts(1);
+        let now = 1_700_000_008.0; // 28 s into step S
+        let mut s = Supply::new(&acc, vec![0], TESSERA, Mode::Correct, now, 10.0);
+        let Next::Code { step, .. } = s.next(&acc, now) else { panic!() };
+        assert_eq!(step, step_of(now)); // S-1 would expire within the margin
+    }
+
+    #[test]
+    fn wrong_codes_are_outside_the_window() {
+        let acc = accounts(50);
+        let now = 1_700_000_000.0;
+        let mut s = Supply::new(&acc, (0..50).collect(), TESSERA, Mode::Wrong, now, 10.0);
+        for _ in 0..100 {
+            let Next::Code { slot, code, .. } = s.next(&acc, now) else { panic!() };
+            let cur = step_of(now);
+            for st in cur - 7..=cur + 8 {
+                assert_ne!(acc[slot].code(st), code);
+            }
+        }
+    }
+}

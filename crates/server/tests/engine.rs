@@ -1,0 +1,338 @@
+//! The authentication engine and admin service over the real embedded
+//! store, with a manual clock: windows, drift, replay, lockout and its
+//! expiry, backup codes, HOTP resync, enrollment confirmation.
+
+use std::sync::Arc;
+
+use tessera_core::admin::{Admin, otp_params};
+use tessera_core::audit::{Actor, AuditQuery};
+use tessera_core::auth::{Authenticator, Decision, ValidateRequest, Validation};
+use tessera_core::clock::{Clock, ManualClock, Timestamp};
+use tessera_core::context::Context;
+use tessera_core::keys::{Keyring, MasterKey};
+use tessera_core::model::{User, UserStatus};
+use tessera_core::password::InlineHasher;
+use tessera_core::policy::{LockoutMode, Policy};
+use tessera_core::random::OsRandom;
+use tessera_core::CoreError;
+use tessera_otp::{Digits, Keyed, OtpKind, OtpParams, Secret, format_code, time_step};
+use tessera_store::{SqliteOptions, SqliteStore};
+use zeroize::Zeroizing;
+
+const T0: i64 = 1_800_000_015; // mid-step for 30 s periods
+
+struct H {
+    auth: Authenticator,
+    admin: Admin,
+    clock: Arc<ManualClock>,
+    actor: Actor,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> H {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(T0)));
+    let store = SqliteStore::create(&SqliteOptions::new(dir.path().join("t.db")), &keys, &OsRandom, clock.now()).unwrap();
+    let ctx = Arc::new(Context {
+        store: Arc::new(store),
+        clock: clock.clone(),
+        random: Arc::new(OsRandom),
+        hasher: Arc::new(InlineHasher),
+        keys: Arc::new(keys),
+        node: "test".into(),
+        issuer: "tessera".into(),
+    });
+    H { auth: Authenticator::new(ctx.clone()), admin: Admin::new(ctx), clock, actor: Actor::new("test"), _dir: dir }
+}
+
+impl H {
+    fn now_s(&self) -> i64 {
+        self.clock.now().unix_seconds()
+    }
+
+    async fn user(&self, name: &str, password: Option<&str>) -> User {
+        self.admin.add_user(&self.actor, None, name, password.map(|p| Zeroizing::new(p.to_string()))).await.unwrap()
+    }
+
+    async fn fresh(&self, u: &User) -> User {
+        self.admin.find_user(None, &u.username).await.unwrap()
+    }
+
+    /// An active token with a known secret.
+    async fn token(&self, u: &User, params: OtpParams) -> Secret {
+        let secret = Secret::from_bytes((0..20u8).map(|i| i.wrapping_mul(7).wrapping_add(u.username.len() as u8)).collect()).unwrap();
+        self.admin.add_token(&self.actor, u, &secret, params, 0, None, "", false).await.unwrap();
+        secret
+    }
+
+    async fn validate(&self, user: &str, password: &str) -> Validation {
+        self.auth
+            .validate(ValidateRequest {
+                username: user.into(),
+                realm: None,
+                password: Zeroizing::new(password.into()),
+                state: None,
+                address: Some("198.51.100.9".into()),
+                client: Some("test".into()),
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn code_at(secret: &Secret, p: OtpParams, counter: i64) -> String {
+    format_code(Keyed::new(secret, p.algorithm).hotp(counter as u64, p.digits), p.digits)
+}
+
+fn totp_code(secret: &Secret, p: OtpParams, unix: i64, steps: i64) -> String {
+    let OtpKind::Totp { period } = p.kind else { panic!("totp only") };
+    code_at(secret, p, time_step(unix, period) + steps)
+}
+
+#[tokio::test]
+async fn totp_window_is_one_step_each_side_by_default() {
+    let h = harness();
+    let u = h.user("win", None).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    let now = h.now_s();
+    assert_eq!(h.validate("win", &totp_code(&s, p, now, -2)).await.decision, Decision::Reject);
+    assert_eq!(h.validate("win", &totp_code(&s, p, now, 2)).await.decision, Decision::Reject);
+    assert_eq!(h.validate("win", &totp_code(&s, p, now, -1)).await.decision, Decision::Accept);
+    assert_eq!(h.validate("win", &totp_code(&s, p, now, 0)).await.decision, Decision::Accept);
+    assert_eq!(h.validate("win", &totp_code(&s, p, now, 1)).await.decision, Decision::Accept);
+    // Accepting +1 taught the token a drift of one step: the window follows the phone.
+    assert_eq!(h.admin.tokens(&u).await.unwrap()[0].drift, 1);
+}
+
+#[tokio::test]
+async fn replayed_and_older_codes_are_refused() {
+    let h = harness();
+    let u = h.user("rep", None).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    let now = h.now_s();
+    let c0 = totp_code(&s, p, now, 0);
+    assert_eq!(h.validate("rep", &c0).await.decision, Decision::Accept);
+    let again = h.validate("rep", &c0).await;
+    assert_eq!((again.decision, again.reason.as_str()), (Decision::Reject, "replayed_code; failure 1"));
+    // an older step after a newer one was used
+    assert_eq!(h.validate("rep", &totp_code(&s, p, now, 1)).await.decision, Decision::Accept);
+    let older = h.validate("rep", &c0).await;
+    assert_eq!(older.decision, Decision::Reject);
+    assert!(older.reason.starts_with("replayed_code"), "{}", older.reason);
+}
+
+#[tokio::test]
+async fn drift_is_learned_capped_and_reset_by_resync() {
+    let h = harness();
+    let u = h.user("drift", None).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    h.admin.set_policy(&h.actor, &Policy { max_drift_steps: 2, ..Policy::default() }).await.unwrap();
+    // The phone runs one step fast, then two, then three: each accepted code
+    // moves the window, but never beyond the cap.
+    for ahead in 1..=3 {
+        h.clock.advance_seconds(30);
+        let v = h.validate("drift", &totp_code(&s, p, h.now_s(), ahead.min(3))).await;
+        assert_eq!(v.decision, Decision::Accept, "ahead {ahead}");
+    }
+    let t = &h.admin.tokens(&u).await.unwrap()[0];
+    assert_eq!(t.drift, 2, "capped at max_drift_steps");
+    // with drift 2 and skew 1, a code 3 steps ahead is inside the window
+    h.clock.advance_seconds(30);
+    assert_eq!(h.validate("drift", &totp_code(&s, p, h.now_s(), 3)).await.decision, Decision::Accept);
+    let t = h.admin.resync_token(&h.actor, t, None).await.unwrap();
+    assert_eq!(t.drift, 0);
+    h.clock.advance_seconds(300);
+    assert_eq!(h.validate("drift", &totp_code(&s, p, h.now_s(), 3)).await.decision, Decision::Reject);
+}
+
+#[tokio::test]
+async fn password_and_code_split_and_factor_errors_look_alike() {
+    let h = harness();
+    let u = h.user("pw", Some("correct horse")).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    let now = h.now_s();
+    let c = totp_code(&s, p, now, 0);
+    let wrong_pw = h.validate("pw", &format!("wrong horse{c}")).await;
+    assert_eq!((wrong_pw.decision, wrong_pw.reason.as_str()), (Decision::Reject, "wrong_password; failure 1"));
+    // the code was not consumed by the failed attempt
+    assert_eq!(h.validate("pw", &format!("correct horse{c}")).await.decision, Decision::Accept);
+    let c1 = totp_code(&s, p, now, 1);
+    assert_eq!(h.validate("pw", &c1).await.decision, Decision::Reject, "code alone is not enough");
+    let wrong_code = h.validate("pw", "correct horse000000").await;
+    assert!(wrong_code.reason.starts_with("wrong_code") || wrong_code.reason.starts_with("replayed"), "{}", wrong_code.reason);
+    assert_eq!(h.validate("pw", "correct horse").await.decision, Decision::Reject);
+    assert_eq!(h.validate("pw", "").await.decision, Decision::Reject);
+}
+
+#[tokio::test]
+async fn unknown_disabled_and_pending_are_rejected() {
+    let h = harness();
+    assert_eq!(h.validate("ghost", "123456").await.reason, "unknown_user");
+    let u = h.user("dis", None).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    h.admin.set_disabled(&h.actor, &u, true).await.unwrap();
+    let v = h.validate("dis", &totp_code(&s, p, h.now_s(), 0)).await;
+    assert_eq!((v.decision, v.reason.as_str()), (Decision::Reject, "disabled"));
+    assert_eq!(h.fresh(&u).await.lock.failures, 0, "refusals are not counted");
+
+    let pend = h.user("pend", None).await;
+    let e = h.admin.enroll_token(&h.actor, &pend, OtpParams::default(), "phone").await.unwrap();
+    let code = totp_code(&e.secret, e.token.params, h.now_s(), 0);
+    assert_eq!(h.validate("pend", &code).await.reason, "no_active_token");
+    assert_eq!(h.fresh(&pend).await.status(h.clock.now()), UserStatus::Unregistered);
+    assert!(matches!(h.admin.confirm_token(&h.actor, &pend, "000000").await, Err(CoreError::CodeMismatch)));
+    h.admin.confirm_token(&h.actor, &pend, &code).await.unwrap();
+    assert_eq!(h.fresh(&pend).await.status(h.clock.now()), UserStatus::Active);
+    // the confirming code is used up; the next one logs in
+    assert_eq!(h.validate("pend", &code).await.decision, Decision::Reject);
+    assert_eq!(h.validate("pend", &totp_code(&e.secret, e.token.params, h.now_s(), 1)).await.decision, Decision::Accept);
+    assert!(e.uri.starts_with("otpauth://totp/tessera:pend?secret="), "{}", e.uri);
+}
+
+#[tokio::test]
+async fn lockout_then_auto_unlock_with_the_clock() {
+    let h = harness();
+    let u = h.user("lock", None).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    h.admin.set_policy(&h.actor, &Policy { lockout_threshold: 3, auto_unlock_seconds: 600, ..Policy::default() }).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(h.validate("lock", "000000").await.decision, Decision::Reject);
+    }
+    assert_eq!(h.fresh(&u).await.status(h.clock.now()), UserStatus::Locked);
+    let good = totp_code(&s, p, h.now_s(), 0);
+    let v = h.validate("lock", &good).await;
+    assert_eq!((v.decision, v.reason.as_str()), (Decision::Reject, "locked"));
+    h.clock.advance_seconds(599);
+    assert_eq!(h.validate("lock", &totp_code(&s, p, h.now_s(), 0)).await.reason, "locked");
+    h.clock.advance_seconds(1);
+    assert_eq!(h.fresh(&u).await.status(h.clock.now()), UserStatus::Active);
+    assert_eq!(h.validate("lock", &totp_code(&s, p, h.now_s(), 0)).await.decision, Decision::Accept);
+    let f = h.fresh(&u).await;
+    assert_eq!(f.lock.failures, 0);
+    assert_eq!(f.last_success.unwrap().address.as_deref(), Some("198.51.100.9"));
+}
+
+#[tokio::test]
+async fn fifty_parallel_wrong_codes_count_exactly_the_threshold() {
+    let h = Arc::new(harness());
+    let u = h.user("par", None).await;
+    h.token(&u, OtpParams::default()).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { h.validate("par", &format!("{:06}", 100_000 + i)).await })
+        })
+        .collect();
+    let results = futures::future::join_all(tasks).await;
+    let reasons: Vec<String> = results.into_iter().map(|r| r.unwrap().reason).collect();
+    let counted = reasons.iter().filter(|r| r.contains("failure")).count();
+    assert_eq!(counted, 5, "{reasons:?}");
+    let f = h.fresh(&u).await;
+    assert_eq!((f.lock.failures, f.status(h.clock.now())), (5, UserStatus::Locked));
+    h.admin.unlock(&h.actor, &f).await.unwrap();
+    assert_eq!(h.fresh(&u).await.status(h.clock.now()), UserStatus::Active);
+}
+
+#[tokio::test]
+async fn throttle_mode_delays_instead_of_locking() {
+    let h = harness();
+    let u = h.user("thr", None).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    let policy = Policy { lockout_mode: LockoutMode::Throttle, lockout_threshold: 2, throttle_base_seconds: 10, ..Policy::default() };
+    h.admin.set_policy(&h.actor, &policy).await.unwrap();
+    h.validate("thr", "000000").await;
+    h.validate("thr", "000001").await;
+    let v = h.validate("thr", &totp_code(&s, p, h.now_s(), 0)).await;
+    assert_eq!(v.reason, "throttled");
+    h.clock.advance_seconds(10);
+    assert_eq!(h.validate("thr", &totp_code(&s, p, h.now_s(), 0)).await.decision, Decision::Accept);
+    assert_ne!(h.fresh(&u).await.status(h.clock.now()), UserStatus::Locked);
+}
+
+#[tokio::test]
+async fn backup_codes_work_once_and_regeneration_voids_them() {
+    let h = harness();
+    let u = h.user("bk", Some("pass phrase")).await;
+    h.token(&u, OtpParams::default()).await;
+    let set1 = h.admin.regenerate_backup_codes(&h.actor, &u).await.unwrap();
+    assert_eq!(set1.len(), 10);
+    let c = set1[3].as_str();
+    assert_eq!(h.validate("bk", c).await.decision, Decision::Reject, "password required");
+    let v = h.validate("bk", &format!("pass phrase{c}")).await;
+    assert_eq!((v.decision, v.reason.as_str()), (Decision::Accept, "backup_code"));
+    let again = h.validate("bk", &format!("pass phrase{c}")).await;
+    assert_eq!(again.decision, Decision::Reject);
+    assert_eq!(h.admin.backup_codes_left(&u).await.unwrap(), 9);
+    let set2 = h.admin.regenerate_backup_codes(&h.actor, &u).await.unwrap();
+    assert_eq!(h.validate("bk", &format!("pass phrase{}", set1[4].as_str())).await.decision, Decision::Reject);
+    assert_eq!(h.validate("bk", &format!("pass phrase{}", set2[4].as_str())).await.decision, Decision::Accept);
+    // a policy that disables backup codes refuses them
+    let off = Policy { backup_codes_enabled: false, ..Policy::default() };
+    h.admin.set_policy(&h.actor, &off).await.unwrap();
+    assert_eq!(h.validate("bk", &format!("pass phrase{}", set2[5].as_str())).await.decision, Decision::Reject);
+    assert!(h.admin.regenerate_backup_codes(&h.actor, &u).await.is_err());
+}
+
+#[tokio::test]
+async fn hotp_look_ahead_and_two_code_resync() {
+    let h = harness();
+    let u = h.user("hotp", None).await;
+    let p = otp_params(Some("hotp"), None, Some(8), None).unwrap();
+    let s = h.token(&u, p).await;
+    assert_eq!(h.validate("hotp", &code_at(&s, p, 0)).await.decision, Decision::Accept);
+    assert_eq!(h.validate("hotp", &code_at(&s, p, 0)).await.decision, Decision::Reject);
+    assert_eq!(h.validate("hotp", &code_at(&s, p, 11)).await.decision, Decision::Accept, "within look-ahead 10");
+    assert_eq!(h.validate("hotp", &code_at(&s, p, 30)).await.decision, Decision::Reject, "beyond look-ahead");
+    let t = h.admin.tokens(&u).await.unwrap().remove(0);
+    let (a, b) = (code_at(&s, p, 60), code_at(&s, p, 61));
+    assert!(matches!(h.admin.resync_token(&h.actor, &t, Some((&b, &a))).await, Err(CoreError::CodeMismatch)));
+    let t = h.admin.resync_token(&h.actor, &t, Some((&a, &b))).await.unwrap();
+    assert_eq!(t.counter, 62);
+    assert_eq!(h.validate("hotp", &code_at(&s, p, 61)).await.decision, Decision::Reject);
+    assert_eq!(h.validate("hotp", &code_at(&s, p, 62)).await.decision, Decision::Accept);
+}
+
+#[tokio::test]
+async fn all_hashes_digits_and_periods_work_end_to_end() {
+    let h = harness();
+    let mut n = 0;
+    for alg in ["SHA1", "SHA256", "SHA512"] {
+        for digits in [6u8, 8] {
+            for period in [30u32, 60] {
+                n += 1;
+                let name = format!("u{n}");
+                let u = h.user(&name, None).await;
+                let p = otp_params(None, Some(alg), Some(digits), Some(period)).unwrap();
+                let s = h.token(&u, p).await;
+                assert_eq!(p.digits, Digits::new(digits).unwrap());
+                let v = h.validate(&name, &totp_code(&s, p, h.now_s(), 0)).await;
+                assert_eq!(v.decision, Decision::Accept, "{alg} {digits} {period}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_decision_and_change_is_audited_without_secrets() {
+    let h = harness();
+    let u = h.user("aud", Some("s3cret-pass")).await;
+    let s = h.token(&u, OtpParams::default()).await;
+    let code = totp_code(&s, OtpParams::default(), h.now_s(), 0);
+    h.validate("aud", &format!("s3cret-pass{code}")).await;
+    h.validate("aud", "s3cret-pass000000").await;
+    let log = h.admin.audit_log(AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["validate", "validate", "token.add", "user.add"]);
+    let dump = format!("{log:?}");
+    for secret in ["s3cret-pass", code.as_str(), &s.to_base32()] {
+        assert!(!dump.contains(secret), "audit log leaks {secret}");
+    }
+}
