@@ -95,12 +95,12 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             }
         }
         TokenCmd::Resync { serial, first, second } => {
-            let t = admin.find_token(&serial).await?;
             let codes = match (first.as_deref(), second.as_deref()) {
                 (Some(a), Some(b)) => Some((a, b)),
                 (None, None) => None,
                 _ => return Err(UsageError("give two consecutive codes, or none to only reset the drift".into()).into()),
             };
+            let t = admin.find_token(&serial).await?;
             let t = admin.resync_token(&actor(), &t, codes).await?;
             if codes.is_some() {
                 println!("resynchronised {} (counter {}, drift {})", t.serial, t.counter, t.drift);

@@ -85,3 +85,22 @@ pub async fn serve() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
     ([(header::CONTENT_TYPE, "application/json")], DOC.get_or_init(document).as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The committed document must match the code, so API changes show up
+    /// in review. Regenerate with `UPDATE_OPENAPI=1 cargo test -p tessera-server openapi`.
+    #[test]
+    fn committed_openapi_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let current = super::document();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &current).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p tessera-server openapi` and commit it"
+        );
+    }
+}

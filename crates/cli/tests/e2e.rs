@@ -1,0 +1,363 @@
+//! End-to-end tests of the `tessera` binary: real processes, real HTTPS,
+//! kill -9 and restart, the CLI's exit codes, corrupted files.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{TestNode, codes, hotp_code, sha256_file, totp_now};
+
+#[tokio::test]
+async fn readme_walkthrough_serve_with_no_config() {
+    // The README's first command, in an empty directory, with nothing but a
+    // free port: embedded database, key file and certificate appear.
+    let mut n = TestNode::in_empty_cwd();
+    n.start();
+    assert!(n.cwd().join("tessera-data/tessera.db").exists());
+    assert!(n.cwd().join("tessera-data/tls/cert.pem").exists());
+    let key = n.cwd().join("tessera.key");
+    assert_eq!(support::mode(&key), 0o600, "key file must be private");
+    assert_eq!(support::mode(&n.cwd().join("tessera-data/tessera.db")), 0o600);
+    let h: Value = n.get("/healthz").await.json().await.unwrap();
+    assert_eq!(h["status"], "ok");
+
+    n.ok(&["user", "add", "alice"]);
+    let e: Value = serde_json::from_str(&n.ok(&["token", "enroll", "alice", "--json"])).unwrap();
+    let secret = e["secret"].as_str().unwrap().to_string();
+    assert!(e["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/tessera:alice?secret="));
+    n.ok(&["token", "confirm", "alice", &codes::oathtool_or_ours(&secret, 0)]);
+    let code = codes::oathtool_or_ours(&secret, 30);
+    assert_eq!(n.validate("alice", &code).await["result"], "accept");
+    let again = n.validate("alice", &code).await;
+    assert_eq!(again, json!({"result": "reject", "reason": "access_denied"}));
+    let audit = n.ok(&["audit", "list", "--action", "validate", "--json"]);
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    assert_eq!(audit[0]["reason"], "replayed_code; failure 1");
+    assert_eq!(audit[1]["result"], "accept");
+    n.stop();
+}
+
+#[tokio::test]
+async fn regression_replayed_code_after_sigkill_restart() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "hk"]);
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    n.ok(&["token", "add", "hk", "--secret", secret, "--type", "hotp"]);
+    n.ok(&["user", "add", "tk"]);
+    n.ok(&["token", "add", "tk", "--secret", secret]);
+    n.start();
+    // Each round: a code is accepted, the server is killed at once, and
+    // after the restart the same code is refused.
+    for round in 0..5u64 {
+        let code = hotp_code(secret, round);
+        assert_eq!(n.validate("hk", &code).await["result"], "accept", "round {round}");
+        n.kill9();
+        n.start();
+        assert_eq!(n.validate("hk", &code).await["result"], "reject", "round {round}: replay after kill -9");
+    }
+    let code = totp_now(secret, 0);
+    assert_eq!(n.validate("tk", &code).await["result"], "accept");
+    n.kill9();
+    n.start();
+    assert_eq!(n.validate("tk", &code).await["result"], "reject");
+    n.stop();
+}
+
+#[tokio::test]
+async fn fifty_parallel_wrong_attempts_lock_after_exactly_five() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "victim"]);
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    n.ok(&["token", "add", "victim", "--secret", secret]);
+    n.start();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let c = n.client();
+        let url = n.url("/api/v1/validate");
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"username": "victim", "password": format!("{:06}", 100_000 + i)});
+            c.post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap()["result"], "reject");
+    }
+    let show: Value = serde_json::from_str(&n.ok(&["user", "show", "victim", "--json"])).unwrap();
+    assert_eq!(show["user"]["status"], "locked");
+    assert_eq!(show["user"]["failures"], 5);
+    let audit: Value =
+        serde_json::from_str(&n.ok(&["audit", "list", "--action", "validate", "--limit", "100", "--json"])).unwrap();
+    let reasons: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 50);
+    assert_eq!(reasons.iter().filter(|r| r.contains("failure")).count(), 5, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| **r == "locked").count(), 45);
+    // a correct code does not get through a lock; an admin unlock lets it
+    assert_eq!(n.validate("victim", &totp_now(secret, 0)).await["result"], "reject");
+    n.ok(&["user", "unlock", "victim"]);
+    assert_eq!(n.validate("victim", &totp_now(secret, 1)).await["result"], "accept");
+    let show: Value = serde_json::from_str(&n.ok(&["user", "show", "victim", "--json"])).unwrap();
+    assert_eq!((show["user"]["status"].as_str(), show["user"]["failures"].as_u64()), (Some("active"), Some(0)));
+    assert_eq!(show["user"]["last_success"]["address"], "127.0.0.1");
+    n.stop();
+}
+
+#[tokio::test]
+async fn backup_code_works_once_and_regeneration_voids_the_set() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "bob"]);
+    n.ok(&["token", "add", "bob", "--secret", "JBSWY3DPEHPK3PXP"]);
+    let set1 = support::backup_codes(&n.ok(&["backup-codes", "bob"]));
+    assert_eq!(set1.len(), 10);
+    n.start();
+    assert_eq!(n.validate("bob", &set1[0]).await["result"], "accept");
+    assert_eq!(n.validate("bob", &set1[0]).await["result"], "reject");
+    // dashes as printed are accepted too
+    let dashed = format!("{}-{}", &set1[1][..5], &set1[1][5..]);
+    assert_eq!(n.validate("bob", &dashed).await["result"], "accept");
+    let set2 = support::backup_codes(&n.ok(&["backup-codes", "bob"]));
+    assert_eq!(n.validate("bob", &set1[2]).await["result"], "reject", "old set void");
+    assert_eq!(n.validate("bob", &set2[2]).await["result"], "accept");
+    let show: Value = serde_json::from_str(&n.ok(&["user", "show", "bob", "--json"])).unwrap();
+    assert_eq!(show["backup_codes_left"], 9);
+    n.stop();
+}
+
+#[tokio::test]
+async fn wrong_or_missing_master_key_is_a_clear_error_and_changes_nothing() {
+    let n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "carol"]);
+    let db = n.data().join("tessera.db");
+    let before = sha256_file(&db);
+    let other = "tessera-master-key-v1:".to_string() + &"ab".repeat(32);
+
+    let out = n.serve_expect_failure(&[("TESSERA_MASTER_KEY", other.as_str())]);
+    assert!(out.contains("master key does not match this database"), "{out}");
+    let out = n.fail(&["user", "list"], &[("TESSERA_MASTER_KEY", other.as_str())], 1);
+    assert!(out.contains("master key does not match"), "{out}");
+    let out = n.fail(&["user", "list"], &[("TESSERA_MASTER_KEY", "not-a-key")], 1);
+    assert!(out.contains("malformed"), "{out}");
+    assert_eq!(sha256_file(&db), before);
+
+    let key = n.key_file();
+    support::chmod(&key, 0o644);
+    let out = n.fail(&["user", "list"], &[], 1);
+    assert!(out.contains("chmod 600"), "{out}");
+    support::chmod(&key, 0o600);
+    std::fs::rename(&key, key.with_extension("moved")).unwrap();
+    let out = n.fail(&["user", "list"], &[], 1);
+    assert!(out.contains("master key file") && out.contains("not found"), "{out}");
+    std::fs::rename(key.with_extension("moved"), &key).unwrap();
+    assert!(n.ok(&["user", "list"]).contains("carol"));
+}
+
+#[tokio::test]
+async fn bad_http_input_gets_clear_errors_and_changes_nothing() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "dave"]);
+    n.ok(&["token", "add", "dave", "--secret", "JBSWY3DPEHPK3PXP"]);
+    n.start();
+    let audit_before = n.ok(&["audit", "list", "--json"]);
+    let c = n.client();
+    let url = n.url("/api/v1/validate");
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (c.post(&url).header("content-type", "application/json").body("{\"username\": "), 400, "malformed_json"),
+        (c.post(&url).header("content-type", "application/json").body("[1,2,3]"), 400, "invalid_request"),
+        (c.post(&url).json(&json!({"username": "dave"})), 400, "invalid_request"),
+        (c.post(&url).json(&json!({"username": "dave", "password": "1", "extra": 1})), 400, "invalid_request"),
+        (c.post(&url).body("username=dave&password=1"), 415, "unsupported_media_type"),
+        (c.post(&url).json(&json!({"username": "dave", "password": "x".repeat(100_000)})), 413, "payload_too_large"),
+        (c.get(&url), 405, "method_not_allowed"),
+        (c.get(n.url("/api/v1/nothing")), 404, "not_found"),
+        (c.get(n.url("/api/v1/users")), 401, "unauthorized"),
+        (c.get(n.url("/api/v1/users")).bearer_auth("tsk_0000"), 401, "unauthorized"),
+    ];
+    for (i, (req, status, code)) in cases.into_iter().enumerate() {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "case {i}");
+        assert_eq!(r.headers()["content-type"], "application/json", "case {i}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], code, "case {i}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "case {i}");
+    }
+    assert_eq!(n.ok(&["audit", "list", "--json"]), audit_before, "malformed requests change nothing");
+    // an unknown user is a normal reject, indistinguishable from a wrong code
+    assert_eq!(n.validate("nobody", "123456").await, json!({"result": "reject", "reason": "access_denied"}));
+    assert_eq!(n.validate("dave", "000000").await, json!({"result": "reject", "reason": "access_denied"}));
+    let r = n.get("/healthz").await;
+    for h in ["strict-transport-security", "x-content-type-options", "cache-control", "content-security-policy"] {
+        assert!(r.headers().contains_key(h), "missing {h}");
+    }
+    n.stop();
+}
+
+#[tokio::test]
+async fn bad_cli_input_exits_2_and_changes_nothing() {
+    let n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "erin"]);
+    let db = n.data().join("tessera.db");
+    let before = n.ok(&["user", "show", "erin", "--json"]);
+    let cases: &[&[&str]] = &[
+        &["token", "enroll", "erin", "--digits", "7"],
+        &["token", "enroll", "erin", "--period", "45"],
+        &["token", "enroll", "erin", "--algorithm", "MD5"],
+        &["token", "enroll", "erin", "--type", "motp"],
+        &["token", "add", "erin", "--secret", "not*base32!"],
+        &["token", "add", "erin", "--secret", "MZXW6"],
+        &["token", "add", "erin", "--secret-hex", "xyz"],
+        &["user", "list", "--status", "sleepy"],
+        &["user", "list", "--limit", "0"],
+        &["user", "add", "bad\u{7}name"],
+        &["policy", "set", "lockout_threshold=11"],
+        &["policy", "set", "no_such_setting=1"],
+        &["policy", "set", "lockout_threshold"],
+        &["audit", "list", "--since", "yesterday-ish"],
+        &["token", "resync", "X", "123456"],
+        &["no-such-command"],
+        &["user", "add"],
+    ];
+    for args in cases {
+        let out = n.fail(args, &[], 2);
+        assert!(!out.trim().is_empty(), "{args:?} printed no message");
+        assert!(!out.contains("panicked"), "{args:?}: {out}");
+    }
+    assert_eq!(n.ok(&["user", "show", "erin", "--json"]), before);
+    let policy: Value = serde_json::from_str(&n.ok(&["policy", "show", "--json"])).unwrap();
+    assert_eq!(policy["lockout_threshold"], 5);
+    let out = n.fail(&["user", "show", "nobody"], &[], 1);
+    assert!(out.contains("not found"), "{out}");
+    assert!(db.exists());
+}
+
+#[tokio::test]
+async fn truncated_or_corrupted_database_is_a_clear_error() {
+    let n = TestNode::new();
+    n.ok(&["init"]);
+    for i in 0..200 {
+        n.ok(&["user", "add", &format!("user{i:03}")]);
+        if i == 199 {
+            break;
+        }
+    }
+    let db = n.data().join("tessera.db");
+    support::checkpoint(&db);
+    let len = std::fs::metadata(&db).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let before = sha256_file(&db);
+    let out = n.serve_expect_failure(&[]);
+    assert!(out.contains("corrupt"), "{out}");
+    let out = n.fail(&["user", "list"], &[], 1);
+    assert!(out.contains("corrupt"), "{out}");
+    assert_eq!(sha256_file(&db), before, "a failed start must not write");
+
+    std::fs::write(&db, b"this is not a database at all, just text. ".repeat(200)).unwrap();
+    let out = n.fail(&["user", "list"], &[], 1);
+    assert!(out.contains("corrupt") || out.contains("not a tessera database"), "{out}");
+}
+
+#[tokio::test]
+async fn admin_api_manages_users_and_tokens_with_an_api_key() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    let key = n.ok(&["api-key", "create", "ops"]).trim().to_string();
+    assert!(key.starts_with("tsk_"));
+    n.start();
+    let c = n.client();
+    let post = |path: &str, body: Value| c.post(n.url(path)).bearer_auth(&key).json(&body);
+    let r = post("/api/v1/users", json!({"username": "frank", "password": "frank's long pass"})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = post("/api/v1/users", json!({"username": "frank"})).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    let r = post("/api/v1/users/frank/tokens", json!({"digits": 7})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("/api/v1/users/frank/tokens", json!({"secret": "!!"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let created: Value = post("/api/v1/users/frank/tokens", json!({"type": "totp", "digits": 8, "algorithm": "SHA256"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    assert!(created["qr_svg"].as_str().unwrap().contains("<svg"));
+    assert_eq!(created["token"]["state"], "pending");
+    let p = support::Params { digits: 8, sha: "SHA256", period: 30 };
+    let r = post("/api/v1/users/frank/tokens/confirm", json!({"code": "00000000"})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let r = post("/api/v1/users/frank/tokens/confirm", json!({"code": codes::totp_with(secret, p, 0)})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pw = format!("frank's long pass{}", codes::totp_with(secret, p, 30));
+    assert_eq!(n.validate("frank", &pw).await["result"], "accept");
+    let detail: Value =
+        c.get(n.url("/api/v1/users/frank")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(detail["user"]["status"], "active");
+    assert_eq!(detail["tokens"][0]["digits"], 8);
+    let listed: Value =
+        c.get(n.url("/api/v1/users?search=fr*")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let r = c.patch(n.url("/api/v1/policy")).bearer_auth(&key).json(&json!({"lockout_threshold": 3})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.patch(n.url("/api/v1/policy")).bearer_auth(&key).json(&json!({"lockout_threshold": 30})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("/api/v1/users/frank/disable", json!({})).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "disabled");
+    let audit: Value =
+        c.get(n.url("/api/v1/audit?actor=api-key:ops&limit=50")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"user.add") && actions.contains(&"token.enroll") && actions.contains(&"user.disable"));
+    let r = c.delete(n.url("/api/v1/users/frank")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c.get(n.url("/api/v1/users/frank")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let served = n.get("/api/openapi.json").await.text().await.unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
+    assert_eq!(served, committed);
+    n.stop();
+}
+
+#[tokio::test]
+async fn validate_can_require_an_api_key() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    let key = n.ok(&["api-key", "create", "vpn"]).trim().to_string();
+    n.ok(&["user", "add", "gina"]);
+    n.ok(&["token", "add", "gina", "--secret", "JBSWY3DPEHPK3PXP"]);
+    n.start_with(&[("TESSERA_HTTP_VALIDATE_REQUIRES_API_KEY", "true")]);
+    let body = json!({"username": "gina", "password": totp_now("JBSWY3DPEHPK3PXP", 0)});
+    let r = n.client().post(n.url("/api/v1/validate")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = n.client().post(n.url("/api/v1/validate")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["result"], "accept");
+    n.stop();
+}
+
+#[tokio::test]
+async fn check_command_runs_the_full_decision() {
+    let n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok_stdin(&["user", "add", "hal", "--password-stdin"], "open the pod bay\n");
+    n.ok(&["token", "add", "hal", "--secret", "JBSWY3DPEHPK3PXP"]);
+    let out = n.ok(&["check", "hal", &format!("open the pod bay{}", totp_now("JBSWY3DPEHPK3PXP", 0))]);
+    assert!(out.starts_with("accept"), "{out}");
+    let out = n.fail(&["check", "hal", &format!("open the pod bax{}", totp_now("JBSWY3DPEHPK3PXP", 1))], &[], 1);
+    assert!(out.contains("reject (wrong_password"), "{out}");
+    let list = n.ok(&["user", "list", "--search", "h*"]);
+    assert!(list.contains("hal") && list.contains("active"), "{list}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully() {
+    let mut n = TestNode::new();
+    n.start();
+    let status = n.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,314 @@
+//! Test harness: a `tessera serve` child process in a temp directory, the
+//! CLI against the same data directory, an HTTPS client trusting the node's
+//! generated certificate, and code helpers.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera_otp::{Algorithm, Digits, Keyed, Period, Secret, format_code, time_step};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct TestNode {
+    dir: tempfile::TempDir,
+    /// Run the CLI in `dir` itself with default paths (README case) rather than `--data`.
+    default_paths: bool,
+    child: Option<Child>,
+    port: u16,
+    client: Option<reqwest::Client>,
+}
+
+impl TestNode {
+    pub fn new() -> Self {
+        TestNode { dir: tempfile::tempdir().unwrap(), default_paths: false, child: None, port: 0, client: None }
+    }
+
+    pub fn in_empty_cwd() -> Self {
+        let mut n = Self::new();
+        n.default_paths = true;
+        n
+    }
+
+    pub fn cwd(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        if self.default_paths { self.dir.path().join("tessera-data") } else { self.dir.path().join("data") }
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("tessera.key")
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TESSERA_") {
+                c.env_remove(k);
+            }
+        }
+        if !self.default_paths {
+            c.arg("--data").arg(self.data());
+        }
+        c.args(args);
+        c.envs(env.iter().copied());
+        c.env("TESSERA_LOG", "warn");
+        c
+    }
+
+    /// Runs a CLI command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args, &[]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "tessera {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn ok_stdin(&self, args: &[&str], input: &str) -> String {
+        let mut child = self.command(args, &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "tessera {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a CLI command that must fail with `code`; returns stdout+stderr.
+    pub fn fail(&self, args: &[&str], env: &[(&str, &str)], code: i32) -> String {
+        let out = self.command(args, env).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "tessera {args:?}: {text}");
+        text
+    }
+
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    pub fn start_with(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "already running");
+        let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0")];
+        all.extend_from_slice(env);
+        let mut child =
+            self.command(&["serve"], &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening https ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[tessera] {line}");
+            }
+        });
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("tessera serve did not report a listening address within {START_TIMEOUT:?}");
+            }
+        };
+        self.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        self.child = Some(child);
+        let pem = std::fs::read(self.data().join("tls/cert.pem")).unwrap();
+        self.client = Some(
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        );
+    }
+
+    /// `tessera serve` that must exit non-zero quickly; returns its output.
+    pub fn serve_expect_failure(&self, env: &[(&str, &str)]) -> String {
+        let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0")];
+        all.extend_from_slice(env);
+        let mut child = self.command(&["serve"], &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(!status.success(), "serve should have failed");
+                let out = child.wait_with_output().unwrap();
+                return format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("serve kept running although it should have refused to start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let ok = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("server did not stop within {within:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if self.child.is_some() {
+            let s = self.terminate(Duration::from_secs(15));
+            assert!(s.success(), "unclean exit: {s:?}");
+        }
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone().expect("server started")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client().get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn validate(&self, user: &str, password: &str) -> Value {
+        let r = self
+            .client()
+            .post(self.url("/api/v1/validate"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+pub fn chmod(p: &Path, m: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    use std::fmt::Write as _;
+    let bytes = std::fs::read(p).unwrap();
+    // A cheap stable fingerprint is enough to see "unchanged".
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in &bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let mut s = String::new();
+    write!(s, "{h:016x}-{}", bytes.len()).unwrap();
+    s
+}
+
+/// Folds the WAL into the database file so the file alone holds the data.
+pub fn checkpoint(db: &Path) {
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; c=sqlite3.connect({:?}); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()",
+            db.display().to_string()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn backup_codes(out: &str) -> Vec<String> {
+    out.lines().filter(|l| l.starts_with("  ")).map(|l| l.trim().replace('-', "")).collect()
+}
+
+#[derive(Clone, Copy)]
+pub struct Params {
+    pub digits: u8,
+    pub sha: &'static str,
+    pub period: u32,
+}
+
+fn now() -> i64 {
+    #[allow(clippy::disallowed_methods)]
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    d.as_secs() as i64
+}
+
+pub fn hotp_code(base32: &str, counter: u64) -> String {
+    let s = Secret::from_base32(base32).unwrap();
+    format_code(Keyed::new(&s, Algorithm::Sha1).hotp(counter, Digits::SIX), Digits::SIX)
+}
+
+/// The default-parameter TOTP code `steps` steps from now.
+pub fn totp_now(base32: &str, steps: i64) -> String {
+    codes::totp_with(base32, Params { digits: 6, sha: "SHA1", period: 30 }, steps * 30)
+}
+
+pub mod codes {
+    use super::*;
+
+    /// The code `offset_s` seconds from now.
+    pub fn totp_with(base32: &str, p: Params, offset_s: i64) -> String {
+        let s = Secret::from_base32(base32).unwrap();
+        let alg: Algorithm = p.sha.parse().unwrap();
+        let digits = Digits::new(p.digits).unwrap();
+        let step = time_step(now() + offset_s, Period::new(p.period).unwrap());
+        format_code(Keyed::new(&s, alg).hotp(step as u64, digits), digits)
+    }
+
+    /// The default TOTP code `offset_s` seconds from now, computed by
+    /// Debian's oathtool when installed (the product promises agreement),
+    /// else by our engine.
+    pub fn oathtool_or_ours(base32: &str, offset_s: i64) -> String {
+        let t = now() + offset_s;
+        match Command::new("oathtool").args(["-b", "--totp", &format!("--now=@{t}"), base32]).output() {
+            Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_string(),
+            _ => {
+                assert!(
+                    std::env::var("TESSERA_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                    "oathtool is required (TESSERA_REQUIRE_TOOLS=1) but not installed"
+                );
+                totp_with(base32, Params { digits: 6, sha: "SHA1", period: 30 }, offset_s)
+            }
+        }
+    }
+}
