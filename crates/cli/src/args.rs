@@ -200,11 +200,7 @@ pub enum TokenCmd {
         json: bool,
     },
     /// Reset learned drift; with two consecutive codes, resynchronise (±100 steps/counters).
-    Resync {
-        serial: String,
-        first: Option<String>,
-        second: Option<String>,
-    },
+    Resync { serial: String, first: Option<String>, second: Option<String> },
     /// Delete a token.
     Delete { serial: String },
 }
@@ -221,12 +217,16 @@ pub struct CheckArgs {
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCmd {
     /// Create an API key; it is printed once.
-    Create { name: String },
+    Create {
+        name: String,
+    },
     List {
         #[arg(long)]
         json: bool,
     },
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,10 +49,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<UsageError>().is_some() {
             return 2;
         }
-        if let Some(core) = cause.downcast_ref::<tessera_core::CoreError>() {
-            if matches!(core, tessera_core::CoreError::Invalid { .. } | tessera_core::CoreError::Password(_)) {
-                return 2;
-            }
+        if let Some(core) = cause.downcast_ref::<tessera_core::CoreError>()
+            && matches!(core, tessera_core::CoreError::Invalid { .. } | tessera_core::CoreError::Password(_))
+        {
+            return 2;
         }
         if cause.downcast_ref::<tessera_server::config::ConfigError>().is_some() {
             return 2;

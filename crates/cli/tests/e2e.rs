@@ -280,20 +280,24 @@ async fn admin_api_manages_users_and_tokens_with_an_api_key() {
     assert_eq!(r.status(), 400);
     let r = post("/api/v1/users/frank/tokens", json!({"secret": "!!"})).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    let created: Value = post("/api/v1/users/frank/tokens", json!({"type": "totp", "digits": 8, "algorithm": "SHA256"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value =
+        post("/api/v1/users/frank/tokens", json!({"type": "totp", "digits": 8, "algorithm": "SHA256"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     let secret = created["secret"].as_str().unwrap();
     assert!(created["qr_svg"].as_str().unwrap().contains("<svg"));
     assert_eq!(created["token"]["state"], "pending");
     let p = support::Params { digits: 8, sha: "SHA256", period: 30 };
     let r = post("/api/v1/users/frank/tokens/confirm", json!({"code": "00000000"})).send().await.unwrap();
     assert_eq!(r.status(), 422);
-    let r = post("/api/v1/users/frank/tokens/confirm", json!({"code": codes::totp_with(secret, p, 0)})).send().await.unwrap();
+    let r = post("/api/v1/users/frank/tokens/confirm", json!({"code": codes::totp_with(secret, p, 0)}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let pw = format!("frank's long pass{}", codes::totp_with(secret, p, 30));
     assert_eq!(n.validate("frank", &pw).await["result"], "accept");
@@ -304,14 +308,28 @@ async fn admin_api_manages_users_and_tokens_with_an_api_key() {
     let listed: Value =
         c.get(n.url("/api/v1/users?search=fr*")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
-    let r = c.patch(n.url("/api/v1/policy")).bearer_auth(&key).json(&json!({"lockout_threshold": 3})).send().await.unwrap();
+    let r =
+        c.patch(n.url("/api/v1/policy")).bearer_auth(&key).json(&json!({"lockout_threshold": 3})).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let r = c.patch(n.url("/api/v1/policy")).bearer_auth(&key).json(&json!({"lockout_threshold": 30})).send().await.unwrap();
+    let r = c
+        .patch(n.url("/api/v1/policy"))
+        .bearer_auth(&key)
+        .json(&json!({"lockout_threshold": 30}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let r = post("/api/v1/users/frank/disable", json!({})).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "disabled");
-    let audit: Value =
-        c.get(n.url("/api/v1/audit?actor=api-key:ops&limit=50")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let audit: Value = c
+        .get(n.url("/api/v1/audit?actor=api-key:ops&limit=50"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert!(actions.contains(&"user.add") && actions.contains(&"token.enroll") && actions.contains(&"user.disable"));
     let r = c.delete(n.url("/api/v1/users/frank")).bearer_auth(&key).send().await.unwrap();

@@ -214,8 +214,8 @@ impl Admin {
             Algorithm::Sha512 => 64,
         };
         let rng = self.ctx.random.clone();
-        let secret = Secret::generate(len, &mut |b| rng.fill(b))
-            .map_err(|e| CoreError::invalid("secret", e.to_string()))?;
+        let secret =
+            Secret::generate(len, &mut |b| rng.fill(b)).map_err(|e| CoreError::invalid("secret", e.to_string()))?;
         let token = self
             .insert_token(actor, user, &secret, params, 0, None, description, TokenState::Pending, "token.enroll")
             .await?;
@@ -296,11 +296,13 @@ impl Admin {
         let base = self.audit(actor, "token.confirm", Self::user_label(user));
         let pending: Vec<&Token> = tokens.iter().filter(|t| t.state == TokenState::Pending).collect();
         if pending.is_empty() {
-            return self.refused(base, CoreError::NotFound(format!("pending token of `{}`", Self::user_label(user)))).await;
+            return self
+                .refused(base, CoreError::NotFound(format!("pending token of `{}`", Self::user_label(user))))
+                .await;
         }
         for token in pending {
-            let secret =
-                open_secret(&self.ctx.keys, token).map_err(|e| CoreError::Key { token: token.serial.clone(), source: e })?;
+            let secret = open_secret(&self.ctx.keys, token)
+                .map_err(|e| CoreError::Key { token: token.serial.clone(), source: e })?;
             if let Some(m) = match_code(&secret, token, code, &policy, now) {
                 let rec = base.clone().target(format!("{} {}", Self::user_label(user), token.serial));
                 if self.ctx.store.activate_token(&token.id, m.matched, m.drift, rec).await? {
@@ -489,10 +491,13 @@ pub fn otp_params(
     period: Option<u32>,
 ) -> Result<OtpParams, CoreError> {
     let algorithm = match algorithm {
-        Some(a) => a.parse::<Algorithm>().map_err(|_| CoreError::invalid("algorithm", "must be SHA1, SHA256 or SHA512"))?,
+        Some(a) => {
+            a.parse::<Algorithm>().map_err(|_| CoreError::invalid("algorithm", "must be SHA1, SHA256 or SHA512"))?
+        }
         None => Algorithm::Sha1,
     };
-    let digits = tessera_otp::Digits::new(digits.unwrap_or(6)).map_err(|_| CoreError::invalid("digits", "must be 6 or 8"))?;
+    let digits =
+        tessera_otp::Digits::new(digits.unwrap_or(6)).map_err(|_| CoreError::invalid("digits", "must be 6 or 8"))?;
     let kind = match kind.unwrap_or("totp").to_ascii_lowercase().as_str() {
         "totp" => OtpKind::Totp {
             period: tessera_otp::Period::new(period.unwrap_or(30))

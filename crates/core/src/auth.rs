@@ -125,8 +125,7 @@ impl Authenticator {
         } else {
             self.evaluate(&user, &tokens, &req.password, &policy, now).await?
         };
-        let attempt =
-            AuthAttempt { user_id: user.id.clone(), access, verdict: verdict.clone(), policy, audit };
+        let attempt = AuthAttempt { user_id: user.id.clone(), access, verdict: verdict.clone(), policy, audit };
         let outcome = ctx.store.commit_attempt(attempt).await?;
         let mut finished = AuditRecord::new(now, "", &actor, "");
         crate::store::finish_attempt_audit(&mut finished, &verdict, &outcome);
@@ -230,7 +229,13 @@ impl Authenticator {
 
 /// Whether `code` would have matched had the token's floor not moved past
 /// it: a replayed (already used) code. Only for the audit reason.
-fn is_replay(secret: &tessera_otp::Secret, token: &Token, code: &str, policy: &Policy, now: crate::clock::Timestamp) -> bool {
+fn is_replay(
+    secret: &tessera_otp::Secret,
+    token: &Token,
+    code: &str,
+    policy: &Policy,
+    now: crate::clock::Timestamp,
+) -> bool {
     let mut probe = token.clone();
     probe.counter = match token.params.kind {
         tessera_otp::OtpKind::Totp { .. } => i64::MIN,
@@ -241,9 +246,8 @@ fn is_replay(secret: &tessera_otp::Secret, token: &Token, code: &str, policy: &P
 
 fn audit_target(realm: &str, username: &str) -> String {
     // Bounded and printable even when the input is hostile.
-    let clean = |s: &str, n: usize| -> String {
-        s.chars().take(n).map(|c| if c.is_control() { '?' } else { c }).collect()
-    };
+    let clean =
+        |s: &str, n: usize| -> String { s.chars().take(n).map(|c| if c.is_control() { '?' } else { c }).collect() };
     let name = clean(username, names::MAX_USERNAME_LEN);
     if realm == DEFAULT_REALM { name } else { format!("{name}@{}", clean(realm, names::MAX_REALM_LEN)) }
 }

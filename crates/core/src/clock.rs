@@ -33,23 +33,14 @@ impl Timestamp {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            sod / 3600,
-            (sod / 60) % 60,
-            sod % 60
-        )
+        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
     }
     /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC only).
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
         let b = s.as_bytes();
         let num = |r: std::ops::Range<usize>| -> Option<i64> {
             let part = s.get(r)?;
-            if part.bytes().all(|c| c.is_ascii_digit()) && !part.is_empty() {
-                part.parse().ok()
-            } else {
-                None
-            }
+            if part.bytes().all(|c| c.is_ascii_digit()) && !part.is_empty() { part.parse().ok() } else { None }
         };
         if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
             return None;
@@ -135,9 +126,7 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)]
     fn now(&self) -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(d.as_millis() as i64)
     }
 }
@@ -175,10 +164,7 @@ mod tests {
             assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
         }
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            Timestamp::parse_rfc3339("2026-11-22"),
-            Timestamp::parse_rfc3339("2026-11-22T00:00:00Z")
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-22"), Timestamp::parse_rfc3339("2026-11-22T00:00:00Z"));
         assert_eq!(Timestamp::parse_rfc3339("2026-13-01"), None);
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
     }

@@ -129,8 +129,7 @@ impl Keyring {
         let mut key_id = [0u8; KEY_ID_LEN];
         key_id.copy_from_slice(&id[..KEY_ID_LEN]);
         let seal_key = master.derive("seal");
-        let seal = XChaCha20Poly1305::new_from_slice(&seal_key[..])
-            .unwrap_or_else(|_| unreachable!("32-byte key"));
+        let seal = XChaCha20Poly1305::new_from_slice(&seal_key[..]).unwrap_or_else(|_| unreachable!("32-byte key"));
         Keyring { key_id, seal, backup_mac: master.derive("backup code mac") }
     }
 

@@ -66,8 +66,8 @@ impl LockState {
         match policy.lockout_mode {
             LockoutMode::Lock => {
                 if failures >= threshold {
-                    let lock_until = (policy.auto_unlock_seconds > 0)
-                        .then(|| now.plus_seconds(policy.auto_unlock_seconds as i64));
+                    let lock_until =
+                        (policy.auto_unlock_seconds > 0).then(|| now.plus_seconds(policy.auto_unlock_seconds as i64));
                     LockState { failures, locked_at: Some(now), lock_until, throttle_until: None }
                 } else {
                     LockState { failures, ..LockState::default() }

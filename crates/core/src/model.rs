@@ -68,9 +68,7 @@ impl std::str::FromStr for UserStatus {
             "active" => Ok(UserStatus::Active),
             "locked" => Ok(UserStatus::Locked),
             "disabled" => Ok(UserStatus::Disabled),
-            other => Err(format!(
-                "unknown status `{other}` (expected unregistered, active, locked or disabled)"
-            )),
+            other => Err(format!("unknown status `{other}` (expected unregistered, active, locked or disabled)")),
         }
     }
 }

@@ -45,9 +45,7 @@ pub fn check_realm(realm: &str) -> Result<(), CoreError> {
 }
 
 pub fn check_serial(serial: &str) -> Result<(), CoreError> {
-    let ok = !serial.is_empty()
-        && serial.len() <= MAX_SERIAL_LEN
-        && serial.chars().all(|c| c.is_ascii_graphic());
+    let ok = !serial.is_empty() && serial.len() <= MAX_SERIAL_LEN && serial.chars().all(|c| c.is_ascii_graphic());
     if ok {
         Ok(())
     } else {

@@ -26,13 +26,7 @@ fn cap(drift: i32, max: u32) -> i32 {
 }
 
 /// Checks `code` against `token` under `policy` at `now`.
-pub fn match_code(
-    secret: &Secret,
-    token: &Token,
-    code: &str,
-    policy: &Policy,
-    now: Timestamp,
-) -> Option<CodeMatch> {
+pub fn match_code(secret: &Secret, token: &Token, code: &str, policy: &Policy, now: Timestamp) -> Option<CodeMatch> {
     let p = token.params;
     let code = Code::parse(code, p.digits).ok()?;
     match p.kind {

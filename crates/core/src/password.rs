@@ -42,10 +42,7 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     if password.len() > MAX_PASSWORD_LEN {
         return Err(PasswordError::TooLong);
     }
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|_| PasswordError::Hashing)
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|_| PasswordError::Hashing)
 }
 
 /// Constant-work check of `password` against a PHC string. A malformed
@@ -67,8 +64,7 @@ pub fn dummy_verify(password: &str) {
     static DUMMY: OnceLock<String> = OnceLock::new();
     let phc = DUMMY.get_or_init(|| hash_password("tessera dummy password").unwrap_or_default());
     let truncated: String = password.chars().take(64).collect();
-    let _ = PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(truncated.as_bytes(), &h).is_ok());
+    let _ = PasswordHash::new(phc).map(|h| Argon2::default().verify_password(truncated.as_bytes(), &h).is_ok());
 }
 
 /// Where the engine sends password work.

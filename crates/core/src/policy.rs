@@ -122,8 +122,7 @@ impl Policy {
         let parsed = serde_json::from_str::<serde_json::Value>(value)
             .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
         obj.insert(key.to_string(), parsed);
-        let p: Policy =
-            serde_json::from_value(doc).map_err(|e| format!("invalid value for `{key}`: {e}"))?;
+        let p: Policy = serde_json::from_value(doc).map_err(|e| format!("invalid value for `{key}`: {e}"))?;
         p.validate()?;
         Ok(p)
     }

@@ -30,9 +30,7 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database is corrupt or not a tessera database: {0}")]
     Corrupt(String),
-    #[error(
-        "database schema version {found} is newer than this tessera supports ({supported}); use a newer tessera"
-    )]
+    #[error("database schema version {found} is newer than this tessera supports ({supported}); use a newer tessera")]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("master key does not match this database: {0}")]
     WrongKey(KeyError),
@@ -105,7 +103,11 @@ pub enum AuthOutcome {
     Accepted,
     /// Counted failure. `replay` means the verified factor had been used in
     /// the meantime (by a concurrent attempt, or another node).
-    Failed { failures: u32, locked: bool, replay: bool },
+    Failed {
+        failures: u32,
+        locked: bool,
+        replay: bool,
+    },
     Locked,
     Throttled,
     Disabled,
@@ -145,13 +147,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, StoreError>;
     /// Sets a token's floor and drift after an admin resync. The floor never
     /// moves backwards (a resync must not re-open used codes).
-    async fn resync_token(
-        &self,
-        id: &TokenId,
-        floor: i64,
-        drift: i32,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError>;
+    async fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError>;
 
     // --- authentication
     /// The user and all their tokens, in one consistent read.

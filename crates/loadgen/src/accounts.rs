@@ -40,7 +40,9 @@ pub fn bench_serial(i: u64) -> String {
 /// Tessera bench users `[first, first + count)`.
 pub fn tessera_accounts(seed: &str, first: u64, count: u64) -> anyhow::Result<Vec<Account>> {
     (first..first + count)
-        .map(|i| Ok(Account { index: i, name: bench_username(i), key: Keyed::new(&bench_secret(seed, i)?, Algorithm::Sha1) }))
+        .map(|i| {
+            Ok(Account { index: i, name: bench_username(i), key: Keyed::new(&bench_secret(seed, i)?, Algorithm::Sha1) })
+        })
         .collect()
 }
 
@@ -95,7 +97,7 @@ pub enum Mode {
 }
 
 /// What the supply hands out next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Next {
     /// Send `code` for the account at `slot` (an index into the worker's
     /// account list) at `step` (for wrong codes: the step at hand-out time).
@@ -123,7 +125,14 @@ pub struct Supply {
 impl Supply {
     /// `slots` index `accounts`; codes are precomputed for the steps that can
     /// be valid between `now` and `now + horizon_s`.
-    pub fn new(accounts: &[Account], slots: Vec<usize>, rule: StepRule, mode: Mode, now: f64, horizon_s: f64) -> Supply {
+    pub fn new(
+        accounts: &[Account],
+        slots: Vec<usize>,
+        rule: StepRule,
+        mode: Mode,
+        now: f64,
+        horizon_s: f64,
+    ) -> Supply {
         let first = step_of(now) + rule.lower;
         let last = step_of(now + horizon_s.max(0.0)) + rule.upper;
         let base = first;
@@ -143,10 +152,6 @@ impl Supply {
         // Start one before the oldest acceptable step; `next` moves it up to the window.
         let next_step = vec![first; slots.len()];
         Supply { slots, next_step, table, base, width, wrong, pos: 0, rule, mode }
-    }
-
-    pub fn len(&self) -> usize {
-        self.slots.len()
     }
 
     /// Global account index of a slot.
@@ -223,7 +228,8 @@ mod tests {
         let secret = bench_secret("1", 0).unwrap();
         let a = Account { index: 0, name: bench_username(0), key: Keyed::new(&secret, Algorithm::Sha1) };
         let now = 1_700_000_000i64;
-        let expect = tessera_otp::totp(&secret, Algorithm::Sha1, Digits::SIX, tessera_otp::Period::THIRTY, now).unwrap();
+        let expect =
+            tessera_otp::totp(&secret, Algorithm::Sha1, Digits::SIX, tessera_otp::Period::THIRTY, now).unwrap();
         assert_eq!(a.code(step_of(now as f64)), expect);
         let mut v = Vec::new();
         push_code(&mut v, 42);

@@ -200,20 +200,20 @@ pub enum Exchange {
     /// A complete response; `close` when the server will close the connection.
     Response { status: StatusCode, body: Bytes, close: bool },
     /// The connection was already closed and the request was not sent: reconnect and retry it.
-    NotSent(Request<Full<Bytes>>),
+    NotSent(Box<Request<Full<Bytes>>>),
     /// The request may have reached the server but no complete response came back.
     Failed(anyhow::Error),
 }
 
 pub async fn exchange(sender: &mut SendRequest<Full<Bytes>>, req: Request<Full<Bytes>>) -> Exchange {
     if sender.ready().await.is_err() {
-        return Exchange::NotSent(req);
+        return Exchange::NotSent(Box::new(req));
     }
     let resp = match sender.try_send_request(req).await {
         Ok(r) => r,
         Err(mut e) => {
             return match e.take_message() {
-                Some(req) => Exchange::NotSent(req),
+                Some(req) => Exchange::NotSent(Box::new(req)),
                 None => Exchange::Failed(e.into_error().into()),
             };
         }
@@ -232,7 +232,10 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(&Protocol::Tessera.body("bench000001", 12345)[..], br#"{"username":"bench000001","password":"012345"}"#);
+        assert_eq!(
+            &Protocol::Tessera.body("bench000001", 12345)[..],
+            br#"{"username":"bench000001","password":"012345"}"#
+        );
         assert_eq!(&Protocol::PrivacyIdea.body("BENCH00001", 999999)[..], b"serial=BENCH00001&pass=999999");
     }
 

@@ -1,1 +1,278 @@
-fn main() {}
+//! `tessera-loadgen`: closed-loop load generator for tessera's
+//! `POST /api/v1/validate`, and for privacyIDEA's `POST /validate/check` as a
+//! peer baseline. See `bench/README.md`.
+
+mod accounts;
+mod client;
+mod run;
+mod setup;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::accounts::{Mode, StepRule, step_of};
+use crate::client::{Exchange, Protocol, Target, Verdict};
+use crate::run::{Report, RunConfig};
+
+#[derive(Parser)]
+#[command(name = "tessera-loadgen", version, about = "Closed-loop load generator for tessera (and privacyIDEA)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Fresh, valid, never-repeated codes (every reply must be accept).
+    Correct,
+    /// Codes outside the window, round robin over the accounts (every reply must be reject).
+    Wrong,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Correct => Mode::Correct,
+            ModeArg::Wrong => Mode::Wrong,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Expect {
+    Accept,
+    Reject,
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Closed-loop workers, each with one keep-alive connection.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many requests.
+    #[arg(long)]
+    max_requests: Option<u64>,
+    #[arg(long, value_enum, default_value = "correct")]
+    mode: ModeArg,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also report CPU time and memory of this process and its descendants.
+    #[arg(long)]
+    server_pid: Option<i32>,
+    /// Client runtime threads (1 = a single-threaded runtime, the cheapest).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Do not hand out a code whose step leaves the server's window within this many seconds.
+    #[arg(long, default_value_t = 3.0)]
+    margin: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create bench users bench000000.. with TOTP tokens BENCH000000.. in a data dir (before starting the server).
+    Setup {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        users: u64,
+        #[arg(long, default_value = "1")]
+        seed: String,
+        /// Writes in flight at once.
+        #[arg(long, default_value_t = 256)]
+        parallel: usize,
+    },
+    /// Load tessera's POST /api/v1/validate over HTTPS.
+    Rest {
+        /// https://127.0.0.1:PORT
+        #[arg(long)]
+        url: String,
+        /// PEM certificate to trust (the only root).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Number of bench users to use.
+        #[arg(long)]
+        users: u64,
+        /// First bench user index (use disjoint ranges for runs within the same 90 s).
+        #[arg(long, default_value_t = 0)]
+        first_user: u64,
+        #[arg(long, default_value = "1")]
+        seed: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Load privacyIDEA's POST /validate/check (by serial) over plain HTTP.
+    Privacyidea {
+        /// http://127.0.0.1:5000
+        #[arg(long, default_value = "http://127.0.0.1:5000")]
+        url: String,
+        /// CSV `serial,hexkey[,...]`, no header.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// First row of the CSV to use.
+        #[arg(long, default_value_t = 0)]
+        first_token: u64,
+        /// Rows to use (default: all from --first-token).
+        #[arg(long)]
+        token_count: Option<u64>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Send one code for one bench user and check the answer (e.g. a replay after a restart).
+    Probe {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long, default_value = "1")]
+        seed: String,
+        /// Bench user index.
+        #[arg(long)]
+        user: u64,
+        /// Time step of the code (default: the current step plus --step-offset).
+        #[arg(long, allow_negative_numbers = true)]
+        step: Option<i64>,
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        step_offset: i64,
+        #[arg(long, value_enum)]
+        expect: Expect,
+    },
+}
+
+fn load(
+    system: &str,
+    url: String,
+    target: Target,
+    accounts: Vec<accounts::Account>,
+    rule: StepRule,
+    a: &LoadArgs,
+) -> anyhow::Result<Report> {
+    if !(a.duration > 0.0 && a.duration < 86_400.0) {
+        anyhow::bail!("--duration must be between 0 and 86400 s");
+    }
+    let cfg = RunConfig {
+        system: system.into(),
+        url,
+        concurrency: a.concurrency,
+        duration: Duration::from_secs_f64(a.duration),
+        max_requests: a.max_requests,
+        mode: a.mode.into(),
+        rule: StepRule { margin_s: a.margin, ..rule },
+        server_pid: a.server_pid,
+        threads: a.threads,
+    };
+    let report = run::run(cfg, target, accounts)?;
+    report.print();
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn probe(
+    url: &str,
+    ca: Option<PathBuf>,
+    seed: &str,
+    user: u64,
+    step: Option<i64>,
+    offset: i64,
+    expect: Expect,
+) -> anyhow::Result<u8> {
+    let rt = small_runtime()?;
+    rt.block_on(async {
+        let target = Target::new(url, ca.as_deref(), Protocol::Tessera).await?;
+        let account = accounts::tessera_accounts(seed, user, 1)?.remove(0);
+        let clock = sys::Clock::new();
+        let step = step.unwrap_or(step_of(clock.unix()) + offset);
+        let code = account.code(step);
+        let mut sender = target.connect().await?;
+        let now_step = step_of(clock.unix());
+        let (status, body) =
+            match client::exchange(&mut sender, target.request(Protocol::Tessera.body(&account.name, code))).await {
+                Exchange::Response { status, body, .. } => (status, body),
+                Exchange::NotSent(_) => anyhow::bail!("connection closed before the request was sent"),
+                Exchange::Failed(e) => return Err(e),
+            };
+        let verdict = Protocol::Tessera.verdict(status, &body);
+        let in_window = (now_step - 1..=now_step + 1).contains(&step);
+        let pass = matches!((expect, verdict), (Expect::Accept, Verdict::Accept) | (Expect::Reject, Verdict::Reject));
+        let word = match verdict {
+            Verdict::Accept => "accept",
+            Verdict::Reject => "reject",
+            Verdict::Other => "error",
+        };
+        let code_s = {
+            let mut v = Vec::new();
+            accounts::push_code(&mut v, code);
+            String::from_utf8_lossy(&v).into_owned()
+        };
+        let verdict_word = if !in_window && expect == Expect::Reject {
+            "INCONCLUSIVE (step outside the ±1 window, so a reject proves nothing)"
+        } else if pass {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        println!(
+            "probe {} step {step} (now {now_step}) code {code_s}: http {} {word}, expected {}: {verdict_word}",
+            account.name,
+            status.as_u16(),
+            if expect == Expect::Accept { "accept" } else { "reject" }
+        );
+        if verdict == Verdict::Other {
+            println!("  body: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(if !in_window && expect == Expect::Reject {
+            2
+        } else if pass {
+            0
+        } else {
+            1
+        })
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<u8> = (|| match cli.cmd {
+        Cmd::Setup { data, users, seed, parallel } => setup::setup(&data, users, &seed, parallel).map(|_| 0),
+        Cmd::Rest { url, ca, users, first_user, seed, load: a } => {
+            let target = small_runtime()?.block_on(Target::new(&url, ca.as_deref(), Protocol::Tessera))?;
+            let accounts = accounts::tessera_accounts(&seed, first_user, users)?;
+            let rule = StepRule { lower: -1, upper: 1, margin_s: 0.0 };
+            let r = load("tessera", url, target, accounts, rule, &a)?;
+            Ok(u8::from(!r.ok))
+        }
+        Cmd::Privacyidea { url, tokens, first_token, token_count, load: a } => {
+            let target = small_runtime()?.block_on(Target::new(&url, None, Protocol::PrivacyIdea))?;
+            let accounts = accounts::csv_accounts(&tokens, first_token, token_count)?;
+            // privacyIDEA re-centres a token's window on each accepted step; use only the current and next step.
+            let rule = StepRule { lower: 0, upper: 1, margin_s: 0.0 };
+            let r = load("privacyIDEA", url, target, accounts, rule, &a)?;
+            Ok(u8::from(!r.ok))
+        }
+        Cmd::Probe { url, ca, seed, user, step, step_offset, expect } => {
+            probe(&url, ca, &seed, user, step, step_offset, expect)
+        }
+    })();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}

@@ -106,7 +106,7 @@ const MAX_FAILURES_KEPT: usize = 5;
 
 fn new_hist() -> Histogram<u64> {
     // 1 µs .. 1 h at 3 significant digits
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_default())
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
 }
 
 struct Shared {
@@ -120,7 +120,10 @@ struct Shared {
     barrier: Barrier,
 }
 
-async fn connect_retrying(sh: &Shared, until: Instant) -> Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+async fn connect_retrying(
+    sh: &Shared,
+    until: Instant,
+) -> Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
     let mut delay = Duration::from_millis(5);
     loop {
         match sh.target.connect().await {
@@ -202,7 +205,7 @@ async fn worker(sh: Arc<Shared>, mut supply: Supply) -> anyhow::Result<WorkerSta
                         push_failure(&mut st.failures, account, step, "transport", None, "connection closed".into());
                         continue 'outer;
                     }
-                    req = r;
+                    req = *r;
                 }
                 Exchange::Failed(e) => {
                     connected = false;
@@ -381,9 +384,9 @@ async fn run_async(cfg: RunConfig, target: Target, accounts: Vec<Account>) -> an
         max: hist.max() as f64 / 1000.0,
         mean: hist.mean() / 1000.0,
     };
-    let per_req = |cpu: f64| if r.requests > 0 { cpu * 1e6 / r.requests as f64 } else { 0.0 };
-    r.client_cpu_us_per_req = per_req(r.client_cpu_s);
-    r.server_cpu_us_per_req = r.server_cpu_s.map(per_req);
+    let n = r.requests.max(1) as f64;
+    r.client_cpu_us_per_req = r.client_cpu_s * 1e6 / n;
+    r.server_cpu_us_per_req = r.server_cpu_s.map(|cpu| cpu * 1e6 / n);
     r.code_supply_exhausted_s = exhausted.as_secs_f64() / c as f64;
     r.last_accepted = last.map(|(i, step, code)| {
         let a = &sh.accounts[i];

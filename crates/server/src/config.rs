@@ -31,7 +31,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerSection,
@@ -52,7 +52,7 @@ pub struct ServerSection {
     pub issuer: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MasterKeySection {
     /// Key file; empty = `tessera.key` beside the data directory (never inside
@@ -107,12 +107,6 @@ impl Default for ServerSection {
     }
 }
 
-impl Default for MasterKeySection {
-    fn default() -> Self {
-        MasterKeySection { file: PathBuf::new() }
-    }
-}
-
 impl Default for DatabaseSection {
     fn default() -> Self {
         DatabaseSection { synchronous: "full".into(), readers: 4, cache_kib: 8192 }
@@ -136,18 +130,6 @@ impl Default for HttpSection {
 impl Default for LogSection {
     fn default() -> Self {
         LogSection { level: "info".into(), format: "text".into() }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerSection::default(),
-            master_key: MasterKeySection::default(),
-            database: DatabaseSection::default(),
-            http: HttpSection::default(),
-            log: LogSection::default(),
-        }
     }
 }
 
@@ -252,10 +234,16 @@ fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<()
             let Some(raw) = env.get(&var) else { continue };
             let value = match default {
                 toml::Value::Array(_) => toml::Value::Array(
-                    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.into()))
+                        .collect(),
                 ),
                 toml::Value::Integer(_) => toml::Value::Integer(
-                    raw.trim().parse().map_err(|_| ConfigError::Env { var: var.clone(), message: "expected an integer".into() })?,
+                    raw.trim()
+                        .parse()
+                        .map_err(|_| ConfigError::Env { var: var.clone(), message: "expected an integer".into() })?,
                 ),
                 toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
                     "true" | "1" | "yes" | "on" => true,

@@ -189,13 +189,7 @@ pub fn assemble(
         node: cfg.node_name(),
         issuer: cfg.server.issuer.clone(),
     });
-    Node {
-        config: cfg.clone(),
-        auth: Authenticator::new(ctx.clone()),
-        admin: Admin::new(ctx.clone()),
-        ctx,
-        key_source,
-    }
+    Node { config: cfg.clone(), auth: Authenticator::new(ctx.clone()), admin: Admin::new(ctx.clone()), ctx, key_source }
 }
 
 /// Makes sure the HTTPS certificate exists: configured files are used as

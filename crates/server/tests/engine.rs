@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tessera_core::CoreError;
 use tessera_core::admin::{Admin, otp_params};
 use tessera_core::audit::{Actor, AuditQuery};
 use tessera_core::auth::{Authenticator, Decision, ValidateRequest, Validation};
@@ -14,7 +15,6 @@ use tessera_core::model::{User, UserStatus};
 use tessera_core::password::InlineHasher;
 use tessera_core::policy::{LockoutMode, Policy};
 use tessera_core::random::OsRandom;
-use tessera_core::CoreError;
 use tessera_otp::{Digits, Keyed, OtpKind, OtpParams, Secret, format_code, time_step};
 use tessera_store::{SqliteOptions, SqliteStore};
 use zeroize::Zeroizing;
@@ -33,7 +33,8 @@ fn harness() -> H {
     let dir = tempfile::tempdir().unwrap();
     let keys = Keyring::new(&MasterKey::generate(&OsRandom));
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(T0)));
-    let store = SqliteStore::create(&SqliteOptions::new(dir.path().join("t.db")), &keys, &OsRandom, clock.now()).unwrap();
+    let store =
+        SqliteStore::create(&SqliteOptions::new(dir.path().join("t.db")), &keys, &OsRandom, clock.now()).unwrap();
     let ctx = Arc::new(Context {
         store: Arc::new(store),
         clock: clock.clone(),
@@ -61,7 +62,9 @@ impl H {
 
     /// An active token with a known secret.
     async fn token(&self, u: &User, params: OtpParams) -> Secret {
-        let secret = Secret::from_bytes((0..20u8).map(|i| i.wrapping_mul(7).wrapping_add(u.username.len() as u8)).collect()).unwrap();
+        let secret =
+            Secret::from_bytes((0..20u8).map(|i| i.wrapping_mul(7).wrapping_add(u.username.len() as u8)).collect())
+                .unwrap();
         self.admin.add_token(&self.actor, u, &secret, params, 0, None, "", false).await.unwrap();
         secret
     }
@@ -164,7 +167,11 @@ async fn password_and_code_split_and_factor_errors_look_alike() {
     let c1 = totp_code(&s, p, now, 1);
     assert_eq!(h.validate("pw", &c1).await.decision, Decision::Reject, "code alone is not enough");
     let wrong_code = h.validate("pw", "correct horse000000").await;
-    assert!(wrong_code.reason.starts_with("wrong_code") || wrong_code.reason.starts_with("replayed"), "{}", wrong_code.reason);
+    assert!(
+        wrong_code.reason.starts_with("wrong_code") || wrong_code.reason.starts_with("replayed"),
+        "{}",
+        wrong_code.reason
+    );
     assert_eq!(h.validate("pw", "correct horse").await.decision, Decision::Reject);
     assert_eq!(h.validate("pw", "").await.decision, Decision::Reject);
 }
@@ -191,7 +198,10 @@ async fn unknown_disabled_and_pending_are_rejected() {
     assert_eq!(h.fresh(&pend).await.status(h.clock.now()), UserStatus::Active);
     // the confirming code is used up; the next one logs in
     assert_eq!(h.validate("pend", &code).await.decision, Decision::Reject);
-    assert_eq!(h.validate("pend", &totp_code(&e.secret, e.token.params, h.now_s(), 1)).await.decision, Decision::Accept);
+    assert_eq!(
+        h.validate("pend", &totp_code(&e.secret, e.token.params, h.now_s(), 1)).await.decision,
+        Decision::Accept
+    );
     assert!(e.uri.starts_with("otpauth://totp/tessera:pend?secret="), "{}", e.uri);
 }
 
@@ -201,7 +211,10 @@ async fn lockout_then_auto_unlock_with_the_clock() {
     let u = h.user("lock", None).await;
     let p = OtpParams::default();
     let s = h.token(&u, p).await;
-    h.admin.set_policy(&h.actor, &Policy { lockout_threshold: 3, auto_unlock_seconds: 600, ..Policy::default() }).await.unwrap();
+    h.admin
+        .set_policy(&h.actor, &Policy { lockout_threshold: 3, auto_unlock_seconds: 600, ..Policy::default() })
+        .await
+        .unwrap();
     for _ in 0..3 {
         assert_eq!(h.validate("lock", "000000").await.decision, Decision::Reject);
     }
@@ -246,7 +259,12 @@ async fn throttle_mode_delays_instead_of_locking() {
     let u = h.user("thr", None).await;
     let p = OtpParams::default();
     let s = h.token(&u, p).await;
-    let policy = Policy { lockout_mode: LockoutMode::Throttle, lockout_threshold: 2, throttle_base_seconds: 10, ..Policy::default() };
+    let policy = Policy {
+        lockout_mode: LockoutMode::Throttle,
+        lockout_threshold: 2,
+        throttle_base_seconds: 10,
+        ..Policy::default()
+    };
     h.admin.set_policy(&h.actor, &policy).await.unwrap();
     h.validate("thr", "000000").await;
     h.validate("thr", "000001").await;

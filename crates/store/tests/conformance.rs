@@ -96,23 +96,27 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, super::sqlite_fixture(), [
-    users_create_find_conflict,
-    users_list_wildcard_status_paging,
-    users_changes_and_not_found,
-    tokens_lifecycle_and_registration,
-    token_accept_then_replay,
-    parallel_same_code_accepts_once,
-    parallel_wrong_attempts_lock_exactly,
-    auto_unlock_and_admin_unlock,
-    throttle_mode_blocks_until_delay,
-    disabled_and_refused_not_counted,
-    backup_codes_single_use_and_regenerate,
-    activate_and_resync,
-    policy_round_trip,
-    api_keys_crud,
-    audit_records_every_change_and_filters,
-]);
+conformance!(
+    sqlite,
+    super::sqlite_fixture(),
+    [
+        users_create_find_conflict,
+        users_list_wildcard_status_paging,
+        users_changes_and_not_found,
+        tokens_lifecycle_and_registration,
+        token_accept_then_replay,
+        parallel_same_code_accepts_once,
+        parallel_wrong_attempts_lock_exactly,
+        auto_unlock_and_admin_unlock,
+        throttle_mode_blocks_until_delay,
+        disabled_and_refused_not_counted,
+        backup_codes_single_use_and_regenerate,
+        activate_and_resync,
+        policy_round_trip,
+        api_keys_crud,
+        audit_records_every_change_and_filters,
+    ]
+);
 
 async fn users_create_find_conflict(f: &Fixture) {
     let s = &f.store;
@@ -157,7 +161,10 @@ async fn users_list_wildcard_status_paging(f: &Fixture) {
     assert_eq!(names(s.list_users(&st(UserStatus::Disabled), at(1)).await.unwrap()), ["bob"]);
     assert_eq!(names(s.list_users(&st(UserStatus::Active), at(1)).await.unwrap()), ["john"]);
     assert_eq!(names(s.list_users(&st(UserStatus::Locked), at(1)).await.unwrap()), ["majo"]);
-    assert_eq!(names(s.list_users(&st(UserStatus::Unregistered), at(1)).await.unwrap()), ["Jo", "jo%y", "jo_x", "joanna"]);
+    assert_eq!(
+        names(s.list_users(&st(UserStatus::Unregistered), at(1)).await.unwrap()),
+        ["Jo", "jo%y", "jo_x", "joanna"]
+    );
     // after the lock expires majo is unregistered again
     let later = at(policy.auto_unlock_seconds as i64 + 1);
     assert!(names(s.list_users(&st(UserStatus::Unregistered), later).await.unwrap()).contains(&"majo".to_string()));
@@ -214,7 +221,10 @@ async fn tokens_lifecycle_and_registration(f: &Fixture) {
     assert!(matches!(again, Err(StoreError::NotFound(_))));
     // The sealed secret round-trips byte for byte.
     let stored = s.token_by_id(&pending.id).await.unwrap().unwrap();
-    assert_eq!(f.keys.open(Purpose::OtpSecret, stored.id.as_str(), &stored.sealed_secret).unwrap().as_slice(), b"12345678901234567890");
+    assert_eq!(
+        f.keys.open(Purpose::OtpSecret, stored.id.as_str(), &stored.sealed_secret).unwrap().as_slice(),
+        b"12345678901234567890"
+    );
 }
 
 async fn token_accept_then_replay(f: &Fixture) {
@@ -236,7 +246,10 @@ async fn token_accept_then_replay(f: &Fixture) {
     let replay = s.commit_attempt(attempt(&u, ok, &p, at(2))).await.unwrap();
     assert_eq!(replay, AuthOutcome::Failed { failures: 1, locked: false, replay: true });
     let older = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 99, drift: 0 });
-    assert!(matches!(s.commit_attempt(attempt(&u, older, &p, at(3))).await.unwrap(), AuthOutcome::Failed { replay: true, .. }));
+    assert!(matches!(
+        s.commit_attempt(attempt(&u, older, &p, at(3))).await.unwrap(),
+        AuthOutcome::Failed { replay: true, .. }
+    ));
     let u2 = s.user_by_id(&u.id).await.unwrap().unwrap();
     assert_eq!(u2.lock.failures, 2);
     assert_eq!(u2.last_attempt.unwrap().at, at(3));
@@ -325,10 +338,17 @@ async fn throttle_mode_blocks_until_delay(f: &Fixture) {
     };
     let o = s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(0))).await.unwrap();
     assert_eq!(o, AuthOutcome::Failed { failures: 1, locked: false, replay: false });
-    assert_eq!(s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(5))).await.unwrap(), AuthOutcome::Throttled);
+    assert_eq!(
+        s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(5))).await.unwrap(),
+        AuthOutcome::Throttled
+    );
     let o = s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(10))).await.unwrap();
     assert_eq!(o, AuthOutcome::Failed { failures: 2, locked: false, replay: false });
-    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(11)), UserStatus::Unregistered, "throttle is not a lock");
+    assert_eq!(
+        s.user_by_id(&u.id).await.unwrap().unwrap().status(at(11)),
+        UserStatus::Unregistered,
+        "throttle is not a lock"
+    );
 }
 
 async fn disabled_and_refused_not_counted(f: &Fixture) {
@@ -336,9 +356,15 @@ async fn disabled_and_refused_not_counted(f: &Fixture) {
     let u = user("judy");
     s.create_user(&u, audit("user.add")).await.unwrap();
     let p = Policy::default();
-    assert_eq!(s.commit_attempt(attempt(&u, Verdict::Refused("no_active_token"), &p, at(1))).await.unwrap(), AuthOutcome::Refused);
+    assert_eq!(
+        s.commit_attempt(attempt(&u, Verdict::Refused("no_active_token"), &p, at(1))).await.unwrap(),
+        AuthOutcome::Refused
+    );
     s.update_user(&u.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
-    assert_eq!(s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(2))).await.unwrap(), AuthOutcome::Disabled);
+    assert_eq!(
+        s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &p, at(2))).await.unwrap(),
+        AuthOutcome::Disabled
+    );
     let j = s.user_by_id(&u.id).await.unwrap().unwrap();
     assert_eq!(j.lock.failures, 0);
     assert_eq!(j.last_attempt.unwrap().at, at(2), "refusals still record the attempt");
@@ -358,7 +384,10 @@ async fn backup_codes_single_use_and_regenerate(f: &Fixture) {
     let v = Verdict::Verified(Factor::BackupCode { digest: [3; 32] });
     assert_eq!(s.commit_attempt(attempt(&u, v.clone(), &p, at(1))).await.unwrap(), AuthOutcome::Accepted);
     assert!(!s.backup_code_unused(&u.id, &[3; 32]).await.unwrap());
-    assert!(matches!(s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap(), AuthOutcome::Failed { replay: true, .. }));
+    assert!(matches!(
+        s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap(),
+        AuthOutcome::Failed { replay: true, .. }
+    ));
     assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 9);
     let set2: Vec<[u8; 32]> = (100..110u8).map(|i| [i; 32]).collect();
     s.replace_backup_codes(&u.id, &set2, at(3), audit("backup_codes.generate")).await.unwrap();
@@ -401,7 +430,14 @@ async fn policy_round_trip(f: &Fixture) {
 
 async fn api_keys_crud(f: &Fixture) {
     let s = &f.store;
-    let k = ApiKey { id: "k1".into(), name: "ops".into(), prefix: "tsk_abcd".into(), digest: [9; 32], created_at: at(0), last_used_at: None };
+    let k = ApiKey {
+        id: "k1".into(),
+        name: "ops".into(),
+        prefix: "tsk_abcd".into(),
+        digest: [9; 32],
+        created_at: at(0),
+        last_used_at: None,
+    };
     s.create_api_key(&k, audit("api_key.create")).await.unwrap();
     assert_eq!(s.api_key_by_digest(&[9; 32]).await.unwrap().unwrap(), k);
     assert!(s.api_key_by_digest(&[8; 32]).await.unwrap().is_none());
@@ -427,9 +463,11 @@ async fn audit_records_every_change_and_filters(f: &Fixture) {
     let v = &all[1];
     assert_eq!(v.result, AuditResult::Reject);
     assert_eq!(v.reason.as_deref(), Some("wrong_code; failure 1"));
-    let only = s.audit_log(&AuditQuery { action: Some("user.add".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let only =
+        s.audit_log(&AuditQuery { action: Some("user.add".into()), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(only.len(), 1);
-    let rejects = s.audit_log(&AuditQuery { result: Some(AuditResult::Reject), limit: 10, ..Default::default() }).await.unwrap();
+    let rejects =
+        s.audit_log(&AuditQuery { result: Some(AuditResult::Reject), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(rejects.len(), 1);
     let page = s.audit_log(&AuditQuery { before_id: Some(all[0].id), limit: 1, ..Default::default() }).await.unwrap();
     assert_eq!(page[0].id, all[1].id);

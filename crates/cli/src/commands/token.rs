@@ -69,7 +69,10 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            output::table(&["SERIAL", "TYPE", "ALGORITHM", "DIGITS", "PERIOD", "STATE", "LAST USED", "DESCRIPTION"], &rows);
+            output::table(
+                &["SERIAL", "TYPE", "ALGORITHM", "DIGITS", "PERIOD", "STATE", "LAST USED", "DESCRIPTION"],
+                &rows,
+            );
         }
         TokenCmd::Show { serial, json } => {
             let t = TokenView::from(&admin.find_token(&serial).await?);
@@ -98,7 +101,9 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             let codes = match (first.as_deref(), second.as_deref()) {
                 (Some(a), Some(b)) => Some((a, b)),
                 (None, None) => None,
-                _ => return Err(UsageError("give two consecutive codes, or none to only reset the drift".into()).into()),
+                _ => {
+                    return Err(UsageError("give two consecutive codes, or none to only reset the drift".into()).into());
+                }
             };
             let t = admin.find_token(&serial).await?;
             let t = admin.resync_token(&actor(), &t, codes).await?;

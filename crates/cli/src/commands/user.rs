@@ -16,7 +16,11 @@ pub async fn find(node: &Node, u: &UserRef) -> anyhow::Result<User> {
 }
 
 fn label(u: &User) -> String {
-    if u.realm == tessera_core::names::DEFAULT_REALM { u.username.clone() } else { format!("{}@{}", u.username, u.realm) }
+    if u.realm == tessera_core::names::DEFAULT_REALM {
+        u.username.clone()
+    } else {
+        format!("{}@{}", u.username, u.realm)
+    }
 }
 
 pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
@@ -133,9 +137,10 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
             let pw = if remove {
                 None
             } else {
-                Some(read_password(&password)?.ok_or_else(|| {
-                    UsageError("give --password-stdin, --password-file FILE or --remove".into())
-                })?)
+                Some(
+                    read_password(&password)?
+                        .ok_or_else(|| UsageError("give --password-stdin, --password-file FILE or --remove".into()))?,
+                )
             };
             let removing = pw.is_none();
             admin.set_password(&actor(), &u, pw).await?;

@@ -78,7 +78,13 @@ impl TestNode {
     }
 
     pub fn ok_stdin(&self, args: &[&str], input: &str) -> String {
-        let mut child = self.command(args, &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command(args, &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "tessera {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -101,8 +107,7 @@ impl TestNode {
         assert!(self.child.is_none(), "already running");
         let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(env);
-        let mut child =
-            self.command(&["serve"], &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self.command(&["serve"], &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -245,15 +250,8 @@ pub fn sha256_file(p: &Path) -> String {
 
 /// Folds the WAL into the database file so the file alone holds the data.
 pub fn checkpoint(db: &Path) {
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            "import sqlite3; c=sqlite3.connect({:?}); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()",
-            db.display().to_string()
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
 }
 
 pub fn backup_codes(out: &str) -> Vec<String> {

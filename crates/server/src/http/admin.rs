@@ -165,15 +165,26 @@ macro_rules! user_action {
     };
 }
 
-user_action!(unlock_user, "/api/v1/users/{username}/unlock", "Unlock a locked user (clears failures).",
-    |a, actor, u| a.unlock(&actor, &u));
-user_action!(reset_user, "/api/v1/users/{username}/reset",
+user_action!(
+    unlock_user,
+    "/api/v1/users/{username}/unlock",
+    "Unlock a locked user (clears failures).",
+    |a, actor, u| a.unlock(&actor, &u)
+);
+user_action!(
+    reset_user,
+    "/api/v1/users/{username}/reset",
     "Reset a user: remove tokens, backup codes and lock state; the user is unregistered again.",
-    |a, actor, u| a.reset(&actor, &u));
-user_action!(disable_user, "/api/v1/users/{username}/disable", "Disable a user: every login is refused.",
-    |a, actor, u| a.set_disabled(&actor, &u, true));
-user_action!(enable_user, "/api/v1/users/{username}/enable", "Enable a disabled user.",
-    |a, actor, u| a.set_disabled(&actor, &u, false));
+    |a, actor, u| a.reset(&actor, &u)
+);
+user_action!(
+    disable_user,
+    "/api/v1/users/{username}/disable",
+    "Disable a user: every login is refused.",
+    |a, actor, u| a.set_disabled(&actor, &u, true)
+);
+user_action!(enable_user, "/api/v1/users/{username}/enable", "Enable a disabled user.", |a, actor, u| a
+    .set_disabled(&actor, &u, false));
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -276,7 +287,16 @@ pub async fn add_token(
         let t = s
             .node
             .admin
-            .add_token(&actor, &u, &secret, params, b.counter.unwrap_or(0), b.serial.as_deref(), &description, b.pending.unwrap_or(false))
+            .add_token(
+                &actor,
+                &u,
+                &secret,
+                params,
+                b.counter.unwrap_or(0),
+                b.serial.as_deref(),
+                &description,
+                b.pending.unwrap_or(false),
+            )
             .await?;
         TokenCreated { token: TokenView::from(&t), secret: None, otpauth_uri: None, qr_svg: None }
     } else {
@@ -432,8 +452,10 @@ pub async fn audit_log(
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     let time = |v: Option<String>, name: &str| -> Result<Option<Timestamp>, ApiError> {
-        v.map(|t| Timestamp::parse_rfc3339(&t).ok_or_else(|| ApiError::invalid(format!("{name}: expected an RFC 3339 time"))))
-            .transpose()
+        v.map(|t| {
+            Timestamp::parse_rfc3339(&t).ok_or_else(|| ApiError::invalid(format!("{name}: expected an RFC 3339 time")))
+        })
+        .transpose()
     };
     let q = AuditQuery {
         since: time(p.since, "since")?,

@@ -53,7 +53,9 @@ impl FromRequestParts<AppState> for AdminCaller {
         let Some(token) = caller.bearer else { return Err(ApiError::unauthorized()) };
         match state.node.admin.authenticate_api_key(&token).await? {
             Some(key) => Ok(AdminCaller(
-                Actor::new(format!("api-key:{}", key.name)).with_address(caller.address).with_client(Some(caller.client)),
+                Actor::new(format!("api-key:{}", key.name))
+                    .with_address(caller.address)
+                    .with_client(Some(caller.client)),
             )),
             None => {
                 tracing::warn!(peer = ?caller.address, "admin API call with an unknown API key");

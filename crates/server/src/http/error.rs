@@ -107,10 +107,14 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "expected a body with Content-Type: application/json",
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::invalid(format!("the JSON does not match the schema: {}", e.body_text()))
         }
-        JsonRejection::JsonDataError(e) => ApiError::invalid(format!("the JSON does not match the schema: {}", e.body_text())),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
         }

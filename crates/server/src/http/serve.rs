@@ -133,7 +133,11 @@ where
 pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
     let mut out = Vec::with_capacity(addrs.len());
     for a in addrs {
-        out.push(TcpListener::bind(a).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?);
+        out.push(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?,
+        );
     }
     Ok(out)
 }

@@ -88,8 +88,11 @@ pub async fn validate(
         Decision::Reject => {
             ValidateReply { result: ValidateResult::Reject, reason: Some("access_denied"), state: None, message: None }
         }
-        Decision::Challenge { state, message } => {
-            ValidateReply { result: ValidateResult::Challenge, reason: None, state: Some(state), message: Some(message) }
-        }
+        Decision::Challenge { state, message } => ValidateReply {
+            result: ValidateResult::Challenge,
+            reason: None,
+            state: Some(state),
+            message: Some(message),
+        },
     }))
 }

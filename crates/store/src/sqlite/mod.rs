@@ -183,7 +183,9 @@ impl SqliteStore {
         schema::migrate(&conn, now.0)?;
         let policy = serde_json::to_string(&Policy::default()).map_err(|e| StoreError::Backend(e.to_string()))?;
         conn.execute_batch("BEGIN").map_err(map_err)?;
-        let ins = |k: &str, v: &dyn rusqlite::ToSql| conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]);
+        let ins = |k: &str, v: &dyn rusqlite::ToSql| {
+            conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v])
+        };
         ins("key_check", &keys.make_check_value(rng)).map_err(map_err)?;
         ins("key_id", &keys.key_id()).map_err(map_err)?;
         ins("policy", &policy).map_err(map_err)?;
@@ -238,17 +240,7 @@ fn insert_audit(conn: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut s| {
-        s.execute(params![
-            a.at.0,
-            a.node,
-            a.actor,
-            a.action,
-            a.target,
-            a.source,
-            a.client,
-            a.result.as_str(),
-            a.reason
-        ])
+        s.execute(params![a.at.0, a.node, a.actor, a.action, a.target, a.source, a.client, a.result.as_str(), a.reason])
     })
     .map(|_| ())
     .map_err(map_err)
@@ -276,14 +268,19 @@ fn refresh_registered(conn: &Connection, user: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// disabled, failures, locked_at, lock_until, throttle_until
+type LockRow = (bool, i64, Option<i64>, Option<i64>, Option<i64>);
+
 /// The lock-and-replay decision for one attempt; runs inside the writer's
 /// transaction, so attempts are applied one at a time.
 fn apply_attempt(conn: &Connection, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
     let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
     let now = access.at;
-    let row: Option<(bool, i64, Option<i64>, Option<i64>, Option<i64>)> = conn
+    let row: Option<LockRow> = conn
         .prepare_cached("SELECT disabled, failures, locked_at, lock_until, throttle_until FROM users WHERE id = ?1")
-        .and_then(|mut s| s.query_row([&user_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional())
+        .and_then(|mut s| {
+            s.query_row([&user_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional()
+        })
         .map_err(map_err)?;
     let Some((disabled, failures, locked_at, lock_until, throttle_until)) = row else {
         // Deleted between the engine's read and now.
@@ -392,7 +389,9 @@ impl Store for SqliteStore {
 
     async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?.query_row([&id.0], rows::user).optional()
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
+                .query_row([&id.0], rows::user)
+                .optional()
         })
     }
 
@@ -412,8 +411,7 @@ impl Store for SqliteStore {
         let pattern = q.pattern.as_ref().map(|p| p.to_sqlite_glob());
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            let mut named: Vec<(&str, &dyn rusqlite::ToSql)> =
-                vec![(":limit", &q.limit), (":offset", &q.offset)];
+            let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":limit", &q.limit), (":offset", &q.offset)];
             if let Some(r) = &q.realm {
                 named.push((":realm", r));
             }
@@ -436,10 +434,9 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let now = audit.at.0;
             let n = match &change {
-                UserChange::SetPassword(h) => c.execute(
-                    "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3",
-                    params![h, now, id],
-                ),
+                UserChange::SetPassword(h) => {
+                    c.execute("UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3", params![h, now, id])
+                }
                 UserChange::SetDisabled(d) => {
                     c.execute("UPDATE users SET disabled = ?1, updated_at = ?2 WHERE id = ?3", params![d, now, id])
                 }
@@ -511,7 +508,9 @@ impl Store for SqliteStore {
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"))?.query_row([&id.0], rows::token).optional()
+            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"))?
+                .query_row([&id.0], rows::token)
+                .optional()
         })
     }
 
@@ -550,7 +549,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn activate_token(&self, id: &TokenId, matched: i64, drift: i32, audit: AuditRecord) -> Result<bool, StoreError> {
+    async fn activate_token(
+        &self,
+        id: &TokenId,
+        matched: i64,
+        drift: i32,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
         let id = id.0.clone();
         self.write(move |c| {
             let n = c
@@ -563,7 +568,8 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Ok(false);
             }
-            let user: String = c.query_row("SELECT user_id FROM tokens WHERE id = ?1", [&id], |r| r.get(0)).map_err(map_err)?;
+            let user: String =
+                c.query_row("SELECT user_id FROM tokens WHERE id = ?1", [&id], |r| r.get(0)).map_err(map_err)?;
             refresh_registered(c, &user).map_err(map_err)?;
             insert_audit(c, &audit)?;
             Ok(true)
@@ -575,7 +581,10 @@ impl Store for SqliteStore {
         let id = id.0.clone();
         self.write(move |c| {
             let n = c
-                .execute("UPDATE tokens SET counter = MAX(counter, ?1), drift = ?2 WHERE id = ?3", params![floor, drift, id])
+                .execute(
+                    "UPDATE tokens SET counter = MAX(counter, ?1), drift = ?2 WHERE id = ?3",
+                    params![floor, drift, id],
+                )
                 .map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("token {id}")));
@@ -596,7 +605,9 @@ impl Store for SqliteStore {
                     .optional()?;
                 let Some(user) = user else { return Ok(None) };
                 let tokens = c
-                    .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1 ORDER BY created_at, id"))?
+                    .prepare_cached(&format!(
+                        "SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1 ORDER BY created_at, id"
+                    ))?
                     .query_map([&user.id.0], rows::token)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(Some((user, tokens)))
@@ -627,7 +638,8 @@ impl Store for SqliteStore {
         let user = user.0.clone();
         let digests = digests.to_vec();
         self.write(move |c| {
-            let exists = c.query_row("SELECT 1 FROM users WHERE id = ?1", [&user], |_| Ok(())).optional().map_err(map_err)?;
+            let exists =
+                c.query_row("SELECT 1 FROM users WHERE id = ?1", [&user], |_| Ok(())).optional().map_err(map_err)?;
             if exists.is_none() {
                 return Err(StoreError::NotFound(format!("user {user}")));
             }
@@ -652,9 +664,8 @@ impl Store for SqliteStore {
     }
 
     async fn policy(&self) -> Result<Policy, StoreError> {
-        let text: String = self.read(|c| {
-            c.prepare_cached("SELECT value FROM meta WHERE key = 'policy'")?.query_row([], |r| r.get(0))
-        })?;
+        let text: String = self
+            .read(|c| c.prepare_cached("SELECT value FROM meta WHERE key = 'policy'")?.query_row([], |r| r.get(0)))?;
         serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))
     }
 
@@ -692,7 +703,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        self.read(|c| c.prepare_cached(&format!("SELECT {API_KEY_COLS} FROM api_keys ORDER BY name"))?.query_map([], rows::api_key)?.collect())
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {API_KEY_COLS} FROM api_keys ORDER BY name"))?
+                .query_map([], rows::api_key)?
+                .collect()
+        })
     }
 
     async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {

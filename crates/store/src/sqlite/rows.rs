@@ -57,9 +57,9 @@ pub fn params_from(kind: &str, algorithm: &str, digits: i64, period: Option<i64>
     let algorithm: Algorithm = algorithm.parse().map_err(|_| format!("unknown algorithm {algorithm}"))?;
     let digits = Digits::new(u8::try_from(digits).map_err(|_| "digits out of range")?).map_err(|e| e.to_string())?;
     let kind = match (kind, period) {
-        ("totp", Some(p)) => {
-            OtpKind::Totp { period: Period::new(u32::try_from(p).map_err(|_| "period out of range")?).map_err(|e| e.to_string())? }
-        }
+        ("totp", Some(p)) => OtpKind::Totp {
+            period: Period::new(u32::try_from(p).map_err(|_| "period out of range")?).map_err(|e| e.to_string())?,
+        },
         ("hotp", None) => OtpKind::Hotp,
         _ => return Err(format!("inconsistent token kind {kind}")),
     };

@@ -15,16 +15,13 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// The database's schema version; 0 for an empty (new) database.
 pub fn current_version(conn: &Connection) -> Result<i64, StoreError> {
     let has_table: Option<String> = conn
-        .query_row(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'", [], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(map_err)?;
     if has_table.is_none() {
-        let tables: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(map_err)?;
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(map_err)?;
         if tables > 0 {
             return Err(StoreError::Corrupt("the file is a SQLite database but not a tessera one".into()));
         }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, and all tests, after
+# installing the Debian packages the tests use when they are missing.
+# Usage: scripts/test.sh        (from anywhere; needs Rust/cargo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive (real tools, not stand-ins).
+need=()
+command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# Missing tools fail the tests instead of skipping them.
+export TESSERA_REQUIRE_TOOLS=1
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
