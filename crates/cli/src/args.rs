@@ -186,10 +186,15 @@ pub enum TokenCmd {
         user: UserRef,
         code: String,
     },
-    /// List tokens of a user.
+    /// List a user's tokens, or every token when no user is given.
     List {
-        #[command(flatten)]
-        user: UserRef,
+        user: Option<String>,
+        #[arg(long)]
+        realm: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
         #[arg(long)]
         json: bool,
     },

@@ -321,6 +321,13 @@ impl Admin {
         Ok(self.ctx.store.tokens_for_user(&user.id).await?)
     }
 
+    pub async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, CoreError> {
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(CoreError::invalid("limit", format!("must be 1–{MAX_LIST_LIMIT}")));
+        }
+        Ok(self.ctx.store.list_tokens(limit, offset).await?)
+    }
+
     /// Finds a token by serial, or by id.
     pub async fn find_token(&self, serial_or_id: &str) -> Result<Token, CoreError> {
         if let Some(t) = self.ctx.store.token_by_serial(serial_or_id).await? {

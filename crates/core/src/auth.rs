@@ -14,12 +14,15 @@ use zeroize::Zeroizing;
 use crate::audit::{Actor, AuditRecord, AuditResult};
 use crate::context::Context;
 use crate::error::CoreError;
+use crate::keys::Keyring;
 use crate::model::{AccessRecord, Token, TokenState, User, UserId};
 use crate::names::{self, DEFAULT_REALM};
 use crate::otp_match::{match_code, open_secret};
 use crate::password::MAX_PASSWORD_LEN;
 use crate::policy::Policy;
-use crate::store::{AuthAttempt, AuthOutcome, Factor, Verdict};
+use crate::store::{
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Evaluator, Factor, Snapshot, Verdict,
+};
 
 /// Inputs longer than this are refused before any work: a password plus the
 /// longest code, with room to spare.
@@ -106,39 +109,82 @@ impl Authenticator {
             || names::check_realm(&realm).is_err()
             || req.password.len() > MAX_CREDENTIAL_LEN
         {
-            return self.reject_without_user(audit, "malformed_request").await;
+            ctx.store.append_audit(audit.result(AuditResult::Reject, Some("malformed_request"))).await?;
+            return Ok(Validation { decision: Decision::Reject, reason: "malformed_request".into(), user_id: None });
         }
 
-        let Some((user, tokens)) = ctx.store.auth_subject(&realm, &req.username).await? else {
-            if req.password.len() > LONGEST_CODE {
-                ctx.hasher.verify(None, req.password.clone()).await;
-            }
-            return self.reject_without_user(audit, "unknown_user").await;
-        };
         let policy = ctx.store.policy().await?;
         let access = AccessRecord { at: now, address: req.address.clone(), client: req.client.clone() };
-
-        let verdict = if user.disabled {
-            Verdict::Refused("disabled")
-        } else if user.lock.block(now).is_some() {
-            Verdict::Refused("locked")
-        } else {
-            self.evaluate(&user, &tokens, &req.password, &policy, now).await?
+        // Users without a password are decided entirely inside the store's
+        // serialised step (one round trip); password users need argon2,
+        // which must not run there, so their evaluation is deferred to here.
+        let evaluate: Evaluator = {
+            let keys = ctx.keys.clone();
+            let input = req.password.clone();
+            let policy = policy.clone();
+            Box::new(move |snap: &dyn Snapshot| -> Evaluation {
+                let user = snap.user();
+                if user.disabled {
+                    return Evaluation::Decided(Verdict::Refused("disabled"));
+                }
+                if user.lock.block(now).is_some() {
+                    return Evaluation::Decided(Verdict::Refused("locked"));
+                }
+                if user.password_hash.is_some() {
+                    return Evaluation::Deferred;
+                }
+                let codes = match_codes(&keys, user, snap.tokens(), &input, &policy, now);
+                if let Some((factor, _)) = codes.matched {
+                    return Evaluation::Decided(Verdict::Verified(factor));
+                }
+                if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy) {
+                    match snap.backup_code_unused(&digest) {
+                        Ok(true) => return Evaluation::Decided(Verdict::Verified(Factor::BackupCode { digest })),
+                        Ok(false) => {}
+                        // Let the engine retry outside, where the error can be reported.
+                        Err(_) => return Evaluation::Deferred,
+                    }
+                }
+                Evaluation::Decided(codes.failure(true))
+            })
         };
-        let attempt = AuthAttempt { user_id: user.id.clone(), access, verdict: verdict.clone(), policy, audit };
-        let outcome = ctx.store.commit_attempt(attempt).await?;
+        let request = AuthenticateRequest {
+            realm,
+            username: req.username.clone(),
+            access: access.clone(),
+            policy: policy.clone(),
+            audit: audit.clone(),
+            evaluate,
+        };
+        let (user_id, verdict, outcome) = match ctx.store.authenticate(request).await? {
+            Authentication::UnknownUser => {
+                if req.password.len() > LONGEST_CODE {
+                    ctx.hasher.verify(None, req.password.clone()).await;
+                }
+                return Ok(Validation { decision: Decision::Reject, reason: "unknown_user".into(), user_id: None });
+            }
+            Authentication::Decided { user_id, verdict, outcome } => (user_id, verdict, outcome),
+            Authentication::Deferred { user, tokens } => {
+                let verdict = if user.disabled {
+                    Verdict::Refused("disabled")
+                } else if user.lock.block(now).is_some() {
+                    Verdict::Refused("locked")
+                } else {
+                    self.evaluate(&user, &tokens, &req.password, &policy, now).await?
+                };
+                let attempt = AuthAttempt { user_id: user.id.clone(), access, verdict: verdict.clone(), policy, audit };
+                let outcome = ctx.store.commit_attempt(attempt).await?;
+                (user.id, verdict, outcome)
+            }
+        };
         let mut finished = AuditRecord::new(now, "", &actor, "");
         crate::store::finish_attempt_audit(&mut finished, &verdict, &outcome);
         let decision = if outcome == AuthOutcome::Accepted { Decision::Accept } else { Decision::Reject };
-        Ok(Validation { decision, reason: finished.reason.unwrap_or_default(), user_id: Some(user.id) })
+        Ok(Validation { decision, reason: finished.reason.unwrap_or_default(), user_id: Some(user_id) })
     }
 
-    async fn reject_without_user(&self, audit: AuditRecord, reason: &'static str) -> Result<Validation, CoreError> {
-        self.ctx.store.append_audit(audit.result(AuditResult::Reject, Some(reason))).await?;
-        Ok(Validation { decision: Decision::Reject, reason: reason.into(), user_id: None })
-    }
-
-    /// Verifies the factors against the snapshot. No state changes here.
+    /// Verifies the factors of a password user against the snapshot. No
+    /// state changes here.
     async fn evaluate(
         &self,
         user: &User,
@@ -148,67 +194,24 @@ impl Authenticator {
         now: crate::clock::Timestamp,
     ) -> Result<Verdict, CoreError> {
         let ctx = &self.ctx;
-        let has_password = user.password_hash.is_some();
-        let active: Vec<&Token> = tokens.iter().filter(|t| t.state == TokenState::Active).collect();
-
         // 1. Token codes: cheap, so try them first.
-        let mut first_split: Option<&str> = None;
-        let mut misses: Vec<(&Token, tessera_otp::Secret, &str)> = Vec::new();
-        for token in &active {
-            let Some(split) = split_suffix(input, token.params.digits.get() as usize, has_password) else {
-                continue;
-            };
-            first_split.get_or_insert(split.password);
-            let secret = match open_secret(&ctx.keys, token) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(token = %token.serial, error = %e, "token secret cannot be opened; token skipped");
-                    continue;
-                }
-            };
-            if let Some(m) = match_code(&secret, token, split.code, policy, now) {
-                let factor = Factor::Token { token_id: token.id.clone(), matched: m.matched, drift: m.drift };
-                return Ok(self.with_password(user, split.password, Verdict::Verified(factor)).await);
-            }
-            misses.push((token, secret, split.code));
+        let codes = match_codes(&ctx.keys, user, tokens, input, policy, now);
+        if let Some((factor, password)) = &codes.matched {
+            return Ok(self.with_password(user, password, Verdict::Verified(factor.clone())).await);
         }
-
         // 2. Backup codes: a keyed digest lookup, then the password.
-        if policy.backup_codes_enabled {
-            let candidate = if has_password {
-                split_suffix(input, BACKUP_CODE_DIGITS, true)
-            } else {
-                Some(Split { password: "", code: input.as_str() })
-            };
-            if let Some(split) = candidate
-                && let Some(code) = normalize_backup_code(split.code)
-            {
-                let digest = ctx.keys.backup_code_digest(user.id.as_str(), &code);
-                if ctx.store.backup_code_unused(&user.id, &digest).await? {
-                    let verdict = Verdict::Verified(Factor::BackupCode { digest });
-                    return Ok(self.with_password(user, split.password, verdict).await);
-                }
-            }
+        if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy)
+            && ctx.store.backup_code_unused(&user.id, &digest).await?
+        {
+            return Ok(self.with_password(user, password, Verdict::Verified(Factor::BackupCode { digest })).await);
         }
-
         // 3. Nothing matched. Still check the password, so a wrong code and a
         //    wrong password take the same time, and the audit log can say which.
-        let password_ok = if has_password {
-            match first_split {
-                Some(p) => self.password_matches(user, p).await,
-                None => self.password_matches(user, input).await,
-            }
-        } else {
-            true
+        let password_ok = match user.password_hash {
+            Some(_) => self.password_matches(user, codes.first_password.unwrap_or(input)).await,
+            None => true,
         };
-        let replayed = misses.iter().any(|(t, secret, code)| is_replay(secret, t, code, policy, now));
-        Ok(match (active.is_empty(), password_ok, replayed) {
-            (true, true, _) => Verdict::Refused("no_active_token"),
-            (true, false, _) => Verdict::Failed("wrong_password"),
-            (false, true, true) => Verdict::Failed("replayed_code"),
-            (false, true, false) => Verdict::Failed("wrong_code"),
-            (false, false, _) => Verdict::Failed("wrong_password_and_code"),
-        })
+        Ok(codes.failure(password_ok))
     }
 
     async fn password_matches(&self, user: &User, password: &str) -> bool {
@@ -225,6 +228,80 @@ impl Authenticator {
             Verdict::Failed("wrong_password")
         }
     }
+}
+
+/// The result of checking the submitted string against the user's tokens.
+struct CodeCheck<'a> {
+    /// The factor that matched, and the password part before its code.
+    matched: Option<(Factor, &'a str)>,
+    /// The password part of the first plausible split, for the failure path.
+    first_password: Option<&'a str>,
+    no_active_token: bool,
+    replayed: bool,
+}
+
+impl CodeCheck<'_> {
+    /// The verdict when nothing matched, given whether the password (if
+    /// any) was right.
+    fn failure(&self, password_ok: bool) -> Verdict {
+        match (self.no_active_token, password_ok, self.replayed) {
+            (true, true, _) => Verdict::Refused("no_active_token"),
+            (true, false, _) => Verdict::Failed("wrong_password"),
+            (false, true, true) => Verdict::Failed("replayed_code"),
+            (false, true, false) => Verdict::Failed("wrong_code"),
+            (false, false, _) => Verdict::Failed("wrong_password_and_code"),
+        }
+    }
+}
+
+/// Checks every active token's code against the end of `input`. Pure and
+/// quick (an AEAD open and a few HMACs per token).
+fn match_codes<'a>(
+    keys: &Keyring,
+    user: &User,
+    tokens: &[Token],
+    input: &'a str,
+    policy: &Policy,
+    now: crate::clock::Timestamp,
+) -> CodeCheck<'a> {
+    let has_password = user.password_hash.is_some();
+    let mut check = CodeCheck { matched: None, first_password: None, no_active_token: true, replayed: false };
+    for token in tokens.iter().filter(|t| t.state == TokenState::Active) {
+        check.no_active_token = false;
+        let Some(split) = split_suffix(input, token.params.digits.get() as usize, has_password) else {
+            continue;
+        };
+        check.first_password.get_or_insert(split.password);
+        let secret = match open_secret(keys, token) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(token = %token.serial, error = %e, "token secret cannot be opened; token skipped");
+                continue;
+            }
+        };
+        if let Some(m) = match_code(&secret, token, split.code, policy, now) {
+            let factor = Factor::Token { token_id: token.id.clone(), matched: m.matched, drift: m.drift };
+            check.matched = Some((factor, split.password));
+            return check;
+        }
+        check.replayed |= is_replay(&secret, token, split.code, policy, now);
+    }
+    check
+}
+
+/// The digest of the backup code `input` may end with (or be), and the
+/// password part before it.
+fn backup_candidate<'a>(keys: &Keyring, user: &User, input: &'a str, policy: &Policy) -> Option<([u8; 32], &'a str)> {
+    if !policy.backup_codes_enabled {
+        return None;
+    }
+    let split = if user.password_hash.is_some() {
+        split_suffix(input, BACKUP_CODE_DIGITS, true)?
+    } else {
+        Split { password: "", code: input }
+    };
+    let code = normalize_backup_code(split.code)?;
+    Some((keys.backup_code_digest(user.id.as_str(), &code), split.password))
 }
 
 /// Whether `code` would have matched had the token's floor not moved past

@@ -115,6 +115,55 @@ pub enum AuthOutcome {
     Refused,
 }
 
+/// A consistent view of one user, inside the store's serialised section
+/// (see [`Store::authenticate`]).
+pub trait Snapshot {
+    fn user(&self) -> &User;
+    fn tokens(&self) -> &[Token];
+    /// Whether the user has an unused backup code with this digest.
+    fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError>;
+}
+
+/// What an evaluator concluded from a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evaluation {
+    Decided(Verdict),
+    /// The decision needs work that must not run inside the store (argon2):
+    /// the engine does it and applies the result with [`Store::commit_attempt`].
+    Deferred,
+}
+
+/// Runs inside the store's serialised section, so it must be quick and
+/// must not block: code checks yes, password hashing no.
+pub type Evaluator = Box<dyn FnOnce(&dyn Snapshot) -> Evaluation + Send>;
+
+/// One login to look up, evaluate and apply in a single serialised step.
+pub struct AuthenticateRequest {
+    pub realm: String,
+    pub username: String,
+    pub access: AccessRecord,
+    pub policy: Policy,
+    /// Base audit record; result and reason are filled in from the outcome.
+    pub audit: AuditRecord,
+    pub evaluate: Evaluator,
+}
+
+impl std::fmt::Debug for AuthenticateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateRequest").field("realm", &self.realm).field("username", &self.username).finish()
+    }
+}
+
+#[derive(Debug)]
+pub enum Authentication {
+    /// No such user; a reject was audited.
+    UnknownUser,
+    /// The evaluator decided and the attempt was applied (durably).
+    Decided { user_id: UserId, verdict: Verdict, outcome: AuthOutcome },
+    /// The evaluator deferred; nothing was written.
+    Deferred { user: Box<User>, tokens: Vec<Token> },
+}
+
 /// Storage for everything tessera persists. See the module docs for the rules.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -133,6 +182,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError>;
     async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError>;
+    /// All tokens, ordered by serial, for inventory listings.
+    async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError>;
     /// Deletes a token; a user left without active tokens becomes unregistered.
     async fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError>;
     /// Confirms a pending token with the code that matched `matched`: it
@@ -154,6 +205,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError>;
     /// Applies one attempt atomically (see [`AuthAttempt`]); durable on return.
     async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError>;
+    /// The hot path of a login: reads the user, runs the evaluator and
+    /// applies its verdict, all in one serialised step (one round trip to
+    /// the store, one consistent state). Durable on return when decided.
+    async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError>;
     async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError>;
     /// Replaces the user's backup codes with a fresh set (old ones void).
     async fn replace_backup_codes(
@@ -178,6 +233,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // --- audit
     async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError>;
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes up to `limit` audit records older than `before`; returns how many.
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 
     /// A cheap read proving the store answers (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;

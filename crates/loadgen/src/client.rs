@@ -45,7 +45,7 @@ impl Protocol {
         }
     }
 
-    fn content_type(self) -> &'static str {
+    pub fn content_type(self) -> &'static str {
         match self {
             Protocol::Tessera => "application/json",
             Protocol::PrivacyIdea => "application/x-www-form-urlencoded",
@@ -200,29 +200,70 @@ pub enum Exchange {
     /// A complete response; `close` when the server will close the connection.
     Response { status: StatusCode, body: Bytes, close: bool },
     /// The connection was already closed and the request was not sent: reconnect and retry it.
-    NotSent(Box<Request<Full<Bytes>>>),
+    NotSent,
     /// The request may have reached the server but no complete response came back.
     Failed(anyhow::Error),
 }
 
-pub async fn exchange(sender: &mut SendRequest<Full<Bytes>>, req: Request<Full<Bytes>>) -> Exchange {
-    if sender.ready().await.is_err() {
-        return Exchange::NotSent(Box::new(req));
+/// Which HTTP client implementation a worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// `raw`: the minimal one-task client in `raw.rs` (cheapest).
+    Raw,
+    /// hyper's low-level HTTP/1.1 client (a driver task per connection).
+    Hyper,
+}
+
+/// An open keep-alive connection.
+pub enum Conn {
+    Hyper(SendRequest<Full<Bytes>>),
+    Raw(Box<crate::raw::RawConn>, Arc<[u8]>),
+}
+
+impl Conn {
+    pub async fn open(target: &Target, kind: ClientKind) -> anyhow::Result<Conn> {
+        Ok(match kind {
+            ClientKind::Hyper => Conn::Hyper(target.connect().await?),
+            ClientKind::Raw => Conn::Raw(
+                Box::new(crate::raw::RawConn::connect(target).await?),
+                crate::raw::request_head(target).into(),
+            ),
+        })
     }
-    let resp = match sender.try_send_request(req).await {
-        Ok(r) => r,
-        Err(mut e) => {
-            return match e.take_message() {
-                Some(req) => Exchange::NotSent(Box::new(req)),
-                None => Exchange::Failed(e.into_error().into()),
-            };
+
+    /// Sends one request with `body` and reads the whole response.
+    pub async fn exchange(&mut self, target: &Target, body: Bytes) -> Exchange {
+        match self {
+            Conn::Hyper(sender) => {
+                if sender.ready().await.is_err() {
+                    return Exchange::NotSent;
+                }
+                let resp = match sender.try_send_request(target.request(body)).await {
+                    Ok(r) => r,
+                    Err(mut e) => {
+                        return match e.take_message() {
+                            Some(_) => Exchange::NotSent,
+                            None => Exchange::Failed(e.into_error().into()),
+                        };
+                    }
+                };
+                let status = resp.status();
+                let close = resp.headers().get(CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                match resp.into_body().collect().await {
+                    Ok(b) => Exchange::Response { status, body: b.to_bytes(), close },
+                    Err(e) => Exchange::Failed(e.into()),
+                }
+            }
+            Conn::Raw(conn, head) => {
+                if let Err(e) = conn.send(head, &body).await {
+                    return Exchange::Failed(e.into());
+                }
+                match conn.recv().await {
+                    Ok(r) => Exchange::Response { status: r.status, body: r.body, close: r.close },
+                    Err(e) => Exchange::Failed(e),
+                }
+            }
         }
-    };
-    let status = resp.status();
-    let close = resp.headers().get(CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-    match resp.into_body().collect().await {
-        Ok(b) => Exchange::Response { status, body: b.to_bytes(), close },
-        Err(e) => Exchange::Failed(e.into()),
     }
 }
 

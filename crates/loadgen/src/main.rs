@@ -4,6 +4,7 @@
 
 mod accounts;
 mod client;
+mod raw;
 mod run;
 mod setup;
 mod sys;
@@ -16,7 +17,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::accounts::{Mode, StepRule, step_of};
-use crate::client::{Exchange, Protocol, Target, Verdict};
+use crate::client::{ClientKind, Conn, Exchange, Protocol, Target, Verdict};
 use crate::run::{Report, RunConfig};
 
 #[derive(Parser)]
@@ -41,6 +42,12 @@ impl From<ModeArg> for Mode {
             ModeArg::Wrong => Mode::Wrong,
         }
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClientArg {
+    Raw,
+    Hyper,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -71,6 +78,9 @@ struct LoadArgs {
     /// Client runtime threads (1 = a single-threaded runtime, the cheapest).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// HTTP client: `raw` (one task per connection, cheapest) or `hyper`.
+    #[arg(long, value_enum, default_value = "raw")]
+    client: ClientArg,
     /// Do not hand out a code whose step leaves the server's window within this many seconds.
     #[arg(long, default_value_t = 3.0)]
     margin: f64,
@@ -168,6 +178,10 @@ fn load(
         rule: StepRule { margin_s: a.margin, ..rule },
         server_pid: a.server_pid,
         threads: a.threads,
+        client: match a.client {
+            ClientArg::Raw => ClientKind::Raw,
+            ClientArg::Hyper => ClientKind::Hyper,
+        },
     };
     let report = run::run(cfg, target, accounts)?;
     report.print();
@@ -198,14 +212,13 @@ fn probe(
         let clock = sys::Clock::new();
         let step = step.unwrap_or(step_of(clock.unix()) + offset);
         let code = account.code(step);
-        let mut sender = target.connect().await?;
+        let mut conn = Conn::open(&target, ClientKind::Raw).await?;
         let now_step = step_of(clock.unix());
-        let (status, body) =
-            match client::exchange(&mut sender, target.request(Protocol::Tessera.body(&account.name, code))).await {
-                Exchange::Response { status, body, .. } => (status, body),
-                Exchange::NotSent(_) => anyhow::bail!("connection closed before the request was sent"),
-                Exchange::Failed(e) => return Err(e),
-            };
+        let (status, body) = match conn.exchange(&target, Protocol::Tessera.body(&account.name, code)).await {
+            Exchange::Response { status, body, .. } => (status, body),
+            Exchange::NotSent => anyhow::bail!("connection closed before the request was sent"),
+            Exchange::Failed(e) => return Err(e),
+        };
         let verdict = Protocol::Tessera.verdict(status, &body);
         let in_window = (now_step - 1..=now_step + 1).contains(&step);
         let pass = matches!((expect, verdict), (Expect::Accept, Verdict::Accept) | (Expect::Reject, Verdict::Reject));

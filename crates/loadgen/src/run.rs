@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::Barrier;
 
 use crate::accounts::{Account, Mode, Next, StepRule, Supply};
-use crate::client::{Exchange, Target, Verdict, exchange};
+use crate::client::{ClientKind, Conn, Exchange, Target, Verdict};
 use crate::sys::{self, Clock};
 
 pub struct RunConfig {
@@ -23,6 +23,7 @@ pub struct RunConfig {
     pub rule: StepRule,
     pub server_pid: Option<i32>,
     pub threads: usize,
+    pub client: ClientKind,
 }
 
 /// A request that did not get the expected answer.
@@ -61,6 +62,8 @@ pub struct Report {
     pub mode: &'static str,
     pub concurrency: usize,
     pub client_threads: usize,
+    /// `raw` or `hyper`.
+    pub client: &'static str,
     pub accounts: usize,
     pub first_account: u64,
     pub duration_s: f64,
@@ -82,6 +85,12 @@ pub struct Report {
     pub server_cpu_us_per_req: Option<f64>,
     pub server_rss_kib: Option<u64>,
     pub server_hwm_kib: Option<u64>,
+    /// Of the RSS: anonymous memory (heap, stacks) and file-backed pages (binary, mmap'ed database).
+    pub server_rss_anon_kib: Option<u64>,
+    pub server_rss_file_kib: Option<u64>,
+    /// Whole machine busy during the run, percent of all CPUs (client + server + anything else).
+    pub machine_busy_pct: Option<f64>,
+    pub machine_cpus: usize,
     /// Worker-seconds spent waiting because every account of the worker had
     /// used all currently valid steps (divided by C: average seconds per worker).
     pub code_supply_exhausted_s: f64,
@@ -117,16 +126,14 @@ struct Shared {
     max_requests: u64,
     duration: Duration,
     mode: Mode,
+    client: ClientKind,
     barrier: Barrier,
 }
 
-async fn connect_retrying(
-    sh: &Shared,
-    until: Instant,
-) -> Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+async fn connect_retrying(sh: &Shared, until: Instant) -> Option<Conn> {
     let mut delay = Duration::from_millis(5);
     loop {
-        match sh.target.connect().await {
+        match Conn::open(&sh.target, sh.client).await {
             Ok(s) => return Some(s),
             Err(e) => {
                 if Instant::now() + delay >= until {
@@ -152,11 +159,10 @@ async fn worker(sh: Arc<Shared>, mut supply: Supply) -> anyhow::Result<WorkerSta
         failures: Vec::new(),
         last_accepted: None,
     };
-    let first = sh.target.connect().await;
+    let first = Conn::open(&sh.target, sh.client).await;
     sh.barrier.wait().await;
-    let mut sender = first?;
+    let mut conn = Some(first?);
     let deadline = Instant::now() + sh.duration;
-    let mut connected = true;
     let protocol = sh.target.protocol;
     'outer: loop {
         if Instant::now() >= deadline {
@@ -177,14 +183,13 @@ async fn worker(sh: Arc<Shared>, mut supply: Supply) -> anyhow::Result<WorkerSta
             }
         };
         let account = &sh.accounts[supply.account(slot)];
-        let mut req = sh.target.request(protocol.body(&account.name, code));
+        let req = protocol.body(&account.name, code);
         let mut attempts = 0;
         let (status, body, close, latency) = loop {
-            if !connected {
+            if conn.is_none() {
                 match connect_retrying(&sh, deadline + Duration::from_secs(5)).await {
-                    Some(s) => {
-                        sender = s;
-                        connected = true;
+                    Some(c) => {
+                        conn = Some(c);
                         st.reconnects += 1;
                     }
                     None => {
@@ -194,21 +199,21 @@ async fn worker(sh: Arc<Shared>, mut supply: Supply) -> anyhow::Result<WorkerSta
                     }
                 }
             }
+            let Some(c) = conn.as_mut() else { continue };
             let t0 = Instant::now();
-            match exchange(&mut sender, req).await {
+            match c.exchange(&sh.target, req.clone()).await {
                 Exchange::Response { status, body, close } => break (status, body, close, t0.elapsed()),
-                Exchange::NotSent(r) => {
-                    connected = false;
+                Exchange::NotSent => {
+                    conn = None;
                     attempts += 1;
                     if attempts > 3 {
                         st.transport_errors += 1;
                         push_failure(&mut st.failures, account, step, "transport", None, "connection closed".into());
                         continue 'outer;
                     }
-                    req = *r;
                 }
                 Exchange::Failed(e) => {
-                    connected = false;
+                    conn = None;
                     st.transport_errors += 1;
                     push_failure(&mut st.failures, account, step, "transport", None, format!("{e:#}"));
                     continue 'outer;
@@ -216,7 +221,7 @@ async fn worker(sh: Arc<Shared>, mut supply: Supply) -> anyhow::Result<WorkerSta
             }
         };
         if close {
-            connected = false;
+            conn = None;
         }
         st.hist.saturating_record(latency.as_micros().max(1) as u64);
         match protocol.verdict(status, &body) {
@@ -254,6 +259,10 @@ fn push_failure(v: &mut Vec<Failure>, a: &Account, step: i64, kind: &'static str
     }
 }
 
+fn kib(v: Option<u64>) -> String {
+    v.map_or("?".into(), |v| v.to_string())
+}
+
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -289,6 +298,7 @@ async fn run_async(cfg: RunConfig, target: Target, accounts: Vec<Account>) -> an
         max_requests: cfg.max_requests.unwrap_or(u64::MAX),
         duration: cfg.duration,
         mode: cfg.mode,
+        client: cfg.client,
         barrier: Barrier::new(c + 1),
     });
     let handles: Vec<_> = supplies.into_iter().map(|s| tokio::spawn(worker(sh.clone(), s))).collect();
@@ -297,6 +307,7 @@ async fn run_async(cfg: RunConfig, target: Target, accounts: Vec<Account>) -> an
     let t0 = Instant::now();
     let (u0, s0) = sys::self_cpu();
     let server0 = cfg.server_pid.and_then(sys::tree_cpu);
+    let busy0 = sys::machine_jiffies();
     let mut stats = Vec::with_capacity(c);
     let mut first_err = None;
     for h in handles {
@@ -313,7 +324,8 @@ async fn run_async(cfg: RunConfig, target: Target, accounts: Vec<Account>) -> an
     let elapsed = t0.elapsed().as_secs_f64();
     let (u1, s1) = sys::self_cpu();
     let server1 = cfg.server_pid.and_then(sys::tree_cpu);
-    let (rss, hwm) = cfg.server_pid.map(sys::tree_memory).unwrap_or((None, None));
+    let busy1 = sys::machine_jiffies();
+    let mem = cfg.server_pid.map(sys::tree_memory).unwrap_or_default();
     if let Some(e) = first_err {
         return Err(e.context("a worker could not start (is the server up? is --ca right?)"));
     }
@@ -328,6 +340,10 @@ async fn run_async(cfg: RunConfig, target: Target, accounts: Vec<Account>) -> an
         },
         concurrency: c,
         client_threads: cfg.threads.max(1),
+        client: match cfg.client {
+            ClientKind::Raw => "raw",
+            ClientKind::Hyper => "hyper",
+        },
         accounts: n_accounts,
         first_account,
         duration_s: elapsed,
@@ -346,8 +362,15 @@ async fn run_async(cfg: RunConfig, target: Target, accounts: Vec<Account>) -> an
         server_pid: cfg.server_pid,
         server_cpu_s: server0.zip(server1).map(|(a, b)| b - a),
         server_cpu_us_per_req: None,
-        server_rss_kib: rss,
-        server_hwm_kib: hwm,
+        server_rss_kib: mem.rss,
+        server_hwm_kib: mem.peak,
+        server_rss_anon_kib: mem.anon,
+        server_rss_file_kib: mem.file,
+        machine_busy_pct: busy0
+            .zip(busy1)
+            .filter(|(a, b)| b.1 > a.1)
+            .map(|(a, b)| 100.0 * (b.0 - a.0) as f64 / (b.1 - a.1) as f64),
+        machine_cpus: sys::cpus(),
         code_supply_exhausted_s: 0.0,
         failures: Vec::new(),
         last_accepted: None,
@@ -408,12 +431,13 @@ impl Report {
     pub fn print(&self) {
         let l = &self.latency_ms;
         println!(
-            "{} {} c={} accounts={} (from {}) threads={}: {} requests in {:.2}s = {:.0} req/s",
+            "{} {} c={} accounts={} (from {}) client={}x{}: {} requests in {:.2}s = {:.0} req/s",
             self.system,
             self.mode,
             self.concurrency,
             self.accounts,
             self.first_account,
+            self.client,
             self.client_threads,
             self.requests,
             self.duration_s,
@@ -437,12 +461,23 @@ impl Report {
         );
         if let (Some(pid), Some(cpu), Some(per)) = (self.server_pid, self.server_cpu_s, self.server_cpu_us_per_req) {
             println!(
-                "  server pid {pid}: cpu {:.2}s = {:.1} µs/req, {:.0}% of one core; rss {} KiB (peak {} KiB)",
+                "  server pid {pid}: cpu {:.2}s = {:.1} µs/req, {:.0}% of one core; rss {} KiB (anon {}, file {}; peak {})",
                 cpu,
                 per,
                 100.0 * cpu / self.duration_s.max(1e-9),
-                self.server_rss_kib.map_or("?".into(), |v| v.to_string()),
-                self.server_hwm_kib.map_or("?".into(), |v| v.to_string())
+                kib(self.server_rss_kib),
+                kib(self.server_rss_anon_kib),
+                kib(self.server_rss_file_kib),
+                kib(self.server_hwm_kib)
+            );
+        }
+        if let Some(busy) = self.machine_busy_pct {
+            let ours = 100.0 * (self.client_cpu_s + self.server_cpu_s.unwrap_or(0.0))
+                / (self.duration_s.max(1e-9) * self.machine_cpus as f64);
+            println!(
+                "  machine: {busy:.0}% busy of {} cpus; client+server {ours:.0}%; other processes ~{:.0}%",
+                self.machine_cpus,
+                (busy - ours).max(0.0)
             );
         }
         if self.code_supply_exhausted_s > 0.0 {

@@ -102,9 +102,37 @@ fn status_kib(pid: i32, key: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
 }
 
-/// (VmRSS summed over the tree, VmHWM of the root process), KiB.
-pub fn tree_memory(pid: i32) -> (Option<u64>, Option<u64>) {
+/// Machine-wide (busy, total) jiffies from the first line of /proc/stat.
+pub fn machine_jiffies() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = text.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Online CPUs.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Resident memory of a process tree, KiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// VmRSS summed over the tree.
+    pub rss: Option<u64>,
+    /// RssAnon summed over the tree (heap, stacks: what the process really holds).
+    pub anon: Option<u64>,
+    /// RssFile summed over the tree (mapped files: binary, libraries, an mmap'ed database; reclaimable).
+    pub file: Option<u64>,
+    /// VmHWM (peak RSS) of the root process.
+    pub peak: Option<u64>,
+}
+
+pub fn tree_memory(pid: i32) -> Memory {
     let tree = process_tree(pid);
-    let rss: Option<u64> = tree.iter().map(|p| status_kib(*p, "VmRSS:")).sum();
-    (rss, status_kib(pid, "VmHWM:"))
+    let sum = |key: &str| {
+        status_kib(pid, key).map(|root| root + tree[1..].iter().filter_map(|p| status_kib(*p, key)).sum::<u64>())
+    };
+    Memory { rss: sum("VmRSS:"), anon: sum("RssAnon:"), file: sum("RssFile:"), peak: status_kib(pid, "VmHWM:") }
 }

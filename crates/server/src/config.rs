@@ -38,7 +38,21 @@ pub struct Config {
     pub master_key: MasterKeySection,
     pub database: DatabaseSection,
     pub http: HttpSection,
+    pub audit: AuditSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    /// Audit records older than this many days are deleted; 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection { retention_days: 365 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +85,8 @@ pub struct DatabaseSection {
     pub readers: usize,
     /// SQLite page cache per connection, KiB.
     pub cache_kib: u32,
+    /// Memory-mapped reads, MiB per connection (0 = off).
+    pub mmap_mib: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +125,7 @@ impl Default for ServerSection {
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        DatabaseSection { synchronous: "full".into(), readers: 4, cache_kib: 8192 }
+        DatabaseSection { synchronous: "full".into(), readers: 4, cache_kib: 8192, mmap_mib: 0 }
     }
 }
 

@@ -120,6 +120,7 @@ fn store_options(cfg: &Config) -> SqliteOptions {
         synchronous: cfg.database.synchronous.parse().unwrap_or_default(),
         readers: cfg.database.readers,
         cache_kib: cfg.database.cache_kib,
+        mmap_bytes: cfg.database.mmap_mib * 1024 * 1024,
     }
 }
 

@@ -47,6 +47,7 @@ pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let pruner = tokio::spawn(prune_audit(node.clone(), cfg.audit.retention_days, stop_rx.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -54,6 +55,7 @@ pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result
     for t in tasks {
         let _ = t.await;
     }
+    let _ = pruner.await;
     drop(app);
     drop(node);
     tracing::info!("stopped");
@@ -73,5 +75,42 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// How often old audit records are looked for, and how many go per batch
+/// (small batches keep the group-commit writer responsive).
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+const PRUNE_BATCH: u32 = 5_000;
+const PRUNE_MAX_BATCHES: u32 = 200;
+
+async fn prune_audit(node: node::Node, retention_days: u32, mut stop: watch::Receiver<bool>) {
+    if retention_days == 0 {
+        return;
+    }
+    loop {
+        let cutoff = node.ctx.clock.now().plus_seconds(-(i64::from(retention_days) * 86_400));
+        let mut total = 0;
+        for _ in 0..PRUNE_MAX_BATCHES {
+            match node.ctx.store.prune_audit(cutoff, PRUNE_BATCH).await {
+                Ok(n) => {
+                    total += n;
+                    if n < u64::from(PRUNE_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit pruning failed; will retry");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, retention_days, "pruned old audit records");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
     }
 }

@@ -11,7 +11,10 @@ use tessera_core::lockout::LockState;
 use tessera_core::model::{AccessRecord, ApiKey, Token, TokenId, TokenState, User, UserId, UserStatus};
 use tessera_core::policy::{LockoutMode, Policy};
 use tessera_core::random::OsRandom;
-use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, Store, StoreError, UserChange, UserQuery, Verdict};
+use tessera_core::store::{
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, Snapshot, Store, StoreError,
+    UserChange, UserQuery, Verdict,
+};
 use tessera_core::wildcard::Wildcard;
 use tessera_otp::OtpParams;
 use tessera_store::{SqliteOptions, SqliteStore};
@@ -115,6 +118,9 @@ conformance!(
         policy_round_trip,
         api_keys_crud,
         audit_records_every_change_and_filters,
+        audit_pruning_keeps_recent_records,
+        token_listing_is_ordered_and_paged,
+        authenticate_reads_evaluates_and_applies_in_one_step,
     ]
 );
 
@@ -610,4 +616,93 @@ mod sqlite_file {
         let err = SqliteStore::create(&SqliteOptions::new(&path), &keys, &OsRandom, at(0)).unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)));
     }
+}
+
+async fn audit_pruning_keeps_recent_records(f: &Fixture) {
+    let s = &f.store;
+    for i in 0..10 {
+        let mut a = audit("old");
+        a.at = at(i);
+        s.append_audit(a).await.unwrap();
+    }
+    let mut recent = audit("recent");
+    recent.at = at(100);
+    s.append_audit(recent).await.unwrap();
+    assert_eq!(s.prune_audit(at(50), 4).await.unwrap(), 4, "bounded batch");
+    assert_eq!(s.prune_audit(at(50), 100).await.unwrap(), 6);
+    let left = s.audit_log(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(left.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["recent"]);
+}
+
+async fn token_listing_is_ordered_and_paged(f: &Fixture) {
+    let s = &f.store;
+    let u = user("tina");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    for serial in ["C", "A", "B"] {
+        s.create_token(&token(&u, serial, TokenState::Active, &f.keys), audit("token.add")).await.unwrap();
+    }
+    let serials = |v: Vec<Token>| v.into_iter().map(|t| t.serial).collect::<Vec<_>>();
+    assert_eq!(serials(s.list_tokens(10, 0).await.unwrap()), ["A", "B", "C"]);
+    assert_eq!(serials(s.list_tokens(1, 1).await.unwrap()), ["B"]);
+}
+
+fn auth_request(name: &str, evaluate: tessera_core::store::Evaluator) -> AuthenticateRequest {
+    AuthenticateRequest {
+        realm: "default".into(),
+        username: name.into(),
+        access: AccessRecord { at: at(1), address: Some("192.0.2.1".into()), client: Some("t".into()) },
+        policy: Policy::default(),
+        audit: audit("validate").target(name),
+        evaluate,
+    }
+}
+
+async fn authenticate_reads_evaluates_and_applies_in_one_step(f: &Fixture) {
+    let s = &f.store;
+    // unknown user: audited, nothing else
+    let r = s.authenticate(auth_request("nobody", Box::new(|_| unreachable!("no user, no evaluation")))).await.unwrap();
+    assert!(matches!(r, Authentication::UnknownUser));
+    let log = s.audit_log(&AuditQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!((log[0].target.as_deref(), log[0].reason.as_deref()), (Some("nobody"), Some("unknown_user")));
+
+    let u = user("uma");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let t = token(&u, "U1", TokenState::Active, &f.keys);
+    s.create_token(&t, audit("token.add")).await.unwrap();
+    s.replace_backup_codes(&u.id, &[[5; 32]], at(0), audit("backup")).await.unwrap();
+
+    // the evaluator sees the user, tokens and backup codes; its verdict is applied
+    let tid = t.id.clone();
+    let r = s
+        .authenticate(auth_request(
+            "uma",
+            Box::new(move |snap: &dyn Snapshot| {
+                assert_eq!(snap.user().username, "uma");
+                assert_eq!(snap.tokens().len(), 1);
+                assert!(snap.backup_code_unused(&[5; 32]).unwrap());
+                assert!(!snap.backup_code_unused(&[6; 32]).unwrap());
+                Evaluation::Decided(Verdict::Verified(Factor::Token { token_id: tid, matched: 10, drift: 0 }))
+            }),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(r, Authentication::Decided { outcome: AuthOutcome::Accepted, .. }), "{r:?}");
+    assert_eq!(s.token_by_id(&t.id).await.unwrap().unwrap().counter, 11);
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().last_success.unwrap().address.as_deref(), Some("192.0.2.1"));
+
+    // deferred: nothing written
+    let before = s.audit_log(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap().len();
+    let r = s.authenticate(auth_request("uma", Box::new(|_| Evaluation::Deferred))).await.unwrap();
+    match r {
+        Authentication::Deferred { user, tokens } => {
+            assert_eq!(user.id, u.id);
+            assert_eq!(tokens[0].counter, 11);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.audit_log(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap().len(), before);
+
+    // a failure verdict counts like commit_attempt
+    let r = s.authenticate(auth_request("uma", Box::new(|_| Evaluation::Decided(Verdict::Failed("wrong_code"))))).await;
+    assert!(matches!(r, Ok(Authentication::Decided { outcome: AuthOutcome::Failed { failures: 1, .. }, .. })));
 }

@@ -48,9 +48,12 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             let t = admin.confirm_token(&actor(), &u, &code).await?;
             println!("confirmed token {}: {} is now active", t.serial, user.user);
         }
-        TokenCmd::List { user, json } => {
-            let u = find(node, &user).await?;
-            let tokens: Vec<TokenView> = admin.tokens(&u).await?.iter().map(TokenView::from).collect();
+        TokenCmd::List { user, realm, limit, offset, json } => {
+            let tokens = match user {
+                Some(user) => admin.tokens(&find(node, &UserRef { user, realm }).await?).await?,
+                None => admin.list_tokens(limit, offset).await?,
+            };
+            let tokens: Vec<TokenView> = tokens.iter().map(TokenView::from).collect();
             if json {
                 return output::json(&tokens);
             }

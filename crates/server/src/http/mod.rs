@@ -27,7 +27,8 @@ use error::ApiError;
 /// Shared by every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub node: Node,
+    /// Behind an Arc: the state is cloned for every request.
+    pub node: std::sync::Arc<Node>,
 }
 
 /// The TCP peer, inserted per connection by the accept loop.
@@ -37,7 +38,7 @@ pub struct PeerAddr(pub SocketAddr);
 pub fn router(node: Node) -> Router {
     let max_body = node.config.http.max_body_bytes;
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
-    let state = AppState { node };
+    let state = AppState { node: std::sync::Arc::new(node) };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

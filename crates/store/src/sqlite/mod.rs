@@ -24,8 +24,8 @@ use tessera_core::model::{ApiKey, Token, TokenId, User, UserId, UserStatus};
 use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, Factor, Store, StoreError, UserChange, UserQuery, Verdict, blocking_outcome,
-    finish_attempt_audit,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, Snapshot, Store, StoreError,
+    UserChange, UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -69,11 +69,13 @@ pub struct SqliteOptions {
     pub readers: usize,
     /// Page cache per connection, KiB.
     pub cache_kib: u32,
+    /// Memory-mapped I/O limit per connection, bytes (0 = off).
+    pub mmap_bytes: u64,
 }
 
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), synchronous: Synchronous::Full, readers: 4, cache_kib: 8192 }
+        SqliteOptions { path: path.into(), synchronous: Synchronous::Full, readers: 4, cache_kib: 8192, mmap_bytes: 0 }
     }
 }
 
@@ -100,18 +102,48 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
+/// How long a cached policy is trusted. Changes made through this store
+/// apply at once; changes by another process (the CLI) within this time.
+const POLICY_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
     readers: Readers,
     writer: Writer,
+    policy_cache: parking_lot::Mutex<Option<(std::time::Instant, Policy)>>,
+    sql: Sql,
+}
+
+/// Statement texts built once (they are also the statement-cache keys).
+#[derive(Debug)]
+struct Sql {
+    user_by_name: String,
+    tokens_for_user: String,
+}
+
+impl Sql {
+    fn new() -> Self {
+        Sql {
+            user_by_name: format!("SELECT {USER_COLS} FROM users WHERE realm = ?1 AND username = ?2"),
+            // No ORDER BY: with one, SQLite re-prepares the statement on
+            // every execution (measured); the few rows are sorted in Rust.
+            tokens_for_user: format!("SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1"),
+        }
+    }
 }
 
 fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
+    // Savepoint journals (one per queued write) stay in memory, not temp files.
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(map_err)?;
     conn.pragma_update(None, "cache_size", -(opts.cache_kib as i64)).map_err(map_err)?;
+    // Off by default: measured under load, SQLite re-maps the file whenever
+    // it grows (the audit log grows with every login), and the munmap TLB
+    // shootdowns cost more than the preads they save.
+    conn.pragma_update(None, "mmap_size", opts.mmap_bytes as i64).map_err(map_err)?;
     Ok(())
 }
 
@@ -214,7 +246,13 @@ impl SqliteStore {
             readers.push(r);
         }
         let writer = Writer::start(conn).map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
-        Ok(SqliteStore { path: opts.path.clone(), readers: Readers::new(readers), writer })
+        Ok(SqliteStore {
+            path: opts.path.clone(),
+            readers: Readers::new(readers),
+            writer,
+            policy_cache: parking_lot::Mutex::new(None),
+            sql: Sql::new(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -232,6 +270,34 @@ impl SqliteStore {
     {
         self.writer.write(f).await
     }
+}
+
+/// The evaluator's view from inside the writer's transaction.
+struct WriterSnapshot<'a> {
+    conn: &'a Connection,
+    user: &'a User,
+    tokens: &'a [Token],
+}
+
+impl Snapshot for WriterSnapshot<'_> {
+    fn user(&self) -> &User {
+        self.user
+    }
+    fn tokens(&self) -> &[Token] {
+        self.tokens
+    }
+    fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        backup_code_unused(self.conn, &self.user.id, digest).map_err(map_err)
+    }
+}
+
+fn backup_code_unused(c: &Connection, user: &UserId, digest: &[u8; 32]) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2 AND used_at IS NULL")?
+        .exists(params![user.0, &digest[..]])
+}
+
+fn sort_tokens(tokens: &mut [Token]) {
+    tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
 }
 
 fn insert_audit(conn: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
@@ -380,11 +446,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE realm = ?1 AND username = ?2"))?
-                .query_row([realm, username], rows::user)
-                .optional()
-        })
+        self.read(|c| c.prepare_cached(&self.sql.user_by_name)?.query_row([realm, username], rows::user).optional())
     }
 
     async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -523,9 +585,16 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError> {
+        let mut tokens: Vec<Token> =
+            self.read(|c| c.prepare_cached(&self.sql.tokens_for_user)?.query_map([&user.0], rows::token)?.collect())?;
+        sort_tokens(&mut tokens);
+        Ok(tokens)
+    }
+
+    async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1 ORDER BY created_at, id"))?
-                .query_map([&user.0], rows::token)?
+            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY serial LIMIT ?1 OFFSET ?2"))?
+                .query_map([limit, offset], rows::token)?
                 .collect()
         })
     }
@@ -595,24 +664,23 @@ impl Store for SqliteStore {
     }
 
     async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError> {
+        // One read transaction, so the user and the tokens are one snapshot.
+        // (Two simple statements: a LEFT JOIN variant was re-prepared by
+        // SQLite on every execution, which cost more than the second query.)
         self.read(|c| {
-            // One read transaction, so the user and their tokens are one snapshot.
-            c.execute_batch("BEGIN")?;
+            c.prepare_cached("BEGIN")?.execute([])?;
             let r = (|| {
-                let user = c
-                    .prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE realm = ?1 AND username = ?2"))?
-                    .query_row([realm, username], rows::user)
-                    .optional()?;
+                let user =
+                    c.prepare_cached(&self.sql.user_by_name)?.query_row([realm, username], rows::user).optional()?;
                 let Some(user) = user else { return Ok(None) };
-                let tokens = c
-                    .prepare_cached(&format!(
-                        "SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1 ORDER BY created_at, id"
-                    ))?
+                let mut tokens = c
+                    .prepare_cached(&self.sql.tokens_for_user)?
                     .query_map([&user.id.0], rows::token)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                sort_tokens(&mut tokens);
                 Ok(Some((user, tokens)))
             })();
-            c.execute_batch("COMMIT")?;
+            c.prepare_cached("COMMIT")?.execute([])?;
             r
         })
     }
@@ -621,11 +689,45 @@ impl Store for SqliteStore {
         self.write(move |c| apply_attempt(c, attempt)).await
     }
 
-    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        self.read(|c| {
-            c.prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2 AND used_at IS NULL")?
-                .exists(params![user.0, &digest[..]])
+    async fn authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
+        let user_sql = self.sql.user_by_name.clone();
+        let tokens_sql = self.sql.tokens_for_user.clone();
+        // Runs on the writer's connection, whose page cache stays warm
+        // (readers lose theirs at every commit), in the batch transaction:
+        // the read, the evaluation and the update see one state.
+        self.write(move |c| {
+            let AuthenticateRequest { realm, username, access, policy, mut audit, evaluate } = req;
+            let user = c
+                .prepare_cached(&user_sql)
+                .and_then(|mut s| s.query_row([&realm, &username], rows::user).optional())
+                .map_err(map_err)?;
+            let Some(user) = user else {
+                audit.result = tessera_core::audit::AuditResult::Reject;
+                audit.reason = Some("unknown_user".into());
+                insert_audit(c, &audit)?;
+                return Ok(Authentication::UnknownUser);
+            };
+            let mut tokens: Vec<Token> = c
+                .prepare_cached(&tokens_sql)
+                .and_then(|mut s| s.query_map([&user.id.0], rows::token)?.collect())
+                .map_err(map_err)?;
+            sort_tokens(&mut tokens);
+            let snapshot = WriterSnapshot { conn: c, user: &user, tokens: &tokens };
+            match evaluate(&snapshot) {
+                Evaluation::Deferred => Ok(Authentication::Deferred { user: Box::new(user), tokens }),
+                Evaluation::Decided(verdict) => {
+                    let attempt =
+                        AuthAttempt { user_id: user.id.clone(), access, verdict: verdict.clone(), policy, audit };
+                    let outcome = apply_attempt(c, attempt)?;
+                    Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
+                }
+            }
         })
+        .await
+    }
+
+    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        self.read(|c| backup_code_unused(c, user, digest))
     }
 
     async fn replace_backup_codes(
@@ -664,18 +766,29 @@ impl Store for SqliteStore {
     }
 
     async fn policy(&self) -> Result<Policy, StoreError> {
+        if let Some((at, p)) = &*self.policy_cache.lock()
+            && at.elapsed() < POLICY_TTL
+        {
+            return Ok(p.clone());
+        }
         let text: String = self
             .read(|c| c.prepare_cached("SELECT value FROM meta WHERE key = 'policy'")?.query_row([], |r| r.get(0)))?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))
+        let p: Policy = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))?;
+        *self.policy_cache.lock() = Some((std::time::Instant::now(), p.clone()));
+        Ok(p)
     }
 
     async fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError> {
         let text = serde_json::to_string(policy).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.write(move |c| {
-            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('policy', ?1)", [&text]).map_err(map_err)?;
-            insert_audit(c, &audit)
-        })
-        .await
+        let r = self
+            .write(move |c| {
+                c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('policy', ?1)", [&text])
+                    .map_err(map_err)?;
+                insert_audit(c, &audit)
+            })
+            .await;
+        *self.policy_cache.lock() = None;
+        r
     }
 
     async fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError> {
@@ -763,6 +876,18 @@ impl Store for SqliteStore {
             let params: Vec<(&str, &dyn rusqlite::ToSql)> = named.iter().map(|(k, v)| (*k, v.as_ref())).collect();
             c.prepare_cached(&sql)?.query_map(params.as_slice(), rows::audit)?.collect()
         })
+    }
+
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 ORDER BY id LIMIT ?2)",
+                params![before.0, limit],
+            )
+            .map(|n| n as u64)
+            .map_err(map_err)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -67,28 +67,29 @@ pub fn params_from(kind: &str, algorithm: &str, digits: i64, period: Option<i64>
 }
 
 pub fn token(r: &Row<'_>) -> rusqlite::Result<Token> {
-    let kind: String = r.get(3)?;
-    let algorithm: String = r.get(4)?;
-    let params = params_from(&kind, &algorithm, r.get(5)?, r.get(6)?).map_err(|m| bad(3, m))?;
-    let state: String = r.get(10)?;
+    let o = 0;
+    let kind: String = r.get(o + 3)?;
+    let algorithm: String = r.get(o + 4)?;
+    let params = params_from(&kind, &algorithm, r.get(o + 5)?, r.get(o + 6)?).map_err(|m| bad(o + 3, m))?;
+    let state: String = r.get(o + 10)?;
     let state = match state.as_str() {
         "pending" => TokenState::Pending,
         "active" => TokenState::Active,
-        _ => return Err(bad(10, "unknown token state")),
+        _ => return Err(bad(o + 10, "unknown token state")),
     };
-    let drift: i64 = r.get(9)?;
+    let drift: i64 = r.get(o + 9)?;
     Ok(Token {
-        id: TokenId(r.get(0)?),
-        user_id: UserId(r.get(1)?),
-        serial: r.get(2)?,
+        id: TokenId(r.get(o)?),
+        user_id: UserId(r.get(o + 1)?),
+        serial: r.get(o + 2)?,
         params,
-        sealed_secret: r.get(7)?,
-        counter: r.get(8)?,
-        drift: i32::try_from(drift).map_err(|_| bad(9, "drift out of range"))?,
+        sealed_secret: r.get(o + 7)?,
+        counter: r.get(o + 8)?,
+        drift: i32::try_from(drift).map_err(|_| bad(o + 9, "drift out of range"))?,
         state,
-        description: r.get(11)?,
-        created_at: Timestamp(r.get(12)?),
-        last_used_at: ts(r.get(13)?),
+        description: r.get(o + 11)?,
+        created_at: Timestamp(r.get(o + 12)?),
+        last_used_at: ts(r.get(o + 13)?),
     })
 }
 

@@ -118,25 +118,32 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
     }
 }
 
+/// Runs one cached control statement (BEGIN, SAVEPOINT, …): parsing them
+/// afresh for every job showed up in profiles.
+fn control(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(map_err)
+}
+
 fn apply_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+    control(conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
         let step = (|| -> Result<(), StoreError> {
-            conn.execute_batch("SAVEPOINT job").map_err(map_err)?;
+            control(conn, "SAVEPOINT job")?;
             if job.run(conn) {
-                conn.execute_batch("RELEASE job").map_err(map_err)
+                control(conn, "RELEASE job")
             } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job").map_err(map_err)
+                control(conn, "ROLLBACK TO job")?;
+                control(conn, "RELEASE job")
             }
         })();
         if let Err(e) = step {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = control(conn, "ROLLBACK");
             return Err(e);
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(map_err(e));
+    if let Err(e) = control(conn, "COMMIT") {
+        let _ = control(conn, "ROLLBACK");
+        return Err(e);
     }
     Ok(())
 }
