@@ -5,7 +5,7 @@
 #   bench/rest.sh                              # full run (~3 min after the build, +~3 min the first time privacyIDEA is set up)
 #   SKIP_PEERS=1 USERS=20000 DUR=5 bench/rest.sh   # tessera only, quick
 #
-# Env: USERS (200000) bench users, split into disjoint ranges, one per stage; DUR (10) seconds per stage;
+# Env: SERVER_BIN (server binary to measure, default target/release/tessera); USERS (200000) bench users, split into disjoint ranges, one per stage; DUR (10) seconds per stage;
 #      CONCS ("16 64"); SEED (1); SKIP_PEERS (0); OUT (target/bench); NO_BUILD (0); KEEP (0: delete the temp dir
 #      unless something failed); WARMUP (1: a short unreported warm-up of each server);
 #      QUIET_BUSY (15) / QUIET_WAIT (120): before each stage wait at most QUIET_WAIT s for the machine to be
@@ -25,7 +25,7 @@ QUIET_WAIT=${QUIET_WAIT:-120}
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
 export PI_WORK=${PI_WORK:-/tmp/peers/privacyidea}
 LG=$ROOT/target/release/tessera-loadgen
-TS_BIN=$ROOT/target/release/tessera
+TS_BIN=${SERVER_BIN:-$ROOT/target/release/tessera}
 
 mkdir -p "$OUT"
 REPORT="$OUT/rest-$(date +%Y%m%d-%H%M%S).txt"

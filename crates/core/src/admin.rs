@@ -267,10 +267,10 @@ impl Admin {
         action: &str,
     ) -> Result<Token, CoreError> {
         let id = TokenId::new_random();
-        let sealed = self.ctx.keys.seal(&*self.ctx.random, Purpose::OtpSecret, id.as_str(), secret.as_bytes());
+        let sealed = self.ctx.keys.seal(&*self.ctx.random, Purpose::OtpSecret, &id.to_string(), secret.as_bytes());
         let token = Token {
             id,
-            user_id: user.id.clone(),
+            user_id: user.id,
             serial: serial.map(str::to_string).unwrap_or_else(|| self.new_serial(&params)),
             params,
             sealed_secret: sealed,
@@ -333,7 +333,9 @@ impl Admin {
         if let Some(t) = self.ctx.store.token_by_serial(serial_or_id).await? {
             return Ok(t);
         }
-        if let Some(t) = self.ctx.store.token_by_id(&TokenId(serial_or_id.to_string())).await? {
+        if let Ok(id) = serial_or_id.parse::<i64>()
+            && let Some(t) = self.ctx.store.token_by_id(&TokenId(id)).await?
+        {
             return Ok(t);
         }
         Err(CoreError::NotFound(format!("token `{serial_or_id}`")))
@@ -394,7 +396,7 @@ impl Admin {
         let rng = self.ctx.random.clone();
         let codes = tessera_otp::generate_backup_codes(tessera_otp::BACKUP_CODE_COUNT, &mut |b| rng.fill(b));
         let digests: Vec<[u8; 32]> =
-            codes.iter().map(|c| self.ctx.keys.backup_code_digest(user.id.as_str(), c.as_str())).collect();
+            codes.iter().map(|c| self.ctx.keys.backup_code_digest(&user.id.to_string(), c.as_str())).collect();
         match self.ctx.store.replace_backup_codes(&user.id, &digests, self.ctx.clock.now(), base.clone()).await {
             Ok(()) => Ok(codes),
             Err(e) => self.refused(base, e.into()).await,

@@ -172,7 +172,7 @@ impl Authenticator {
                 } else {
                     self.evaluate(&user, &tokens, &req.password, &policy, now).await?
                 };
-                let attempt = AuthAttempt { user_id: user.id.clone(), access, verdict: verdict.clone(), policy, audit };
+                let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
                 let outcome = ctx.store.commit_attempt(attempt).await?;
                 (user.id, verdict, outcome)
             }
@@ -280,7 +280,7 @@ fn match_codes<'a>(
             }
         };
         if let Some(m) = match_code(&secret, token, split.code, policy, now) {
-            let factor = Factor::Token { token_id: token.id.clone(), matched: m.matched, drift: m.drift };
+            let factor = Factor::Token { token_id: token.id, matched: m.matched, drift: m.drift };
             check.matched = Some((factor, split.password));
             return check;
         }
@@ -301,7 +301,7 @@ fn backup_candidate<'a>(keys: &Keyring, user: &User, input: &'a str, policy: &Po
         Split { password: "", code: input }
     };
     let code = normalize_backup_code(split.code)?;
-    Some((keys.backup_code_digest(user.id.as_str(), &code), split.password))
+    Some((keys.backup_code_digest(&user.id.to_string(), &code), split.password))
 }
 
 /// Whether `code` would have matched had the token's floor not moved past

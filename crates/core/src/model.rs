@@ -13,29 +13,41 @@ use crate::lockout::LockState;
 macro_rules! id_type {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(pub String);
+        pub struct $name(pub i64);
 
         impl $name {
+            /// A random positive 63-bit id: no coordination needed between
+            /// nodes, and an integer primary key in both databases.
             pub fn new_random() -> Self {
-                $name(uuid::Uuid::new_v4().to_string())
+                let mut b = [0u8; 8];
+                crate::random::Random::fill(&crate::random::OsRandom, &mut b);
+                let v = (u64::from_le_bytes(b) >> 1) as i64;
+                $name(v.max(1))
             }
-            pub fn as_str(&self) -> &str {
-                &self.0
+            pub fn get(self) -> i64 {
+                self.0
             }
         }
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::num::ParseIntError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($name)
             }
         }
     };
 }
 
-id_type!(UserId, "Stable identifier of a user (a UUID), independent of the renameable username.");
-id_type!(TokenId, "Stable identifier of a token (a UUID); part of the sealed secret's associated data.");
+id_type!(UserId, "Stable identifier of a user, independent of the renameable username.");
+id_type!(TokenId, "Stable identifier of a token; part of the sealed secret's associated data.");
 
 /// The status an administrator sees. `Locked` is derived from the lock
 /// state and the clock; the others are stored.

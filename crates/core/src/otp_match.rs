@@ -16,7 +16,7 @@ pub struct CodeMatch {
 }
 
 pub fn open_secret(keys: &Keyring, token: &Token) -> Result<Secret, KeyError> {
-    let plain = keys.open(Purpose::OtpSecret, token.id.as_str(), &token.sealed_secret)?;
+    let plain = keys.open(Purpose::OtpSecret, &token.id.to_string(), &token.sealed_secret)?;
     Secret::from_bytes(plain.to_vec()).map_err(|_| KeyError::Corrupt)
 }
 

@@ -52,7 +52,7 @@ impl UserView {
     pub fn new(u: &User, now: Timestamp) -> Self {
         let status = u.status(now);
         UserView {
-            id: u.id.0.clone(),
+            id: u.id.to_string(),
             realm: u.realm.clone(),
             username: u.username.clone(),
             status,
@@ -101,9 +101,9 @@ impl From<&Token> for TokenView {
             OtpKind::Hotp => ("hotp", None),
         };
         TokenView {
-            id: t.id.0.clone(),
+            id: t.id.to_string(),
             serial: t.serial.clone(),
-            user_id: t.user_id.0.clone(),
+            user_id: t.user_id.to_string(),
             kind: kind.into(),
             algorithm: t.params.algorithm.to_string(),
             digits: t.params.digits.get(),

@@ -47,9 +47,9 @@ fn user(name: &str) -> User {
 fn token(user: &User, serial: &str, state: TokenState, keys: &Keyring) -> Token {
     let id = TokenId::new_random();
     Token {
-        sealed_secret: keys.seal(&OsRandom, Purpose::OtpSecret, id.as_str(), b"12345678901234567890"),
+        sealed_secret: keys.seal(&OsRandom, Purpose::OtpSecret, &id.to_string(), b"12345678901234567890"),
         id,
-        user_id: user.id.clone(),
+        user_id: user.id,
         serial: serial.into(),
         params: OtpParams::default(),
         counter: 0,
@@ -63,7 +63,7 @@ fn token(user: &User, serial: &str, state: TokenState, keys: &Keyring) -> Token 
 
 fn attempt(user: &User, verdict: Verdict, policy: &Policy, t: Timestamp) -> AuthAttempt {
     AuthAttempt {
-        user_id: user.id.clone(),
+        user_id: user.id,
         access: AccessRecord { at: t, address: Some("192.0.2.7".into()), client: Some("test".into()) },
         verdict,
         policy: policy.clone(),
@@ -228,7 +228,7 @@ async fn tokens_lifecycle_and_registration(f: &Fixture) {
     // The sealed secret round-trips byte for byte.
     let stored = s.token_by_id(&pending.id).await.unwrap().unwrap();
     assert_eq!(
-        f.keys.open(Purpose::OtpSecret, stored.id.as_str(), &stored.sealed_secret).unwrap().as_slice(),
+        f.keys.open(Purpose::OtpSecret, &stored.id.to_string(), &stored.sealed_secret).unwrap().as_slice(),
         b"12345678901234567890"
     );
 }
@@ -240,7 +240,7 @@ async fn token_accept_then_replay(f: &Fixture) {
     let t = token(&u, "E1", TokenState::Active, &f.keys);
     s.create_token(&t, audit("token.add")).await.unwrap();
     let p = Policy::default();
-    let ok = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 100, drift: 1 });
+    let ok = Verdict::Verified(Factor::Token { token_id: t.id, matched: 100, drift: 1 });
     assert_eq!(s.commit_attempt(attempt(&u, ok.clone(), &p, at(1))).await.unwrap(), AuthOutcome::Accepted);
     let stored = s.token_by_id(&t.id).await.unwrap().unwrap();
     assert_eq!((stored.counter, stored.drift), (101, 1));
@@ -251,7 +251,7 @@ async fn token_accept_then_replay(f: &Fixture) {
     // the same step again, or an older one: replay, counted as a failure
     let replay = s.commit_attempt(attempt(&u, ok, &p, at(2))).await.unwrap();
     assert_eq!(replay, AuthOutcome::Failed { failures: 1, locked: false, replay: true });
-    let older = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 99, drift: 0 });
+    let older = Verdict::Verified(Factor::Token { token_id: t.id, matched: 99, drift: 0 });
     assert!(matches!(
         s.commit_attempt(attempt(&u, older, &p, at(3))).await.unwrap(),
         AuthOutcome::Failed { replay: true, .. }
@@ -261,7 +261,7 @@ async fn token_accept_then_replay(f: &Fixture) {
     assert_eq!(u2.last_attempt.unwrap().at, at(3));
     assert_eq!(u2.last_success.unwrap().at, at(1));
     // a newer step succeeds and clears the failures
-    let newer = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 101, drift: 0 });
+    let newer = Verdict::Verified(Factor::Token { token_id: t.id, matched: 101, drift: 0 });
     assert_eq!(s.commit_attempt(attempt(&u, newer, &p, at(4))).await.unwrap(), AuthOutcome::Accepted);
     assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().lock.failures, 0);
 }
@@ -273,7 +273,7 @@ async fn parallel_same_code_accepts_once(f: &Fixture) {
     let t = token(&u, "F1", TokenState::Active, &f.keys);
     s.create_token(&t, audit("token.add")).await.unwrap();
     let p = Policy { lockout_threshold: 10, ..Policy::default() };
-    let v = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 7, drift: 0 });
+    let v = Verdict::Verified(Factor::Token { token_id: t.id, matched: 7, drift: 0 });
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let s = s.clone();
@@ -307,7 +307,7 @@ async fn parallel_wrong_attempts_lock_exactly(f: &Fixture) {
     // a correct code while locked is refused and does not consume the token
     let t = token(&u, "G1", TokenState::Active, &f.keys);
     s.create_token(&t, audit("token.add")).await.unwrap();
-    let v = Verdict::Verified(Factor::Token { token_id: t.id.clone(), matched: 3, drift: 0 });
+    let v = Verdict::Verified(Factor::Token { token_id: t.id, matched: 3, drift: 0 });
     assert_eq!(s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap(), AuthOutcome::Locked);
     assert_eq!(s.token_by_id(&t.id).await.unwrap().unwrap().counter, 0);
 }
@@ -672,7 +672,7 @@ async fn authenticate_reads_evaluates_and_applies_in_one_step(f: &Fixture) {
     s.replace_backup_codes(&u.id, &[[5; 32]], at(0), audit("backup")).await.unwrap();
 
     // the evaluator sees the user, tokens and backup codes; its verdict is applied
-    let tid = t.id.clone();
+    let tid = t.id;
     let r = s
         .authenticate(auth_request(
             "uma",

@@ -1,5 +1,7 @@
 -- tessera schema v1 (SQLite). Keep it portable: the PostgreSQL schema mirrors
 -- these tables column for column. Times are Unix milliseconds (INTEGER).
+-- Ids are random positive 63-bit integers chosen by the application (no
+-- sequence to coordinate between nodes); in SQLite they are the rowid.
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -7,7 +9,7 @@ CREATE TABLE meta (
 );
 
 CREATE TABLE users (
-    id                  TEXT PRIMARY KEY,
+    id                  INTEGER PRIMARY KEY,
     realm               TEXT NOT NULL,
     username            TEXT NOT NULL,
     password_hash       TEXT,
@@ -29,8 +31,8 @@ CREATE TABLE users (
 );
 
 CREATE TABLE tokens (
-    id           TEXT PRIMARY KEY,
-    user_id      TEXT REFERENCES users(id) ON DELETE CASCADE,
+    id           INTEGER PRIMARY KEY,
+    user_id      INTEGER REFERENCES users(id) ON DELETE CASCADE,
     serial       TEXT NOT NULL UNIQUE,
     kind         TEXT NOT NULL CHECK (kind IN ('totp', 'hotp')),
     algorithm    TEXT NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
@@ -47,7 +49,7 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_user ON tokens (user_id);
 
 CREATE TABLE backup_codes (
-    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     digest     BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     used_at    INTEGER,

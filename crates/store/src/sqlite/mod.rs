@@ -32,7 +32,10 @@ pub use schema::SCHEMA_VERSION;
 
 use readers::Readers;
 use rows::{API_KEY_COLS, AUDIT_COLS, TOKEN_COLS, USER_COLS};
-use writer::Writer;
+use writer::{Writer, WriterOptions};
+
+/// The writer's page cache is this many times `cache_kib`.
+const WRITER_CACHE_FACTOR: i64 = 1;
 
 /// How long a connection waits for another process (the CLI while the
 /// server runs) to release the write lock before reporting "busy".
@@ -228,12 +231,10 @@ impl SqliteStore {
 
     fn finish_open(conn: Connection, opts: &SqliteOptions, now: Timestamp) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
-        let sync = match opts.synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync).map_err(map_err)?;
         configure(&conn, opts)?;
+        // The writer's cache holds the hot set (users, tokens, indexes):
+        // unlike the readers', it is never invalidated by commits.
+        conn.pragma_update(None, "cache_size", -(opts.cache_kib as i64) * WRITER_CACHE_FACTOR).map_err(map_err)?;
         schema::migrate(&conn, now.0)?;
         let mut readers = Vec::with_capacity(opts.readers.max(1));
         for _ in 0..opts.readers.max(1) {
@@ -245,7 +246,13 @@ impl SqliteStore {
             configure(&r, opts)?;
             readers.push(r);
         }
-        let writer = Writer::start(conn).map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        let checkpointer = Connection::open_with_flags(&opts.path, open_flags(false)).map_err(map_err)?;
+        checkpointer.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+        let writer = Writer::start(
+            conn,
+            checkpointer,
+            WriterOptions { db_path: opts.path.clone(), synchronous: opts.synchronous },
+        )?;
         Ok(SqliteStore {
             path: opts.path.clone(),
             readers: Readers::new(readers),
@@ -269,6 +276,15 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.writer.write(f).await
+    }
+
+    /// For the login hot path: no savepoint (see `Writer::write_hot`).
+    async fn write_hot<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.write_hot(f).await
     }
 }
 
@@ -326,7 +342,7 @@ fn status_clause(status: UserStatus) -> &'static str {
     }
 }
 
-fn refresh_registered(conn: &Connection, user: &str) -> rusqlite::Result<()> {
+fn refresh_registered(conn: &Connection, user: i64) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE users SET registered = EXISTS (SELECT 1 FROM tokens WHERE user_id = ?1 AND state = 'active') WHERE id = ?1",
     )?
@@ -340,8 +356,20 @@ type LockRow = (bool, i64, Option<i64>, Option<i64>, Option<i64>);
 /// The lock-and-replay decision for one attempt; runs inside the writer's
 /// transaction, so attempts are applied one at a time.
 fn apply_attempt(conn: &Connection, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+    apply_attempt_with(conn, attempt, None)
+}
+
+/// `known`: the user's `disabled` flag and lock state, when the caller has
+/// just read them inside this same transaction (saves a lookup).
+fn apply_attempt_with(
+    conn: &Connection,
+    attempt: AuthAttempt,
+    known: Option<(bool, LockState)>,
+) -> Result<AuthOutcome, StoreError> {
     let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
-    let now = access.at;
+    if let Some((disabled, lock)) = known {
+        return apply_to(conn, user_id, access, verdict, policy, audit, disabled, lock);
+    }
     let row: Option<LockRow> = conn
         .prepare_cached("SELECT disabled, failures, locked_at, lock_until, throttle_until FROM users WHERE id = ?1")
         .and_then(|mut s| {
@@ -360,7 +388,21 @@ fn apply_attempt(conn: &Connection, attempt: AuthAttempt) -> Result<AuthOutcome,
         lock_until: lock_until.map(Timestamp),
         throttle_until: throttle_until.map(Timestamp),
     };
+    apply_to(conn, user_id, access, verdict, policy, audit, disabled, lock)
+}
 
+#[allow(clippy::too_many_arguments)]
+fn apply_to(
+    conn: &Connection,
+    user_id: UserId,
+    access: tessera_core::model::AccessRecord,
+    verdict: Verdict,
+    policy: Policy,
+    mut audit: AuditRecord,
+    disabled: bool,
+    lock: LockState,
+) -> Result<AuthOutcome, StoreError> {
+    let now = access.at;
     let fail = |replay: bool| {
         let next = lock.after_failure(&policy, now);
         (AuthOutcome::Failed { failures: next.failures, locked: next.is_locked(now), replay }, next)
@@ -492,7 +534,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_user(&self, id: &UserId, change: UserChange, audit: AuditRecord) -> Result<(), StoreError> {
-        let id = id.0.clone();
+        let id = id.0;
         self.write(move |c| {
             let now = audit.at.0;
             let n = match &change {
@@ -562,7 +604,7 @@ impl Store for SqliteStore {
                 }
                 r => r.map_err(map_err)?,
             };
-            refresh_registered(c, &t.user_id.0).map_err(map_err)?;
+            refresh_registered(c, t.user_id.0).map_err(map_err)?;
             insert_audit(c, &audit)
         })
         .await
@@ -600,9 +642,9 @@ impl Store for SqliteStore {
     }
 
     async fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError> {
-        let id = id.0.clone();
+        let id = id.0;
         self.write(move |c| {
-            let user: Option<Option<String>> = c
+            let user: Option<Option<i64>> = c
                 .query_row("SELECT user_id FROM tokens WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()
                 .map_err(map_err)?;
@@ -611,7 +653,7 @@ impl Store for SqliteStore {
             };
             c.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(map_err)?;
             if let Some(u) = user {
-                refresh_registered(c, &u).map_err(map_err)?;
+                refresh_registered(c, u).map_err(map_err)?;
             }
             insert_audit(c, &audit)
         })
@@ -625,7 +667,7 @@ impl Store for SqliteStore {
         drift: i32,
         audit: AuditRecord,
     ) -> Result<bool, StoreError> {
-        let id = id.0.clone();
+        let id = id.0;
         self.write(move |c| {
             let n = c
                 .execute(
@@ -637,9 +679,9 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Ok(false);
             }
-            let user: String =
+            let user: i64 =
                 c.query_row("SELECT user_id FROM tokens WHERE id = ?1", [&id], |r| r.get(0)).map_err(map_err)?;
-            refresh_registered(c, &user).map_err(map_err)?;
+            refresh_registered(c, user).map_err(map_err)?;
             insert_audit(c, &audit)?;
             Ok(true)
         })
@@ -647,7 +689,7 @@ impl Store for SqliteStore {
     }
 
     async fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError> {
-        let id = id.0.clone();
+        let id = id.0;
         self.write(move |c| {
             let n = c
                 .execute(
@@ -686,7 +728,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
-        self.write(move |c| apply_attempt(c, attempt)).await
+        self.write_hot(move |c| apply_attempt(c, attempt)).await
     }
 
     async fn authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
@@ -695,7 +737,7 @@ impl Store for SqliteStore {
         // Runs on the writer's connection, whose page cache stays warm
         // (readers lose theirs at every commit), in the batch transaction:
         // the read, the evaluation and the update see one state.
-        self.write(move |c| {
+        self.write_hot(move |c| {
             let AuthenticateRequest { realm, username, access, policy, mut audit, evaluate } = req;
             let user = c
                 .prepare_cached(&user_sql)
@@ -716,9 +758,8 @@ impl Store for SqliteStore {
             match evaluate(&snapshot) {
                 Evaluation::Deferred => Ok(Authentication::Deferred { user: Box::new(user), tokens }),
                 Evaluation::Decided(verdict) => {
-                    let attempt =
-                        AuthAttempt { user_id: user.id.clone(), access, verdict: verdict.clone(), policy, audit };
-                    let outcome = apply_attempt(c, attempt)?;
+                    let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+                    let outcome = apply_attempt_with(c, attempt, Some((user.disabled, user.lock)))?;
                     Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
                 }
             }
@@ -737,7 +778,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let user = user.0.clone();
+        let user = user.0;
         let digests = digests.to_vec();
         self.write(move |c| {
             let exists =
@@ -836,7 +877,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
-        self.write(move |c| insert_audit(c, &record)).await
+        self.write_hot(move |c| insert_audit(c, &record)).await
     }
 
     async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
