@@ -296,7 +296,10 @@ fn backup_candidate<'a>(keys: &Keyring, user: &User, input: &'a str, policy: &Po
         return None;
     }
     let split = if user.password_hash.is_some() {
-        split_suffix(input, BACKUP_CODE_DIGITS, true)?
+        // The code as printed (`12345-67890`) or without the dash.
+        let dashed = split_suffix(input, BACKUP_CODE_DIGITS + 1, true)
+            .filter(|s| s.code.as_bytes().get(BACKUP_CODE_DIGITS / 2) == Some(&b'-'));
+        dashed.or_else(|| split_suffix(input, BACKUP_CODE_DIGITS, true))?
     } else {
         Split { password: "", code: input }
     };

@@ -289,6 +289,8 @@ async fn backup_codes_work_once_and_regeneration_voids_them() {
     let again = h.validate("bk", &format!("pass phrase{c}")).await;
     assert_eq!(again.decision, Decision::Reject);
     assert_eq!(h.admin.backup_codes_left(&u).await.unwrap(), 9);
+    let printed = set1[6].display();
+    assert_eq!(h.validate("bk", &format!("pass phrase{printed}")).await.decision, Decision::Accept, "{printed}");
     let set2 = h.admin.regenerate_backup_codes(&h.actor, &u).await.unwrap();
     assert_eq!(h.validate("bk", &format!("pass phrase{}", set1[4].as_str())).await.decision, Decision::Reject);
     assert_eq!(h.validate("bk", &format!("pass phrase{}", set2[4].as_str())).await.decision, Decision::Accept);

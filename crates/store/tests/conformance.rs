@@ -121,6 +121,7 @@ conformance!(
         audit_pruning_keeps_recent_records,
         token_listing_is_ordered_and_paged,
         authenticate_reads_evaluates_and_applies_in_one_step,
+        logins_and_admin_resync_agree_on_the_floor,
     ]
 );
 
@@ -705,4 +706,47 @@ async fn authenticate_reads_evaluates_and_applies_in_one_step(f: &Fixture) {
     // a failure verdict counts like commit_attempt
     let r = s.authenticate(auth_request("uma", Box::new(|_| Evaluation::Decided(Verdict::Failed("wrong_code"))))).await;
     assert!(matches!(r, Ok(Authentication::Decided { outcome: AuthOutcome::Failed { failures: 1, .. }, .. })));
+}
+
+async fn logins_and_admin_resync_agree_on_the_floor(f: &Fixture) {
+    let s = &f.store;
+    let u = user("vic");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let t = token(&u, "V1", TokenState::Active, &f.keys);
+    s.create_token(&t, audit("token.add")).await.unwrap();
+    let p = Policy::default();
+    let at50 = Verdict::Verified(Factor::Token { token_id: t.id, matched: 50, drift: 2 });
+    assert_eq!(s.commit_attempt(attempt(&u, at50.clone(), &p, at(5))).await.unwrap(), AuthOutcome::Accepted);
+    // every read path sees the login's state
+    for got in [
+        s.token_by_id(&t.id).await.unwrap().unwrap(),
+        s.token_by_serial("V1").await.unwrap().unwrap(),
+        s.tokens_for_user(&u.id).await.unwrap().remove(0),
+        s.list_tokens(10, 0).await.unwrap().into_iter().find(|x| x.id == t.id).unwrap(),
+        s.auth_subject("default", "vic").await.unwrap().unwrap().1.remove(0),
+    ] {
+        assert_eq!((got.counter, got.drift, got.last_used_at), (51, 2, Some(at(5))));
+    }
+    // an admin resync to an older floor resets the drift but never re-opens used codes
+    s.resync_token(&t.id, 10, 0, audit("token.resync")).await.unwrap();
+    let got = s.token_by_id(&t.id).await.unwrap().unwrap();
+    assert_eq!((got.counter, got.drift, got.last_used_at), (51, 0, Some(at(5))));
+    assert!(matches!(
+        s.commit_attempt(attempt(&u, at50, &p, at(6))).await.unwrap(),
+        AuthOutcome::Failed { replay: true, .. }
+    ));
+    let at51 = Verdict::Verified(Factor::Token { token_id: t.id, matched: 51, drift: 0 });
+    assert_eq!(s.commit_attempt(attempt(&u, at51, &p, at(7))).await.unwrap(), AuthOutcome::Accepted);
+    // a token that does not belong to the user is never accepted
+    let other = user("wendy");
+    s.create_user(&other, audit("user.add")).await.unwrap();
+    let foreign = Verdict::Verified(Factor::Token { token_id: t.id, matched: 99, drift: 0 });
+    assert!(matches!(
+        s.commit_attempt(attempt(&other, foreign, &p, at(8))).await.unwrap(),
+        AuthOutcome::Failed { replay: true, .. }
+    ));
+    // deleting the token forgets its state; reset forgets all
+    s.delete_token(&t.id, audit("token.delete")).await.unwrap();
+    assert!(s.token_by_id(&t.id).await.unwrap().is_none());
+    s.update_user(&u.id, UserChange::Reset, audit("user.reset")).await.unwrap();
 }

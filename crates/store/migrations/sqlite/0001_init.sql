@@ -25,6 +25,9 @@ CREATE TABLE users (
     last_success_at     INTEGER,
     last_success_addr   TEXT,
     last_success_client TEXT,
+    -- Login state of the user's tokens (counter floor, drift, last use),
+    -- newer than the tokens rows; see store/src/sqlite/token_state.rs.
+    token_state         BLOB,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL,
     UNIQUE (realm, username)

@@ -9,6 +9,7 @@
 mod readers;
 mod rows;
 mod schema;
+mod token_state;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use schema::SCHEMA_VERSION;
 
 use readers::Readers;
 use rows::{API_KEY_COLS, AUDIT_COLS, TOKEN_COLS, USER_COLS};
+use token_state::{Entry, TokenStates};
 use writer::{Writer, WriterOptions};
 
 /// The writer's page cache is this many times `cache_kib`.
@@ -350,58 +352,79 @@ fn refresh_registered(conn: &Connection, user: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// disabled, failures, locked_at, lock_until, throttle_until
-type LockRow = (bool, i64, Option<i64>, Option<i64>, Option<i64>);
+/// What an attempt needs to know about its user, read inside the writer's
+/// transaction.
+struct UserAuthState {
+    disabled: bool,
+    lock: LockState,
+    tokens: TokenStates,
+}
+
+impl UserAuthState {
+    fn of(user: &User, tokens: TokenStates) -> Self {
+        UserAuthState { disabled: user.disabled, lock: user.lock, tokens }
+    }
+}
+
+fn read_auth_state(conn: &Connection, user: UserId) -> Result<Option<UserAuthState>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([user.0], |r| Ok((rows::user(r)?, rows::token_states(r)?))).optional())
+        .map(|o| o.map(|(u, t)| UserAuthState::of(&u, t)))
+        .map_err(map_err)
+}
+
+fn read_token_states(conn: &Connection, user: i64) -> rusqlite::Result<TokenStates> {
+    let blob: Option<Option<Vec<u8>>> = conn
+        .prepare_cached("SELECT token_state FROM users WHERE id = ?1")?
+        .query_row([user], |r| r.get(0))
+        .optional()?;
+    TokenStates::decode(blob.flatten().as_deref())
+        .map_err(|m| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, m.into()))
+}
+
+fn write_token_states(conn: &Connection, user: i64, states: &TokenStates) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE users SET token_state = ?1 WHERE id = ?2")?.execute(params![states.encode(), user])?;
+    Ok(())
+}
+
+/// A token row brought up to date with its user's login state.
+fn overlaid(conn: &Connection, mut t: Token) -> rusqlite::Result<Token> {
+    read_token_states(conn, t.user_id.0)?.overlay(&mut t);
+    Ok(t)
+}
+
+/// The floor of an active token of `user`, as it stands now.
+fn token_floor(
+    conn: &Connection,
+    user: UserId,
+    token: TokenId,
+    states: &TokenStates,
+) -> Result<Option<i64>, StoreError> {
+    let row: Option<i64> = conn
+        .prepare_cached("SELECT counter FROM tokens WHERE id = ?1 AND user_id = ?2 AND state = 'active'")
+        .and_then(|mut s| s.query_row([token.0, user.0], |r| r.get(0)).optional())
+        .map_err(map_err)?;
+    Ok(row.map(|c| states.get(token.0).map_or(c, |e| e.counter.max(c))))
+}
 
 /// The lock-and-replay decision for one attempt; runs inside the writer's
 /// transaction, so attempts are applied one at a time.
 fn apply_attempt(conn: &Connection, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
-    apply_attempt_with(conn, attempt, None)
-}
-
-/// `known`: the user's `disabled` flag and lock state, when the caller has
-/// just read them inside this same transaction (saves a lookup).
-fn apply_attempt_with(
-    conn: &Connection,
-    attempt: AuthAttempt,
-    known: Option<(bool, LockState)>,
-) -> Result<AuthOutcome, StoreError> {
-    let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
-    if let Some((disabled, lock)) = known {
-        return apply_to(conn, user_id, access, verdict, policy, audit, disabled, lock);
+    match read_auth_state(conn, attempt.user_id)? {
+        Some(state) => apply_to(conn, attempt, state),
+        None => {
+            // Deleted between the engine's read and now.
+            let mut audit = attempt.audit;
+            finish_attempt_audit(&mut audit, &Verdict::Refused("user_deleted"), &AuthOutcome::Refused);
+            insert_audit(conn, &audit)?;
+            Ok(AuthOutcome::Refused)
+        }
     }
-    let row: Option<LockRow> = conn
-        .prepare_cached("SELECT disabled, failures, locked_at, lock_until, throttle_until FROM users WHERE id = ?1")
-        .and_then(|mut s| {
-            s.query_row([&user_id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional()
-        })
-        .map_err(map_err)?;
-    let Some((disabled, failures, locked_at, lock_until, throttle_until)) = row else {
-        // Deleted between the engine's read and now.
-        finish_attempt_audit(&mut audit, &Verdict::Refused("user_deleted"), &AuthOutcome::Refused);
-        insert_audit(conn, &audit)?;
-        return Ok(AuthOutcome::Refused);
-    };
-    let lock = LockState {
-        failures: u32::try_from(failures).unwrap_or(u32::MAX),
-        locked_at: locked_at.map(Timestamp),
-        lock_until: lock_until.map(Timestamp),
-        throttle_until: throttle_until.map(Timestamp),
-    };
-    apply_to(conn, user_id, access, verdict, policy, audit, disabled, lock)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_to(
-    conn: &Connection,
-    user_id: UserId,
-    access: tessera_core::model::AccessRecord,
-    verdict: Verdict,
-    policy: Policy,
-    mut audit: AuditRecord,
-    disabled: bool,
-    lock: LockState,
-) -> Result<AuthOutcome, StoreError> {
+fn apply_to(conn: &Connection, attempt: AuthAttempt, state: UserAuthState) -> Result<AuthOutcome, StoreError> {
+    let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
+    let UserAuthState { disabled, lock, tokens: mut states } = state;
     let now = access.at;
     let fail = |replay: bool| {
         let next = lock.after_failure(&policy, now);
@@ -412,14 +435,15 @@ fn apply_to(
     } else {
         match &verdict {
             Verdict::Verified(Factor::Token { token_id, matched, drift }) => {
-                let n = conn
-                    .prepare_cached(
-                        "UPDATE tokens SET counter = ?1 + 1, drift = ?2, last_used_at = ?3 \
-                         WHERE id = ?4 AND user_id = ?5 AND state = 'active' AND counter <= ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![matched, drift, now.0, token_id.0, user_id.0]))
-                    .map_err(map_err)?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                // The replay check: the floor must not have passed the matched
+                // counter (a concurrent login, or another node, may have moved it).
+                match token_floor(conn, user_id, *token_id, &states)? {
+                    Some(floor) if floor <= *matched => {
+                        states.set(Entry { token: token_id.0, counter: matched + 1, drift: *drift, last_used: now.0 });
+                        (AuthOutcome::Accepted, lock.after_success())
+                    }
+                    _ => fail(true),
+                }
             }
             Verdict::Verified(Factor::BackupCode { digest }) => {
                 let n = conn
@@ -442,7 +466,7 @@ fn apply_to(
          last_success_at = CASE WHEN ?8 THEN ?5 ELSE last_success_at END, \
          last_success_addr = CASE WHEN ?8 THEN ?6 ELSE last_success_addr END, \
          last_success_client = CASE WHEN ?8 THEN ?7 ELSE last_success_client END, \
-         updated_at = ?5 WHERE id = ?9",
+         token_state = ?10, updated_at = ?5 WHERE id = ?9",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -454,7 +478,8 @@ fn apply_to(
             access.address,
             access.client,
             accepted,
-            user_id.0
+            user_id.0,
+            states.encode(),
         ])
     })
     .map_err(map_err)?;
@@ -554,7 +579,7 @@ impl Store for SqliteStore {
                     c.execute("DELETE FROM backup_codes WHERE user_id = ?1", [&id]).map_err(map_err)?;
                     c.execute(
                         "UPDATE users SET registered = 0, failures = 0, locked_at = NULL, lock_until = NULL, \
-                         throttle_until = NULL, updated_at = ?1 WHERE id = ?2",
+                         throttle_until = NULL, token_state = NULL, updated_at = ?1 WHERE id = ?2",
                         params![now, id],
                     )
                 }
@@ -612,32 +637,45 @@ impl Store for SqliteStore {
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"))?
+            let t = c
+                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"))?
                 .query_row([&id.0], rows::token)
-                .optional()
+                .optional()?;
+            t.map(|t| overlaid(c, t)).transpose()
         })
     }
 
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"))?
+            let t = c
+                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"))?
                 .query_row([serial], rows::token)
-                .optional()
+                .optional()?;
+            t.map(|t| overlaid(c, t)).transpose()
         })
     }
 
     async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError> {
-        let mut tokens: Vec<Token> =
-            self.read(|c| c.prepare_cached(&self.sql.tokens_for_user)?.query_map([&user.0], rows::token)?.collect())?;
+        let mut tokens: Vec<Token> = self.read(|c| {
+            let states = read_token_states(c, user.0)?;
+            let mut v: Vec<Token> = c
+                .prepare_cached(&self.sql.tokens_for_user)?
+                .query_map([&user.0], rows::token)?
+                .collect::<rusqlite::Result<_>>()?;
+            v.iter_mut().for_each(|t| states.overlay(t));
+            Ok(v)
+        })?;
         sort_tokens(&mut tokens);
         Ok(tokens)
     }
 
     async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY serial LIMIT ?1 OFFSET ?2"))?
+            let v: Vec<Token> = c
+                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY serial LIMIT ?1 OFFSET ?2"))?
                 .query_map([limit, offset], rows::token)?
-                .collect()
+                .collect::<rusqlite::Result<_>>()?;
+            v.into_iter().map(|t| overlaid(c, t)).collect()
         })
     }
 
@@ -653,6 +691,10 @@ impl Store for SqliteStore {
             };
             c.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(map_err)?;
             if let Some(u) = user {
+                let mut states = read_token_states(c, u).map_err(map_err)?;
+                if states.remove(id) {
+                    write_token_states(c, u, &states).map_err(map_err)?;
+                }
                 refresh_registered(c, u).map_err(map_err)?;
             }
             insert_audit(c, &audit)
@@ -681,6 +723,10 @@ impl Store for SqliteStore {
             }
             let user: i64 =
                 c.query_row("SELECT user_id FROM tokens WHERE id = ?1", [&id], |r| r.get(0)).map_err(map_err)?;
+            let mut states = read_token_states(c, user).map_err(map_err)?;
+            if states.remove(id) {
+                write_token_states(c, user, &states).map_err(map_err)?;
+            }
             refresh_registered(c, user).map_err(map_err)?;
             insert_audit(c, &audit)?;
             Ok(true)
@@ -691,15 +737,32 @@ impl Store for SqliteStore {
     async fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError> {
         let id = id.0;
         self.write(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE tokens SET counter = MAX(counter, ?1), drift = ?2 WHERE id = ?3",
-                    params![floor, drift, id],
-                )
+            let row: Option<(i64, Option<i64>)> = c
+                .query_row("SELECT counter, user_id FROM tokens WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
                 .map_err(map_err)?;
-            if n == 0 {
+            let Some((counter, user)) = row else {
                 return Err(StoreError::NotFound(format!("token {id}")));
+            };
+            // The floor never moves back, also past logins recorded in the
+            // user's token state; the row becomes the one source again.
+            let mut current = counter;
+            let mut last_used = None;
+            if let Some(u) = user {
+                let mut states = read_token_states(c, u).map_err(map_err)?;
+                if let Some(e) = states.get(id) {
+                    current = current.max(e.counter);
+                    last_used = Some(e.last_used);
+                }
+                if states.remove(id) {
+                    write_token_states(c, u, &states).map_err(map_err)?;
+                }
             }
+            c.execute(
+                "UPDATE tokens SET counter = ?1, drift = ?2, last_used_at = COALESCE(?4, last_used_at) WHERE id = ?3",
+                params![current.max(floor), drift, id, last_used],
+            )
+            .map_err(map_err)?;
             insert_audit(c, &audit)
         })
         .await
@@ -712,13 +775,16 @@ impl Store for SqliteStore {
         self.read(|c| {
             c.prepare_cached("BEGIN")?.execute([])?;
             let r = (|| {
-                let user =
-                    c.prepare_cached(&self.sql.user_by_name)?.query_row([realm, username], rows::user).optional()?;
-                let Some(user) = user else { return Ok(None) };
+                let user = c
+                    .prepare_cached(&self.sql.user_by_name)?
+                    .query_row([realm, username], |r| Ok((rows::user(r)?, rows::token_states(r)?)))
+                    .optional()?;
+                let Some((user, states)) = user else { return Ok(None) };
                 let mut tokens = c
                     .prepare_cached(&self.sql.tokens_for_user)?
                     .query_map([&user.id.0], rows::token)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                tokens.iter_mut().for_each(|t| states.overlay(t));
                 sort_tokens(&mut tokens);
                 Ok(Some((user, tokens)))
             })();
@@ -741,9 +807,11 @@ impl Store for SqliteStore {
             let AuthenticateRequest { realm, username, access, policy, mut audit, evaluate } = req;
             let user = c
                 .prepare_cached(&user_sql)
-                .and_then(|mut s| s.query_row([&realm, &username], rows::user).optional())
+                .and_then(|mut s| {
+                    s.query_row([&realm, &username], |r| Ok((rows::user(r)?, rows::token_states(r)?))).optional()
+                })
                 .map_err(map_err)?;
-            let Some(user) = user else {
+            let Some((user, states)) = user else {
                 audit.result = tessera_core::audit::AuditResult::Reject;
                 audit.reason = Some("unknown_user".into());
                 insert_audit(c, &audit)?;
@@ -753,13 +821,14 @@ impl Store for SqliteStore {
                 .prepare_cached(&tokens_sql)
                 .and_then(|mut s| s.query_map([&user.id.0], rows::token)?.collect())
                 .map_err(map_err)?;
+            tokens.iter_mut().for_each(|t| states.overlay(t));
             sort_tokens(&mut tokens);
             let snapshot = WriterSnapshot { conn: c, user: &user, tokens: &tokens };
             match evaluate(&snapshot) {
                 Evaluation::Deferred => Ok(Authentication::Deferred { user: Box::new(user), tokens }),
                 Evaluation::Decided(verdict) => {
                     let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
-                    let outcome = apply_attempt_with(c, attempt, Some((user.disabled, user.lock)))?;
+                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states))?;
                     Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
                 }
             }

@@ -9,9 +9,14 @@ use tessera_core::lockout::LockState;
 use tessera_core::model::{AccessRecord, ApiKey, Token, TokenId, TokenState, User, UserId};
 use tessera_otp::{Algorithm, Digits, OtpKind, OtpParams, Period};
 
+use super::token_state::TokenStates;
+
 pub const USER_COLS: &str = "id, realm, username, password_hash, disabled, registered, failures, \
     locked_at, lock_until, throttle_until, last_attempt_at, last_attempt_addr, last_attempt_client, \
-    last_success_at, last_success_addr, last_success_client, created_at";
+    last_success_at, last_success_addr, last_success_client, created_at, token_state";
+
+/// Index of `token_state` in [`USER_COLS`].
+pub const USER_TOKEN_STATE: usize = 17;
 
 pub const TOKEN_COLS: &str = "id, user_id, serial, kind, algorithm, digits, period, secret, counter, drift, \
     state, description, created_at, last_used_at";
@@ -51,6 +56,12 @@ pub fn user(r: &Row<'_>) -> rusqlite::Result<User> {
         last_success: access(r.get(13)?, r.get(14)?, r.get(15)?),
         created_at: Timestamp(r.get(16)?),
     })
+}
+
+/// The user's token login state (the last column of [`USER_COLS`]).
+pub fn token_states(r: &Row<'_>) -> rusqlite::Result<TokenStates> {
+    let blob: Option<Vec<u8>> = r.get(USER_TOKEN_STATE)?;
+    TokenStates::decode(blob.as_deref()).map_err(|m| bad(USER_TOKEN_STATE, m))
 }
 
 pub fn params_from(kind: &str, algorithm: &str, digits: i64, period: Option<i64>) -> Result<OtpParams, String> {
