@@ -379,3 +379,35 @@ async fn sigterm_stops_gracefully() {
     let status = n.terminate(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn rest_challenge_then_code() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok_stdin(&["user", "add", "ivy", "--password-stdin"], "ivy's long password\n");
+    n.ok(&["token", "add", "ivy", "--secret", "JBSWY3DPEHPK3PXP"]);
+    n.start();
+    let c = n.client();
+    let url = n.url("/api/v1/validate");
+    let first: Value = c
+        .post(&url)
+        .json(&json!({"username": "ivy", "password": "ivy's long password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["result"], "challenge", "{first}");
+    assert_eq!(first["message"], "Enter your one-time code");
+    let state = first["state"].as_str().unwrap().to_string();
+    let second = json!({"username": "ivy", "password": totp_now("JBSWY3DPEHPK3PXP", 0), "state": state});
+    let r: Value = c.post(&url).json(&second).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["result"], "accept");
+    let r: Value = c.post(&url).json(&second).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r, json!({"result": "reject", "reason": "access_denied"}), "a state works once");
+    let garbage = json!({"username": "ivy", "password": "123456", "state": "not-a-state!"});
+    let r: Value = c.post(&url).json(&garbage).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["result"], "reject");
+    n.stop();
+}

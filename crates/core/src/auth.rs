@@ -12,16 +12,18 @@ use tessera_otp::{BACKUP_CODE_DIGITS, normalize_backup_code};
 use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditRecord, AuditResult};
+use crate::clock::Timestamp;
 use crate::context::Context;
 use crate::error::CoreError;
-use crate::keys::Keyring;
+use crate::keys::{Keyring, Purpose};
 use crate::model::{AccessRecord, Token, TokenState, User, UserId};
 use crate::names::{self, DEFAULT_REALM};
 use crate::otp_match::{match_code, open_secret};
 use crate::password::MAX_PASSWORD_LEN;
 use crate::policy::Policy;
 use crate::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Evaluator, Factor, Snapshot, Verdict,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Evaluator, Factor, Snapshot,
+    StateTicket, Verdict,
 };
 
 /// Inputs longer than this are refused before any work: a password plus the
@@ -39,8 +41,9 @@ pub struct ValidateRequest {
     pub realm: Option<String>,
     /// `password + code`, or the code alone for users without a password.
     pub password: Zeroizing<String>,
-    /// Challenge state from an earlier `challenge` answer (two-step logins).
-    pub state: Option<String>,
+    /// Challenge state from an earlier `challenge` answer (two-step logins):
+    /// the opaque bytes as they were handed out.
+    pub state: Option<Vec<u8>>,
     pub address: Option<String>,
     /// The relaying client: RADIUS client name, `rest`, `cli`, a browser.
     pub client: Option<String>,
@@ -50,7 +53,12 @@ pub struct ValidateRequest {
 pub enum Decision {
     Accept,
     Reject,
-    Challenge { state: String, message: String },
+    /// Ask for the code: send `state` back with it (RADIUS State attribute;
+    /// base64url in REST).
+    Challenge {
+        state: Vec<u8>,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,19 +117,30 @@ impl Authenticator {
             || names::check_realm(&realm).is_err()
             || req.password.len() > MAX_CREDENTIAL_LEN
         {
-            ctx.store.append_audit(audit.result(AuditResult::Reject, Some("malformed_request"))).await?;
-            return Ok(Validation { decision: Decision::Reject, reason: "malformed_request".into(), user_id: None });
+            return self.reject_early(audit, "malformed_request").await;
         }
 
         let policy = ctx.store.policy().await?;
+        // Second step of a challenge: the state must be ours, for this user,
+        // fresh, and unused; then only the code is checked.
+        let ticket = match &req.state {
+            None => None,
+            Some(bytes) => match open_state(&ctx.keys, &realm, &req.username, bytes) {
+                Some(st) if now < st.expires_at => Some(st),
+                Some(_) => return self.reject_early(audit, "state_expired").await,
+                None => return self.reject_early(audit, "bad_state").await,
+            },
+        };
         let access = AccessRecord { at: now, address: req.address.clone(), client: req.client.clone() };
-        // Users without a password are decided entirely inside the store's
-        // serialised step (one round trip); password users need argon2,
-        // which must not run there, so their evaluation is deferred to here.
+        // Users without a password (and second steps) are decided entirely
+        // inside the store's serialised step (one round trip); password
+        // users need argon2, which must not run there, so their evaluation
+        // is deferred to here.
         let evaluate: Evaluator = {
             let keys = ctx.keys.clone();
             let input = req.password.clone();
             let policy = policy.clone();
+            let expected_user = ticket.map(|t| t.user_id);
             Box::new(move |snap: &dyn Snapshot| -> Evaluation {
                 let user = snap.user();
                 if user.disabled {
@@ -130,14 +149,17 @@ impl Authenticator {
                 if user.lock.block(now).is_some() {
                     return Evaluation::Decided(Verdict::Refused("locked"));
                 }
-                if user.password_hash.is_some() {
-                    return Evaluation::Deferred;
-                }
-                let codes = match_codes(&keys, user, snap.tokens(), &input, &policy, now);
+                let code_only = match expected_user {
+                    Some(id) if id != user.id => return Evaluation::Decided(Verdict::Refused("state_user_mismatch")),
+                    Some(_) => true,
+                    None if user.password_hash.is_some() => return Evaluation::Deferred,
+                    None => true,
+                };
+                let codes = match_codes(&keys, user, snap.tokens(), &input, &policy, now, code_only);
                 if let Some((factor, _)) = codes.matched {
                     return Evaluation::Decided(Verdict::Verified(factor));
                 }
-                if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy) {
+                if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, code_only) {
                     match snap.backup_code_unused(&digest) {
                         Ok(true) => return Evaluation::Decided(Verdict::Verified(Factor::BackupCode { digest })),
                         Ok(false) => {}
@@ -149,11 +171,12 @@ impl Authenticator {
             })
         };
         let request = AuthenticateRequest {
-            realm,
+            realm: realm.clone(),
             username: req.username.clone(),
             access: access.clone(),
             policy: policy.clone(),
             audit: audit.clone(),
+            state: ticket.map(|t| StateTicket { nonce: t.nonce, expires_at: t.expires_at }),
             evaluate,
         };
         let (user_id, verdict, outcome) = match ctx.store.authenticate(request).await? {
@@ -172,15 +195,35 @@ impl Authenticator {
                 } else {
                     self.evaluate(&user, &tokens, &req.password, &policy, now).await?
                 };
-                let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+                let attempt =
+                    AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy: policy.clone(), audit };
                 let outcome = ctx.store.commit_attempt(attempt).await?;
                 (user.id, verdict, outcome)
             }
         };
         let mut finished = AuditRecord::new(now, "", &actor, "");
         crate::store::finish_attempt_audit(&mut finished, &verdict, &outcome);
-        let decision = if outcome == AuthOutcome::Accepted { Decision::Accept } else { Decision::Reject };
+        let decision = match outcome {
+            AuthOutcome::Accepted => Decision::Accept,
+            AuthOutcome::Challenged => Decision::Challenge {
+                state: seal_state(
+                    &ctx.keys,
+                    &*ctx.random,
+                    &realm,
+                    &req.username,
+                    user_id,
+                    now.plus_seconds(i64::from(policy.challenge_ttl_seconds)),
+                ),
+                message: policy.challenge_message.clone(),
+            },
+            _ => Decision::Reject,
+        };
         Ok(Validation { decision, reason: finished.reason.unwrap_or_default(), user_id: Some(user_id) })
+    }
+
+    async fn reject_early(&self, audit: AuditRecord, reason: &'static str) -> Result<Validation, CoreError> {
+        self.ctx.store.append_audit(audit.result(AuditResult::Reject, Some(reason))).await?;
+        Ok(Validation { decision: Decision::Reject, reason: reason.into(), user_id: None })
     }
 
     /// Verifies the factors of a password user against the snapshot. No
@@ -195,17 +238,21 @@ impl Authenticator {
     ) -> Result<Verdict, CoreError> {
         let ctx = &self.ctx;
         // 1. Token codes: cheap, so try them first.
-        let codes = match_codes(&ctx.keys, user, tokens, input, policy, now);
+        let codes = match_codes(&ctx.keys, user, tokens, input, policy, now, false);
         if let Some((factor, password)) = &codes.matched {
             return Ok(self.with_password(user, password, Verdict::Verified(factor.clone())).await);
         }
         // 2. Backup codes: a keyed digest lookup, then the password.
-        if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy)
+        if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy, false)
             && ctx.store.backup_code_unused(&user.id, &digest).await?
         {
             return Ok(self.with_password(user, password, Verdict::Verified(Factor::BackupCode { digest })).await);
         }
-        // 3. Nothing matched. Still check the password, so a wrong code and a
+        // 3. The password alone: ask for the code in a second step.
+        if policy.challenge_response && !codes.no_active_token && self.password_matches(user, input).await {
+            return Ok(Verdict::Challenge);
+        }
+        // 4. Nothing matched. Still check the password, so a wrong code and a
         //    wrong password take the same time, and the audit log can say which.
         let password_ok = match user.password_hash {
             Some(_) => self.password_matches(user, codes.first_password.unwrap_or(input)).await,
@@ -263,8 +310,9 @@ fn match_codes<'a>(
     input: &'a str,
     policy: &Policy,
     now: crate::clock::Timestamp,
+    code_only: bool,
 ) -> CodeCheck<'a> {
-    let has_password = user.password_hash.is_some();
+    let has_password = user.password_hash.is_some() && !code_only;
     let mut check = CodeCheck { matched: None, first_password: None, no_active_token: true, replayed: false };
     for token in tokens.iter().filter(|t| t.state == TokenState::Active) {
         check.no_active_token = false;
@@ -291,11 +339,17 @@ fn match_codes<'a>(
 
 /// The digest of the backup code `input` may end with (or be), and the
 /// password part before it.
-fn backup_candidate<'a>(keys: &Keyring, user: &User, input: &'a str, policy: &Policy) -> Option<([u8; 32], &'a str)> {
+fn backup_candidate<'a>(
+    keys: &Keyring,
+    user: &User,
+    input: &'a str,
+    policy: &Policy,
+    code_only: bool,
+) -> Option<([u8; 32], &'a str)> {
     if !policy.backup_codes_enabled {
         return None;
     }
-    let split = if user.password_hash.is_some() {
+    let split = if user.password_hash.is_some() && !code_only {
         // The code as printed (`12345-67890`) or without the dash.
         let dashed = split_suffix(input, BACKUP_CODE_DIGITS + 1, true)
             .filter(|s| s.code.as_bytes().get(BACKUP_CODE_DIGITS / 2) == Some(&b'-'));
@@ -305,6 +359,59 @@ fn backup_candidate<'a>(keys: &Keyring, user: &User, input: &'a str, policy: &Po
     };
     let code = normalize_backup_code(split.code)?;
     Some((keys.backup_code_digest(&user.id.to_string(), &code), split.password))
+}
+
+/// What a challenge state carries (sealed, so only a node with the master
+/// key can read or make one, and bound to realm and username by the AEAD's
+/// associated data).
+#[derive(Debug, Clone, Copy)]
+struct OpenedState {
+    user_id: UserId,
+    nonce: [u8; 16],
+    expires_at: Timestamp,
+}
+
+const STATE_VERSION: u8 = 1;
+
+fn state_row(realm: &str, username: &str) -> String {
+    format!("{realm}\0{username}")
+}
+
+fn seal_state(
+    keys: &Keyring,
+    rng: &dyn crate::random::Random,
+    realm: &str,
+    username: &str,
+    user_id: UserId,
+    expires_at: Timestamp,
+) -> Vec<u8> {
+    let mut nonce = [0u8; 16];
+    rng.fill(&mut nonce);
+    let mut plain = Vec::with_capacity(33);
+    plain.push(STATE_VERSION);
+    plain.extend_from_slice(&user_id.0.to_le_bytes());
+    plain.extend_from_slice(&nonce);
+    plain.extend_from_slice(&expires_at.0.to_le_bytes());
+    keys.seal(rng, Purpose::ChallengeState, &state_row(realm, username), &plain)
+}
+
+fn open_state(keys: &Keyring, realm: &str, username: &str, sealed: &[u8]) -> Option<OpenedState> {
+    // RADIUS State is at most 253 bytes; anything longer is not ours.
+    if sealed.len() > 253 {
+        return None;
+    }
+    let plain = keys.open(Purpose::ChallengeState, &state_row(realm, username), sealed).ok()?;
+    if plain.len() != 33 || plain[0] != STATE_VERSION {
+        return None;
+    }
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&plain[at..at + 8]);
+        i64::from_le_bytes(w)
+    };
+    let mut nonce = [0u8; 16];
+    nonce.copy_from_slice(&plain[9..25]);
+    Some(OpenedState { user_id: UserId(word(1)), nonce, expires_at: Timestamp(word(25)) })
 }
 
 /// Whether `code` would have matched had the token's floor not moved past

@@ -50,6 +50,13 @@ pub struct Policy {
     pub throttle_max_seconds: u64,
     /// Whether users get 10 single-use backup codes.
     pub backup_codes_enabled: bool,
+    /// A user with a password who sends the password alone is asked for the
+    /// code in a second step (RADIUS Access-Challenge, REST `challenge`).
+    pub challenge_response: bool,
+    /// How long a challenge stays answerable, seconds (10–600).
+    pub challenge_ttl_seconds: u32,
+    /// The prompt sent with a challenge.
+    pub challenge_message: String,
 }
 
 impl Default for Policy {
@@ -64,6 +71,9 @@ impl Default for Policy {
             throttle_base_seconds: 2,
             throttle_max_seconds: 15 * 60,
             backup_codes_enabled: true,
+            challenge_response: true,
+            challenge_ttl_seconds: 120,
+            challenge_message: "Enter your one-time code".into(),
         }
     }
 }
@@ -103,6 +113,15 @@ impl Policy {
                 "throttle_max_seconds must be between throttle_base_seconds and 86400 (got {})",
                 self.throttle_max_seconds
             ));
+        }
+        if !(10..=600).contains(&self.challenge_ttl_seconds) {
+            errs.push(format!("challenge_ttl_seconds must be 10–600 (got {})", self.challenge_ttl_seconds));
+        }
+        if self.challenge_message.is_empty()
+            || self.challenge_message.len() > 200
+            || self.challenge_message.chars().any(char::is_control)
+        {
+            errs.push("challenge_message must be 1–200 printable characters".into());
         }
         if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
     }

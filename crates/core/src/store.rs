@@ -84,6 +84,9 @@ pub enum Verdict {
     /// Refused without evaluating credentials (disabled, locked, no token);
     /// recorded as an attempt but never counted.
     Refused(&'static str),
+    /// The first factor was right and no code came with it: the caller is
+    /// asked for the code (Access-Challenge). Recorded, not counted.
+    Challenge,
 }
 
 /// One authentication attempt against a known user, to be applied atomically.
@@ -113,6 +116,18 @@ pub enum AuthOutcome {
     Disabled,
     /// Refused before evaluation; not counted.
     Refused,
+    /// First factor accepted; a code is asked for next.
+    Challenged,
+}
+
+/// A challenge state presented with the second step of a login: its nonce
+/// is recorded as used in the same serialised step as the login, so a
+/// state works once, on any node that shares the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateTicket {
+    pub nonce: [u8; 16],
+    /// When the state stops being valid anyway (the record can go then).
+    pub expires_at: Timestamp,
 }
 
 /// A consistent view of one user, inside the store's serialised section
@@ -145,6 +160,9 @@ pub struct AuthenticateRequest {
     pub policy: Policy,
     /// Base audit record; result and reason are filled in from the outcome.
     pub audit: AuditRecord,
+    /// Second step of a challenge: the state to consume (once) before
+    /// evaluating; a state already used refuses the attempt.
+    pub state: Option<StateTicket>,
     pub evaluate: Evaluator,
 }
 
@@ -235,6 +253,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
     /// Deletes up to `limit` audit records older than `before`; returns how many.
     async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    /// Forgets used challenge states that have expired anyway.
+    async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError>;
 
     /// A cheap read proving the store answers (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -270,7 +290,7 @@ pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome:
         AuthOutcome::Failed { locked, failures, .. } => {
             let why = match verdict {
                 Verdict::Failed(r) | Verdict::Refused(r) => *r,
-                Verdict::Verified(_) => "failed",
+                Verdict::Verified(_) | Verdict::Challenge => "failed",
             };
             if *locked {
                 (Reject, format!("{why}; failure {failures}, now locked"))
@@ -281,11 +301,12 @@ pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome:
         AuthOutcome::Locked => (Reject, "locked".into()),
         AuthOutcome::Throttled => (Reject, "throttled".into()),
         AuthOutcome::Disabled => (Reject, "disabled".into()),
+        AuthOutcome::Challenged => (crate::audit::AuditResult::Challenge, "password_ok; code requested".into()),
         AuthOutcome::Refused => (
             Reject,
             match verdict {
                 Verdict::Refused(r) | Verdict::Failed(r) => (*r).into(),
-                Verdict::Verified(_) => "refused".into(),
+                Verdict::Verified(_) | Verdict::Challenge => "refused".into(),
             },
         ),
     };

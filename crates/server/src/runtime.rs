@@ -85,13 +85,10 @@ const PRUNE_BATCH: u32 = 5_000;
 const PRUNE_MAX_BATCHES: u32 = 200;
 
 async fn prune_audit(node: node::Node, retention_days: u32, mut stop: watch::Receiver<bool>) {
-    if retention_days == 0 {
-        return;
-    }
     loop {
         let cutoff = node.ctx.clock.now().plus_seconds(-(i64::from(retention_days) * 86_400));
         let mut total = 0;
-        for _ in 0..PRUNE_MAX_BATCHES {
+        for _ in 0..if retention_days == 0 { 0 } else { PRUNE_MAX_BATCHES } {
             match node.ctx.store.prune_audit(cutoff, PRUNE_BATCH).await {
                 Ok(n) => {
                     total += n;
@@ -107,6 +104,9 @@ async fn prune_audit(node: node::Node, retention_days: u32, mut stop: watch::Rec
         }
         if total > 0 {
             tracing::info!(deleted = total, retention_days, "pruned old audit records");
+        }
+        if let Err(e) = node.ctx.store.prune_states(node.ctx.clock.now()).await {
+            tracing::warn!(error = %e, "pruning used challenge states failed; will retry");
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_INTERVAL) => {}

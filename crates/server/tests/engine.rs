@@ -172,7 +172,7 @@ async fn password_and_code_split_and_factor_errors_look_alike() {
         "{}",
         wrong_code.reason
     );
-    assert_eq!(h.validate("pw", "correct horse").await.decision, Decision::Reject);
+    assert!(matches!(h.validate("pw", "correct horse").await.decision, Decision::Challenge { .. }), "password alone");
     assert_eq!(h.validate("pw", "").await.decision, Decision::Reject);
 }
 
@@ -355,4 +355,57 @@ async fn every_decision_and_change_is_audited_without_secrets() {
     for secret in ["s3cret-pass", code.as_str(), &s.to_base32()] {
         assert!(!dump.contains(secret), "audit log leaks {secret}");
     }
+}
+
+impl H {
+    async fn validate_state(&self, user: &str, password: &str, state: Option<Vec<u8>>) -> Validation {
+        self.auth
+            .validate(ValidateRequest {
+                username: user.into(),
+                realm: None,
+                password: Zeroizing::new(password.into()),
+                state,
+                address: Some("198.51.100.9".into()),
+                client: Some("test".into()),
+            })
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn challenge_then_code_completes_a_two_step_login() {
+    let h = harness();
+    let u = h.user("two", Some("step one pass")).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    let v = h.validate("two", "step one pass").await;
+    let Decision::Challenge { state, message } = v.decision else { panic!("expected a challenge, got {v:?}") };
+    assert_eq!(message, "Enter your one-time code");
+    assert_eq!(h.fresh(&u).await.lock.failures, 0, "a challenge is not a failure");
+    // the state is single-use and bound to the user
+    let code = totp_code(&s, p, h.now_s(), 0);
+    assert_eq!(h.validate_state("other", &code, Some(state.clone())).await.reason, "bad_state");
+    let ok = h.validate_state("two", &code, Some(state.clone())).await;
+    assert_eq!(ok.decision, Decision::Accept, "{}", ok.reason);
+    let again = h.validate_state("two", &totp_code(&s, p, h.now_s(), 1), Some(state)).await;
+    assert_eq!((again.decision, again.reason.as_str()), (Decision::Reject, "state_reused"));
+    // a tampered state is refused
+    let Decision::Challenge { state, .. } = h.validate("two", "step one pass").await.decision else { panic!() };
+    let mut bad = state.clone();
+    bad[20] ^= 1;
+    assert_eq!(h.validate_state("two", &totp_code(&s, p, h.now_s(), 1), Some(bad)).await.reason, "bad_state");
+    // a wrong code in step two counts as a failure
+    let wrong = h.validate_state("two", "000000", Some(state)).await;
+    assert!(wrong.reason.starts_with("wrong_code") || wrong.reason.starts_with("replayed"), "{}", wrong.reason);
+    assert_eq!(h.fresh(&u).await.lock.failures, 1);
+    // states expire
+    let Decision::Challenge { state, .. } = h.validate("two", "step one pass").await.decision else { panic!() };
+    h.clock.advance_seconds(121);
+    assert_eq!(h.validate_state("two", &totp_code(&s, p, h.now_s(), 0), Some(state)).await.reason, "state_expired");
+    // a wrong password alone is a plain failure, and the policy can turn challenges off
+    assert_eq!(h.validate("two", "step one pasz").await.decision, Decision::Reject);
+    let off = Policy { challenge_response: false, ..Policy::default() };
+    h.admin.set_policy(&h.actor, &off).await.unwrap();
+    assert_eq!(h.validate("two", "step one pass").await.decision, Decision::Reject);
 }

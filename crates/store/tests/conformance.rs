@@ -654,6 +654,7 @@ fn auth_request(name: &str, evaluate: tessera_core::store::Evaluator) -> Authent
         access: AccessRecord { at: at(1), address: Some("192.0.2.1".into()), client: Some("t".into()) },
         policy: Policy::default(),
         audit: audit("validate").target(name),
+        state: None,
         evaluate,
     }
 }

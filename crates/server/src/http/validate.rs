@@ -21,7 +21,8 @@ pub struct ValidateBody {
     pub password: String,
     /// Realm of the user; default realm when absent.
     pub realm: Option<String>,
-    /// State from an earlier `challenge` answer.
+    /// State from an earlier `challenge` answer; `password` then carries
+    /// only the one-time code (or a backup code).
     pub state: Option<String>,
 }
 
@@ -74,11 +75,14 @@ pub async fn validate(
             return Err(ApiError::unauthorized());
         }
     }
+    // An undecodable state is passed on as is: the engine refuses it (and
+    // audits it) like any state it did not issue.
+    let state = body.state.map(|s| data_encoding::BASE64URL_NOPAD.decode(s.as_bytes()).unwrap_or_default());
     let req = ValidateRequest {
         username: body.username,
         realm: body.realm,
         password: Zeroizing::new(body.password),
-        state: body.state,
+        state,
         address: caller.address,
         client: Some(caller.client),
     };
@@ -91,7 +95,7 @@ pub async fn validate(
         Decision::Challenge { state, message } => ValidateReply {
             result: ValidateResult::Challenge,
             reason: None,
-            state: Some(state),
+            state: Some(data_encoding::BASE64URL_NOPAD.encode(&state)),
             message: Some(message),
         },
     }))

@@ -81,3 +81,10 @@ CREATE TABLE audit (
     reason TEXT
 );
 CREATE INDEX audit_at ON audit (at);
+
+-- Nonces of challenge states already answered (single use); rows go when
+-- the state would have expired anyway.
+CREATE TABLE used_states (
+    nonce      BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -456,6 +456,7 @@ fn apply_to(conn: &Connection, attempt: AuthAttempt, state: UserAuthState) -> Re
             }
             Verdict::Failed(_) => fail(false),
             Verdict::Refused(_) => (AuthOutcome::Refused, lock),
+            Verdict::Challenge => (AuthOutcome::Challenged, lock),
         }
     };
 
@@ -804,7 +805,7 @@ impl Store for SqliteStore {
         // (readers lose theirs at every commit), in the batch transaction:
         // the read, the evaluation and the update see one state.
         self.write_hot(move |c| {
-            let AuthenticateRequest { realm, username, access, policy, mut audit, evaluate } = req;
+            let AuthenticateRequest { realm, username, access, policy, mut audit, state, evaluate } = req;
             let user = c
                 .prepare_cached(&user_sql)
                 .and_then(|mut s| {
@@ -823,6 +824,18 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
             tokens.iter_mut().for_each(|t| states.overlay(t));
             sort_tokens(&mut tokens);
+            if let Some(ticket) = state {
+                let fresh = c
+                    .prepare_cached("INSERT OR IGNORE INTO used_states (nonce, expires_at) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![&ticket.nonce[..], ticket.expires_at.0]))
+                    .map_err(map_err)?;
+                if fresh == 0 {
+                    let verdict = Verdict::Refused("state_reused");
+                    let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states))?;
+                    return Ok(Authentication::Decided { user_id: user.id, verdict, outcome });
+                }
+            }
             let snapshot = WriterSnapshot { conn: c, user: &user, tokens: &tokens };
             match evaluate(&snapshot) {
                 Evaluation::Deferred => Ok(Authentication::Deferred { user: Box::new(user), tokens }),
@@ -996,6 +1009,13 @@ impl Store for SqliteStore {
             )
             .map(|n| n as u64)
             .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            c.execute("DELETE FROM used_states WHERE expires_at < ?1", [now.0]).map(|n| n as u64).map_err(map_err)
         })
         .await
     }
