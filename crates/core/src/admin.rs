@@ -12,7 +12,10 @@ use crate::context::Context;
 use crate::error::CoreError;
 use crate::keys::Purpose;
 use crate::lockout::LockState;
-use crate::model::{ApiKey, Token, TokenId, TokenState, User, UserId};
+use crate::cidr::Cidr;
+use crate::model::{
+    ApiKey, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User, UserId,
+};
 use crate::names::{self, DEFAULT_REALM};
 use crate::otp_match::{match_code, open_secret, resync_match};
 use crate::password::check_password_rules;
@@ -23,6 +26,10 @@ use crate::store::{UserChange, UserQuery};
 pub const MAX_LIST_LIMIT: u32 = 10_000;
 pub const DEFAULT_LIST_LIMIT: u32 = 100;
 const API_KEY_PREFIX: &str = "tsk_";
+/// RFC 2865 asks for secrets "at least 16 octets"; we accept 8 for old gear
+/// that cannot take more, and refuse shorter ones outright.
+pub const MIN_RADIUS_SECRET_LEN: usize = 8;
+pub const MAX_RADIUS_SECRET_LEN: usize = 128;
 
 /// A freshly enrolled token and what to show the user once.
 #[derive(Debug)]
@@ -453,6 +460,160 @@ impl Admin {
             return Ok(None);
         }
         Ok(self.ctx.store.api_key_by_digest(&api_key_digest(presented)).await?)
+    }
+
+    // ---------------------------------------------------------- RADIUS clients
+
+    /// Adds a RADIUS client. The secret is sealed under the master key; the
+    /// address (a prefix) must not be exactly another client's.
+    pub async fn add_radius_client(
+        &self,
+        actor: &Actor,
+        name: &str,
+        address: &str,
+        secret: &[u8],
+        mode: MessageAuthenticatorMode,
+    ) -> Result<RadiusClient, CoreError> {
+        let base = self.audit(actor, "radius_client.add", name);
+        let checked = names::check_key_name(name)
+            .and_then(|_| Cidr::parse(address).map_err(|m| CoreError::invalid("address", m)))
+            .and_then(|cidr| {
+                if !(MIN_RADIUS_SECRET_LEN..=MAX_RADIUS_SECRET_LEN).contains(&secret.len()) {
+                    return Err(CoreError::invalid(
+                        "secret",
+                        format!("must be {MIN_RADIUS_SECRET_LEN}–{MAX_RADIUS_SECRET_LEN} bytes"),
+                    ));
+                }
+                Ok(cidr)
+            });
+        let cidr = match checked {
+            Ok(c) => c,
+            Err(e) => return self.refused(base, e).await,
+        };
+        if let Some(other) = self.ctx.store.radius_clients().await?.into_iter().find(|c| c.address == cidr) {
+            let e = CoreError::Conflict(format!("a RADIUS client for {cidr} (`{}`)", other.name));
+            return self.refused(base, e).await;
+        }
+        let id = TokenId::new_random().0;
+        let client = RadiusClient {
+            id,
+            name: name.to_string(),
+            address: cidr,
+            sealed_secret: self.ctx.keys.seal(&*self.ctx.random, Purpose::RadiusSecret, &id.to_string(), secret),
+            message_authenticator: mode,
+            ma_seen: false,
+            created_at: self.ctx.clock.now(),
+        };
+        match self.ctx.store.create_radius_client(&client, base.clone()).await {
+            Ok(()) => Ok(client),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn radius_clients(&self) -> Result<Vec<RadiusClient>, CoreError> {
+        Ok(self.ctx.store.radius_clients().await?)
+    }
+
+    pub async fn delete_radius_client(&self, actor: &Actor, name: &str) -> Result<(), CoreError> {
+        let base = self.audit(actor, "radius_client.delete", name);
+        match self.ctx.store.delete_radius_client(name, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// The client's shared secret, for the RADIUS listener only.
+    pub fn radius_secret(&self, client: &RadiusClient) -> Result<Zeroizing<Vec<u8>>, CoreError> {
+        self.ctx
+            .keys
+            .open(Purpose::RadiusSecret, &client.id.to_string(), &client.sealed_secret)
+            .map_err(|e| CoreError::Key { token: format!("radius client {}", client.name), source: e })
+    }
+
+    // ------------------------------------------------------------ local groups
+
+    pub async fn add_to_group(&self, actor: &Actor, group: &str, user: &User) -> Result<(), CoreError> {
+        let base = self.audit(actor, "group.add", format!("{group} {}", Self::user_label(user)));
+        if let Err(e) = names::check_group(group) {
+            return self.refused(base, e).await;
+        }
+        match self.ctx.store.add_group_member(group, user.id, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn remove_from_group(&self, actor: &Actor, group: &str, user: &User) -> Result<(), CoreError> {
+        let base = self.audit(actor, "group.remove", format!("{group} {}", Self::user_label(user)));
+        match self.ctx.store.remove_group_member(group, user.id, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn groups_of(&self, user: &User) -> Result<Vec<String>, CoreError> {
+        Ok(self.ctx.store.groups_of(user.id).await?)
+    }
+
+    pub async fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, CoreError> {
+        Ok(self.ctx.store.groups().await?)
+    }
+
+    // ------------------------------------------------------ RADIUS reply rules
+
+    /// Adds a reply rule. The attribute and value must already have been
+    /// checked against the RADIUS dictionary by the caller.
+    pub async fn add_reply_rule(
+        &self,
+        actor: &Actor,
+        scope: RuleScope,
+        attribute: &str,
+        value: &str,
+    ) -> Result<ReplyRule, CoreError> {
+        let subject = match &scope {
+            RuleScope::All => "*".to_string(),
+            RuleScope::User(u) => format!("user {u}"),
+            RuleScope::Group(g) => format!("group {g}"),
+        };
+        let base = self.audit(actor, "reply_rule.add", format!("{subject}: {attribute}"));
+        let check = match &scope {
+            RuleScope::Group(g) => names::check_group(g),
+            RuleScope::User(u) => names::check_username(u),
+            RuleScope::All => Ok(()),
+        }
+        .and_then(|_| {
+            if value.len() > 253 || value.chars().any(char::is_control) {
+                Err(CoreError::invalid("value", "must be at most 253 bytes without control characters"))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = check {
+            return self.refused(base, e).await;
+        }
+        let rule = ReplyRule {
+            id: TokenId::new_random().0,
+            scope,
+            attribute: attribute.to_string(),
+            value: value.to_string(),
+            created_at: self.ctx.clock.now(),
+        };
+        match self.ctx.store.create_reply_rule(&rule, base.clone()).await {
+            Ok(()) => Ok(rule),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn reply_rules(&self) -> Result<Vec<ReplyRule>, CoreError> {
+        Ok(self.ctx.store.reply_rules().await?)
+    }
+
+    pub async fn delete_reply_rule(&self, actor: &Actor, id: i64) -> Result<(), CoreError> {
+        let base = self.audit(actor, "reply_rule.delete", id.to_string());
+        match self.ctx.store.delete_reply_rule(id, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
     }
 
     // ---------------------------------------------------------------- policy

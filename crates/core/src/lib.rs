@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod cidr;
 pub mod clock;
 pub mod context;
 pub mod error;

@@ -170,3 +170,74 @@ pub struct ApiKey {
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
 }
+
+/// When a RADIUS client must sign its Access-Requests with
+/// Message-Authenticator (RFC 3579; BlastRADIUS hardening).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageAuthenticatorMode {
+    /// Always required (default).
+    #[default]
+    Require,
+    /// Required once the client has sent one (FreeRADIUS's behaviour).
+    Auto,
+    /// Not required, for old gear; Proxy-State without it is still dropped.
+    Off,
+}
+
+impl MessageAuthenticatorMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageAuthenticatorMode::Require => "require",
+            MessageAuthenticatorMode::Auto => "auto",
+            MessageAuthenticatorMode::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for MessageAuthenticatorMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "require" => Ok(MessageAuthenticatorMode::Require),
+            "auto" => Ok(MessageAuthenticatorMode::Auto),
+            "off" => Ok(MessageAuthenticatorMode::Off),
+            other => Err(format!("`{other}`: expected require, auto or off")),
+        }
+    }
+}
+
+/// A RADIUS client (NAS) allowed to send requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RadiusClient {
+    pub id: i64,
+    pub name: String,
+    pub address: crate::cidr::Cidr,
+    /// The shared secret, sealed under the master key (row = id).
+    pub sealed_secret: Vec<u8>,
+    pub message_authenticator: MessageAuthenticatorMode,
+    /// `auto` mode: the client has sent a Message-Authenticator before.
+    pub ma_seen: bool,
+    pub created_at: Timestamp,
+}
+
+/// Who a reply rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "subject", rename_all = "lowercase")]
+pub enum RuleScope {
+    All,
+    /// `username` or `username@realm`.
+    User(String),
+    Group(String),
+}
+
+/// One attribute added to Access-Accept for matching users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRule {
+    pub id: i64,
+    pub scope: RuleScope,
+    /// Dictionary name, e.g. `Filter-Id`, `Fortinet-Group-Name`.
+    pub attribute: String,
+    pub value: String,
+    pub created_at: Timestamp,
+}

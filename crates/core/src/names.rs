@@ -73,3 +73,12 @@ pub fn check_key_name(name: &str) -> Result<(), CoreError> {
         Err(CoreError::invalid("name", "must be 1–64 characters of letters, digits, '.', '-' or '_'"))
     }
 }
+
+/// Group names: as directories spell them (spaces and most punctuation
+/// allowed), but printable and bounded.
+pub fn check_group(name: &str) -> Result<(), CoreError> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) || name.trim() != name {
+        return Err(CoreError::invalid("group", "must be 1–256 printable characters without surrounding spaces"));
+    }
+    Ok(())
+}

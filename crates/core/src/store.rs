@@ -15,7 +15,7 @@ use crate::audit::{AuditQuery, AuditRecord};
 use crate::clock::Timestamp;
 use crate::keys::KeyError;
 use crate::lockout::LockState;
-use crate::model::{AccessRecord, ApiKey, Token, TokenId, User, UserId, UserStatus};
+use crate::model::{AccessRecord, ApiKey, RadiusClient, ReplyRule, Token, TokenId, User, UserId, UserStatus};
 use crate::policy::Policy;
 use crate::wildcard::Wildcard;
 
@@ -247,6 +247,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn api_key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>, StoreError>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
     async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+
+    // --- RADIUS clients
+    async fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError>;
+    async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+    /// `auto` mode: remember that this client signs its requests.
+    async fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError>;
+
+    // --- local groups
+    async fn add_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn remove_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn groups_of(&self, user: UserId) -> Result<Vec<String>, StoreError>;
+    /// Every group with its members' ids.
+    async fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, StoreError>;
+
+    // --- RADIUS reply rules
+    async fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError>;
+    async fn delete_reply_rule(&self, id: i64, audit: AuditRecord) -> Result<(), StoreError>;
 
     // --- audit
     async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError>;

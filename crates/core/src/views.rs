@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::audit::AuditRecord;
 use crate::clock::Timestamp;
-use crate::model::{AccessRecord, ApiKey, Token, User, UserStatus};
+use crate::model::{AccessRecord, ApiKey, RadiusClient, ReplyRule, RuleScope, Token, User, UserStatus};
 use tessera_otp::OtpKind;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -168,6 +168,59 @@ impl From<&AuditRecord> for AuditView {
             client: a.client.clone(),
             result: a.result.as_str().into(),
             reason: a.reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RadiusClientView {
+    pub name: String,
+    /// Source address or prefix the client's packets come from.
+    pub address: String,
+    /// require, auto or off.
+    pub message_authenticator: String,
+    /// `auto` mode: whether the client has been seen signing its requests.
+    pub signs_requests: bool,
+    pub created_at: String,
+}
+
+impl From<&RadiusClient> for RadiusClientView {
+    fn from(c: &RadiusClient) -> Self {
+        RadiusClientView {
+            name: c.name.clone(),
+            address: c.address.to_string(),
+            message_authenticator: c.message_authenticator.as_str().into(),
+            signs_requests: c.ma_seen,
+            created_at: c.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplyRuleView {
+    pub id: String,
+    /// all, user or group.
+    pub scope: String,
+    pub subject: Option<String>,
+    pub attribute: String,
+    pub value: String,
+}
+
+impl From<&ReplyRule> for ReplyRuleView {
+    fn from(r: &ReplyRule) -> Self {
+        let (scope, subject) = match &r.scope {
+            RuleScope::All => ("all", None),
+            RuleScope::User(u) => ("user", Some(u.clone())),
+            RuleScope::Group(g) => ("group", Some(g.clone())),
+        };
+        ReplyRuleView {
+            id: r.id.to_string(),
+            scope: scope.into(),
+            subject,
+            attribute: r.attribute.clone(),
+            value: r.value.clone(),
         }
     }
 }

@@ -122,6 +122,8 @@ conformance!(
         token_listing_is_ordered_and_paged,
         authenticate_reads_evaluates_and_applies_in_one_step,
         logins_and_admin_resync_agree_on_the_floor,
+        radius_clients_crud_and_signing_flag,
+        groups_and_reply_rules,
     ]
 );
 
@@ -750,4 +752,61 @@ async fn logins_and_admin_resync_agree_on_the_floor(f: &Fixture) {
     s.delete_token(&t.id, audit("token.delete")).await.unwrap();
     assert!(s.token_by_id(&t.id).await.unwrap().is_none());
     s.update_user(&u.id, UserChange::Reset, audit("user.reset")).await.unwrap();
+}
+
+async fn radius_clients_crud_and_signing_flag(f: &Fixture) {
+    use tessera_core::cidr::Cidr;
+    use tessera_core::model::{MessageAuthenticatorMode, RadiusClient};
+    let s = &f.store;
+    let c = RadiusClient {
+        id: 42,
+        name: "vpn1".into(),
+        address: Cidr::parse("10.1.0.0/16").unwrap(),
+        sealed_secret: f.keys.seal(&OsRandom, Purpose::RadiusSecret, "42", b"s3cret-s3cret"),
+        message_authenticator: MessageAuthenticatorMode::Auto,
+        ma_seen: false,
+        created_at: at(0),
+    };
+    s.create_radius_client(&c, audit("radius_client.add")).await.unwrap();
+    assert!(matches!(s.create_radius_client(&RadiusClient { id: 43, ..c.clone() }, audit("x")).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.radius_clients().await.unwrap(), vec![c.clone()]);
+    s.mark_radius_client_signed(42).await.unwrap();
+    assert!(s.radius_clients().await.unwrap()[0].ma_seen);
+    let got = &s.radius_clients().await.unwrap()[0];
+    assert_eq!(f.keys.open(Purpose::RadiusSecret, "42", &got.sealed_secret).unwrap().as_slice(), b"s3cret-s3cret");
+    s.delete_radius_client("vpn1", audit("radius_client.delete")).await.unwrap();
+    assert!(matches!(s.delete_radius_client("vpn1", audit("x")).await, Err(StoreError::NotFound(_))));
+}
+
+async fn groups_and_reply_rules(f: &Fixture) {
+    use tessera_core::model::{ReplyRule, RuleScope};
+    let s = &f.store;
+    let a = user("ann");
+    let b = user("ben");
+    s.create_user(&a, audit("user.add")).await.unwrap();
+    s.create_user(&b, audit("user.add")).await.unwrap();
+    s.add_group_member("vpn admins", a.id, audit("group.add")).await.unwrap();
+    s.add_group_member("staff", a.id, audit("group.add")).await.unwrap();
+    s.add_group_member("staff", b.id, audit("group.add")).await.unwrap();
+    assert!(matches!(s.add_group_member("staff", b.id, audit("x")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.add_group_member("staff", UserId(1), audit("x")).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.groups_of(a.id).await.unwrap(), ["staff", "vpn admins"]);
+    let groups = s.groups().await.unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].0, "staff");
+    assert_eq!(groups[0].1.len(), 2);
+    s.remove_group_member("staff", b.id, audit("group.remove")).await.unwrap();
+    assert!(s.groups_of(b.id).await.unwrap().is_empty());
+    // deleting a user drops their memberships
+    s.update_user(&a.id, UserChange::Delete, audit("user.delete")).await.unwrap();
+    assert!(s.groups().await.unwrap().is_empty());
+
+    let r1 = ReplyRule { id: 1, scope: RuleScope::Group("staff".into()), attribute: "Filter-Id".into(), value: "staff".into(), created_at: at(1) };
+    let r2 = ReplyRule { id: 2, scope: RuleScope::All, attribute: "Session-Timeout".into(), value: "3600".into(), created_at: at(2) };
+    s.create_reply_rule(&r1, audit("reply_rule.add")).await.unwrap();
+    s.create_reply_rule(&r2, audit("reply_rule.add")).await.unwrap();
+    assert_eq!(s.reply_rules().await.unwrap(), vec![r1, r2]);
+    s.delete_reply_rule(1, audit("reply_rule.delete")).await.unwrap();
+    assert_eq!(s.reply_rules().await.unwrap().len(), 1);
+    assert!(matches!(s.delete_reply_rule(1, audit("x")).await, Err(StoreError::NotFound(_))));
 }

@@ -88,3 +88,33 @@ CREATE TABLE used_states (
     nonce      BLOB PRIMARY KEY,
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- RADIUS clients (NAS): matched by source address, most specific prefix
+-- first. The shared secret is sealed under the master key.
+CREATE TABLE radius_clients (
+    id                    INTEGER PRIMARY KEY,
+    name                  TEXT NOT NULL UNIQUE,
+    address               TEXT NOT NULL,
+    secret                BLOB NOT NULL,
+    message_authenticator TEXT NOT NULL CHECK (message_authenticator IN ('require', 'auto', 'off')),
+    ma_seen               INTEGER NOT NULL DEFAULT 0,
+    created_at            INTEGER NOT NULL
+);
+
+-- Local groups (directory groups come from the directory).
+CREATE TABLE group_members (
+    group_name TEXT NOT NULL,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_name, user_id)
+) WITHOUT ROWID;
+CREATE INDEX group_members_user ON group_members (user_id);
+
+-- RADIUS reply attributes added to Access-Accept, by user, group or for all.
+CREATE TABLE reply_rules (
+    id         INTEGER PRIMARY KEY,
+    scope      TEXT NOT NULL CHECK (scope IN ('all', 'user', 'group')),
+    subject    TEXT NOT NULL DEFAULT '',
+    attribute  TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);

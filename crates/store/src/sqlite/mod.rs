@@ -21,7 +21,7 @@ use tessera_core::audit::{AuditQuery, AuditRecord};
 use tessera_core::clock::Timestamp;
 use tessera_core::keys::Keyring;
 use tessera_core::lockout::LockState;
-use tessera_core::model::{ApiKey, Token, TokenId, User, UserId, UserStatus};
+use tessera_core::model::{ApiKey, RadiusClient, ReplyRule, RuleScope, Token, TokenId, User, UserId, UserStatus};
 use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::store::{
@@ -1009,6 +1009,161 @@ impl Store for SqliteStore {
             )
             .map(|n| n as u64)
             .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError> {
+        let k = client.clone();
+        self.write(move |c| {
+            let r = c.execute(
+                "INSERT INTO radius_clients (id, name, address, secret, message_authenticator, ma_seen, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    k.id,
+                    k.name,
+                    k.address.to_string(),
+                    k.sealed_secret,
+                    k.message_authenticator.as_str(),
+                    k.ma_seen,
+                    k.created_at.0
+                ],
+            );
+            match r {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("RADIUS client `{}`", k.name)));
+                }
+                r => r.map_err(map_err)?,
+            };
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, name, address, secret, message_authenticator, ma_seen, created_at FROM radius_clients ORDER BY name",
+            )?
+            .query_map([], rows::radius_client)?
+            .collect()
+        })
+    }
+
+    async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |c| {
+            let n = c.execute("DELETE FROM radius_clients WHERE name = ?1", [&name]).map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("RADIUS client `{name}`")));
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute("UPDATE radius_clients SET ma_seen = 1 WHERE id = ?1", [id]).map(|_| ()).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn add_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
+        let group = group.to_string();
+        self.write(move |c| {
+            let r = c.execute("INSERT INTO group_members (group_name, user_id) VALUES (?1, ?2)", params![group, user.0]);
+            match r {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("membership of user {user} in group `{group}`")));
+                }
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    return Err(StoreError::NotFound(format!("user {user}")));
+                }
+                r => r.map_err(map_err)?,
+            };
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn remove_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
+        let group = group.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM group_members WHERE group_name = ?1 AND user_id = ?2", params![group, user.0])
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("membership of user {user} in group `{group}`")));
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn groups_of(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT group_name FROM group_members WHERE user_id = ?1")?
+                .query_map([user.0], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map(|mut v| {
+            v.sort();
+            v
+        })
+    }
+
+    async fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, StoreError> {
+        let rows: Vec<(String, i64)> = self.read(|c| {
+            c.prepare_cached("SELECT group_name, user_id FROM group_members ORDER BY group_name, user_id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })?;
+        let mut out: Vec<(String, Vec<UserId>)> = Vec::new();
+        for (g, u) in rows {
+            match out.last_mut() {
+                Some((name, members)) if *name == g => members.push(UserId(u)),
+                _ => out.push((g, vec![UserId(u)])),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError> {
+        let r = rule.clone();
+        self.write(move |c| {
+            let (scope, subject) = match &r.scope {
+                RuleScope::All => ("all", String::new()),
+                RuleScope::User(u) => ("user", u.clone()),
+                RuleScope::Group(g) => ("group", g.clone()),
+            };
+            c.execute(
+                "INSERT INTO reply_rules (id, scope, subject, attribute, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.id, scope, subject, r.attribute, r.value, r.created_at.0],
+            )
+            .map_err(map_err)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT id, scope, subject, attribute, value, created_at FROM reply_rules ORDER BY created_at, id")?
+                .query_map([], rows::reply_rule)?
+                .collect()
+        })
+    }
+
+    async fn delete_reply_rule(&self, id: i64, audit: AuditRecord) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let n = c.execute("DELETE FROM reply_rules WHERE id = ?1", [id]).map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("reply rule {id}")));
+            }
+            insert_audit(c, &audit)
         })
         .await
     }

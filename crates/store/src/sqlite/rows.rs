@@ -6,7 +6,9 @@ use rusqlite::types::Type;
 use tessera_core::audit::AuditRecord;
 use tessera_core::clock::Timestamp;
 use tessera_core::lockout::LockState;
-use tessera_core::model::{AccessRecord, ApiKey, Token, TokenId, TokenState, User, UserId};
+use tessera_core::model::{
+    AccessRecord, ApiKey, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User, UserId,
+};
 use tessera_otp::{Algorithm, Digits, OtpKind, OtpParams, Period};
 
 use super::token_state::TokenStates;
@@ -137,4 +139,30 @@ pub fn api_key(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         created_at: Timestamp(r.get(4)?),
         last_used_at: ts(r.get(5)?),
     })
+}
+
+pub fn radius_client(r: &Row<'_>) -> rusqlite::Result<RadiusClient> {
+    let address: String = r.get(2)?;
+    let mode: String = r.get(4)?;
+    Ok(RadiusClient {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        address: tessera_core::cidr::Cidr::parse(&address).map_err(|m| bad(2, m))?,
+        sealed_secret: r.get(3)?,
+        message_authenticator: mode.parse().map_err(|m: String| bad(4, m))?,
+        ma_seen: r.get(5)?,
+        created_at: Timestamp(r.get(6)?),
+    })
+}
+
+pub fn reply_rule(r: &Row<'_>) -> rusqlite::Result<ReplyRule> {
+    let scope: String = r.get(1)?;
+    let subject: String = r.get(2)?;
+    let scope = match scope.as_str() {
+        "all" => RuleScope::All,
+        "user" => RuleScope::User(subject),
+        "group" => RuleScope::Group(subject),
+        _ => return Err(bad(1, "unknown rule scope")),
+    };
+    Ok(ReplyRule { id: r.get(0)?, scope, attribute: r.get(3)?, value: r.get(4)?, created_at: Timestamp(r.get(5)?) })
 }
