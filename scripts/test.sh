@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive (real tools, not stand-ins).
 need=()
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
+command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)
+command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
+command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
+[ -e /lib/x86_64-linux-gnu/security/pam_radius_auth.so ] || [ -e /usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so ] \
+  || need+=(libpam-radius-auth)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   SUDO=""
@@ -21,3 +26,7 @@ export TESSERA_REQUIRE_TOOLS=1
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# Fuzz the RADIUS packet decoder for a bounded time (installs cargo-fuzz
+# from crates.io on first use); a crash fails the run.
+scripts/fuzz.sh radius_decode "${FUZZ_SECONDS:-60}"

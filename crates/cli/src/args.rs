@@ -37,6 +37,15 @@ pub enum Command {
     /// Manage API keys for the admin REST API.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCmd),
+    /// Manage RADIUS clients (NAS, VPN gateways, …).
+    #[command(subcommand)]
+    Client(ClientCmd),
+    /// Manage local group membership (used by reply rules and policies).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Manage RADIUS reply attributes added to Access-Accept.
+    #[command(subcommand)]
+    Reply(ReplyCmd),
     /// Show or change the authentication policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -278,4 +287,85 @@ pub enum ConfigCmd {
     Show,
     /// The annotated default configuration file.
     Default,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Allow a RADIUS client: its source address (or prefix) and shared secret.
+    Add {
+        name: String,
+        /// Source address or prefix, e.g. 10.0.0.1 or 10.0.0.0/24.
+        #[arg(long)]
+        address: String,
+        /// Read the shared secret from the first line of this file.
+        #[arg(long, value_name = "FILE", required_unless_present = "secret_stdin")]
+        secret_file: Option<PathBuf>,
+        /// Read the shared secret from the first line of standard input.
+        #[arg(long, conflicts_with = "secret_file")]
+        secret_stdin: bool,
+        /// require (default), auto (required once seen) or off (old gear).
+        #[arg(long, default_value = "require")]
+        message_authenticator: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Add a user to a group (created on first use).
+    Add {
+        group: String,
+        user: String,
+        #[arg(long)]
+        realm: Option<String>,
+    },
+    /// Remove a user from a group.
+    Remove {
+        group: String,
+        user: String,
+        #[arg(long)]
+        realm: Option<String>,
+    },
+    /// List groups and their members.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplyCmd {
+    /// Add reply attributes, e.g. `tessera reply add --group vpn-admins 'Fortinet-Group-Name=vpn-admins'`.
+    Add {
+        /// For this user (`name` or `name@realm`).
+        #[arg(long, conflicts_with_all = ["group", "all"])]
+        user: Option<String>,
+        /// For members of this group.
+        #[arg(long, conflicts_with = "all")]
+        group: Option<String>,
+        /// For every accepted user.
+        #[arg(long)]
+        all: bool,
+        /// `Attribute-Name=value` (dictionary names, as in FreeRADIUS).
+        #[arg(required = true, value_name = "ATTRIBUTE=VALUE")]
+        attributes: Vec<String>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        id: String,
+    },
 }

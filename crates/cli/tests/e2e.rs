@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "cases/radius.rs"]
+mod radius;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

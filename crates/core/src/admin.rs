@@ -8,11 +8,11 @@ use tessera_otp::{Algorithm, BackupCode, OtpKind, OtpParams, OtpauthUri, Secret}
 use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditQuery, AuditRecord, AuditResult};
+use crate::cidr::Cidr;
 use crate::context::Context;
 use crate::error::CoreError;
 use crate::keys::Purpose;
 use crate::lockout::LockState;
-use crate::cidr::Cidr;
 use crate::model::{
     ApiKey, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User, UserId,
 };

@@ -80,14 +80,20 @@ struct Split<'a> {
     code: &'a str,
 }
 
-fn split_suffix(input: &str, len: usize, has_password: bool) -> Option<Split<'_>> {
+/// Splits `input` into password and a code of `len` bytes, at the end or
+/// the start as the policy says.
+fn split_code(input: &str, len: usize, has_password: bool, code_first: bool) -> Option<Split<'_>> {
     if has_password {
-        // A password must be present; the code is the last `len` bytes.
-        if input.len() <= len || !input.is_char_boundary(input.len() - len) {
+        // A password must be present.
+        if input.len() <= len {
             return None;
         }
-        let (p, c) = input.split_at(input.len() - len);
-        Some(Split { password: p, code: c })
+        let at = if code_first { len } else { input.len() - len };
+        if !input.is_char_boundary(at) {
+            return None;
+        }
+        let (a, b) = input.split_at(at);
+        Some(if code_first { Split { password: b, code: a } } else { Split { password: a, code: b } })
     } else if input.len() == len {
         Some(Split { password: "", code: input })
     } else {
@@ -316,7 +322,7 @@ fn match_codes<'a>(
     let mut check = CodeCheck { matched: None, first_password: None, no_active_token: true, replayed: false };
     for token in tokens.iter().filter(|t| t.state == TokenState::Active) {
         check.no_active_token = false;
-        let Some(split) = split_suffix(input, token.params.digits.get() as usize, has_password) else {
+        let Some(split) = split_code(input, token.params.digits.get() as usize, has_password, policy.code_first) else {
             continue;
         };
         check.first_password.get_or_insert(split.password);
@@ -351,9 +357,9 @@ fn backup_candidate<'a>(
     }
     let split = if user.password_hash.is_some() && !code_only {
         // The code as printed (`12345-67890`) or without the dash.
-        let dashed = split_suffix(input, BACKUP_CODE_DIGITS + 1, true)
+        let dashed = split_code(input, BACKUP_CODE_DIGITS + 1, true, policy.code_first)
             .filter(|s| s.code.as_bytes().get(BACKUP_CODE_DIGITS / 2) == Some(&b'-'));
-        dashed.or_else(|| split_suffix(input, BACKUP_CODE_DIGITS, true))?
+        dashed.or_else(|| split_code(input, BACKUP_CODE_DIGITS, true, policy.code_first))?
     } else {
         Split { password: "", code: input }
     };

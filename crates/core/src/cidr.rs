@@ -19,9 +19,12 @@ impl Cidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match len {
             None => max,
-            Some(l) => l.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                format!("`{s}`: prefix length must be 0–{max}")
-            })?,
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0–{max}"))?,
         };
         let c = Cidr { addr, prefix };
         if c.network() != addr {

@@ -57,6 +57,9 @@ pub struct Policy {
     pub challenge_ttl_seconds: u32,
     /// The prompt sent with a challenge.
     pub challenge_message: String,
+    /// Whether the code comes before the password (`123456secret`) rather
+    /// than after it (`secret123456`, the default).
+    pub code_first: bool,
 }
 
 impl Default for Policy {
@@ -74,6 +77,7 @@ impl Default for Policy {
             challenge_response: true,
             challenge_ttl_seconds: 120,
             challenge_message: "Enter your one-time code".into(),
+            code_first: false,
         }
     }
 }

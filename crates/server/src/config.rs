@@ -38,8 +38,64 @@ pub struct Config {
     pub master_key: MasterKeySection,
     pub database: DatabaseSection,
     pub http: HttpSection,
+    pub radius: RadiusSection,
     pub audit: AuditSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RadiusSection {
+    /// UDP addresses answering Access-Request and Status-Server (empty = off).
+    pub listen: Vec<String>,
+    /// UDP addresses answering Accounting-Request with Accounting-Response
+    /// (nothing is recorded; answering stops NAS retries). Empty = off.
+    pub accounting_listen: Vec<String>,
+    /// RadSec (RADIUS over TLS, RFC 6614) TCP addresses. Needs `radsec_client_ca`.
+    pub radsec_listen: Vec<String>,
+    /// PEM CA certificate(s) that RadSec client certificates must chain to.
+    pub radsec_client_ca: PathBuf,
+    /// RadSec server certificate and key; empty = the HTTPS ones.
+    pub radsec_cert: PathBuf,
+    pub radsec_key: PathBuf,
+    /// Extra FreeRADIUS-format dictionary files (vendor attributes).
+    pub dictionaries: Vec<PathBuf>,
+    /// A retransmission (same source, identifier and authenticator) within
+    /// this many seconds gets the cached answer (RFC 5080).
+    pub duplicate_window_seconds: u64,
+    /// Requests being decided at once; more are dropped (the NAS retries).
+    pub max_in_flight: usize,
+    /// Reply attributes for Access-Accept, besides those added with `tessera reply add`.
+    pub reply: Vec<ReplyConfig>,
+}
+
+/// `[[radius.reply]]`: attributes for a user, a group, or (neither) everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `"Attribute-Name = value"` strings, as in FreeRADIUS.
+    pub attributes: Vec<String>,
+}
+
+impl Default for RadiusSection {
+    fn default() -> Self {
+        RadiusSection {
+            listen: vec!["127.0.0.1:1812".into()],
+            accounting_listen: Vec::new(),
+            radsec_listen: Vec::new(),
+            radsec_client_ca: PathBuf::new(),
+            radsec_cert: PathBuf::new(),
+            radsec_key: PathBuf::new(),
+            dictionaries: Vec::new(),
+            duplicate_window_seconds: 30,
+            max_in_flight: 4096,
+            reply: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +244,30 @@ impl Config {
         if self.http.max_connections == 0 || self.database.readers == 0 {
             return Err(ConfigError::Invalid("http.max_connections and database.readers must be at least 1".into()));
         }
+        for l in self.radius.listen.iter().chain(&self.radius.accounting_listen).chain(&self.radius.radsec_listen) {
+            l.parse::<SocketAddr>()
+                .map_err(|_| ConfigError::Invalid(format!("radius: `{l}` is not an address:port")))?;
+        }
+        if !self.radius.radsec_listen.is_empty() && self.radius.radsec_client_ca.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "radius.radsec_listen needs radius.radsec_client_ca (RadSec clients must present certificates)".into(),
+            ));
+        }
+        if self.radius.radsec_cert.as_os_str().is_empty() != self.radius.radsec_key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("radius.radsec_cert and radius.radsec_key must be set together".into()));
+        }
+        if !(1..=300).contains(&self.radius.duplicate_window_seconds) || self.radius.max_in_flight == 0 {
+            return Err(ConfigError::Invalid(
+                "radius.duplicate_window_seconds must be 1–300 and radius.max_in_flight at least 1".into(),
+            ));
+        }
+        for r in &self.radius.reply {
+            if r.user.is_some() && r.group.is_some() {
+                return Err(ConfigError::Invalid(
+                    "a [[radius.reply]] rule names either a user or a group, not both".into(),
+                ));
+            }
+        }
         if self.server.issuer.is_empty() || self.server.issuer.contains(':') {
             return Err(ConfigError::Invalid("server.issuer must be non-empty and must not contain ':'".into()));
         }
@@ -196,6 +276,10 @@ impl Config {
 
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.http.listen.iter().filter_map(|l| l.parse().ok()).collect()
+    }
+
+    pub fn addrs(list: &[String]) -> Vec<SocketAddr> {
+        list.iter().filter_map(|l| l.parse().ok()).collect()
     }
 
     pub fn database_path(&self) -> PathBuf {

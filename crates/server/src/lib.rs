@@ -10,4 +10,5 @@ pub mod http;
 pub mod logging;
 pub mod node;
 pub mod qr;
+pub mod radius;
 pub mod runtime;

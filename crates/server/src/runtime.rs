@@ -37,8 +37,11 @@ pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result
     let listeners = http::serve::bind(&cfg.listen_addrs()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(cfg.http.max_connections));
+    let node = Arc::new(node);
     let app = http::router(node.clone());
     let mut tasks = Vec::new();
+    let (_radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
+    tasks.extend(radius_tasks);
     for l in listeners {
         let addr = l.local_addr()?;
         println!("listening https {addr}");
@@ -84,7 +87,7 @@ const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 const PRUNE_BATCH: u32 = 5_000;
 const PRUNE_MAX_BATCHES: u32 = 200;
 
-async fn prune_audit(node: node::Node, retention_days: u32, mut stop: watch::Receiver<bool>) {
+async fn prune_audit(node: Arc<node::Node>, retention_days: u32, mut stop: watch::Receiver<bool>) {
     loop {
         let cutoff = node.ctx.clock.now().plus_seconds(-(i64::from(retention_days) * 86_400));
         let mut total = 0;

@@ -409,3 +409,15 @@ async fn challenge_then_code_completes_a_two_step_login() {
     h.admin.set_policy(&h.actor, &off).await.unwrap();
     assert_eq!(h.validate("two", "step one pass").await.decision, Decision::Reject);
 }
+
+#[tokio::test]
+async fn code_can_come_before_the_password() {
+    let h = harness();
+    let u = h.user("first", Some("password after")).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    h.admin.set_policy(&h.actor, &Policy { code_first: true, ..Policy::default() }).await.unwrap();
+    let code = totp_code(&s, p, h.now_s(), 0);
+    assert_eq!(h.validate("first", &format!("password after{code}")).await.decision, Decision::Reject);
+    assert_eq!(h.validate("first", &format!("{code}password after")).await.decision, Decision::Accept);
+}

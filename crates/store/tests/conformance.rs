@@ -768,7 +768,10 @@ async fn radius_clients_crud_and_signing_flag(f: &Fixture) {
         created_at: at(0),
     };
     s.create_radius_client(&c, audit("radius_client.add")).await.unwrap();
-    assert!(matches!(s.create_radius_client(&RadiusClient { id: 43, ..c.clone() }, audit("x")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_radius_client(&RadiusClient { id: 43, ..c.clone() }, audit("x")).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.radius_clients().await.unwrap(), vec![c.clone()]);
     s.mark_radius_client_signed(42).await.unwrap();
     assert!(s.radius_clients().await.unwrap()[0].ma_seen);
@@ -801,8 +804,20 @@ async fn groups_and_reply_rules(f: &Fixture) {
     s.update_user(&a.id, UserChange::Delete, audit("user.delete")).await.unwrap();
     assert!(s.groups().await.unwrap().is_empty());
 
-    let r1 = ReplyRule { id: 1, scope: RuleScope::Group("staff".into()), attribute: "Filter-Id".into(), value: "staff".into(), created_at: at(1) };
-    let r2 = ReplyRule { id: 2, scope: RuleScope::All, attribute: "Session-Timeout".into(), value: "3600".into(), created_at: at(2) };
+    let r1 = ReplyRule {
+        id: 1,
+        scope: RuleScope::Group("staff".into()),
+        attribute: "Filter-Id".into(),
+        value: "staff".into(),
+        created_at: at(1),
+    };
+    let r2 = ReplyRule {
+        id: 2,
+        scope: RuleScope::All,
+        attribute: "Session-Timeout".into(),
+        value: "3600".into(),
+        created_at: at(2),
+    };
     s.create_reply_rule(&r1, audit("reply_rule.add")).await.unwrap();
     s.create_reply_rule(&r2, audit("reply_rule.add")).await.unwrap();
     assert_eq!(s.reply_rules().await.unwrap(), vec![r1, r2]);

@@ -3,6 +3,7 @@
 
 mod admin;
 mod check;
+mod radius;
 mod token;
 mod user;
 
@@ -56,6 +57,9 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::BackupCodes(u) => token::backup_codes(&open(&cfg, &env)?, u).await,
         Command::Check(a) => check::run(&open(&cfg, &env)?, a).await,
         Command::ApiKey(c) => admin::api_key(&open(&cfg, &env)?, c).await,
+        Command::Client(c) => radius::client(&open(&cfg, &env)?, c).await,
+        Command::Group(c) => radius::group(&open(&cfg, &env)?, c).await,
+        Command::Reply(c) => radius::reply(&open(&cfg, &env)?, &cfg, c).await,
         Command::Policy(c) => admin::policy(&open(&cfg, &env)?, c).await,
         Command::Audit(c) => admin::audit(&open(&cfg, &env)?, c).await,
     }

@@ -72,9 +72,12 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
             let u = find(node, &user).await?;
             let tokens: Vec<TokenView> = admin.tokens(&u).await?.iter().map(TokenView::from).collect();
             let left = admin.backup_codes_left(&u).await?;
+            let groups = admin.groups_of(&u).await?;
             let view = UserView::new(&u, now);
             if json {
-                return output::json(&serde_json::json!({ "user": view, "tokens": tokens, "backup_codes_left": left }));
+                return output::json(
+                    &serde_json::json!({ "user": view, "tokens": tokens, "backup_codes_left": left, "groups": groups }),
+                );
             }
             println!("user:          {}", view.username);
             println!("realm:         {}", view.realm);
@@ -92,6 +95,7 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
                 }
             }
             println!("backup codes:  {left} unused");
+            println!("groups:        {}", if groups.is_empty() { "-".to_string() } else { groups.join(", ") });
             println!("created:       {}", view.created_at);
             println!("tokens:        {}", tokens.len());
             for t in &tokens {

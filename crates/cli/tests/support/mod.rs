@@ -17,17 +17,38 @@ const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct TestNode {
-    dir: tempfile::TempDir,
+    dir: std::sync::Arc<tempfile::TempDir>,
     /// Run the CLI in `dir` itself with default paths (README case) rather than `--data`.
     default_paths: bool,
     child: Option<Child>,
     port: u16,
+    /// Bound addresses by kind, from the `listening <kind> <addr>` lines.
+    listening: std::collections::HashMap<String, String>,
     client: Option<reqwest::Client>,
 }
 
 impl TestNode {
     pub fn new() -> Self {
-        TestNode { dir: tempfile::tempdir().unwrap(), default_paths: false, child: None, port: 0, client: None }
+        TestNode {
+            dir: std::sync::Arc::new(tempfile::tempdir().unwrap()),
+            default_paths: false,
+            child: None,
+            port: 0,
+            listening: Default::default(),
+            client: None,
+        }
+    }
+
+    /// A second server process on the same data directory (and key).
+    pub fn sibling(&self) -> Self {
+        TestNode {
+            dir: self.dir.clone(),
+            default_paths: self.default_paths,
+            child: None,
+            port: 0,
+            listening: Default::default(),
+            client: None,
+        }
     }
 
     pub fn in_empty_cwd() -> Self {
@@ -105,14 +126,18 @@ impl TestNode {
 
     pub fn start_with(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
-        let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0")];
+        let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0"), ("TESSERA_RADIUS_LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(env);
         let mut child = self.command(&["serve"], &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let (ltx, lrx) = mpsc::channel::<(String, String)>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((kind, addr)) = line.strip_prefix("listening ").and_then(|r| r.split_once(' ')) {
+                    let _ = ltx.send((kind.to_string(), addr.to_string()));
+                }
                 if let Some(addr) = line.strip_prefix("listening https ") {
                     let _ = tx.send(addr.to_string());
                 }
@@ -131,6 +156,7 @@ impl TestNode {
             }
         };
         self.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        self.listening = lrx.try_iter().collect();
         self.child = Some(child);
         let pem = std::fs::read(self.data().join("tls/cert.pem")).unwrap();
         self.client = Some(
@@ -144,7 +170,7 @@ impl TestNode {
 
     /// `tessera serve` that must exit non-zero quickly; returns its output.
     pub fn serve_expect_failure(&self, env: &[(&str, &str)]) -> String {
-        let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0")];
+        let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0"), ("TESSERA_RADIUS_LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(env);
         let mut child = self.command(&["serve"], &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let deadline = Instant::now() + START_TIMEOUT;
@@ -195,6 +221,11 @@ impl TestNode {
 
     pub fn client(&self) -> reqwest::Client {
         self.client.clone().expect("server started")
+    }
+
+    /// The address a listener of `kind` (`radius`, `radsec`, …) bound.
+    pub fn listening(&self, kind: &str) -> String {
+        self.listening.get(kind).cloned().unwrap_or_else(|| panic!("no `{kind}` listener: {:?}", self.listening))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -309,4 +340,20 @@ pub mod codes {
             }
         }
     }
+}
+
+/// Whether a Debian tool the test drives is installed. Missing tools skip
+/// the test with a message, unless `TESSERA_REQUIRE_TOOLS=1` (the test
+/// command sets it), which makes them a failure.
+pub fn require_tool(name: &str) -> bool {
+    let found =
+        Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("TESSERA_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "{name} is required (TESSERA_REQUIRE_TOOLS=1) but not installed"
+        );
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
 }

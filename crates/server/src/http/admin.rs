@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RealmParam {
     /// The user's realm; the default realm when absent.
@@ -57,6 +58,7 @@ fn now(s: &AppState) -> Timestamp {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserListParams {
     /// Case-sensitive username pattern; `*` matches any run of characters.
@@ -426,6 +428,7 @@ pub async fn patch_policy(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// RFC 3339 time or date (UTC): records at or after.

@@ -35,10 +35,10 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-pub fn router(node: Node) -> Router {
+pub fn router(node: std::sync::Arc<Node>) -> Router {
     let max_body = node.config.http.max_body_bytes;
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
-    let state = AppState { node: std::sync::Arc::new(node) };
+    let state = AppState { node };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

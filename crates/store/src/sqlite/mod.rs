@@ -1072,7 +1072,8 @@ impl Store for SqliteStore {
     async fn add_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
         let group = group.to_string();
         self.write(move |c| {
-            let r = c.execute("INSERT INTO group_members (group_name, user_id) VALUES (?1, ?2)", params![group, user.0]);
+            let r =
+                c.execute("INSERT INTO group_members (group_name, user_id) VALUES (?1, ?2)", params![group, user.0]);
             match r {
                 Err(e) if is_unique_violation(&e) => {
                     return Err(StoreError::Conflict(format!("membership of user {user} in group `{group}`")));
@@ -1151,9 +1152,11 @@ impl Store for SqliteStore {
 
     async fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT id, scope, subject, attribute, value, created_at FROM reply_rules ORDER BY created_at, id")?
-                .query_map([], rows::reply_rule)?
-                .collect()
+            c.prepare_cached(
+                "SELECT id, scope, subject, attribute, value, created_at FROM reply_rules ORDER BY created_at, id",
+            )?
+            .query_map([], rows::reply_rule)?
+            .collect()
         })
     }
 

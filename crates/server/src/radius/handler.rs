@@ -1,0 +1,435 @@
+//! One RADIUS request in, at most one reply out: client check, BlastRADIUS
+//! rules, duplicate detection, then the same decision as the REST validate.
+//! No sockets here (they live in `udp.rs` and `radsec.rs`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use tessera_core::auth::{Decision, ValidateRequest};
+use tessera_core::model::{MessageAuthenticatorMode, RuleScope, UserId};
+use tessera_radius::{
+    Attribute, Code, Dictionary, MessageAuthenticator, Packet, attr, unhide_password, verify_request,
+};
+use zeroize::Zeroizing;
+
+use super::clients::{Client, ClientTable};
+use super::dedup::{DupCache, Key, Seen};
+use crate::config::Config;
+use crate::node::Node;
+
+/// Shared secret of RADIUS over TLS (RFC 6614 §2.3): the TLS session, not
+/// the secret, protects the packets.
+const RADSEC_SECRET: &[u8] = b"radsec";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    RadSec,
+}
+
+/// Counters, read by logs now and `/metrics` later.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub accepts: AtomicU64,
+    pub rejects: AtomicU64,
+    pub challenges: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub status_server: AtomicU64,
+    pub accounting: AtomicU64,
+    pub dropped_malformed: AtomicU64,
+    pub dropped_unknown_client: AtomicU64,
+    pub dropped_bad_authenticator: AtomicU64,
+    pub dropped_missing_message_authenticator: AtomicU64,
+    pub dropped_proxy_state: AtomicU64,
+    pub dropped_overload: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) -> u64 {
+    c.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// Logs the first drop of a kind, then every 1000th, so a flood of bad
+/// packets cannot flood the log.
+fn log_drop(counter: &AtomicU64, reason: &str, src: SocketAddr, client: Option<&str>) {
+    let n = bump(counter);
+    if n == 1 || n.is_multiple_of(1000) {
+        tracing::warn!(%src, client = client.unwrap_or("-"), reason, dropped_so_far = n, "RADIUS packet dropped");
+    }
+}
+
+/// A reply rule ready to use: its attribute already encoded.
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    scope: RuleScope,
+    attribute: Attribute,
+}
+
+#[derive(Debug)]
+pub struct RadiusService {
+    node: Arc<Node>,
+    pub clients: ClientTable,
+    dict: Dictionary,
+    rules: RwLock<Vec<CompiledRule>>,
+    dedup: DupCache,
+    pub stats: Stats,
+}
+
+impl RadiusService {
+    pub fn new(node: Arc<Node>, cfg: &Config) -> anyhow::Result<Self> {
+        Ok(RadiusService {
+            node,
+            clients: ClientTable::default(),
+            dict: super::dictionary::load(cfg)?,
+            rules: RwLock::new(Vec::new()),
+            dedup: DupCache::new(std::time::Duration::from_secs(cfg.radius.duplicate_window_seconds)),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Re-reads clients and reply rules (the CLI may change them while we run).
+    pub async fn reload(&self) -> Result<(), tessera_core::CoreError> {
+        self.clients.reload(&self.node.admin).await?;
+        let mut compiled = Vec::new();
+        let mut texts: Vec<(RuleScope, String)> = Vec::new();
+        for r in &self.node.config.radius.reply {
+            let scope = match (&r.user, &r.group) {
+                (Some(u), _) => RuleScope::User(u.clone()),
+                (None, Some(g)) => RuleScope::Group(g.clone()),
+                (None, None) => RuleScope::All,
+            };
+            texts.extend(r.attributes.iter().map(|a| (scope.clone(), a.clone())));
+        }
+        for r in self.node.admin.reply_rules().await? {
+            texts.push((r.scope, format!("{}={}", r.attribute, r.value)));
+        }
+        for (scope, text) in texts {
+            let Some((name, value)) = text.split_once('=') else {
+                tracing::error!(rule = %text, "reply rule is not `Attribute = value`; ignored");
+                continue;
+            };
+            match self.dict.make_attribute(name.trim(), value.trim()) {
+                Ok(attribute) => compiled.push(CompiledRule { scope, attribute }),
+                Err(e) => tracing::error!(rule = %text, error = %e, "reply rule cannot be encoded; ignored"),
+            }
+        }
+        *self.rules.write() = compiled;
+        Ok(())
+    }
+
+    pub fn sweep(&self) {
+        self.dedup.sweep(Instant::now());
+    }
+
+    /// Handles one datagram (or RadSec record); `None` means no reply.
+    pub async fn handle(&self, raw: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        bump(&self.stats.requests);
+        let packet = match Packet::decode(raw) {
+            Ok(p) => p,
+            Err(_) => {
+                log_drop(&self.stats.dropped_malformed, "malformed packet", src, None);
+                return None;
+            }
+        };
+        let Some(client) = self.clients.lookup(src.ip()) else {
+            log_drop(&self.stats.dropped_unknown_client, "unknown client", src, None);
+            return None;
+        };
+        let secret: &[u8] = match transport {
+            Transport::Udp => &client.secret,
+            Transport::RadSec => RADSEC_SECRET,
+        };
+        match packet.code {
+            Code::AccessRequest => self.access_request(raw, &packet, src, &client, secret, transport).await,
+            Code::StatusServer => self.status_server(raw, &packet, src, &client, secret),
+            Code::AccountingRequest => self.accounting(raw, &packet, src, &client, secret),
+            _ => {
+                log_drop(&self.stats.dropped_malformed, "unsupported packet code", src, Some(&client.name));
+                None
+            }
+        }
+    }
+
+    /// RFC 3579 and the BlastRADIUS rules: is this Access-Request
+    /// authentic enough to act on?
+    fn admissible(
+        &self,
+        raw: &[u8],
+        packet: &Packet,
+        src: SocketAddr,
+        client: &Client,
+        secret: &[u8],
+        transport: Transport,
+    ) -> bool {
+        let ma = match verify_request(raw, secret) {
+            Ok(m) => m,
+            Err(_) => MessageAuthenticator::Invalid,
+        };
+        match ma {
+            MessageAuthenticator::Invalid => {
+                log_drop(&self.stats.dropped_bad_authenticator, "bad Message-Authenticator", src, Some(&client.name));
+                false
+            }
+            MessageAuthenticator::Valid => {
+                if client.mode == MessageAuthenticatorMode::Auto && client.mark_signed() {
+                    tracing::info!(client = %client.name, "client signs its requests; Message-Authenticator now required");
+                    let store = self.node.ctx.store.clone();
+                    let id = client.id;
+                    tokio::spawn(async move {
+                        if let Err(e) = store.mark_radius_client_signed(id).await {
+                            tracing::warn!(error = %e, "could not record that a RADIUS client signs its requests");
+                        }
+                    });
+                }
+                true
+            }
+            MessageAuthenticator::Absent => {
+                // Over TLS the record layer authenticates the packet.
+                if transport == Transport::RadSec {
+                    return true;
+                }
+                let required = match client.mode {
+                    MessageAuthenticatorMode::Require => true,
+                    MessageAuthenticatorMode::Auto => client.has_signed(),
+                    MessageAuthenticatorMode::Off => false,
+                };
+                if required {
+                    log_drop(
+                        &self.stats.dropped_missing_message_authenticator,
+                        "Access-Request without Message-Authenticator",
+                        src,
+                        Some(&client.name),
+                    );
+                    return false;
+                }
+                // FreeRADIUS's limit_proxy_state: an unsigned request that
+                // carries Proxy-State is how BlastRADIUS forgeries look.
+                if packet.attr(attr::PROXY_STATE).is_some() {
+                    log_drop(
+                        &self.stats.dropped_proxy_state,
+                        "Proxy-State without Message-Authenticator",
+                        src,
+                        Some(&client.name),
+                    );
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    async fn access_request(
+        &self,
+        raw: &[u8],
+        packet: &Packet,
+        src: SocketAddr,
+        client: &Arc<Client>,
+        secret: &[u8],
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        if !self.admissible(raw, packet, src, client, secret, transport) {
+            return None;
+        }
+        let key = Key { source: src, identifier: packet.identifier, authenticator: packet.authenticator };
+        match self.dedup.check(key.clone(), Instant::now()) {
+            Seen::New => {}
+            Seen::InFlight => {
+                bump(&self.stats.duplicates);
+                return None;
+            }
+            Seen::Answered(reply) => {
+                bump(&self.stats.duplicates);
+                return Some(reply);
+            }
+        }
+        let reply = self.decide(packet, src, client, secret).await;
+        self.dedup.complete(&key, reply.as_deref(), Instant::now());
+        reply
+    }
+
+    async fn decide(&self, packet: &Packet, src: SocketAddr, client: &Client, secret: &[u8]) -> Option<Vec<u8>> {
+        let text = |typ: u8| packet.attr(typ).map(|v| String::from_utf8_lossy(v).into_owned());
+        let mut reply = Packet {
+            code: Code::AccessReject,
+            identifier: packet.identifier,
+            authenticator: packet.authenticator,
+            attributes: Vec::new(),
+        };
+        let username = packet.attr(attr::USER_NAME).and_then(|v| std::str::from_utf8(v).ok().map(str::to_string));
+        let password = packet
+            .attr(attr::USER_PASSWORD)
+            .and_then(|hidden| unhide_password(secret, &packet.authenticator, hidden).ok())
+            .and_then(|p| String::from_utf8(p.to_vec()).ok().map(Zeroizing::new));
+        let (Some(username), Some(password)) = (username, password) else {
+            // Only PAP is supported (the OTP must be readable); CHAP, EAP and
+            // a missing User-Name are refused.
+            tracing::info!(%src, client = %client.name, "Access-Request without a readable User-Name and PAP User-Password; rejected");
+            bump(&self.stats.rejects);
+            return self.finish(reply, packet, secret);
+        };
+        let address = text(attr::CALLING_STATION_ID)
+            .or_else(|| {
+                packet
+                    .attr(attr::NAS_IP_ADDRESS)
+                    .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                    .map(|b| IpAddr::from(b).to_string())
+            })
+            .or_else(|| Some(src.ip().to_string()));
+        let nas = text(attr::NAS_IDENTIFIER);
+        let label = match &nas {
+            Some(n) => format!(
+                "radius:{} ({})",
+                client.name,
+                n.chars().filter(|c| !c.is_control()).take(64).collect::<String>()
+            ),
+            None => format!("radius:{}", client.name),
+        };
+        let req = ValidateRequest {
+            username: username.clone(),
+            realm: None,
+            password,
+            state: packet.attr(attr::STATE).map(<[u8]>::to_vec),
+            address,
+            client: Some(label),
+        };
+        let v = match self.node.auth.validate(req).await {
+            Ok(v) => v,
+            Err(e) => {
+                // No answer: the NAS retries or fails over to another server,
+                // which is better than a reject while our store is away.
+                bump(&self.stats.errors);
+                tracing::error!(error = %e, client = %client.name, "RADIUS request could not be decided");
+                return None;
+            }
+        };
+        match v.decision {
+            Decision::Accept => {
+                bump(&self.stats.accepts);
+                reply.code = Code::AccessAccept;
+                reply.attributes = self.reply_attributes(&username, v.user_id).await;
+            }
+            Decision::Reject => {
+                bump(&self.stats.rejects);
+            }
+            Decision::Challenge { state, message } => {
+                bump(&self.stats.challenges);
+                reply.code = Code::AccessChallenge;
+                reply.attributes.push(Attribute { typ: attr::STATE, value: state });
+                reply.attributes.push(Attribute { typ: attr::REPLY_MESSAGE, value: message.into_bytes() });
+            }
+        }
+        self.finish(reply, packet, secret)
+    }
+
+    /// Copies Proxy-State (RFC 2865 §5.33) and signs the reply.
+    fn finish(&self, mut reply: Packet, request: &Packet, secret: &[u8]) -> Option<Vec<u8>> {
+        for ps in request.attrs(attr::PROXY_STATE) {
+            reply.attributes.push(Attribute { typ: attr::PROXY_STATE, value: ps.to_vec() });
+        }
+        match reply.encode_response(request, secret, true) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                bump(&self.stats.errors);
+                tracing::error!(error = %e, "RADIUS reply could not be encoded (too many reply attributes?)");
+                None
+            }
+        }
+    }
+
+    async fn reply_attributes(&self, username: &str, user: Option<UserId>) -> Vec<Attribute> {
+        let rules = self.rules.read().clone();
+        if rules.is_empty() {
+            return Vec::new();
+        }
+        let needs_groups = rules.iter().any(|r| matches!(r.scope, RuleScope::Group(_)));
+        let groups = match (needs_groups, user) {
+            (true, Some(id)) => self.node.ctx.store.groups_of(id).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "groups for reply attributes unavailable");
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
+        rules
+            .into_iter()
+            .filter(|r| match &r.scope {
+                RuleScope::All => true,
+                RuleScope::User(u) => u == username,
+                RuleScope::Group(g) => groups.contains(g),
+            })
+            .map(|r| r.attribute)
+            .collect()
+    }
+
+    fn status_server(
+        &self,
+        raw: &[u8],
+        packet: &Packet,
+        src: SocketAddr,
+        client: &Client,
+        secret: &[u8],
+    ) -> Option<Vec<u8>> {
+        // RFC 5997 §3: Status-Server must carry a valid Message-Authenticator.
+        if !matches!(verify_request(raw, secret), Ok(MessageAuthenticator::Valid)) {
+            log_drop(
+                &self.stats.dropped_bad_authenticator,
+                "Status-Server without a valid Message-Authenticator",
+                src,
+                Some(&client.name),
+            );
+            return None;
+        }
+        bump(&self.stats.status_server);
+        let reply = Packet {
+            code: Code::AccessAccept,
+            identifier: packet.identifier,
+            authenticator: packet.authenticator,
+            attributes: vec![Attribute { typ: attr::REPLY_MESSAGE, value: b"tessera is up".to_vec() }],
+        };
+        self.finish(reply, packet, secret)
+    }
+
+    fn accounting(
+        &self,
+        raw: &[u8],
+        packet: &Packet,
+        src: SocketAddr,
+        client: &Client,
+        secret: &[u8],
+    ) -> Option<Vec<u8>> {
+        // The Request Authenticator of Accounting-Request is a keyed hash:
+        // verify_request checks it (and any Message-Authenticator).
+        if matches!(verify_request(raw, secret), Ok(MessageAuthenticator::Invalid) | Err(_)) {
+            log_drop(
+                &self.stats.dropped_bad_authenticator,
+                "Accounting-Request with a bad authenticator",
+                src,
+                Some(&client.name),
+            );
+            return None;
+        }
+        bump(&self.stats.accounting);
+        let reply = Packet {
+            code: Code::AccountingResponse,
+            identifier: packet.identifier,
+            authenticator: packet.authenticator,
+            attributes: Vec::new(),
+        };
+        let mut reply = reply;
+        for ps in packet.attrs(attr::PROXY_STATE) {
+            reply.attributes.push(Attribute { typ: attr::PROXY_STATE, value: ps.to_vec() });
+        }
+        reply.encode_response(packet, secret, false).ok()
+    }
+}
+
+pub fn count_oversized(svc: &RadiusService) {
+    bump(&svc.stats.dropped_malformed);
+}
+
+pub fn count_overload(svc: &RadiusService, src: SocketAddr) {
+    log_drop(&svc.stats.dropped_overload, "too many requests in flight", src, None);
+}

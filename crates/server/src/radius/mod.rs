@@ -1,0 +1,89 @@
+//! RADIUS: the UDP listeners (RFC 2865 PAP, RFC 5997 Status-Server,
+//! accounting answered), RadSec (RFC 6614), and the request handler that
+//! applies BlastRADIUS hardening and duplicate detection before the shared
+//! authentication decision. The codec is `tessera-radius`.
+
+pub mod clients;
+pub mod dedup;
+pub mod dictionary;
+pub mod handler;
+pub mod radsec;
+pub mod udp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::node::Node;
+use handler::RadiusService;
+
+/// How often clients and reply rules are re-read (the CLI may change them
+/// while the server runs) and expired duplicate entries dropped.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Binds every configured RADIUS listener and starts serving; prints one
+/// `listening radius|radius-accounting|radsec <addr>` line per socket.
+pub async fn start(
+    node: Arc<Node>,
+    cfg: &Config,
+    tls_cert: &std::path::Path,
+    tls_key: &std::path::Path,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<RadiusService>, Vec<JoinHandle<()>>)> {
+    let svc = Arc::new(RadiusService::new(node, cfg)?);
+    svc.reload().await?;
+    let mut tasks = Vec::new();
+    let in_flight = Arc::new(Semaphore::new(cfg.radius.max_in_flight));
+    for (kind, list) in [("radius", &cfg.radius.listen), ("radius-accounting", &cfg.radius.accounting_listen)] {
+        for socket in udp::bind(&Config::addrs(list)).await? {
+            let addr = socket.local_addr()?;
+            println!("listening {kind} {addr}");
+            tracing::info!(%addr, kind, clients = svc.clients.len(), "RADIUS listening (udp)");
+            tasks.push(tokio::spawn(udp::serve(
+                socket,
+                svc.clone(),
+                in_flight.clone(),
+                cfg.radius.max_in_flight,
+                shutdown.clone(),
+            )));
+        }
+    }
+    if !cfg.radius.radsec_listen.is_empty() {
+        let (cert, key) = if cfg.radius.radsec_cert.as_os_str().is_empty() {
+            (tls_cert.to_path_buf(), tls_key.to_path_buf())
+        } else {
+            (cfg.radius.radsec_cert.clone(), cfg.radius.radsec_key.clone())
+        };
+        let tls = radsec::tls_config(&cert, &key, &cfg.radius.radsec_client_ca)?;
+        for addr in Config::addrs(&cfg.radius.radsec_listen) {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}/tcp (RadSec): {e}"))?;
+            let addr = listener.local_addr()?;
+            println!("listening radsec {addr}");
+            tracing::info!(%addr, "RadSec listening");
+            tasks.push(tokio::spawn(radsec::serve(listener, tls.clone(), svc.clone(), shutdown.clone())));
+        }
+    }
+    let maintenance = {
+        let svc = svc.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RELOAD_INTERVAL) => {}
+                    _ = stop.changed() => return,
+                }
+                if let Err(e) = svc.reload().await {
+                    tracing::warn!(error = %e, "reloading RADIUS clients and reply rules failed; keeping the old ones");
+                }
+                svc.sweep();
+            }
+        })
+    };
+    tasks.push(maintenance);
+    Ok((svc, tasks))
+}

@@ -1,0 +1,149 @@
+//! RadSec (RADIUS over TLS, RFC 6614): TCP with mutual TLS; client
+//! certificates must chain to the configured CA, and the peer's address
+//! must belong to a registered RADIUS client. Requests on one connection
+//! are decided concurrently and answered as they complete.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::handler::{RadiusService, Transport};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A RadSec connection with no request for this long is closed; clients
+/// keep connections alive with Status-Server.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Requests decided at once per connection.
+const PER_CONNECTION_IN_FLIGHT: usize = 256;
+const MAX_CONNECTIONS: usize = 1024;
+
+pub fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use anyhow::Context as _;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading RadSec certificate {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading RadSec key {}", key.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(client_ca)
+        .with_context(|| format!("reading RadSec client CA {}", client_ca.display()))?
+    {
+        roots.add(ca?).with_context(|| format!("RadSec client CA {}", client_ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("RadSec client certificate verifier")?;
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .context("RadSec certificate and key")?;
+    Ok(Arc::new(cfg))
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    svc: Arc<RadiusService>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "RadSec accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many RadSec connections; refused");
+            continue;
+        };
+        // Only registered clients may even attempt a handshake.
+        if svc.clients.lookup(peer.ip()).is_none() {
+            tracing::warn!(%peer, "RadSec connection from an unknown client; closed");
+            continue;
+        }
+        let acceptor = acceptor.clone();
+        let svc = svc.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "RadSec TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "RadSec TLS handshake timed out");
+                    return;
+                }
+            };
+            connection(tls, peer, svc, stop).await;
+        });
+    }
+}
+
+async fn connection<S>(stream: S, peer: SocketAddr, svc: Arc<RadiusService>, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PER_CONNECTION_IN_FLIGHT);
+    let writer = tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            if wr.write_all(&reply).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let limit = Arc::new(Semaphore::new(PER_CONNECTION_IN_FLIGHT));
+    loop {
+        let mut header = [0u8; 4];
+        let read = tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, rd.read_exact(&mut header)) => r,
+            _ = stop.changed() => break,
+        };
+        match read {
+            Ok(Ok(_)) => {}
+            _ => break, // closed, error or idle
+        }
+        let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+        if !(20..=4096).contains(&len) {
+            tracing::warn!(%peer, len, "RadSec record with an impossible length; connection closed");
+            break;
+        }
+        let mut packet = vec![0u8; len];
+        packet[..4].copy_from_slice(&header);
+        if rd.read_exact(&mut packet[4..]).await.is_err() {
+            break;
+        }
+        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        let svc = svc.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Some(reply) = svc.handle(&packet, peer, Transport::RadSec).await {
+                let _ = tx.send(reply).await;
+            }
+            drop(permit);
+        });
+    }
+    drop(tx);
+    let _ = writer.await;
+}

@@ -1,0 +1,73 @@
+//! The UDP listeners: one task per socket reading datagrams, one task per
+//! request deciding it, bounded by a shared in-flight limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{Semaphore, watch};
+
+use super::handler::{RadiusService, Transport};
+
+/// RFC 2865 §3: a RADIUS packet is at most 4096 octets.
+const MAX_DATAGRAM: usize = 4096;
+/// On shutdown, requests being decided get this long to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let s = UdpSocket::bind(a)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {a}/udp: {e}")))?;
+        out.push(Arc::new(s));
+    }
+    Ok(out)
+}
+
+pub async fn serve(
+    socket: Arc<UdpSocket>,
+    svc: Arc<RadiusService>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let (n, src) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux; not fatal.
+                    tracing::debug!(error = %e, "RADIUS recv failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        if n > MAX_DATAGRAM {
+            super::handler::count_oversized(&svc);
+            continue;
+        }
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            // Overloaded: dropping lets the NAS retry or fail over.
+            super::handler::count_overload(&svc, src);
+            continue;
+        };
+        let data = buf[..n].to_vec();
+        let socket = socket.clone();
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            if let Some(reply) = svc.handle(&data, src, Transport::Udp).await
+                && let Err(e) = socket.send_to(&reply, src).await
+            {
+                tracing::debug!(%src, error = %e, "RADIUS reply could not be sent");
+            }
+            drop(permit);
+        });
+    }
+    // Let requests being decided finish (their answers are already durable).
+    let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, in_flight.acquire_many(all)).await;
+}
