@@ -11,6 +11,8 @@ command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
 command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)
 command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
+# OpenLDAP for the LDAP first-factor tests (a private slapd per test run).
+[ -x /usr/sbin/slapd ] || need+=(slapd ldap-utils)
 [ -e /lib/x86_64-linux-gnu/security/pam_radius_auth.so ] || [ -e /usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so ] \
   || need+=(libpam-radius-auth)
 if ((${#need[@]})); then

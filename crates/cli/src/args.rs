@@ -40,6 +40,9 @@ pub enum Command {
     /// Manage RADIUS clients (NAS, VPN gateways, …).
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Manage realms: where users' passwords are checked (local, LDAP/AD, Entra ID).
+    #[command(subcommand)]
+    Realm(RealmCmd),
     /// Manage local group membership (used by reply rules and policies).
     #[command(subcommand)]
     Group(GroupCmd),
@@ -306,6 +309,9 @@ pub enum ClientCmd {
         /// require (default), auto (required once seen) or off (old gear).
         #[arg(long, default_value = "require")]
         message_authenticator: String,
+        /// Realm of this client's users who do not write `user@realm`.
+        #[arg(long)]
+        default_realm: Option<String>,
     },
     List {
         #[arg(long)]
@@ -367,5 +373,46 @@ pub enum ReplyCmd {
     },
     Delete {
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RealmCmd {
+    /// Create or replace a realm from a TOML file (see README "Realms"):
+    /// `tessera realm add corp --file corp.toml`.
+    /// Secrets in the file (`bind_password`, `client_secret`, or
+    /// `*_file` paths to them) are sealed under the master key.
+    Add {
+        name: String,
+        /// The realm definition (`[[source]]` tables, `cache_ttl_seconds`,
+        /// `auto_provision`); without it, a realm of local passwords only.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a realm's settings (secrets are never shown).
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        name: String,
+    },
+    /// Check a realm's sources: servers reachable, TLS, service account,
+    /// Entra tenant and app; with --user, also a password (read from stdin).
+    Test {
+        name: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Make every node drop its directory cache (sources, attributes, groups).
+    FlushCache,
+    /// The realm of users who name none (policy `default_realm`).
+    Default {
+        name: String,
     },
 }

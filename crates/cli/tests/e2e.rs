@@ -6,6 +6,9 @@ mod support;
 #[path = "cases/radius.rs"]
 mod radius;
 
+#[path = "cases/realms.rs"]
+mod realms;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -341,7 +344,10 @@ async fn admin_api_manages_users_and_tokens_with_an_api_key() {
     assert_eq!(r.status(), 404);
     let served = n.get("/api/openapi.json").await.text().await.unwrap();
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
-    assert_eq!(served, committed);
+    assert!(
+        served == committed,
+        "the served OpenAPI document differs from docs/openapi.json: `UPDATE_OPENAPI=1 cargo test -p tessera-server openapi`"
+    );
     n.stop();
 }
 

@@ -1,6 +1,7 @@
 //! Administrative operations, shared by the CLI and the REST API so both
 //! enforce the same rules and write the same audit records.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -20,6 +21,7 @@ use crate::names::{self, DEFAULT_REALM};
 use crate::otp_match::{match_code, open_secret, resync_match};
 use crate::password::check_password_rules;
 use crate::policy::Policy;
+use crate::realm::{Realm, RealmSecrets, RealmSettings};
 use crate::store::{UserChange, UserQuery};
 
 /// Largest page an admin listing returns.
@@ -106,6 +108,7 @@ impl Admin {
             lock: LockState::default(),
             last_attempt: None,
             last_success: None,
+            grace_used: 0,
             created_at: self.ctx.clock.now(),
         };
         let base = base.target(Self::user_label(&user));
@@ -473,9 +476,11 @@ impl Admin {
         address: &str,
         secret: &[u8],
         mode: MessageAuthenticatorMode,
+        default_realm: Option<&str>,
     ) -> Result<RadiusClient, CoreError> {
         let base = self.audit(actor, "radius_client.add", name);
         let checked = names::check_key_name(name)
+            .and_then(|_| default_realm.map_or(Ok(()), names::check_realm))
             .and_then(|_| Cidr::parse(address).map_err(|m| CoreError::invalid("address", m)))
             .and_then(|cidr| {
                 if !(MIN_RADIUS_SECRET_LEN..=MAX_RADIUS_SECRET_LEN).contains(&secret.len()) {
@@ -502,6 +507,7 @@ impl Admin {
             sealed_secret: self.ctx.keys.seal(&*self.ctx.random, Purpose::RadiusSecret, &id.to_string(), secret),
             message_authenticator: mode,
             ma_seen: false,
+            default_realm: default_realm.map(str::to_string),
             created_at: self.ctx.clock.now(),
         };
         match self.ctx.store.create_radius_client(&client, base.clone()).await {
@@ -528,6 +534,90 @@ impl Admin {
             .keys
             .open(Purpose::RadiusSecret, &client.id.to_string(), &client.sealed_secret)
             .map_err(|e| CoreError::Key { token: format!("radius client {}", client.name), source: e })
+    }
+
+    // ------------------------------------------------------------ realms
+
+    /// Creates or replaces a realm. `secrets` replaces the stored secrets
+    /// only when given (so settings can change without re-entering them).
+    pub async fn put_realm(
+        &self,
+        actor: &Actor,
+        name: &str,
+        settings: RealmSettings,
+        secrets: Option<RealmSecrets>,
+    ) -> Result<Realm, CoreError> {
+        let base = self.audit(actor, "realm.put", name);
+        if let Err(e) = names::check_realm(name).and_then(|_| settings.validate()) {
+            return self.refused(base, e).await;
+        }
+        let now = self.ctx.clock.now();
+        let existing = self.ctx.store.realms().await?.into_iter().find(|r| r.name == name);
+        let sealed_secrets = match (secrets, &existing) {
+            (Some(s), _) => {
+                let plain: BTreeMap<&String, &str> = s.iter().map(|(k, v)| (k, v.as_str())).collect();
+                let json = Zeroizing::new(serde_json::to_vec(&plain).map_err(|e| CoreError::Internal(e.to_string()))?);
+                self.ctx.keys.seal(&*self.ctx.random, Purpose::RealmSecret, name, &json)
+            }
+            (None, Some(r)) => r.sealed_secrets.clone(),
+            (None, None) => self.ctx.keys.seal(&*self.ctx.random, Purpose::RealmSecret, name, b"{}"),
+        };
+        let realm = Realm {
+            name: name.to_string(),
+            settings,
+            sealed_secrets,
+            created_at: existing.as_ref().map_or(now, |r| r.created_at),
+            updated_at: now,
+        };
+        match self.ctx.store.put_realm(&realm, base.clone()).await {
+            Ok(()) => Ok(realm),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn realms(&self) -> Result<Vec<Realm>, CoreError> {
+        Ok(self.ctx.store.realms().await?)
+    }
+
+    pub async fn realm(&self, name: &str) -> Result<Realm, CoreError> {
+        self.realms()
+            .await?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| CoreError::NotFound(format!("realm `{name}`")))
+    }
+
+    pub async fn delete_realm(&self, actor: &Actor, name: &str) -> Result<(), CoreError> {
+        let base = self.audit(actor, "realm.delete", name);
+        match self.ctx.store.delete_realm(name, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// A realm's secrets in the clear, for building its directory clients.
+    pub fn realm_secrets(&self, realm: &Realm) -> Result<RealmSecrets, CoreError> {
+        let plain = self
+            .ctx
+            .keys
+            .open(Purpose::RealmSecret, &realm.name, &realm.sealed_secrets)
+            .map_err(|e| CoreError::Key { token: format!("realm {}", realm.name), source: e })?;
+        let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
+            .map_err(|_| CoreError::Internal(format!("realm {}: stored secrets are not readable", realm.name)))?;
+        Ok(map.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect())
+    }
+
+    pub async fn directory_cache_generation(&self) -> Result<i64, CoreError> {
+        Ok(self.ctx.store.directory_cache_generation().await?)
+    }
+
+    /// Makes every node drop its directory cache (users' sources, attributes, groups).
+    pub async fn flush_directory_cache(&self, actor: &Actor) -> Result<i64, CoreError> {
+        let base = self.audit(actor, "directory.flush_cache", "");
+        match self.ctx.store.bump_directory_cache_generation(base.clone()).await {
+            Ok(g) => Ok(g),
+            Err(e) => self.refused(base, e.into()).await,
+        }
     }
 
     // ------------------------------------------------------------ local groups

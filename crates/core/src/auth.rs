@@ -21,6 +21,7 @@ use crate::names::{self, DEFAULT_REALM};
 use crate::otp_match::{match_code, open_secret};
 use crate::password::MAX_PASSWORD_LEN;
 use crate::policy::Policy;
+use crate::realm::DirectoryVerdict;
 use crate::store::{
     AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Evaluator, Factor, Snapshot,
     StateTicket, Verdict,
@@ -35,10 +36,14 @@ pub const MAX_CREDENTIAL_LEN: usize = MAX_PASSWORD_LEN + 16;
 /// that the user does not exist.
 const LONGEST_CODE: usize = BACKUP_CODE_DIGITS;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ValidateRequest {
+    /// As typed; `user@realm` selects a realm that exists.
     pub username: String,
+    /// An explicit realm (REST `realm`); wins over `user@realm`.
     pub realm: Option<String>,
+    /// The realm when the user names none (a RADIUS client's default realm).
+    pub default_realm: Option<String>,
     /// `password + code`, or the code alone for users without a password.
     pub password: Zeroizing<String>,
     /// Challenge state from an earlier `challenge` answer (two-step logins):
@@ -47,6 +52,8 @@ pub struct ValidateRequest {
     pub address: Option<String>,
     /// The relaying client: RADIUS client name, `rest`, `cli`, a browser.
     pub client: Option<String>,
+    /// The RADIUS client's name, for `single_factor_clients`.
+    pub radius_client: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +74,38 @@ pub struct Validation {
     /// Internal reason, as written to the audit log. Never sent to callers.
     pub reason: String,
     pub user_id: Option<UserId>,
+    /// The user and realm the login was decided for (`user@realm` split).
+    pub username: String,
+    pub realm: String,
+    /// Directory groups learnt while checking the first factor (for reply
+    /// rules); local groups are not included.
+    pub directory_groups: Vec<String>,
+}
+
+/// What the first factor said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FirstFactor {
+    /// Right (or the user has none); directory groups if a directory said so.
+    Ok { groups: Vec<String>, source: Option<String> },
+    /// Wrong: counts toward lockout.
+    Wrong(&'static str),
+    /// Not decidable or refused by the directory (down, account locked
+    /// there): refused without counting.
+    Refused(&'static str),
+}
+
+impl FirstFactor {
+    fn is_ok(&self) -> bool {
+        matches!(self, FirstFactor::Ok { .. })
+    }
+}
+
+/// One login's view of its user: what first factor they have.
+#[derive(Debug, Clone, Copy)]
+struct Subject<'a> {
+    realm: &'a str,
+    /// The realm's directory checks the password (users without a local one).
+    directory: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -112,10 +151,38 @@ impl Authenticator {
 
     /// Decides one login. `Err` only for infrastructure failures (the store
     /// is down); callers must treat that as a refusal.
-    pub async fn validate(&self, req: ValidateRequest) -> Result<Validation, CoreError> {
+    pub async fn validate(&self, mut req: ValidateRequest) -> Result<Validation, CoreError> {
+        let policy = self.ctx.store.policy().await?;
+        let realm = self.resolve_realm(&mut req, &policy);
+        self.validate_in(req, realm, policy, true).await
+    }
+
+    /// The realm of a login: explicit, `user@realm` for a realm that exists,
+    /// the client's default, or the policy's default. Strips `@realm`.
+    fn resolve_realm(&self, req: &mut ValidateRequest, policy: &Policy) -> String {
+        if let Some(r) = &req.realm {
+            return r.clone();
+        }
+        if let Some((name, r)) = req.username.rsplit_once('@')
+            && !name.is_empty()
+            && self.ctx.directory.knows_realm(r)
+        {
+            let realm = r.to_string();
+            req.username.truncate(name.len());
+            return realm;
+        }
+        req.default_realm.clone().unwrap_or_else(|| policy.default_realm.clone())
+    }
+
+    async fn validate_in(
+        &self,
+        req: ValidateRequest,
+        realm: String,
+        policy: Policy,
+        may_provision: bool,
+    ) -> Result<Validation, CoreError> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
-        let realm = req.realm.clone().unwrap_or_else(|| DEFAULT_REALM.to_string());
         let actor = Actor::new("validate").with_address(req.address.clone()).with_client(req.client.clone());
         let audit = AuditRecord::new(now, &ctx.node, &actor, "validate").target(audit_target(&realm, &req.username));
 
@@ -123,30 +190,30 @@ impl Authenticator {
             || names::check_realm(&realm).is_err()
             || req.password.len() > MAX_CREDENTIAL_LEN
         {
-            return self.reject_early(audit, "malformed_request").await;
+            return self.reject_early(audit, &realm, "malformed_request").await;
         }
-
-        let policy = ctx.store.policy().await?;
+        let subject = Subject { realm: &realm, directory: ctx.directory.has_sources(&realm) };
         // Second step of a challenge: the state must be ours, for this user,
         // fresh, and unused; then only the code is checked.
         let ticket = match &req.state {
             None => None,
             Some(bytes) => match open_state(&ctx.keys, &realm, &req.username, bytes) {
                 Some(st) if now < st.expires_at => Some(st),
-                Some(_) => return self.reject_early(audit, "state_expired").await,
-                None => return self.reject_early(audit, "bad_state").await,
+                Some(_) => return self.reject_early(audit, &realm, "state_expired").await,
+                None => return self.reject_early(audit, &realm, "bad_state").await,
             },
         };
         let access = AccessRecord { at: now, address: req.address.clone(), client: req.client.clone() };
-        // Users without a password (and second steps) are decided entirely
-        // inside the store's serialised step (one round trip); password
-        // users need argon2, which must not run there, so their evaluation
-        // is deferred to here.
+        // Users without a first factor (and second steps) are decided
+        // entirely inside the store's serialised step (one round trip);
+        // users with one need argon2 or a directory, which must not run
+        // there, so their evaluation is deferred to here.
         let evaluate: Evaluator = {
             let keys = ctx.keys.clone();
             let input = req.password.clone();
             let policy = policy.clone();
             let expected_user = ticket.map(|t| t.user_id);
+            let directory = subject.directory;
             Box::new(move |snap: &dyn Snapshot| -> Evaluation {
                 let user = snap.user();
                 if user.disabled {
@@ -155,17 +222,19 @@ impl Authenticator {
                 if user.lock.block(now).is_some() {
                     return Evaluation::Decided(Verdict::Refused("locked"));
                 }
-                let code_only = match expected_user {
+                // Here only the code counts: a second step, or a user without
+                // a first factor.
+                match expected_user {
                     Some(id) if id != user.id => return Evaluation::Decided(Verdict::Refused("state_user_mismatch")),
-                    Some(_) => true,
-                    None if user.password_hash.is_some() => return Evaluation::Deferred,
-                    None => true,
-                };
-                let codes = match_codes(&keys, user, snap.tokens(), &input, &policy, now, code_only);
+                    Some(_) => {}
+                    None if user.password_hash.is_some() || directory => return Evaluation::Deferred,
+                    None => {}
+                }
+                let codes = match_codes(&keys, snap.tokens(), &input, &policy, now, false);
                 if let Some((factor, _)) = codes.matched {
                     return Evaluation::Decided(Verdict::Verified(factor));
                 }
-                if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, code_only) {
+                if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, false) {
                     match snap.backup_code_unused(&digest) {
                         Ok(true) => return Evaluation::Decided(Verdict::Verified(Factor::BackupCode { digest })),
                         Ok(false) => {}
@@ -173,7 +242,7 @@ impl Authenticator {
                         Err(_) => return Evaluation::Deferred,
                     }
                 }
-                Evaluation::Decided(codes.failure(true))
+                Evaluation::Decided(codes.failure(&FirstFactor::Ok { groups: Vec::new(), source: None }))
             })
         };
         let request = AuthenticateRequest {
@@ -185,22 +254,51 @@ impl Authenticator {
             state: ticket.map(|t| StateTicket { nonce: t.nonce, expires_at: t.expires_at }),
             evaluate,
         };
+        let mut directory_groups = Vec::new();
         let (user_id, verdict, outcome) = match ctx.store.authenticate(request).await? {
             Authentication::UnknownUser => {
-                if req.password.len() > LONGEST_CODE {
+                if may_provision && subject.directory && ctx.directory.auto_provision(&realm) && ticket.is_none() {
+                    return self.provision(req, realm, policy).await;
+                }
+                if !subject.directory && req.password.len() > LONGEST_CODE {
                     ctx.hasher.verify(None, req.password.clone()).await;
                 }
-                return Ok(Validation { decision: Decision::Reject, reason: "unknown_user".into(), user_id: None });
+                return Ok(Validation {
+                    decision: Decision::Reject,
+                    reason: "unknown_user".into(),
+                    user_id: None,
+                    username: req.username,
+                    realm,
+                    directory_groups,
+                });
             }
             Authentication::Decided { user_id, verdict, outcome } => (user_id, verdict, outcome),
             Authentication::Deferred { user, tokens } => {
-                let verdict = if user.disabled {
-                    Verdict::Refused("disabled")
+                let (verdict, context) = if user.disabled {
+                    (Verdict::Refused("disabled"), None)
                 } else if user.lock.block(now).is_some() {
-                    Verdict::Refused("locked")
+                    (Verdict::Refused("locked"), None)
                 } else {
-                    self.evaluate(&user, &tokens, &req.password, &policy, now).await?
+                    let login = Login {
+                        user: &user,
+                        subject,
+                        tokens: &tokens,
+                        input: &req.password,
+                        policy: &policy,
+                        now,
+                        radius_client: req.radius_client.as_deref(),
+                    };
+                    let (verdict, first) = self.evaluate(&login).await?;
+                    match first {
+                        Some(FirstFactor::Ok { groups, source }) => {
+                            directory_groups = groups;
+                            (verdict, source)
+                        }
+                        _ => (verdict, None),
+                    }
                 };
+                let mut audit = audit;
+                audit.reason = context;
                 let attempt =
                     AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy: policy.clone(), audit };
                 let outcome = ctx.store.commit_attempt(attempt).await?;
@@ -224,63 +322,250 @@ impl Authenticator {
             },
             _ => Decision::Reject,
         };
-        Ok(Validation { decision, reason: finished.reason.unwrap_or_default(), user_id: Some(user_id) })
+        Ok(Validation {
+            decision,
+            reason: finished.reason.unwrap_or_default(),
+            user_id: Some(user_id),
+            username: req.username,
+            realm,
+            directory_groups,
+        })
     }
 
-    async fn reject_early(&self, audit: AuditRecord, reason: &'static str) -> Result<Validation, CoreError> {
-        self.ctx.store.append_audit(audit.result(AuditResult::Reject, Some(reason))).await?;
-        Ok(Validation { decision: Decision::Reject, reason: reason.into(), user_id: None })
-    }
-
-    /// Verifies the factors of a password user against the snapshot. No
-    /// state changes here.
-    async fn evaluate(
+    async fn reject_early(
         &self,
-        user: &User,
-        tokens: &[Token],
-        input: &Zeroizing<String>,
-        policy: &Policy,
-        now: crate::clock::Timestamp,
-    ) -> Result<Verdict, CoreError> {
+        audit: AuditRecord,
+        realm: &str,
+        reason: &'static str,
+    ) -> Result<Validation, CoreError> {
+        let username = audit.target.clone().unwrap_or_default();
+        self.ctx.store.append_audit(audit.result(AuditResult::Reject, Some(reason))).await?;
+        Ok(Validation {
+            decision: Decision::Reject,
+            reason: reason.into(),
+            user_id: None,
+            username,
+            realm: realm.to_string(),
+            directory_groups: Vec::new(),
+        })
+    }
+
+    /// First directory login of a user tessera does not know yet: create
+    /// them (unregistered) once the directory accepts the password, then
+    /// decide the login as theirs (only a grace login or a single-factor
+    /// exception can let a user without a token in). The whole input is the
+    /// password: such a user has no code to append.
+    async fn provision(&self, req: ValidateRequest, realm: String, policy: Policy) -> Result<Validation, CoreError> {
         let ctx = &self.ctx;
+        let now = ctx.clock.now();
+        let actor = Actor::new("validate").with_address(req.address.clone()).with_client(req.client.clone());
+        let audit = AuditRecord::new(now, &ctx.node, &actor, "validate").target(audit_target(&realm, &req.username));
+        if req.password.is_empty() {
+            return self.reject_early(audit, &realm, "unknown_user").await;
+        }
+        match ctx.directory.verify(&realm, &req.username, &req.password).await {
+            DirectoryVerdict::Accepted { source, .. } => {
+                let user = User {
+                    id: UserId::new_random(),
+                    realm: realm.clone(),
+                    username: req.username.clone(),
+                    password_hash: None,
+                    disabled: false,
+                    registered: false,
+                    lock: crate::lockout::LockState::default(),
+                    last_attempt: None,
+                    last_success: None,
+                    grace_used: 0,
+                    created_at: now,
+                };
+                let created = AuditRecord::new(now, &ctx.node, &Actor::new("auto-provision"), "user.add")
+                    .target(audit_target(&realm, &req.username))
+                    .result(AuditResult::Ok, Some(&format!("first login through {source}")));
+                match ctx.store.create_user(&user, created).await {
+                    // A concurrent first login created them first: fine.
+                    Ok(()) | Err(crate::store::StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Box::pin(self.validate_in(req, realm, policy, false)).await
+            }
+            DirectoryVerdict::WrongPassword { reason }
+            | DirectoryVerdict::UnknownUser { reason }
+            | DirectoryVerdict::Refused { reason }
+            | DirectoryVerdict::Unavailable { reason } => {
+                self.reject_early(audit, &realm, if reason.is_empty() { "unknown_user" } else { reason }).await
+            }
+        }
+    }
+
+    /// Verifies the factors of a user with a first factor against the
+    /// snapshot. No state changes here. Returns the verdict and the first
+    /// factor's answer when one was obtained (for groups and the audit).
+    ///
+    /// Each distinct password candidate is checked at most once, and the
+    /// likely one first (`password` + code), because with a directory every
+    /// wrong candidate is a failed bind that counts toward the directory's
+    /// own lockout.
+    async fn evaluate(&self, login: &Login<'_>) -> Result<(Verdict, Option<FirstFactor>), CoreError> {
+        let ctx = &self.ctx;
+        let Login { user, tokens, input, policy, .. } = *login;
+        let mut checked = Checked::default();
+        // 0. A single-factor exception: the whole input is the password.
+        if self.single_factor_applies(login).await {
+            let ff = self.first_factor(login, input, &mut checked).await;
+            if ff.is_ok() {
+                return Ok((Verdict::Verified(Factor::FirstFactorOnly), Some(ff)));
+            }
+        }
         // 1. Token codes: cheap, so try them first.
-        let codes = match_codes(&ctx.keys, user, tokens, input, policy, now, false);
+        let codes = match_codes(&ctx.keys, tokens, input, policy, login.now, true);
         if let Some((factor, password)) = &codes.matched {
-            return Ok(self.with_password(user, password, Verdict::Verified(factor.clone())).await);
+            let ff = self.first_factor(login, password, &mut checked).await;
+            return Ok((with_first_factor(&ff, Verdict::Verified(factor.clone())), Some(ff)));
         }
         // 2. Backup codes: a keyed digest lookup, then the password.
-        if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy, false)
+        if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy, true)
             && ctx.store.backup_code_unused(&user.id, &digest).await?
         {
-            return Ok(self.with_password(user, password, Verdict::Verified(Factor::BackupCode { digest })).await);
+            let ff = self.first_factor(login, password, &mut checked).await;
+            return Ok((with_first_factor(&ff, Verdict::Verified(Factor::BackupCode { digest })), Some(ff)));
         }
-        // 3. The password alone: ask for the code in a second step.
-        if policy.challenge_response && !codes.no_active_token && self.password_matches(user, input).await {
-            return Ok(Verdict::Challenge);
+        // 3. No code matched. Was the password part right (then the code was
+        //    wrong)? Then: is the whole input the password, for a second step
+        //    or a grace login?
+        if let Some(password) = codes.first_password {
+            let ff = self.first_factor(login, password, &mut checked).await;
+            if ff.is_ok() || matches!(ff, FirstFactor::Refused(_)) {
+                return Ok((codes.failure(&ff), Some(ff)));
+            }
         }
-        // 4. Nothing matched. Still check the password, so a wrong code and a
-        //    wrong password take the same time, and the audit log can say which.
-        let password_ok = match user.password_hash {
-            Some(_) => self.password_matches(user, codes.first_password.unwrap_or(input)).await,
-            None => true,
+        let grace = codes.no_active_token && grace_allows(user, policy, login.now);
+        let challenge = policy.challenge_response && !codes.no_active_token;
+        let ff = if grace || challenge || codes.first_password.is_none() {
+            self.first_factor(login, input, &mut checked).await
+        } else {
+            checked.last.clone().unwrap_or(FirstFactor::Wrong("wrong_password"))
         };
-        Ok(codes.failure(password_ok))
+        if ff.is_ok() {
+            if grace {
+                let limit = (policy.grace_logins > 0).then_some(policy.grace_logins);
+                return Ok((Verdict::Verified(Factor::Grace { limit }), Some(ff)));
+            }
+            if challenge {
+                return Ok((Verdict::Challenge, Some(ff)));
+            }
+        }
+        // 4. Nothing matched. If every candidate was wrong, report the
+        //    first (the password part, when the input had a code's shape).
+        let ff = if ff.is_ok() { ff } else { checked.first.clone().unwrap_or(ff) };
+        Ok((codes.failure(&ff), Some(ff)))
     }
 
-    async fn password_matches(&self, user: &User, password: &str) -> bool {
-        if password.is_empty() {
+    /// Checks `password` as the user's first factor: the local argon2 hash,
+    /// else the realm's directory chain.
+    async fn first_factor(&self, login: &Login<'_>, password: &str, checked: &mut Checked) -> FirstFactor {
+        if let Some(ff) = checked.get(password) {
+            return ff;
+        }
+        let ff = if login.user.password_hash.is_some() {
+            if !password.is_empty()
+                && self.ctx.hasher.verify(login.user.password_hash.clone(), Zeroizing::new(password.to_string())).await
+            {
+                FirstFactor::Ok { groups: Vec::new(), source: None }
+            } else {
+                FirstFactor::Wrong("wrong_password")
+            }
+        } else if login.subject.directory {
+            // An empty password never reaches a directory (an empty LDAP
+            // bind is an anonymous bind, which "succeeds").
+            if password.is_empty() {
+                FirstFactor::Wrong("wrong_password")
+            } else {
+                match self.ctx.directory.verify(login.subject.realm, &login.user.username, password).await {
+                    DirectoryVerdict::Accepted { source, groups } => FirstFactor::Ok { groups, source: Some(source) },
+                    DirectoryVerdict::WrongPassword { reason } | DirectoryVerdict::UnknownUser { reason } => {
+                        FirstFactor::Wrong(reason)
+                    }
+                    DirectoryVerdict::Refused { reason } | DirectoryVerdict::Unavailable { reason } => {
+                        FirstFactor::Refused(reason)
+                    }
+                }
+            }
+        } else {
+            FirstFactor::Ok { groups: Vec::new(), source: None }
+        };
+        checked.put(password, ff.clone());
+        ff
+    }
+
+    /// Whether policy lets this login through on the first factor alone.
+    async fn single_factor_applies(&self, login: &Login<'_>) -> bool {
+        let p = login.policy;
+        if p.single_factor_user(login.subject.realm, &login.user.username) {
+            return true;
+        }
+        if let Some(client) = login.radius_client
+            && p.single_factor_clients.iter().any(|c| c == client)
+        {
+            return true;
+        }
+        if p.single_factor_groups.is_empty() {
             return false;
         }
-        self.ctx.hasher.verify(user.password_hash.clone(), Zeroizing::new(password.to_string())).await
-    }
-
-    async fn with_password(&self, user: &User, password: &str, verified: Verdict) -> Verdict {
-        if user.password_hash.is_none() || self.password_matches(user, password).await {
-            verified
-        } else {
-            Verdict::Failed("wrong_password")
+        let mut groups = self.ctx.store.groups_of(login.user.id).await.unwrap_or_default();
+        if login.subject.directory {
+            groups.extend(self.ctx.directory.groups(login.subject.realm, &login.user.username).await);
         }
+        groups.iter().any(|g| p.single_factor_groups.contains(g))
     }
+}
+
+/// Everything `evaluate` needs about one login.
+#[derive(Clone, Copy)]
+struct Login<'a> {
+    user: &'a User,
+    subject: Subject<'a>,
+    tokens: &'a [Token],
+    input: &'a Zeroizing<String>,
+    policy: &'a Policy,
+    now: Timestamp,
+    radius_client: Option<&'a str>,
+}
+
+/// First-factor answers already obtained in this login, by candidate.
+#[derive(Default)]
+struct Checked {
+    seen: Vec<(Zeroizing<String>, FirstFactor)>,
+    first: Option<FirstFactor>,
+    last: Option<FirstFactor>,
+}
+
+impl Checked {
+    fn get(&self, password: &str) -> Option<FirstFactor> {
+        self.seen.iter().find(|(p, _)| p.as_str() == password).map(|(_, f)| f.clone())
+    }
+    fn put(&mut self, password: &str, ff: FirstFactor) {
+        self.first.get_or_insert_with(|| ff.clone());
+        self.last = Some(ff.clone());
+        self.seen.push((Zeroizing::new(password.to_string()), ff));
+    }
+}
+
+fn with_first_factor(ff: &FirstFactor, verified: Verdict) -> Verdict {
+    match ff {
+        FirstFactor::Ok { .. } => verified,
+        FirstFactor::Wrong(r) => Verdict::Failed(r),
+        FirstFactor::Refused(r) => Verdict::Refused(r),
+    }
+}
+
+/// Whether the grace policy still lets this user in without a token.
+fn grace_allows(user: &User, policy: &Policy, now: Timestamp) -> bool {
+    if !policy.grace_enabled() {
+        return false;
+    }
+    let by_count = policy.grace_logins == 0 || user.grace_used < policy.grace_logins;
+    let by_time = policy.grace_days == 0 || now < user.created_at.plus_seconds(i64::from(policy.grace_days) * 86_400);
+    by_count && by_time
 }
 
 /// The result of checking the submitted string against the user's tokens.
@@ -294,15 +579,15 @@ struct CodeCheck<'a> {
 }
 
 impl CodeCheck<'_> {
-    /// The verdict when nothing matched, given whether the password (if
-    /// any) was right.
-    fn failure(&self, password_ok: bool) -> Verdict {
-        match (self.no_active_token, password_ok, self.replayed) {
-            (true, true, _) => Verdict::Refused("no_active_token"),
-            (true, false, _) => Verdict::Failed("wrong_password"),
-            (false, true, true) => Verdict::Failed("replayed_code"),
-            (false, true, false) => Verdict::Failed("wrong_code"),
-            (false, false, _) => Verdict::Failed("wrong_password_and_code"),
+    /// The verdict when no code matched, given what the first factor said.
+    fn failure(&self, first: &FirstFactor) -> Verdict {
+        match first {
+            FirstFactor::Refused(r) => Verdict::Refused(r),
+            FirstFactor::Ok { .. } if self.no_active_token => Verdict::Refused("no_active_token"),
+            FirstFactor::Ok { .. } if self.replayed => Verdict::Failed("replayed_code"),
+            FirstFactor::Ok { .. } => Verdict::Failed("wrong_code"),
+            FirstFactor::Wrong("wrong_password") if !self.no_active_token => Verdict::Failed("wrong_password_and_code"),
+            FirstFactor::Wrong(r) => Verdict::Failed(r),
         }
     }
 }
@@ -311,14 +596,12 @@ impl CodeCheck<'_> {
 /// quick (an AEAD open and a few HMACs per token).
 fn match_codes<'a>(
     keys: &Keyring,
-    user: &User,
     tokens: &[Token],
     input: &'a str,
     policy: &Policy,
     now: crate::clock::Timestamp,
-    code_only: bool,
+    has_password: bool,
 ) -> CodeCheck<'a> {
-    let has_password = user.password_hash.is_some() && !code_only;
     let mut check = CodeCheck { matched: None, first_password: None, no_active_token: true, replayed: false };
     for token in tokens.iter().filter(|t| t.state == TokenState::Active) {
         check.no_active_token = false;
@@ -350,12 +633,12 @@ fn backup_candidate<'a>(
     user: &User,
     input: &'a str,
     policy: &Policy,
-    code_only: bool,
+    has_password: bool,
 ) -> Option<([u8; 32], &'a str)> {
     if !policy.backup_codes_enabled {
         return None;
     }
-    let split = if user.password_hash.is_some() && !code_only {
+    let split = if has_password {
         // The code as printed (`12345-67890`) or without the dash.
         let dashed = split_code(input, BACKUP_CODE_DIGITS + 1, true, policy.code_first)
             .filter(|s| s.code.as_bytes().get(BACKUP_CODE_DIGITS / 2) == Some(&b'-'));

@@ -24,6 +24,9 @@ pub enum CoreError {
     Password(#[from] PasswordError),
     #[error(transparent)]
     Store(StoreError),
+    /// A bug or corrupted record; the message is safe to show.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for CoreError {

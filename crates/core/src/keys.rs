@@ -97,6 +97,7 @@ pub enum Purpose {
     RadiusSecret,
     KeyCheck,
     ChallengeState,
+    RealmSecret,
 }
 
 impl Purpose {
@@ -106,6 +107,7 @@ impl Purpose {
             Purpose::RadiusSecret => "radius-secret",
             Purpose::KeyCheck => "key-check",
             Purpose::ChallengeState => "challenge-state",
+            Purpose::RealmSecret => "realm-secret",
         }
     }
 }

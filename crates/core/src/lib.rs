@@ -23,6 +23,7 @@ pub mod otp_match;
 pub mod password;
 pub mod policy;
 pub mod random;
+pub mod realm;
 pub mod store;
 pub mod views;
 pub mod wildcard;

@@ -107,6 +107,8 @@ pub struct User {
     pub lock: LockState,
     pub last_attempt: Option<AccessRecord>,
     pub last_success: Option<AccessRecord>,
+    /// Logins granted by the grace policy so far (first factor alone, no token yet).
+    pub grace_used: u32,
     pub created_at: Timestamp,
 }
 
@@ -218,6 +220,8 @@ pub struct RadiusClient {
     pub message_authenticator: MessageAuthenticatorMode,
     /// `auto` mode: the client has sent a Message-Authenticator before.
     pub ma_seen: bool,
+    /// Realm for users of this client who name none.
+    pub default_realm: Option<String>,
     pub created_at: Timestamp,
 }
 

@@ -60,6 +60,22 @@ pub struct Policy {
     /// Whether the code comes before the password (`123456secret`) rather
     /// than after it (`secret123456`, the default).
     pub code_first: bool,
+    /// Realm of users who name none (no `user@realm`, no RADIUS client default).
+    pub default_realm: String,
+    /// Users (`name` or `name@realm`) who may log in with the first factor
+    /// alone (no code). For service accounts and break-glass cases.
+    pub single_factor_users: Vec<String>,
+    /// Members of these groups (local or directory) may log in with the
+    /// first factor alone.
+    pub single_factor_groups: Vec<String>,
+    /// RADIUS clients (by name) whose users may log in with the first factor alone.
+    pub single_factor_clients: Vec<String>,
+    /// Grace for new users: a user with a first factor but no active token
+    /// may log in with the first factor alone this many times (0 = no
+    /// grace by count) …
+    pub grace_logins: u32,
+    /// … or within this many days of being created (0 = no grace by time).
+    pub grace_days: u32,
 }
 
 impl Default for Policy {
@@ -78,6 +94,12 @@ impl Default for Policy {
             challenge_ttl_seconds: 120,
             challenge_message: "Enter your one-time code".into(),
             code_first: false,
+            default_realm: crate::names::DEFAULT_REALM.into(),
+            single_factor_users: Vec::new(),
+            single_factor_groups: Vec::new(),
+            single_factor_clients: Vec::new(),
+            grace_logins: 0,
+            grace_days: 0,
         }
     }
 }
@@ -127,7 +149,40 @@ impl Policy {
         {
             errs.push("challenge_message must be 1–200 printable characters".into());
         }
+        if crate::names::check_realm(&self.default_realm).is_err() {
+            errs.push(format!("default_realm `{}` is not a valid realm name", self.default_realm));
+        }
+        for (key, list) in [
+            ("single_factor_users", &self.single_factor_users),
+            ("single_factor_groups", &self.single_factor_groups),
+            ("single_factor_clients", &self.single_factor_clients),
+        ] {
+            if list.len() > 1000
+                || list.iter().any(|v| v.is_empty() || v.len() > 256 || v.chars().any(char::is_control))
+            {
+                errs.push(format!("{key}: at most 1000 non-empty printable names"));
+            }
+        }
+        if self.grace_logins > 1000 {
+            errs.push(format!("grace_logins must be 0–1000 (got {})", self.grace_logins));
+        }
+        if self.grace_days > 365 {
+            errs.push(format!("grace_days must be 0–365 (got {})", self.grace_days));
+        }
         if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+    }
+
+    /// Whether the grace policy is on at all.
+    pub fn grace_enabled(&self) -> bool {
+        self.grace_logins > 0 || self.grace_days > 0
+    }
+
+    /// Whether `username` in `realm` is named in `single_factor_users`.
+    pub fn single_factor_user(&self, realm: &str, username: &str) -> bool {
+        self.single_factor_users.iter().any(|u| match u.rsplit_once('@') {
+            Some((name, r)) if r == realm && name == username => true,
+            _ => u == username && realm == self.default_realm,
+        })
     }
 
     /// Returns a copy with `key` set to `value` (TOML/JSON-like literal or a
@@ -142,8 +197,20 @@ impl Policy {
                 known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
-        let parsed = serde_json::from_str::<serde_json::Value>(value)
+        let mut parsed = serde_json::from_str::<serde_json::Value>(value)
             .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        // Lists may be given as `a,b,c` (or empty for none).
+        if obj.get(key).is_some_and(serde_json::Value::is_array)
+            && let serde_json::Value::String(text) = &parsed
+        {
+            parsed = serde_json::Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| serde_json::Value::String(t.into()))
+                    .collect(),
+            );
+        }
         obj.insert(key.to_string(), parsed);
         let p: Policy = serde_json::from_value(doc).map_err(|e| format!("invalid value for `{key}`: {e}"))?;
         p.validate()?;
@@ -175,5 +242,19 @@ mod tests {
         assert_eq!(p.with_setting("lockout_mode", "throttle").unwrap().lockout_mode, LockoutMode::Throttle);
         assert!(p.with_setting("no_such_key", "1").unwrap_err().contains("unknown policy key"));
         assert!(p.with_setting("skew_seconds", "301").is_err());
+    }
+
+    #[test]
+    fn lists_and_exceptions() {
+        let p = Policy::default().with_setting("single_factor_users", "svc-backup, bob@corp").unwrap();
+        assert_eq!(p.single_factor_users, vec!["svc-backup".to_string(), "bob@corp".to_string()]);
+        assert!(p.single_factor_user("default", "svc-backup"));
+        assert!(!p.single_factor_user("corp", "svc-backup"));
+        assert!(p.single_factor_user("corp", "bob"));
+        assert!(!p.single_factor_user("default", "bob"));
+        assert!(!p.single_factor_user("default", "alice"));
+        let p = p.with_setting("single_factor_users", "").unwrap();
+        assert!(p.single_factor_users.is_empty());
+        assert!(Policy::default().with_setting("default_realm", "no spaces").is_err());
     }
 }

@@ -17,6 +17,7 @@ use crate::keys::KeyError;
 use crate::lockout::LockState;
 use crate::model::{AccessRecord, ApiKey, RadiusClient, ReplyRule, Token, TokenId, User, UserId, UserStatus};
 use crate::policy::Policy;
+use crate::realm::Realm;
 use crate::wildcard::Wildcard;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,11 @@ pub enum Factor {
     Token { token_id: TokenId, matched: i64, drift: i32 },
     /// An unused backup code with this digest matched.
     BackupCode { digest: [u8; 32] },
+    /// The first factor alone, by a single-factor exception (policy).
+    FirstFactorOnly,
+    /// The first factor alone, by the grace policy: granted only while the
+    /// user's grace count is below `limit` (the store checks and counts).
+    Grace { limit: Option<u32> },
 }
 
 /// What the engine concluded before touching state.
@@ -249,6 +255,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
 
     // --- RADIUS clients
+    // --- realms (first-factor sources) ---
+    /// Creates or replaces the realm `realm.name`.
+    async fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn realms(&self) -> Result<Vec<Realm>, StoreError>;
+    async fn delete_realm(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+    /// A counter bumped by "flush the directory cache"; running nodes watch it.
+    async fn directory_cache_generation(&self) -> Result<i64, StoreError>;
+    async fn bump_directory_cache_generation(&self, audit: AuditRecord) -> Result<i64, StoreError>;
+
     async fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError>;
     async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError>;
     async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
@@ -293,13 +308,19 @@ pub fn blocking_outcome(disabled: bool, lock: &LockState, now: Timestamp) -> Opt
 }
 
 /// Fills an attempt's audit record from the outcome the store decided.
+///
+/// A reason already on the record is context from the engine (which source
+/// checked the first factor) and is kept after the outcome's reason.
 pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome: &AuthOutcome) {
     use crate::audit::AuditResult::{Accept, Reject};
+    let context = audit.reason.take();
     let (result, reason): (_, String) = match outcome {
         AuthOutcome::Accepted => (
             Accept,
             match verdict {
                 Verdict::Verified(Factor::BackupCode { .. }) => "backup_code".into(),
+                Verdict::Verified(Factor::FirstFactorOnly) => "single_factor_exception".into(),
+                Verdict::Verified(Factor::Grace { .. }) => "grace_login".into(),
                 _ => "otp".into(),
             },
         ),
@@ -325,10 +346,14 @@ pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome:
             Reject,
             match verdict {
                 Verdict::Refused(r) | Verdict::Failed(r) => (*r).into(),
+                Verdict::Verified(Factor::Grace { .. }) => "grace_exhausted".into(),
                 Verdict::Verified(_) | Verdict::Challenge => "refused".into(),
             },
         ),
     };
     audit.result = result;
-    audit.reason = Some(reason);
+    audit.reason = Some(match context {
+        Some(c) => format!("{reason} (via {c})"),
+        None => reason,
+    });
 }

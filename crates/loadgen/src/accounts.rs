@@ -10,10 +10,14 @@ use tessera_otp::{Algorithm, Digits, Keyed, Secret};
 
 pub const PERIOD_S: i64 = 30;
 
-/// Name and keyed HMAC of one account: a tessera user or a privacyIDEA token.
+/// Name and keyed HMAC of one account: a tessera user, a privacyIDEA token
+/// or a FreeRADIUS user.
 pub struct Account {
     pub index: u64,
     pub name: String,
+    /// First factor sent before the code (RADIUS peer users); empty for
+    /// tessera bench users, which are OTP-only.
+    pub password: String,
     pub key: Keyed,
 }
 
@@ -41,7 +45,12 @@ pub fn bench_serial(i: u64) -> String {
 pub fn tessera_accounts(seed: &str, first: u64, count: u64) -> anyhow::Result<Vec<Account>> {
     (first..first + count)
         .map(|i| {
-            Ok(Account { index: i, name: bench_username(i), key: Keyed::new(&bench_secret(seed, i)?, Algorithm::Sha1) })
+            Ok(Account {
+                index: i,
+                name: bench_username(i),
+                password: String::new(),
+                key: Keyed::new(&bench_secret(seed, i)?, Algorithm::Sha1),
+            })
         })
         .collect()
 }
@@ -65,10 +74,47 @@ pub fn csv_accounts(path: &Path, first: u64, count: Option<u64>) -> anyhow::Resu
         }
         let secret = Secret::from_hex(hexkey.trim())
             .map_err(|e| anyhow::anyhow!("{}:{}: bad hex key: {e}", path.display(), n + 1))?;
-        out.push(Account { index: n, name: serial.to_string(), key: Keyed::new(&secret, Algorithm::Sha1) });
+        out.push(Account {
+            index: n,
+            name: serial.to_string(),
+            password: String::new(),
+            key: Keyed::new(&secret, Algorithm::Sha1),
+        });
     }
     if out.is_empty() {
         bail!("{}: no tokens in the selected range", path.display());
+    }
+    Ok(out)
+}
+
+/// FreeRADIUS peer users from its `users.csv` (`name,password,hexkey[,base32]`,
+/// no header; written by `peers/freeradius/setup.sh`), rows `[first, first + count)`.
+pub fn peer_accounts(path: &Path, first: u64, count: Option<u64>) -> anyhow::Result<Vec<Account>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let n = n as u64;
+        if line.trim().is_empty() || n < first || count.is_some_and(|c| n >= first + c) {
+            continue;
+        }
+        let mut cols = line.split(',').map(str::trim);
+        let (Some(name), Some(password), Some(hexkey)) = (cols.next(), cols.next(), cols.next()) else {
+            bail!("{}:{}: expected `name,password,hexkey`", path.display(), n + 1);
+        };
+        if name.is_empty() || name.len() > 64 || password.len() > 64 {
+            bail!("{}:{}: name must be 1..=64 and password 0..=64 octets", path.display(), n + 1);
+        }
+        let secret =
+            Secret::from_hex(hexkey).map_err(|e| anyhow::anyhow!("{}:{}: bad hex key: {e}", path.display(), n + 1))?;
+        out.push(Account {
+            index: n,
+            name: name.to_string(),
+            password: password.to_string(),
+            key: Keyed::new(&secret, Algorithm::Sha1),
+        });
+    }
+    if out.is_empty() {
+        bail!("{}: no users in the selected range", path.display());
     }
     Ok(out)
 }
@@ -84,6 +130,16 @@ pub struct StepRule {
     /// acceptable for at least this many more seconds, so a request that is
     /// slow to arrive is not rejected for having gone stale.
     pub margin_s: f64,
+    /// A code for the newest acceptable step is only handed out this many
+    /// seconds after that step begins. For servers whose clock reading lags
+    /// (FreeRADIUS 3.2.1 rejected codes sent 2 ms after their step began:
+    /// it evaluated them with the previous step); 0 for tessera.
+    pub lead_s: f64,
+    /// The server accepts the same code again (FreeRADIUS 3.2.1 rlm_totp
+    /// keeps no state): hand out the oldest acceptable step every time
+    /// instead of each step once. Never set for tessera, which rejects
+    /// replays.
+    pub reuse: bool,
 }
 
 pub fn step_of(unix: f64) -> i64 {
@@ -171,11 +227,11 @@ impl Supply {
             return Next::Code { slot, step: step_of(now), code: self.wrong[slot] };
         }
         let lower = step_of(now + self.rule.margin_s) + self.rule.lower;
-        let upper = step_of(now) + self.rule.upper;
+        let upper = step_of(now - self.rule.lead_s) + self.rule.upper;
         for _ in 0..n {
             let slot = self.pos;
             self.pos = (self.pos + 1) % n;
-            let step = self.next_step[slot].max(lower);
+            let step = if self.rule.reuse { lower } else { self.next_step[slot].max(lower) };
             if step <= upper {
                 self.next_step[slot] = step + 1;
                 let k = step - self.base;
@@ -187,8 +243,8 @@ impl Supply {
                 return Next::Code { slot, step, code };
             }
         }
-        // Everyone has used `upper`; the next step opens at the next boundary.
-        Next::WaitUntil(((step_of(now) + 1) * PERIOD_S) as f64)
+        // Everyone has used `upper`; the next step opens at the next boundary (plus the lead).
+        Next::WaitUntil(((step_of(now - self.rule.lead_s) + 1) * PERIOD_S) as f64 + self.rule.lead_s)
     }
 }
 
@@ -221,12 +277,19 @@ mod tests {
         tessera_accounts("t", 0, n).unwrap()
     }
 
-    const TESSERA: StepRule = StepRule { lower: -1, upper: 1, margin_s: 3.0 };
+    const TESSERA: StepRule = StepRule { lower: -1, upper: 1, margin_s: 3.0, lead_s: 0.0, reuse: false };
+    /// FreeRADIUS 3.2.1 rlm_totp: the current step only, again and again.
+    const PEER: StepRule = StepRule { lower: 0, upper: 0, margin_s: 0.25, lead_s: 0.1, reuse: true };
 
     #[test]
     fn codes_match_rfc_totp() {
         let secret = bench_secret("1", 0).unwrap();
-        let a = Account { index: 0, name: bench_username(0), key: Keyed::new(&secret, Algorithm::Sha1) };
+        let a = Account {
+            index: 0,
+            name: bench_username(0),
+            password: String::new(),
+            key: Keyed::new(&secret, Algorithm::Sha1),
+        };
         let now = 1_700_000_000i64;
         let expect =
             tessera_otp::totp(&secret, Algorithm::Sha1, Digits::SIX, tessera_otp::Period::THIRTY, now).unwrap();
@@ -290,5 +353,42 @@ mod tests {
                 assert_ne!(acc[slot].code(st), code);
             }
         }
+    }
+
+    #[test]
+    fn peer_rule_repeats_the_current_step_and_pauses_before_the_boundary() {
+        let acc = accounts(2);
+        let now = 1_700_000_000.0; // 20 s into step S
+        let mut s = Supply::new(&acc, vec![0, 1], PEER, Mode::Correct, now, 40.0);
+        for _ in 0..10 {
+            let Next::Code { slot, step, code } = s.next(&acc, now) else { panic!() };
+            assert_eq!(step, step_of(now));
+            assert_eq!(code, acc[s.account(slot)].code(step));
+        }
+        // 0.1 s before the boundary: a code would go stale in flight.
+        let boundary = ((step_of(now) + 1) * PERIOD_S) as f64;
+        assert_eq!(s.next(&acc, boundary - 0.1), Next::WaitUntil(boundary + 0.1));
+        // Just after it: the server may still be reading the old step.
+        assert_eq!(s.next(&acc, boundary + 0.05), Next::WaitUntil(boundary + 0.1));
+        let Next::Code { step, .. } = s.next(&acc, boundary + 0.15) else { panic!() };
+        assert_eq!(step, step_of(now) + 1);
+    }
+
+    #[test]
+    fn peer_csv_rows() {
+        let dir = std::env::temp_dir().join(format!("loadgen-peer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("users.csv");
+        let key = "3132333435363738393031323334353637383930";
+        std::fs::write(&f, format!("u00000,pw00000,{key},GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\nu00001,pw00001,{key},X\n"))
+            .unwrap();
+        let a = peer_accounts(&f, 1, Some(5)).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].index, a[0].name.as_str(), a[0].password.as_str()), (1, "u00001", "pw00001"));
+        // RFC 6238 appendix B, SHA-1, T = 59 s.
+        assert_eq!(a[0].code(1), 287_082);
+        std::fs::write(&f, "u00000,pw00000\n").unwrap();
+        assert!(peer_accounts(&f, 0, None).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

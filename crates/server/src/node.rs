@@ -19,6 +19,7 @@ use tessera_core::store::{Store, StoreError};
 use tessera_store::{SqliteOptions, SqliteStore};
 
 use crate::config::Config;
+use crate::directory::DirectoryService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -75,6 +76,15 @@ pub struct Node {
     pub auth: Authenticator,
     pub admin: Admin,
     pub key_source: KeySource,
+    /// The realms' live first-factor sources (also `ctx.directory`).
+    pub directory: Arc<DirectoryService>,
+}
+
+impl Node {
+    /// Loads the realms' directory clients (call before deciding logins).
+    pub async fn load_directory(&self) -> Result<(), tessera_core::CoreError> {
+        self.directory.reload(&self.admin).await
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StartupError + '_ {
@@ -181,7 +191,9 @@ pub fn assemble(
     key_source: KeySource,
 ) -> Node {
     let random: Arc<dyn Random> = Arc::new(OsRandom);
+    let directory = Arc::new(DirectoryService::new());
     let ctx = Arc::new(Context {
+        directory: directory.clone(),
         store,
         clock,
         random,
@@ -190,7 +202,14 @@ pub fn assemble(
         node: cfg.node_name(),
         issuer: cfg.server.issuer.clone(),
     });
-    Node { config: cfg.clone(), auth: Authenticator::new(ctx.clone()), admin: Admin::new(ctx.clone()), ctx, key_source }
+    Node {
+        config: cfg.clone(),
+        auth: Authenticator::new(ctx.clone()),
+        admin: Admin::new(ctx.clone()),
+        ctx,
+        key_source,
+        directory,
+    }
 }
 
 /// Makes sure the HTTPS certificate exists: configured files are used as

@@ -38,8 +38,15 @@ pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(cfg.http.max_connections));
     let node = Arc::new(node);
+    // Realms first: a login must not be decided without its directory.
+    node.load_directory().await.context("loading realms")?;
     let app = http::router(node.clone());
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(node.directory.clone().watch(
+        node.admin.clone(),
+        DIRECTORY_RELOAD_INTERVAL,
+        stop_rx.clone(),
+    )));
     let (_radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
     tasks.extend(radius_tasks);
     for l in listeners {
@@ -64,6 +71,9 @@ pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How often realms (and the cache-flush marker) are re-read.
+const DIRECTORY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

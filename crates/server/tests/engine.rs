@@ -41,6 +41,7 @@ fn harness() -> H {
         random: Arc::new(OsRandom),
         hasher: Arc::new(InlineHasher),
         keys: Arc::new(keys),
+        directory: Arc::new(tessera_core::realm::NoDirectory),
         node: "test".into(),
         issuer: "tessera".into(),
     });
@@ -78,6 +79,7 @@ impl H {
                 state: None,
                 address: Some("198.51.100.9".into()),
                 client: Some("test".into()),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -367,6 +369,7 @@ impl H {
                 state,
                 address: Some("198.51.100.9".into()),
                 client: Some("test".into()),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -40,6 +40,7 @@ fn user(name: &str) -> User {
         lock: LockState::default(),
         last_attempt: None,
         last_success: None,
+        grace_used: 0,
         created_at: at(0),
     }
 }
@@ -124,6 +125,9 @@ conformance!(
         logins_and_admin_resync_agree_on_the_floor,
         radius_clients_crud_and_signing_flag,
         groups_and_reply_rules,
+        realms_crud_and_cache_generation,
+        parallel_grace_logins_stop_at_the_limit,
+        single_factor_exception_accepts_without_a_token,
     ]
 );
 
@@ -765,6 +769,7 @@ async fn radius_clients_crud_and_signing_flag(f: &Fixture) {
         sealed_secret: f.keys.seal(&OsRandom, Purpose::RadiusSecret, "42", b"s3cret-s3cret"),
         message_authenticator: MessageAuthenticatorMode::Auto,
         ma_seen: false,
+        default_realm: Some("corp".into()),
         created_at: at(0),
     };
     s.create_radius_client(&c, audit("radius_client.add")).await.unwrap();
@@ -824,4 +829,95 @@ async fn groups_and_reply_rules(f: &Fixture) {
     s.delete_reply_rule(1, audit("reply_rule.delete")).await.unwrap();
     assert_eq!(s.reply_rules().await.unwrap().len(), 1);
     assert!(matches!(s.delete_reply_rule(1, audit("x")).await, Err(StoreError::NotFound(_))));
+}
+
+async fn realms_crud_and_cache_generation(f: &Fixture) {
+    use tessera_core::realm::{LdapSettings, Realm, RealmSettings, SourceSettings};
+    let s = &f.store;
+    assert!(s.realms().await.unwrap().is_empty());
+    let ldap = LdapSettings {
+        urls: vec!["ldaps://dc1.example.org".into()],
+        starttls: false,
+        ca_file: None,
+        pinned_sha256: None,
+        bind_template: Some("uid={user},dc=example,dc=org".into()),
+        bind_dn: None,
+        base_dn: None,
+        filter: None,
+        group_mode: "none".into(),
+        member_of_attribute: "memberOf".into(),
+        group_base_dn: None,
+        group_filter: None,
+        group_name_attribute: "cn".into(),
+        username_attribute: "uid".into(),
+        connect_timeout_ms: 1000,
+        timeout_ms: 1000,
+        pool_size: 2,
+    };
+    let mut r = Realm {
+        name: "corp".into(),
+        settings: RealmSettings {
+            sources: vec![SourceSettings::Ldap(ldap)],
+            cache_ttl_seconds: 60,
+            auto_provision: true,
+        },
+        sealed_secrets: vec![1, 2, 3],
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    s.put_realm(&r, audit("realm.put")).await.unwrap();
+    assert_eq!(s.realms().await.unwrap(), vec![r.clone()]);
+    // put replaces, keeping the creation time it is given
+    r.settings.cache_ttl_seconds = 0;
+    r.updated_at = at(5);
+    s.put_realm(&r, audit("realm.put")).await.unwrap();
+    assert_eq!(s.realms().await.unwrap(), vec![r.clone()]);
+    assert_eq!(s.directory_cache_generation().await.unwrap(), 0);
+    assert_eq!(s.bump_directory_cache_generation(audit("directory.flush_cache")).await.unwrap(), 1);
+    assert_eq!(s.bump_directory_cache_generation(audit("directory.flush_cache")).await.unwrap(), 2);
+    assert_eq!(s.directory_cache_generation().await.unwrap(), 2);
+    s.delete_realm("corp", audit("realm.delete")).await.unwrap();
+    assert!(matches!(s.delete_realm("corp", audit("realm.delete")).await, Err(StoreError::NotFound(_))));
+    assert!(s.realms().await.unwrap().is_empty());
+}
+
+async fn parallel_grace_logins_stop_at_the_limit(f: &Fixture) {
+    let s = &f.store;
+    let u = user("newbie");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let p = Policy { grace_logins: 3, ..Policy::default() };
+    let v = Verdict::Verified(Factor::Grace { limit: Some(3) });
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let s = s.clone();
+            let a = attempt(&u, v.clone(), &p, at(1));
+            tokio::spawn(async move { s.commit_attempt(a).await.unwrap() })
+        })
+        .collect();
+    let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 3, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, AuthOutcome::Accepted | AuthOutcome::Refused)));
+    let got = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!(got.grace_used, 3);
+    // the refusals are audited as such
+    let log = s.audit_log(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!(log.iter().filter(|a| a.reason.as_deref() == Some("grace_exhausted")).count(), 9);
+    // a reset gives a new grace
+    s.update_user(&u.id, UserChange::Reset, audit("user.reset")).await.unwrap();
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().grace_used, 0);
+}
+
+async fn single_factor_exception_accepts_without_a_token(f: &Fixture) {
+    let s = &f.store;
+    let u = user("svc");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let p = Policy::default();
+    let out = s.commit_attempt(attempt(&u, Verdict::Verified(Factor::FirstFactorOnly), &p, at(1))).await.unwrap();
+    assert_eq!(out, AuthOutcome::Accepted);
+    let got = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert!(got.last_success.is_some());
+    // a disabled user stays out
+    s.update_user(&u.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
+    let out = s.commit_attempt(attempt(&u, Verdict::Verified(Factor::FirstFactorOnly), &p, at(2))).await.unwrap();
+    assert_eq!(out, AuthOutcome::Disabled);
 }

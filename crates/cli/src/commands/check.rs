@@ -15,6 +15,7 @@ pub async fn run(node: &Node, a: CheckArgs) -> anyhow::Result<()> {
     } else {
         Zeroizing::new(a.password)
     };
+    node.load_directory().await?;
     let v = node
         .auth
         .validate(ValidateRequest {
@@ -24,6 +25,7 @@ pub async fn run(node: &Node, a: CheckArgs) -> anyhow::Result<()> {
             state: None,
             address: None,
             client: Some("cli".into()),
+            ..Default::default()
         })
         .await?;
     match v.decision {

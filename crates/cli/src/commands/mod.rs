@@ -4,6 +4,7 @@
 mod admin;
 mod check;
 mod radius;
+mod realm;
 mod token;
 mod user;
 
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::Check(a) => check::run(&open(&cfg, &env)?, a).await,
         Command::ApiKey(c) => admin::api_key(&open(&cfg, &env)?, c).await,
         Command::Client(c) => radius::client(&open(&cfg, &env)?, c).await,
+        Command::Realm(c) => realm::run(&open(&cfg, &env)?, c).await,
         Command::Group(c) => radius::group(&open(&cfg, &env)?, c).await,
         Command::Reply(c) => radius::reply(&open(&cfg, &env)?, &cfg, c).await,
         Command::Policy(c) => admin::policy(&open(&cfg, &env)?, c).await,

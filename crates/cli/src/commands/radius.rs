@@ -32,10 +32,10 @@ fn read_secret(file: Option<&std::path::Path>) -> anyhow::Result<Zeroizing<Vec<u
 pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
     let admin = &node.admin;
     match cmd {
-        ClientCmd::Add { name, address, secret_file, secret_stdin: _, message_authenticator } => {
+        ClientCmd::Add { name, address, secret_file, secret_stdin: _, message_authenticator, default_realm } => {
             let mode: MessageAuthenticatorMode = message_authenticator.parse().map_err(UsageError)?;
             let secret = read_secret(secret_file.as_deref())?;
-            let c = admin.add_radius_client(&actor(), &name, &address, &secret, mode).await?;
+            let c = admin.add_radius_client(&actor(), &name, &address, &secret, mode, default_realm.as_deref()).await?;
             println!(
                 "added RADIUS client {} for {} (Message-Authenticator: {})",
                 c.name,
@@ -70,6 +70,7 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
             println!("address:               {}", v.address);
             println!("message-authenticator: {}", v.message_authenticator);
             println!("signs its requests:    {}", if v.signs_requests { "yes (seen)" } else { "not seen yet" });
+            println!("default realm:         {}", c.default_realm.as_deref().unwrap_or("(policy default)"));
             println!("created:               {}", v.created_at);
         }
         ClientCmd::Delete { name } => {

@@ -20,11 +20,12 @@ pub(super) fn parse(def: &AttrDef, text: &str, tag: Option<u8>) -> Result<Vec<u8
     };
     let mut out = match def.typ {
         AttrType::String => text.as_bytes().to_vec(),
-        AttrType::Octets => {
-            let hex = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X"));
-            hex.and_then(|h| hex::decode(h).ok())
-                .ok_or_else(|| "octets must be written as 0x followed by pairs of hex digits".to_owned())?
-        }
+        AttrType::Octets => match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            Some(h) => hex::decode(h).map_err(|_| "octets written as 0x need pairs of hex digits".to_owned())?,
+            // As FreeRADIUS does: text without 0x is taken as its bytes
+            // (`Class = corp-admins`).
+            None => text.as_bytes().to_vec(),
+        },
         AttrType::Integer if def.flags.has_tag => {
             // RFC 2868 §3: the tag takes the first octet, 24 bits remain.
             let n = number(0xff_ffff, "a tagged integer")? as u32;

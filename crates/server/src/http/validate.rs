@@ -85,6 +85,7 @@ pub async fn validate(
         state,
         address: caller.address,
         client: Some(caller.client),
+        ..Default::default()
     };
     let v = s.node.auth.validate(req).await?;
     Ok(Json(match v.decision {

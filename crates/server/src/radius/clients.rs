@@ -18,6 +18,8 @@ pub struct Client {
     pub address: tessera_core::cidr::Cidr,
     pub secret: Zeroizing<Vec<u8>>,
     pub mode: MessageAuthenticatorMode,
+    /// Realm of this client's users who name none.
+    pub default_realm: Option<String>,
     /// `auto` mode: seen signing (kept here so the check needs no store read).
     pub signed: AtomicBool,
 }
@@ -74,6 +76,7 @@ impl ClientTable {
                 address: c.address,
                 secret,
                 mode: c.message_authenticator,
+                default_realm: c.default_realm,
                 signed: AtomicBool::new(seen),
             }));
         }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::RwLock;
-use tessera_core::auth::{Decision, ValidateRequest};
-use tessera_core::model::{MessageAuthenticatorMode, RuleScope, UserId};
+use tessera_core::auth::{Decision, ValidateRequest, Validation};
+use tessera_core::model::{MessageAuthenticatorMode, RuleScope};
 use tessera_radius::{
     Attribute, Code, Dictionary, MessageAuthenticator, Packet, attr, unhide_password, verify_request,
 };
@@ -289,12 +289,14 @@ impl RadiusService {
             None => format!("radius:{}", client.name),
         };
         let req = ValidateRequest {
-            username: username.clone(),
+            username,
             realm: None,
+            default_realm: client.default_realm.clone(),
             password,
             state: packet.attr(attr::STATE).map(<[u8]>::to_vec),
             address,
             client: Some(label),
+            radius_client: Some(client.name.clone()),
         };
         let v = match self.node.auth.validate(req).await {
             Ok(v) => v,
@@ -310,7 +312,7 @@ impl RadiusService {
             Decision::Accept => {
                 bump(&self.stats.accepts);
                 reply.code = Code::AccessAccept;
-                reply.attributes = self.reply_attributes(&username, v.user_id).await;
+                reply.attributes = self.reply_attributes(&v).await;
             }
             Decision::Reject => {
                 bump(&self.stats.rejects);
@@ -340,24 +342,35 @@ impl RadiusService {
         }
     }
 
-    async fn reply_attributes(&self, username: &str, user: Option<UserId>) -> Vec<Attribute> {
+    /// Attributes of the rules that apply to the accepted user: by name
+    /// (`user` or `user@realm`), by local or directory group, or to all.
+    async fn reply_attributes(&self, v: &Validation) -> Vec<Attribute> {
         let rules = self.rules.read().clone();
         if rules.is_empty() {
             return Vec::new();
         }
         let needs_groups = rules.iter().any(|r| matches!(r.scope, RuleScope::Group(_)));
-        let groups = match (needs_groups, user) {
+        let mut groups = match (needs_groups, v.user_id) {
             (true, Some(id)) => self.node.ctx.store.groups_of(id).await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "groups for reply attributes unavailable");
                 Vec::new()
             }),
             _ => Vec::new(),
         };
+        groups.extend(v.directory_groups.iter().cloned());
+        let username = v.username.as_str();
+        let qualified = format!("{username}@{}", v.realm);
+        // A bare name means the user in the default realm only: bob@corp
+        // must not get bob's attributes (they may grant privileges).
+        let default_realm = match self.node.ctx.store.policy().await {
+            Ok(p) => p.default_realm == v.realm,
+            Err(_) => false,
+        };
         rules
             .into_iter()
             .filter(|r| match &r.scope {
                 RuleScope::All => true,
-                RuleScope::User(u) => u == username,
+                RuleScope::User(u) => *u == qualified || (default_realm && u == username),
                 RuleScope::Group(g) => groups.contains(g),
             })
             .map(|r| r.attribute)

@@ -24,6 +24,7 @@ use tessera_core::lockout::LockState;
 use tessera_core::model::{ApiKey, RadiusClient, ReplyRule, RuleScope, Token, TokenId, User, UserId, UserStatus};
 use tessera_core::policy::Policy;
 use tessera_core::random::Random;
+use tessera_core::realm::Realm;
 use tessera_core::store::{
     AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, Snapshot, Store, StoreError,
     UserChange, UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
@@ -454,6 +455,16 @@ fn apply_to(conn: &Connection, attempt: AuthAttempt, state: UserAuthState) -> Re
                     .map_err(map_err)?;
                 if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
             }
+            Verdict::Verified(Factor::FirstFactorOnly) => (AuthOutcome::Accepted, lock.after_success()),
+            Verdict::Verified(Factor::Grace { limit }) => {
+                // Counted here, in the serialised step, so parallel logins
+                // cannot exceed the grace count.
+                let n = conn
+                    .prepare_cached("UPDATE users SET grace_used = grace_used + 1 WHERE id = ?1 AND grace_used < ?2")
+                    .and_then(|mut s| s.execute(params![user_id.0, limit.map_or(i64::MAX, i64::from)]))
+                    .map_err(map_err)?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { (AuthOutcome::Refused, lock) }
+            }
             Verdict::Failed(_) => fail(false),
             Verdict::Refused(_) => (AuthOutcome::Refused, lock),
             Verdict::Challenge => (AuthOutcome::Challenged, lock),
@@ -580,7 +591,7 @@ impl Store for SqliteStore {
                     c.execute("DELETE FROM backup_codes WHERE user_id = ?1", [&id]).map_err(map_err)?;
                     c.execute(
                         "UPDATE users SET registered = 0, failures = 0, locked_at = NULL, lock_until = NULL, \
-                         throttle_until = NULL, token_state = NULL, updated_at = ?1 WHERE id = ?2",
+                         throttle_until = NULL, token_state = NULL, grace_used = 0, updated_at = ?1 WHERE id = ?2",
                         params![now, id],
                     )
                 }
@@ -1013,12 +1024,75 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError> {
+        let r = realm.clone();
+        let settings = serde_json::to_string(&r.settings).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO realms (name, settings, secrets, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (name) DO UPDATE SET settings = excluded.settings, secrets = excluded.secrets, \
+                 updated_at = excluded.updated_at",
+                params![r.name, settings, r.sealed_secrets, r.created_at.0, r.updated_at.0],
+            )
+            .map_err(map_err)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn realms(&self) -> Result<Vec<Realm>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT name, settings, secrets, created_at, updated_at FROM realms ORDER BY name")?
+                .query_map([], rows::realm)?
+                .collect()
+        })
+    }
+
+    async fn delete_realm(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |c| {
+            let n = c.execute("DELETE FROM realms WHERE name = ?1", [&name]).map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("realm `{name}`")));
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn directory_cache_generation(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = 'directory_cache_generation'")?
+                .query_row([], |r| r.get::<_, String>(0))
+                .optional()
+        })
+        .map(|v| v.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    async fn bump_directory_cache_generation(&self, audit: AuditRecord) -> Result<i64, StoreError> {
+        self.write(move |c| {
+            let current: Option<String> = c
+                .query_row("SELECT value FROM meta WHERE key = 'directory_cache_generation'", [], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            let next = current.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) + 1;
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('directory_cache_generation', ?1)",
+                [next.to_string()],
+            )
+            .map_err(map_err)?;
+            insert_audit(c, &audit)?;
+            Ok(next)
+        })
+        .await
+    }
+
     async fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError> {
         let k = client.clone();
         self.write(move |c| {
             let r = c.execute(
-                "INSERT INTO radius_clients (id, name, address, secret, message_authenticator, ma_seen, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO radius_clients (id, name, address, secret, message_authenticator, ma_seen, created_at, \
+                 default_realm) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     k.id,
                     k.name,
@@ -1026,7 +1100,8 @@ impl Store for SqliteStore {
                     k.sealed_secret,
                     k.message_authenticator.as_str(),
                     k.ma_seen,
-                    k.created_at.0
+                    k.created_at.0,
+                    k.default_realm
                 ],
             );
             match r {
@@ -1043,7 +1118,8 @@ impl Store for SqliteStore {
     async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT id, name, address, secret, message_authenticator, ma_seen, created_at FROM radius_clients ORDER BY name",
+                "SELECT id, name, address, secret, message_authenticator, ma_seen, created_at, default_realm \
+                 FROM radius_clients ORDER BY name",
             )?
             .query_map([], rows::radius_client)?
             .collect()

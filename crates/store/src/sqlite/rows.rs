@@ -9,16 +9,17 @@ use tessera_core::lockout::LockState;
 use tessera_core::model::{
     AccessRecord, ApiKey, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User, UserId,
 };
+use tessera_core::realm::Realm;
 use tessera_otp::{Algorithm, Digits, OtpKind, OtpParams, Period};
 
 use super::token_state::TokenStates;
 
 pub const USER_COLS: &str = "id, realm, username, password_hash, disabled, registered, failures, \
     locked_at, lock_until, throttle_until, last_attempt_at, last_attempt_addr, last_attempt_client, \
-    last_success_at, last_success_addr, last_success_client, created_at, token_state";
+    last_success_at, last_success_addr, last_success_client, created_at, grace_used, token_state";
 
 /// Index of `token_state` in [`USER_COLS`].
-pub const USER_TOKEN_STATE: usize = 17;
+pub const USER_TOKEN_STATE: usize = 18;
 
 pub const TOKEN_COLS: &str = "id, user_id, serial, kind, algorithm, digits, period, secret, counter, drift, \
     state, description, created_at, last_used_at";
@@ -57,6 +58,7 @@ pub fn user(r: &Row<'_>) -> rusqlite::Result<User> {
         last_attempt: access(r.get(10)?, r.get(11)?, r.get(12)?),
         last_success: access(r.get(13)?, r.get(14)?, r.get(15)?),
         created_at: Timestamp(r.get(16)?),
+        grace_used: u32::try_from(r.get::<_, i64>(17)?).map_err(|_| bad(17, "grace count out of range"))?,
     })
 }
 
@@ -152,6 +154,18 @@ pub fn radius_client(r: &Row<'_>) -> rusqlite::Result<RadiusClient> {
         message_authenticator: mode.parse().map_err(|m: String| bad(4, m))?,
         ma_seen: r.get(5)?,
         created_at: Timestamp(r.get(6)?),
+        default_realm: r.get(7)?,
+    })
+}
+
+pub fn realm(r: &Row<'_>) -> rusqlite::Result<Realm> {
+    let settings: String = r.get(1)?;
+    Ok(Realm {
+        name: r.get(0)?,
+        settings: serde_json::from_str(&settings).map_err(|e| bad(1, format!("realm settings: {e}")))?,
+        sealed_secrets: r.get(2)?,
+        created_at: Timestamp(r.get(3)?),
+        updated_at: Timestamp(r.get(4)?),
     })
 }
 

@@ -8,9 +8,12 @@ use tessera_core::store::StoreError;
 use super::map_err;
 
 /// (version, SQL). Append only; never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_realms.sql")),
+];
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The database's schema version; 0 for an empty (new) database.
 pub fn current_version(conn: &Connection) -> Result<i64, StoreError> {
