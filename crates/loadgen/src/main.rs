@@ -204,6 +204,14 @@ enum Cmd {
         /// state, and one code per user and step would cap the load at users/30 s).
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         reuse_codes: Option<bool>,
+        /// With --peer-csv: send each row's password alone, without a code
+        /// (first-factor benches, e.g. LDAP through RADIUS with a
+        /// single-factor client exception on the server).
+        #[arg(long, requires = "peer_csv")]
+        password_only: bool,
+        /// The system's name in the report (default: tessera, or FreeRADIUS with --peer-csv).
+        #[arg(long)]
+        system: Option<String>,
         /// UDP sockets (default: one per 256 outstanding requests).
         #[arg(long, default_value_t = 0)]
         sockets: usize,
@@ -304,6 +312,15 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// `radius` options beyond the accounts.
+struct RadiusOptions {
+    reuse_codes: Option<bool>,
+    password_only: bool,
+    system: Option<String>,
+    sockets: usize,
+    timeout: f64,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn radius_load(
     server: &str,
@@ -312,11 +329,10 @@ fn radius_load(
     first_user: u64,
     seed: &str,
     peer: Option<(PathBuf, u64, Option<u64>)>,
-    reuse_codes: Option<bool>,
-    sockets: usize,
-    timeout: f64,
+    opts: RadiusOptions,
     a: &LoadArgs,
 ) -> anyhow::Result<u8> {
+    let RadiusOptions { reuse_codes, password_only, system: system_name, sockets, timeout } = opts;
     check_duration(a)?;
     let server = radius::loopback_addr(server)?;
     let secret = secret.load()?;
@@ -347,7 +363,7 @@ fn radius_load(
         ),
     };
     let cfg = radius::RadiusConfig {
-        system: system.into(),
+        system: system_name.unwrap_or_else(|| system.into()),
         server,
         secret,
         concurrency: a.concurrency,
@@ -359,6 +375,7 @@ fn radius_load(
         timeout: seconds("timeout", timeout)?,
         server_pid: a.server_pid,
         threads: a.threads,
+        password_only,
     };
     let report = radius::run(cfg, accounts)?;
     report.print();
@@ -521,12 +538,15 @@ fn main() -> ExitCode {
             first_row,
             rows,
             reuse_codes,
+            password_only,
+            system,
             sockets,
             timeout,
             load: a,
         } => {
             let peer = peer_csv.map(|p| (p, first_row, rows));
-            radius_load(&server, &secret, users, first_user, &seed, peer, reuse_codes, sockets, timeout, &a)
+            let opts = RadiusOptions { reuse_codes, password_only, system, sockets, timeout };
+            radius_load(&server, &secret, users, first_user, &seed, peer, opts, &a)
         }
         Cmd::RadiusProbe { server, secret, seed, user, step, step_offset, expect, timeout } => {
             radius_probe(&server, &secret, &seed, user, step, step_offset, expect, timeout)

@@ -188,6 +188,9 @@ pub struct RadiusConfig {
     pub timeout: Duration,
     pub server_pid: Option<i32>,
     pub threads: usize,
+    /// Send the account's password alone, no code (first-factor benches:
+    /// the server lets this client in on the first factor alone).
+    pub password_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -260,6 +263,7 @@ struct Shared {
     deadline: Instant,
     timeout: Duration,
     mode: Mode,
+    password_only: bool,
 }
 
 struct InFlight {
@@ -366,7 +370,9 @@ impl SocketLoop {
         let authenticator = self.random.next()?;
         self.password.clear();
         self.password.extend_from_slice(a.password.as_bytes());
-        push_code(&mut self.password, code);
+        if !sh.password_only {
+            push_code(&mut self.password, code);
+        }
         let datagram = access_request(&sh.secret, id, authenticator, &a.name, &self.password)
             .with_context(|| format!("building the request for {}", a.name))?;
         let sent = Instant::now();
@@ -607,6 +613,7 @@ async fn run_async(cfg: RadiusConfig, accounts: Vec<Account>) -> anyhow::Result<
         deadline: t0 + cfg.duration,
         timeout: cfg.timeout,
         mode: cfg.mode,
+        password_only: cfg.password_only,
     });
     let (u0, s0) = sys::self_cpu();
     let server0 = cfg.server_pid.and_then(sys::tree_cpu);
@@ -1088,6 +1095,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             server_pid: None,
             threads: 1,
+            password_only: false,
         }
     }
 
