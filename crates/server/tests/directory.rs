@@ -209,6 +209,45 @@ async fn chain_falls_back_to_entra_only_when_ldap_is_unreachable() {
 }
 
 #[tokio::test]
+async fn a_fallback_is_not_cached_as_the_users_source() {
+    let Some(ldap) = slapd() else { return };
+    let stub = Stub::builder()
+        .user("bob@example.org", fixtures::BOB_PASSWORD, Behavior::MfaRequired(50076))
+        .start()
+        .await
+        .unwrap();
+    let h = harness();
+    // LDAP down, cache on: Entra answers, but bob must not be remembered as an Entra user
+    h.realm(
+        vec![
+            SourceSettings::Ldap(ldap_source(vec![dead_url()], &ldap.ca_pem_path)),
+            SourceSettings::Entra(entra_source(&stub)),
+        ],
+        300,
+    )
+    .await;
+    let (_, s) = h.user_with_token(fixtures::BOB).await;
+    let v = h.login(fixtures::BOB, &format!("{}{}", fixtures::BOB_PASSWORD, code(&s, -1))).await;
+    assert_eq!(v.decision, Decision::Accept, "{}", v.reason);
+    let v = h.login(fixtures::BOB, &format!("{}{}", fixtures::BOB_PASSWORD, code(&s, 0))).await;
+    assert_eq!(v.decision, Decision::Accept, "{}", v.reason);
+    assert_eq!(h.dir.stats.cache_hits.load(Ordering::Relaxed), 0, "a fallback is not remembered");
+    assert_eq!(h.dir.stats.cache_misses.load(Ordering::Relaxed), 2);
+    // LDAP back (same realm, cache kept): a wrong LDAP password is final, Entra is not asked first
+    let mut settings = h.admin.realm("corp").await.unwrap().settings;
+    if let SourceSettings::Ldap(l) = &mut settings.sources[0] {
+        l.urls = vec![ldap.ldaps_url.clone()];
+    }
+    h.admin.put_realm(&h.actor, "corp", settings, None).await.unwrap();
+    h.dir.reload(&h.admin).await.unwrap();
+    stub.clear_requests();
+    let v = h.login(fixtures::BOB, &format!("not-bobs{}", code(&s, 1))).await;
+    assert_eq!(v.decision, Decision::Reject);
+    assert!(stub.requests().is_empty(), "Entra was asked although LDAP is up");
+    assert!(h.last_reason().await.starts_with("ldap_wrong_password"), "{}", h.last_reason().await);
+}
+
+#[tokio::test]
 async fn entra_answers_map_to_decisions_and_audit_reasons() {
     let stub = Stub::builder()
         .user("mfa@example.org", "pw-right", Behavior::MfaRequired(50079))

@@ -120,6 +120,10 @@ impl RealmRuntime {
             _ => (0..self.sources.len()).collect(),
         };
         let mut unknown = false;
+        // A user reached past an unreachable source is not cached as
+        // belonging to the later one: once the first is back, it must be
+        // asked first again (fallback only while it is down).
+        let mut fell_back = false;
         let mut last = "directory_unavailable";
         for (n, i) in order.into_iter().enumerate() {
             let hint = cached.as_ref().filter(|c| c.source == i);
@@ -133,6 +137,7 @@ impl RealmRuntime {
                     let hit = hint.is_some() && matches!(verdict, DirectoryVerdict::Accepted { .. });
                     match entry {
                         _ if hit => {}
+                        Some(_) if fell_back => {}
                         Some(e) => self.cache.put(username, e),
                         None if hint.is_some() => self.cache.remove(username),
                         None => {}
@@ -144,6 +149,7 @@ impl RealmRuntime {
                         self.cache.remove(username);
                     }
                     unknown |= u;
+                    fell_back |= !u;
                     last = reason;
                     tracing::info!(realm = %self.name, source = %self.sources[i].0, reason, "first-factor source did not answer for this user; trying the next");
                 }
