@@ -61,7 +61,10 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
                 Some(path) => parse_realm_file(path)?,
                 None => (RealmSettings::default(), RealmSecrets::new()),
             };
-            let r = admin.put_realm(&actor(), &name, settings, Some(secrets)).await?;
+            // A file without secrets keeps the stored ones (settings can be
+            // edited without handing the passwords around again).
+            let secrets = (!secrets.is_empty()).then_some(secrets);
+            let r = admin.put_realm(&actor(), &name, settings, secrets).await?;
             let kinds: Vec<&str> = r.settings.sources.iter().map(|s| s.kind()).collect();
             println!(
                 "realm {} saved ({}); running servers pick it up within seconds",
