@@ -209,6 +209,28 @@ async fn chain_falls_back_to_entra_only_when_ldap_is_unreachable() {
 }
 
 #[tokio::test]
+async fn unknown_in_entra_while_ldap_is_down_is_an_outage_not_a_failure() {
+    let Some(ldap) = slapd() else { return };
+    let stub = Stub::builder().start().await.unwrap();
+    let h = harness();
+    h.realm(
+        vec![
+            SourceSettings::Ldap(ldap_source(vec![dead_url()], &ldap.ca_pem_path)),
+            SourceSettings::Entra(entra_source(&stub)),
+        ],
+        0,
+    )
+    .await;
+    let (_, s) = h.user_with_token(fixtures::CAROL).await;
+    let v = h.login(fixtures::CAROL, &format!("{}{}", fixtures::CAROL_PASSWORD, code(&s, 0))).await;
+    assert_eq!(v.decision, Decision::Reject);
+    assert!(h.last_reason().await.starts_with("ldap_unavailable"), "{}", h.last_reason().await);
+    assert_eq!(stub.requests().len(), 1, "Entra was asked (LDAP was down) and did not know carol");
+    let carol = h.admin.find_user(Some("corp"), fixtures::CAROL).await.unwrap();
+    assert_eq!(carol.lock.failures, 0, "LDAP, which may know carol, was down: not her failure");
+}
+
+#[tokio::test]
 async fn a_fallback_is_not_cached_as_the_users_source() {
     let Some(ldap) = slapd() else { return };
     let stub = Stub::builder()

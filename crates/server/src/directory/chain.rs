@@ -25,6 +25,30 @@ pub struct RealmRuntime {
     auto_provision: bool,
     cache: DirectoryCache,
     stats: Arc<DirectoryStats>,
+    /// Outage logs are rate-limited: a dead directory under load must not
+    /// flood the log (the counters in `stats` keep the totals).
+    log_gate: LogGate,
+}
+
+/// Opens at most once per `LOG_EVERY`.
+#[derive(Debug, Default)]
+struct LogGate {
+    last: parking_lot::Mutex<Option<std::time::Instant>>,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl LogGate {
+    fn open(&self) -> bool {
+        let mut last = self.last.lock();
+        match *last {
+            Some(t) if t.elapsed() < LOG_EVERY => false,
+            _ => {
+                *last = Some(std::time::Instant::now());
+                true
+            }
+        }
+    }
 }
 
 /// What one source said.
@@ -58,6 +82,7 @@ impl RealmRuntime {
             auto_provision: realm.settings.auto_provision,
             cache: DirectoryCache::new(Duration::from_secs(u64::from(realm.settings.cache_ttl_seconds))),
             stats,
+            log_gate: LogGate::default(),
         }
     }
 
@@ -76,6 +101,7 @@ impl RealmRuntime {
             auto_provision: false,
             cache: DirectoryCache::new(Duration::ZERO),
             stats,
+            log_gate: LogGate::default(),
         }
     }
 
@@ -125,6 +151,7 @@ impl RealmRuntime {
         // asked first again (fallback only while it is down).
         let mut fell_back = false;
         let mut last = "directory_unavailable";
+        let mut down = "directory_unavailable";
         for (n, i) in order.into_iter().enumerate() {
             let hint = cached.as_ref().filter(|c| c.source == i);
             if n > 0 {
@@ -151,15 +178,20 @@ impl RealmRuntime {
                     unknown |= u;
                     fell_back |= !u;
                     last = reason;
-                    tracing::info!(realm = %self.name, source = %self.sources[i].0, reason, "first-factor source did not answer for this user; trying the next");
+                    if !u {
+                        down = reason;
+                    }
+                    tracing::debug!(realm = %self.name, source = %self.sources[i].0, reason, "first-factor source did not answer for this user; trying the next");
                 }
             }
         }
-        if unknown {
+        // "Unknown" only if every source answered so: one that was down
+        // may know the user, and an outage must not count as a failure.
+        if unknown && !fell_back {
             DirectoryVerdict::UnknownUser { reason: last }
         } else {
             self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-            DirectoryVerdict::Unavailable { reason: last }
+            DirectoryVerdict::Unavailable { reason: down }
         }
     }
 
@@ -193,11 +225,15 @@ impl RealmRuntime {
                         Step::Done(DirectoryVerdict::Refused { reason: ldap_refusal(r) }, None)
                     }
                     Err(LdapError::Unavailable(e)) => {
-                        tracing::warn!(realm = %self.name, source = %label, error = %e, "LDAP unavailable");
+                        if self.log_gate.open() {
+                            tracing::warn!(realm = %self.name, source = %label, error = %e, "LDAP unavailable (logged at most every 10 s)");
+                        }
                         Step::Next { unknown: false, reason: "ldap_unavailable" }
                     }
                     Err(e) => {
-                        tracing::error!(realm = %self.name, source = %label, error = %e, "LDAP error; login refused");
+                        if self.log_gate.open() {
+                            tracing::error!(realm = %self.name, source = %label, error = %e, "LDAP error; login refused (logged at most every 10 s)");
+                        }
                         Step::Done(DirectoryVerdict::Unavailable { reason: "ldap_error" }, None)
                     }
                 }
@@ -229,11 +265,15 @@ impl RealmRuntime {
                     Outcome::WrongPassword { .. } => Step::Done(DirectoryVerdict::WrongPassword { reason }, None),
                     Outcome::UnknownUser { .. } => Step::Next { unknown: true, reason },
                     Outcome::Unavailable(why) => {
-                        tracing::warn!(realm = %self.name, source = %label, why, "Entra ID unavailable");
+                        if self.log_gate.open() {
+                            tracing::warn!(realm = %self.name, source = %label, why, "Entra ID unavailable (logged at most every 10 s)");
+                        }
                         Step::Next { unknown: false, reason }
                     }
                     Outcome::ConfigError { code, reason: what } => {
-                        tracing::error!(realm = %self.name, source = %label, ?code, problem = what, "Entra ID configuration error; login refused");
+                        if self.log_gate.open() {
+                            tracing::error!(realm = %self.name, source = %label, ?code, problem = what, "Entra ID configuration error; login refused (logged at most every 10 s)");
+                        }
                         Step::Done(DirectoryVerdict::Unavailable { reason }, None)
                     }
                     _ => Step::Done(DirectoryVerdict::Refused { reason }, None),
