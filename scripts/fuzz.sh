@@ -3,7 +3,7 @@
 # a crash (the input is left in fuzz/artifacts/TARGET/).
 #
 # Usage: scripts/fuzz.sh TARGET SECONDS     e.g. scripts/fuzz.sh radius_decode 60
-# Targets: radius_decode, radius_dictionary (see fuzz/fuzz_targets/).
+# Targets: radius_decode, radius_dictionary, import_csv, import_pskc (see fuzz/fuzz_targets/).
 #
 # Works on the stable toolchain: cargo-fuzz passes nightly-only rustc flags,
 # which RUSTC_BOOTSTRAP=1 allows. `--sanitizer none` skips AddressSanitizer:

@@ -32,3 +32,6 @@ cargo test --workspace --locked
 # Fuzz the RADIUS packet decoder for a bounded time (installs cargo-fuzz
 # from crates.io on first use); a crash fails the run.
 scripts/fuzz.sh radius_decode "${FUZZ_SECONDS:-60}"
+# …and the seed-file importers (CSV, PSKC), briefly.
+scripts/fuzz.sh import_csv "${FUZZ_IMPORT_SECONDS:-20}"
+scripts/fuzz.sh import_pskc "${FUZZ_IMPORT_SECONDS:-20}"

@@ -58,6 +58,12 @@ pub enum Command {
     /// Show configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Encrypted backups (age): create while serving, verify, restore.
+    #[command(subcommand)]
+    Backup(crate::commands::backup::BackupCmd),
+    /// The master key: export it alone, encrypted with its own passphrase.
+    #[command(subcommand)]
+    Key(crate::commands::backup::KeyCmd),
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +226,37 @@ pub enum TokenCmd {
     Resync { serial: String, first: Option<String>, second: Option<String> },
     /// Delete a token.
     Delete { serial: String },
+    /// Import hardware token seeds into the inventory (unassigned; Azure CSV
+    /// rows with a UPN are assigned to that user, created if missing).
+    Import(ImportArgs),
+    /// List the hardware token inventory.
+    Inventory {
+        /// Only seeds lent to a user.
+        #[arg(long, conflicts_with = "unassigned")]
+        assigned: bool,
+        /// Only free seeds.
+        #[arg(long)]
+        unassigned: bool,
+        #[arg(long)]
+        manufacturer: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a user a token made from an inventory seed (active at once).
+    Assign {
+        serial: String,
+        #[command(flatten)]
+        user: UserRef,
+    },
+    /// Take the token made from an inventory seed away from its user; the
+    /// seed is free again (with the counter it reached).
+    Unassign { serial: String },
 }
 
 #[derive(Debug, Args)]
@@ -415,4 +452,30 @@ pub enum RealmCmd {
     Default {
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The seed file.
+    pub file: PathBuf,
+    /// `azure` (Azure MFA OATH CSV: upn,serial number,secret key,time
+    /// interval,manufacturer,model), `csv` (serial,secret[,type,algorithm,
+    /// digits,period_or_counter]) or `pskc` (RFC 6030).
+    #[arg(long)]
+    pub format: String,
+    /// PSKC encrypted with a pre-shared AES-128 key: a file holding it in hex.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+    pub psk_file: Option<PathBuf>,
+    /// PSKC encrypted with a PBKDF2 passphrase: a file holding it.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Import the good rows even if some are bad (default: a bad row imports nothing).
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Check and report, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Realm for users named by the file (Azure `upn`).
+    #[arg(long)]
+    pub realm: Option<String>,
 }

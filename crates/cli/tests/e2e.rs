@@ -3,11 +3,17 @@
 
 mod support;
 
+#[path = "cases/backup.rs"]
+mod backup;
+
 #[path = "cases/radius.rs"]
 mod radius;
 
 #[path = "cases/realms.rs"]
 mod realms;
+
+#[path = "cases/inventory.rs"]
+mod inventory;
 
 use std::time::Duration;
 

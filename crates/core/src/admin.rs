@@ -15,14 +15,15 @@ use crate::error::CoreError;
 use crate::keys::Purpose;
 use crate::lockout::LockState;
 use crate::model::{
-    ApiKey, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User, UserId,
+    ApiKey, InventoryToken, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState,
+    User, UserId,
 };
 use crate::names::{self, DEFAULT_REALM};
 use crate::otp_match::{match_code, open_secret, resync_match};
 use crate::password::check_password_rules;
 use crate::policy::Policy;
 use crate::realm::{Realm, RealmSecrets, RealmSettings};
-use crate::store::{UserChange, UserQuery};
+use crate::store::{InventoryQuery, UserChange, UserQuery};
 
 /// Largest page an admin listing returns.
 pub const MAX_LIST_LIMIT: u32 = 10_000;
@@ -39,6 +40,18 @@ pub struct Enrollment {
     pub token: Token,
     pub secret: Secret,
     pub uri: String,
+}
+
+/// A seed to put into the inventory (from an importer).
+#[derive(Debug)]
+pub struct NewInventoryToken {
+    pub serial: String,
+    pub secret: Secret,
+    pub params: OtpParams,
+    /// HOTP: the next counter; TOTP: 0.
+    pub counter: u64,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -534,6 +547,109 @@ impl Admin {
             .keys
             .open(Purpose::RadiusSecret, &client.id.to_string(), &client.sealed_secret)
             .map_err(|e| CoreError::Key { token: format!("radius client {}", client.name), source: e })
+    }
+
+    // ------------------------------------------------------------ token inventory
+
+    /// Adds hardware token seeds to the inventory, unassigned; all or none.
+    pub async fn import_inventory(&self, actor: &Actor, items: Vec<NewInventoryToken>) -> Result<usize, CoreError> {
+        let base = self.audit(actor, "inventory.import", format!("{} tokens", items.len()));
+        let now = self.ctx.clock.now();
+        let mut rows = Vec::with_capacity(items.len());
+        for it in items {
+            if let Err(e) = names::check_serial(&it.serial).and_then(|_| {
+                [&it.manufacturer, &it.model].into_iter().flatten().try_for_each(|t| names::check_description(t))
+            }) {
+                return self.refused(base, e).await;
+            }
+            let id = TokenId::new_random().0;
+            rows.push(InventoryToken {
+                id,
+                serial: it.serial,
+                params: it.params,
+                sealed_secret: self.ctx.keys.seal(
+                    &*self.ctx.random,
+                    Purpose::OtpSecret,
+                    &InventoryToken::seal_row(id),
+                    it.secret.as_bytes(),
+                ),
+                counter: i64::try_from(it.counter).map_err(|_| CoreError::invalid("counter", "must be below 2^63"))?,
+                manufacturer: it.manufacturer,
+                model: it.model,
+                token_id: None,
+                assigned_to: None,
+                imported_at: now,
+            });
+        }
+        let n = rows.len();
+        match self.ctx.store.add_inventory(&rows, base.clone()).await {
+            Ok(()) => Ok(n),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    pub async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryToken>, CoreError> {
+        Ok(self.ctx.store.inventory(query).await?)
+    }
+
+    async fn inventory_item(&self, serial: &str) -> Result<InventoryToken, CoreError> {
+        names::check_serial(serial)?;
+        self.ctx
+            .store
+            .inventory_item(serial)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("hardware token `{serial}` in the inventory")))
+    }
+
+    /// Gives the user a token made from the seed (same serial and
+    /// parameters, the floor the seed has reached), active at once.
+    pub async fn assign_inventory(&self, actor: &Actor, serial: &str, user: &User) -> Result<Token, CoreError> {
+        let base = self.audit(actor, "inventory.assign", format!("{serial} {}", Self::user_label(user)));
+        let item = match self.inventory_item(serial).await {
+            Ok(i) => i,
+            Err(e) => return self.refused(base, e).await,
+        };
+        let plain = self
+            .ctx
+            .keys
+            .open(Purpose::OtpSecret, &InventoryToken::seal_row(item.id), &item.sealed_secret)
+            .map_err(|e| CoreError::Key { token: item.serial.clone(), source: e })?;
+        let id = TokenId::new_random();
+        let token = Token {
+            id,
+            user_id: user.id,
+            serial: item.serial.clone(),
+            params: item.params,
+            sealed_secret: self.ctx.keys.seal(&*self.ctx.random, Purpose::OtpSecret, &id.to_string(), &plain),
+            counter: item.counter,
+            drift: 0,
+            state: TokenState::Active,
+            description: [item.manufacturer.as_deref(), item.model.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" "),
+            created_at: self.ctx.clock.now(),
+            last_used_at: None,
+        };
+        match self.ctx.store.assign_inventory(item.id, &token, base.clone()).await {
+            Ok(()) => Ok(token),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// Takes the token made from the seed away from its user; the seed
+    /// (with the floor it reached) is free again.
+    pub async fn unassign_inventory(&self, actor: &Actor, serial: &str) -> Result<(), CoreError> {
+        let base = self.audit(actor, "inventory.unassign", serial);
+        let item = match self.inventory_item(serial).await {
+            Ok(i) => i,
+            Err(e) => return self.refused(base, e).await,
+        };
+        match self.ctx.store.unassign_inventory(item.id, base.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.refused(base, e.into()).await,
+        }
     }
 
     // ------------------------------------------------------------ realms

@@ -162,6 +162,32 @@ pub struct Token {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// A hardware token's seed in the inventory: imported unassigned, then
+/// assigned to a user (a [`Token`] is made from it) and possibly returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryToken {
+    pub id: i64,
+    pub serial: String,
+    pub params: OtpParams,
+    /// The seed sealed under the master key, bound to `inventory:<id>`.
+    pub sealed_secret: Vec<u8>,
+    /// The floor reached so far (kept across assignments).
+    pub counter: i64,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    /// While assigned: the token made from this seed, and its user.
+    pub token_id: Option<TokenId>,
+    pub assigned_to: Option<UserId>,
+    pub imported_at: Timestamp,
+}
+
+impl InventoryToken {
+    /// The associated-data row its seed is sealed to.
+    pub fn seal_row(id: i64) -> String {
+        format!("inventory:{id}")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: String,

@@ -15,7 +15,9 @@ use crate::audit::{AuditQuery, AuditRecord};
 use crate::clock::Timestamp;
 use crate::keys::KeyError;
 use crate::lockout::LockState;
-use crate::model::{AccessRecord, ApiKey, RadiusClient, ReplyRule, Token, TokenId, User, UserId, UserStatus};
+use crate::model::{
+    AccessRecord, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId, UserStatus,
+};
 use crate::policy::Policy;
 use crate::realm::Realm;
 use crate::wildcard::Wildcard;
@@ -47,6 +49,16 @@ pub struct UserQuery {
     pub realm: Option<String>,
     pub pattern: Option<Wildcard>,
     pub status: Option<UserStatus>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// A listing filter for the token inventory.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryQuery {
+    pub assigned: Option<bool>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -255,6 +267,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
 
     // --- RADIUS clients
+    // --- hardware token inventory ---
+    /// Adds seeds, all or none: a serial already in the inventory or used by
+    /// a token is a conflict.
+    async fn add_inventory(&self, items: &[InventoryToken], audit: AuditRecord) -> Result<(), StoreError>;
+    async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryToken>, StoreError>;
+    async fn inventory_item(&self, serial: &str) -> Result<Option<InventoryToken>, StoreError>;
+    /// Makes `token` (built from the seed) the user's, if the seed is still
+    /// unassigned (else `Conflict`), atomically.
+    async fn assign_inventory(&self, item: i64, token: &Token, audit: AuditRecord) -> Result<(), StoreError>;
+    /// Deletes the token made from the seed and keeps the floor it reached.
+    async fn unassign_inventory(&self, item: i64, audit: AuditRecord) -> Result<(), StoreError>;
+
     // --- realms (first-factor sources) ---
     /// Creates or replaces the realm `realm.name`.
     async fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError>;

@@ -128,6 +128,7 @@ conformance!(
         realms_crud_and_cache_generation,
         parallel_grace_logins_stop_at_the_limit,
         single_factor_exception_accepts_without_a_token,
+        inventory_assign_unassign_keeps_the_floor,
     ]
 );
 
@@ -920,4 +921,69 @@ async fn single_factor_exception_accepts_without_a_token(f: &Fixture) {
     s.update_user(&u.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
     let out = s.commit_attempt(attempt(&u, Verdict::Verified(Factor::FirstFactorOnly), &p, at(2))).await.unwrap();
     assert_eq!(out, AuthOutcome::Disabled);
+}
+
+async fn inventory_assign_unassign_keeps_the_floor(f: &Fixture) {
+    use tessera_core::model::InventoryToken;
+    use tessera_core::store::InventoryQuery;
+    let s = &f.store;
+    let item = |id: i64, serial: &str, model: &str| InventoryToken {
+        id,
+        serial: serial.into(),
+        params: OtpParams::default(),
+        sealed_secret: vec![7; 40],
+        counter: 0,
+        manufacturer: Some("Acme".into()),
+        model: Some(model.into()),
+        token_id: None,
+        assigned_to: None,
+        imported_at: at(0),
+    };
+    s.add_inventory(&[item(1, "HW-1", "K1"), item(2, "HW-2", "K2")], audit("inventory.import")).await.unwrap();
+    // all or none: one duplicate serial adds nothing
+    let dup = s.add_inventory(&[item(3, "HW-3", "K1"), item(4, "HW-1", "K1")], audit("inventory.import")).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert!(s.inventory_item("HW-3").await.unwrap().is_none());
+    let all = InventoryQuery { limit: 100, ..InventoryQuery::default() };
+    assert_eq!(s.inventory(&all).await.unwrap().len(), 2);
+    let k1 = InventoryQuery { model: Some("K1".into()), ..all.clone() };
+    assert_eq!(s.inventory(&k1).await.unwrap().len(), 1);
+
+    let u = user("hw-user");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let mut t = token(&u, "HW-1", TokenState::Active, &f.keys);
+    t.counter = 0;
+    s.assign_inventory(1, &t, audit("inventory.assign")).await.unwrap();
+    let got = s.inventory_item("HW-1").await.unwrap().unwrap();
+    assert_eq!((got.token_id, got.assigned_to), (Some(t.id), Some(u.id)));
+    assert!(s.user_by_id(&u.id).await.unwrap().unwrap().registered);
+    // twice is a conflict
+    let mut t2 = token(&u, "HW-1b", TokenState::Active, &f.keys);
+    t2.serial = "HW-1".into();
+    assert!(matches!(s.assign_inventory(1, &t2, audit("inventory.assign")).await, Err(StoreError::Conflict(_))));
+    let assigned = InventoryQuery { assigned: Some(true), ..all.clone() };
+    assert_eq!(s.inventory(&assigned).await.unwrap().len(), 1);
+    // a login moves the floor; unassigning keeps it with the seed
+    let p = Policy::default();
+    let v = Verdict::Verified(Factor::Token { token_id: t.id, matched: 41, drift: 0 });
+    assert_eq!(s.commit_attempt(attempt(&u, v, &p, at(1))).await.unwrap(), AuthOutcome::Accepted);
+    s.unassign_inventory(1, audit("inventory.unassign")).await.unwrap();
+    let got = s.inventory_item("HW-1").await.unwrap().unwrap();
+    assert_eq!((got.token_id, got.assigned_to, got.counter), (None, None, 42));
+    assert!(s.token_by_id(&t.id).await.unwrap().is_none());
+    assert!(!s.user_by_id(&u.id).await.unwrap().unwrap().registered);
+    assert!(matches!(s.unassign_inventory(1, audit("inventory.unassign")).await, Err(StoreError::NotFound(_))));
+    // deleting an assigned token (or its user) returns the seed too
+    let mut t3 = token(&u, "HW-2", TokenState::Active, &f.keys);
+    t3.serial = "HW-2".into();
+    s.assign_inventory(2, &t3, audit("inventory.assign")).await.unwrap();
+    let v = Verdict::Verified(Factor::Token { token_id: t3.id, matched: 7, drift: 0 });
+    s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap();
+    s.delete_token(&t3.id, audit("token.delete")).await.unwrap();
+    let got = s.inventory_item("HW-2").await.unwrap().unwrap();
+    assert_eq!((got.token_id, got.counter), (None, 8));
+    // a serial used by a user's token cannot be imported
+    s.create_token(&token(&u, "USR-1", TokenState::Active, &f.keys), audit("token.add")).await.unwrap();
+    let taken = s.add_inventory(&[item(5, "USR-1", "K1")], audit("inventory.import")).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
 }

@@ -2,7 +2,9 @@
 //! calls the shared domain services, and prints the result.
 
 mod admin;
+pub(crate) mod backup;
 mod check;
+mod inventory;
 mod radius;
 mod realm;
 mod token;
@@ -64,6 +66,8 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::Reply(c) => radius::reply(&open(&cfg, &env)?, &cfg, c).await,
         Command::Policy(c) => admin::policy(&open(&cfg, &env)?, c).await,
         Command::Audit(c) => admin::audit(&open(&cfg, &env)?, c).await,
+        Command::Backup(c) => backup::run(&cfg, config_file.as_deref(), &env, c).await,
+        Command::Key(c) => backup::key(&cfg, &env, c),
     }
 }
 

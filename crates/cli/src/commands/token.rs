@@ -121,6 +121,25 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             admin.delete_token(&actor(), &t).await?;
             println!("deleted token {}", t.serial);
         }
+        TokenCmd::Import(a) => return super::inventory::import(node, a).await,
+        TokenCmd::Inventory { assigned, unassigned, manufacturer, model, limit, offset, json } => {
+            let assigned = match (assigned, unassigned) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let q = tessera_core::store::InventoryQuery { assigned, manufacturer, model, limit, offset };
+            return super::inventory::list(node, &q, json).await;
+        }
+        TokenCmd::Assign { serial, user } => {
+            let u = find(node, &user).await?;
+            let t = admin.assign_inventory(&actor(), &serial, &u).await?;
+            println!("assigned hardware token {} to {}", t.serial, user.user);
+        }
+        TokenCmd::Unassign { serial } => {
+            admin.unassign_inventory(&actor(), &serial).await?;
+            println!("hardware token {serial} is back in the inventory");
+        }
     }
     Ok(())
 }

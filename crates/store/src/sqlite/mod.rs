@@ -6,9 +6,12 @@
 //! read-only connections; all writes go through the group-commit
 //! [`writer::Writer`].
 
+mod inventory;
 mod readers;
 mod rows;
 mod schema;
+/// Consistent copies for backups and restore checks.
+pub mod snapshot;
 mod token_state;
 mod writer;
 
@@ -21,13 +24,15 @@ use tessera_core::audit::{AuditQuery, AuditRecord};
 use tessera_core::clock::Timestamp;
 use tessera_core::keys::Keyring;
 use tessera_core::lockout::LockState;
-use tessera_core::model::{ApiKey, RadiusClient, ReplyRule, RuleScope, Token, TokenId, User, UserId, UserStatus};
+use tessera_core::model::{
+    ApiKey, InventoryToken, RadiusClient, ReplyRule, RuleScope, Token, TokenId, User, UserId, UserStatus,
+};
 use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, Snapshot, Store, StoreError,
-    UserChange, UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, InventoryQuery, Snapshot, Store,
+    StoreError, UserChange, UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -345,6 +350,39 @@ fn status_clause(status: UserStatus) -> &'static str {
     }
 }
 
+fn insert_token(c: &Connection, t: &Token) -> Result<(), StoreError> {
+    let (kind, period) = rows::kind_cols(&t.params);
+    let r = c
+        .prepare_cached(&format!(
+            "INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ))
+        .and_then(|mut s| {
+            s.execute(params![
+                t.id.0,
+                t.user_id.0,
+                t.serial,
+                kind,
+                t.params.algorithm.to_string(),
+                t.params.digits.get(),
+                (kind == "totp").then_some(period),
+                t.sealed_secret,
+                t.counter,
+                t.drift,
+                t.state.as_str(),
+                t.description,
+                t.created_at.0,
+                t.last_used_at.map(|x| x.0)
+            ])
+        });
+    match r {
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("token serial `{}`", t.serial))),
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+            Err(StoreError::NotFound(format!("user {}", t.user_id)))
+        }
+        r => r.map(|_| ()).map_err(map_err),
+    }
+}
+
 fn refresh_registered(conn: &Connection, user: i64) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE users SET registered = EXISTS (SELECT 1 FROM tokens WHERE user_id = ?1 AND state = 'active') WHERE id = ?1",
@@ -609,38 +647,7 @@ impl Store for SqliteStore {
     async fn create_token(&self, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
         let t = token.clone();
         self.write(move |c| {
-            let (kind, period) = rows::kind_cols(&t.params);
-            let r = c
-                .prepare_cached(&format!(
-                    "INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ))
-                .and_then(|mut s| {
-                    s.execute(params![
-                        t.id.0,
-                        t.user_id.0,
-                        t.serial,
-                        kind,
-                        t.params.algorithm.to_string(),
-                        t.params.digits.get(),
-                        (kind == "totp").then_some(period),
-                        t.sealed_secret,
-                        t.counter,
-                        t.drift,
-                        t.state.as_str(),
-                        t.description,
-                        t.created_at.0,
-                        t.last_used_at.map(|x| x.0)
-                    ])
-                });
-            match r {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::Conflict(format!("token serial `{}`", t.serial)));
-                }
-                Err(rusqlite::Error::SqliteFailure(f, _)) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
-                    return Err(StoreError::NotFound(format!("user {}", t.user_id)));
-                }
-                r => r.map_err(map_err)?,
-            };
+            insert_token(c, &t)?;
             refresh_registered(c, t.user_id.0).map_err(map_err)?;
             insert_audit(c, &audit)
         })
@@ -701,6 +708,13 @@ impl Store for SqliteStore {
             let Some(user) = user else {
                 return Err(StoreError::NotFound(format!("token {id}")));
             };
+            if let Some(u) = user
+                && let Some(e) = read_token_states(c, u).map_err(map_err)?.get(id)
+            {
+                // The inventory trigger keeps the floor a lent seed reached.
+                c.execute("UPDATE tokens SET counter = MAX(counter, ?1) WHERE id = ?2", params![e.counter, id])
+                    .map_err(map_err)?;
+            }
             c.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(map_err)?;
             if let Some(u) = user {
                 let mut states = read_token_states(c, u).map_err(map_err)?;
@@ -1022,6 +1036,28 @@ impl Store for SqliteStore {
             .map_err(map_err)
         })
         .await
+    }
+
+    async fn add_inventory(&self, items: &[InventoryToken], audit: AuditRecord) -> Result<(), StoreError> {
+        let items = items.to_vec();
+        self.write(move |c| inventory::add(c, &items, &audit)).await
+    }
+
+    async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryToken>, StoreError> {
+        self.read(|c| inventory::list(c, query))
+    }
+
+    async fn inventory_item(&self, serial: &str) -> Result<Option<InventoryToken>, StoreError> {
+        self.read(|c| inventory::by_serial(c, serial))
+    }
+
+    async fn assign_inventory(&self, item: i64, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.write(move |c| inventory::assign(c, item, &token, &audit)).await
+    }
+
+    async fn unassign_inventory(&self, item: i64, audit: AuditRecord) -> Result<(), StoreError> {
+        self.write(move |c| inventory::unassign(c, item, &audit)).await
     }
 
     async fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError> {

@@ -11,9 +11,10 @@ use super::map_err;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_realms.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_inventory.sql")),
 ];
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The database's schema version; 0 for an empty (new) database.
 pub fn current_version(conn: &Connection) -> Result<i64, StoreError> {
