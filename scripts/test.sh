@@ -13,6 +13,8 @@ command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
 # OpenLDAP for the LDAP first-factor tests (a private slapd per test run).
 [ -x /usr/sbin/slapd ] || need+=(slapd ldap-utils)
+# age: backups must open with the standard tool.
+command -v age >/dev/null 2>&1 || need+=(age)
 [ -e /lib/x86_64-linux-gnu/security/pam_radius_auth.so ] || [ -e /usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so ] \
   || need+=(libpam-radius-auth)
 if ((${#need[@]})); then

@@ -40,6 +40,12 @@ pub const TLS_CERT_FILE: &str = "tls/cert.pem";
 pub const TLS_KEY_FILE: &str = "tls/key.pem";
 pub const MASTER_KEY_FILE: &str = "master.key";
 
+/// scrypt work factor for new files: N = 2^18, as `age -p` (the Go CLI)
+/// uses. That costs 256 MiB and well under a second to open; the age crate's
+/// own default calibrates to ~1 s of CPU, which here meant 2^20 and a 1 GiB
+/// peak on every verify and restore, too much for a small appliance.
+pub const SCRYPT_LOG_N: u8 = 18;
+
 /// The manifest is small; anything bigger is not ours.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
@@ -207,7 +213,14 @@ pub fn write_archive<W: Write>(
     manifest: &Manifest,
     open: impl FnMut(&FileEntry) -> io::Result<Box<dyn Read>>,
 ) -> Result<W, Error> {
-    write_with(out, age::Encryptor::with_user_passphrase(passphrase), manifest, open)
+    write_with(out, encryptor(passphrase)?, manifest, open)
+}
+
+fn encryptor(passphrase: SecretString) -> Result<age::Encryptor, Error> {
+    let mut r = age::scrypt::Recipient::new(passphrase);
+    r.set_work_factor(SCRYPT_LOG_N);
+    age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+        .map_err(|e| Error::Io(io::Error::other(e.to_string())))
 }
 
 fn write_with<W: Write>(
@@ -253,7 +266,7 @@ fn header(size: u64, mtime: u64) -> tar::Header {
 /// Encrypts a single small secret (the master key for `tessera key export`)
 /// to a passphrase, as a plain age file: `age -d` gives back `plaintext`.
 pub fn encrypt_bytes<W: Write>(out: W, passphrase: SecretString, plaintext: &[u8]) -> Result<W, Error> {
-    let mut w = age::Encryptor::with_user_passphrase(passphrase).wrap_output(out)?;
+    let mut w = encryptor(passphrase)?.wrap_output(out)?;
     w.write_all(plaintext)?;
     Ok(w.finish()?)
 }

@@ -208,3 +208,11 @@ fn write_tampered_with(files: &BTreeMap<String, Vec<u8>>, m: &Manifest, members:
     }
     tar.into_inner().unwrap().finish().unwrap()
 }
+
+#[test]
+fn new_files_use_the_age_cli_work_factor() {
+    let c = encrypt_bytes(Vec::new(), pass(PASS), b"x").unwrap();
+    let header = String::from_utf8_lossy(&c[..c.iter().position(|b| *b == b'\n').unwrap() + 80]).into_owned();
+    let stanza = header.lines().nth(1).unwrap();
+    assert!(stanza.starts_with("-> scrypt ") && stanza.ends_with(&format!(" {SCRYPT_LOG_N}")), "{stanza}");
+}

@@ -9,6 +9,9 @@ use tessera_server::node::Node;
 use zeroize::Zeroizing;
 
 use super::actor;
+
+/// Users created and tokens assigned at once by an import.
+const ASSIGN_PARALLELISM: usize = 64;
 use crate::args::ImportArgs;
 use crate::{Exit, UsageError, output};
 
@@ -99,17 +102,30 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let n = node.admin.import_inventory(&actor(), items).await?;
+    // Users and assignments, many in flight: each is its own durable write,
+    // and the store commits concurrent writes in groups.
     let (mut created, mut assigned) = (0, 0);
-    for (serial, upn) in owners {
-        let user = match node.admin.find_user(a.realm.as_deref(), &upn).await {
-            Ok(u) => u,
-            Err(tessera_core::CoreError::NotFound(_)) => {
-                created += 1;
-                node.admin.add_user(&actor(), a.realm.as_deref(), &upn, None).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        node.admin.assign_inventory(&actor(), &serial, &user).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut owners = owners.into_iter();
+    loop {
+        while tasks.len() < ASSIGN_PARALLELISM {
+            let Some((serial, upn)) = owners.next() else { break };
+            let admin = node.admin.clone();
+            let realm = a.realm.clone();
+            tasks.spawn(async move {
+                let (user, new) = match admin.find_user(realm.as_deref(), &upn).await {
+                    Ok(u) => (u, false),
+                    Err(tessera_core::CoreError::NotFound(_)) => {
+                        (admin.add_user(&actor(), realm.as_deref(), &upn, None).await?, true)
+                    }
+                    Err(e) => return Err(e),
+                };
+                admin.assign_inventory(&actor(), &serial, &user).await?;
+                Ok::<bool, tessera_core::CoreError>(new)
+            });
+        }
+        let Some(done) = tasks.join_next().await else { break };
+        created += usize::from(done.context("assignment task")??);
         assigned += 1;
     }
     println!(
