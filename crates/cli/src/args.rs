@@ -61,6 +61,12 @@ pub enum Command {
     /// Encrypted backups (age): create while serving, verify, restore.
     #[command(subcommand)]
     Backup(crate::commands::backup::BackupCmd),
+    /// Export users (with their tokens; secrets only into an encrypted file).
+    #[command(subcommand)]
+    Export(crate::commands::transfer::ExportCmd),
+    /// Import users exported by `tessera export users`.
+    #[command(subcommand)]
+    Import(crate::commands::transfer::ImportCmd),
     /// The master key: export it alone, encrypted with its own passphrase.
     #[command(subcommand)]
     Key(crate::commands::backup::KeyCmd),

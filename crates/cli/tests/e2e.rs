@@ -15,6 +15,9 @@ mod realms;
 #[path = "cases/inventory.rs"]
 mod inventory;
 
+#[path = "cases/transfer.rs"]
+mod transfer;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

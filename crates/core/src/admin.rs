@@ -131,6 +131,48 @@ impl Admin {
         }
     }
 
+    /// Creates a user from an export: the password comes as its argon2id
+    /// PHC string (never re-hashed, never seen in clear).
+    pub async fn import_user(
+        &self,
+        actor: &Actor,
+        realm: &str,
+        username: &str,
+        password_hash: Option<String>,
+    ) -> Result<User, CoreError> {
+        let base = self.audit(actor, "user.import", username);
+        let checked =
+            names::check_username(username).and_then(|_| names::check_realm(realm)).and_then(
+                |_| match &password_hash {
+                    Some(h) if !h.starts_with("$argon2id$") || h.len() > 512 => {
+                        Err(CoreError::invalid("password_hash", "must be an argon2id PHC string"))
+                    }
+                    _ => Ok(()),
+                },
+            );
+        if let Err(e) = checked {
+            return self.refused(base, e).await;
+        }
+        let user = User {
+            id: UserId::new_random(),
+            realm: realm.to_string(),
+            username: username.to_string(),
+            password_hash,
+            disabled: false,
+            registered: false,
+            lock: LockState::default(),
+            last_attempt: None,
+            last_success: None,
+            grace_used: 0,
+            created_at: self.ctx.clock.now(),
+        };
+        let base = base.target(Self::user_label(&user));
+        match self.ctx.store.create_user(&user, base.clone()).await {
+            Ok(()) => Ok(user),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
     pub async fn find_user(&self, realm: Option<&str>, username: &str) -> Result<User, CoreError> {
         let realm = realm.unwrap_or(DEFAULT_REALM);
         names::check_username(username)?;

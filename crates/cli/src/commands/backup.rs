@@ -88,7 +88,7 @@ pub struct PassphraseInput {
 }
 
 impl PassphraseInput {
-    fn read(&self, env: &BTreeMap<String, String>, confirm: bool) -> anyhow::Result<SecretString> {
+    pub(crate) fn read(&self, env: &BTreeMap<String, String>, confirm: bool) -> anyhow::Result<SecretString> {
         let text: Zeroizing<String> = if let Some(f) = &self.passphrase_file {
             let all = Zeroizing::new(fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
             Zeroizing::new(all.lines().next().unwrap_or("").to_string())
@@ -271,7 +271,7 @@ fn open_source(s: &Source) -> std::io::Result<Box<dyn Read>> {
 
 /// Writes `out` through a private temporary file beside it, renamed into
 /// place after an fsync: there is never a partial file under the final name.
-fn write_atomically(
+pub(crate) fn write_atomically(
     out: &Path,
     write: impl FnOnce(&mut File) -> Result<(), tessera_backup::Error>,
 ) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ mod inventory;
 mod radius;
 mod realm;
 mod token;
+pub(crate) mod transfer;
 mod user;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,8 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::Audit(c) => admin::audit(&open(&cfg, &env)?, c).await,
         Command::Backup(c) => backup::run(&cfg, config_file.as_deref(), &env, c).await,
         Command::Key(c) => backup::key(&cfg, &env, c),
+        Command::Export(c) => transfer::export(&open(&cfg, &env)?, &env, c).await,
+        Command::Import(c) => transfer::import(&open(&cfg, &env)?, &env, c).await,
     }
 }
 
