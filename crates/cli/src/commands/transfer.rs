@@ -25,6 +25,18 @@ const MAX_FILE: u64 = 2 * 1024 * 1024 * 1024;
 
 #[derive(Debug, Subcommand)]
 pub enum ExportCmd {
+    /// Configuration kept in the database: policy, RADIUS clients, realms,
+    /// reply rules (one JSON document).
+    Config {
+        #[arg(long)]
+        out: PathBuf,
+        /// Include RADIUS shared secrets and realm secrets; the file is then
+        /// encrypted. Without it, clients and realm secrets must be re-entered.
+        #[arg(long)]
+        secrets: bool,
+        #[command(flatten)]
+        passphrase: PassphraseInput,
+    },
     /// Users with their tokens, statuses and groups, one JSON object per line.
     Users {
         #[arg(long)]
@@ -40,6 +52,8 @@ pub enum ExportCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportCmd {
+    /// Configuration from `tessera export config`.
+    Config(ImportUsersArgs),
     /// Users from `tessera export users` (encrypted or not).
     Users(ImportUsersArgs),
 }
@@ -105,19 +119,87 @@ fn label(u: &User) -> String {
     }
 }
 
-pub async fn export(node: &Node, env: &BTreeMap<String, String>, cmd: ExportCmd) -> anyhow::Result<()> {
-    let ExportCmd::Users { out, secrets, passphrase } = cmd;
+/// Writes `text` to `out`: encrypted when `pass` is given, else plain (0600).
+fn write_out(out: &Path, pass: Option<tessera_backup::SecretString>, text: &[u8]) -> anyhow::Result<()> {
+    match pass {
+        Some(p) => write_atomically(out, |f| tessera_backup::encrypt_bytes(f, p, text).map(|_| ())),
+        None => write_atomically(out, |f| {
+            use std::io::Write as _;
+            f.write_all(text).map_err(tessera_backup::Error::from)
+        }),
+    }
+}
+
+/// The passphrase for an export, checked against `--secrets`.
+fn export_passphrase(
+    out: &Path,
+    secrets: bool,
+    passphrase: &PassphraseInput,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<Option<tessera_backup::SecretString>> {
     if out.exists() {
         return Err(UsageError(format!("{} exists; not replacing it", out.display())).into());
     }
-    let pass = if secrets {
-        Some(passphrase.read(env, true)?)
-    } else {
-        if passphrase.passphrase_file.is_some() || passphrase.passphrase_env.is_some() {
-            return Err(UsageError("a passphrase without --secrets: nothing would be secret".into()).into());
+    if secrets {
+        return Ok(Some(passphrase.read(env, true)?));
+    }
+    if passphrase.passphrase_file.is_some() || passphrase.passphrase_env.is_some() {
+        return Err(UsageError("a passphrase without --secrets: nothing would be secret".into()).into());
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigDoc {
+    format: String,
+    version: u32,
+    secrets: bool,
+    policy: tessera_core::policy::Policy,
+    radius_clients: Vec<ClientDoc>,
+    realms: Vec<RealmDoc>,
+    reply_rules: Vec<RuleDoc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientDoc {
+    name: String,
+    address: String,
+    message_authenticator: String,
+    default_realm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RealmDoc {
+    name: String,
+    settings: tessera_core::realm::RealmSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secrets: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDoc {
+    scope: tessera_core::model::RuleScope,
+    attribute: String,
+    value: String,
+}
+
+const CONFIG_FORMAT: &str = "tessera-config";
+
+pub async fn export(node: &Node, env: &BTreeMap<String, String>, cmd: ExportCmd) -> anyhow::Result<()> {
+    let (out, secrets, passphrase) = match cmd {
+        ExportCmd::Config { out, secrets, passphrase } => {
+            let pass = export_passphrase(&out, secrets, &passphrase, env)?;
+            return export_config(node, &out, pass).await;
         }
-        None
+        ExportCmd::Users { out, secrets, passphrase } => (out, secrets, passphrase),
     };
+    let pass = export_passphrase(&out, secrets, &passphrase, env)?;
     let admin = &node.admin;
     let mut groups_of: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for (g, members) in admin.groups().await? {
@@ -174,12 +256,7 @@ pub async fn export(node: &Node, env: &BTreeMap<String, String>, cmd: ExportCmd)
             users += 1;
         }
     }
-    match pass {
-        Some(p) => write_atomically(&out, |f| tessera_backup::encrypt_bytes(f, p, text.as_bytes()).map(|_| ()))?,
-        None => {
-            std::fs::write(&out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
-        }
-    }
+    write_out(&out, pass, text.as_bytes())?;
     println!(
         "exported {users} users and {tokens} tokens to {}{}",
         out.display(),
@@ -200,8 +277,149 @@ fn read_export(path: &Path, env: &BTreeMap<String, String>, pass: &PassphraseInp
     String::from_utf8(plain).map_err(|_| UsageError(format!("{}: not UTF-8 JSON lines", path.display())).into())
 }
 
+async fn export_config(node: &Node, out: &Path, pass: Option<tessera_backup::SecretString>) -> anyhow::Result<()> {
+    let admin = &node.admin;
+    let secrets = pass.is_some();
+    let mut clients = Vec::new();
+    for c in admin.radius_clients().await? {
+        let secret = if secrets {
+            Some(String::from_utf8(admin.radius_secret(&c)?.to_vec()).context("a RADIUS secret is not UTF-8")?)
+        } else {
+            None
+        };
+        clients.push(ClientDoc {
+            name: c.name.clone(),
+            address: c.address.to_string(),
+            message_authenticator: c.message_authenticator.as_str().into(),
+            default_realm: c.default_realm.clone(),
+            secret,
+        });
+    }
+    let mut realms = Vec::new();
+    for r in admin.realms().await? {
+        let s = if secrets {
+            Some(admin.realm_secrets(&r)?.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+        } else {
+            None
+        };
+        realms.push(RealmDoc { name: r.name.clone(), settings: r.settings.clone(), secrets: s });
+    }
+    let reply_rules = admin
+        .reply_rules()
+        .await?
+        .into_iter()
+        .map(|r| RuleDoc { scope: r.scope, attribute: r.attribute, value: r.value })
+        .collect();
+    let doc = ConfigDoc {
+        format: CONFIG_FORMAT.into(),
+        version: VERSION,
+        secrets,
+        policy: admin.policy().await?,
+        radius_clients: clients,
+        realms,
+        reply_rules,
+    };
+    let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&doc)? + "\n");
+    write_out(out, pass, text.as_bytes())?;
+    println!(
+        "exported the policy, {} RADIUS clients, {} realms and {} reply rules to {}{}",
+        doc.radius_clients.len(),
+        doc.realms.len(),
+        doc.reply_rules.len(),
+        out.display(),
+        if secrets { " (encrypted, with secrets)" } else { " (no secrets)" }
+    );
+    Ok(())
+}
+
+async fn import_config(node: &Node, env: &BTreeMap<String, String>, a: ImportUsersArgs) -> anyhow::Result<()> {
+    let merge = match a.on_conflict.as_str() {
+        "skip" => false,
+        "merge" => true,
+        other => return Err(UsageError(format!("--on-conflict `{other}`: expected skip or merge")).into()),
+    };
+    let text = zeroize::Zeroizing::new(read_export(&a.file, env, &a.passphrase)?);
+    let doc: ConfigDoc = serde_json::from_str(&text)
+        .map_err(|e| UsageError(format!("{}: not a config export: {e}", a.file.display())))?;
+    if doc.format != CONFIG_FORMAT || doc.version > VERSION {
+        return Err(UsageError(format!("not a `{CONFIG_FORMAT}` version ≤ {VERSION} file")).into());
+    }
+    doc.policy.validate().map_err(|e| UsageError(format!("policy: {e}")))?;
+    for r in &doc.realms {
+        r.settings.validate()?;
+    }
+    let admin = &node.admin;
+    let mut notes = Vec::new();
+    let have_clients: Vec<String> = admin.radius_clients().await?.into_iter().map(|c| c.name).collect();
+    let have_realms: Vec<String> = admin.realms().await?.into_iter().map(|r| r.name).collect();
+    let have_rules: Vec<(String, String, String)> =
+        admin.reply_rules().await?.into_iter().map(|r| (format!("{:?}", r.scope), r.attribute, r.value)).collect();
+    if a.dry_run {
+        let new_clients = doc.radius_clients.iter().filter(|c| !have_clients.contains(&c.name)).count();
+        let new_realms = doc.realms.iter().filter(|r| !have_realms.contains(&r.name)).count();
+        println!(
+            "dry run (nothing changed): policy would be replaced; {new_clients} new RADIUS clients, {new_realms} new realms"
+        );
+        return Ok(());
+    }
+    admin.set_policy(&actor(), &doc.policy).await?;
+    let (mut clients, mut realms, mut rules) = (0, 0, 0);
+    for c in &doc.radius_clients {
+        if have_clients.contains(&c.name) {
+            if merge {
+                admin.delete_radius_client(&actor(), &c.name).await?;
+            } else {
+                notes.push(format!("RADIUS client {}: exists; skipped", c.name));
+                continue;
+            }
+        }
+        let Some(secret) = &c.secret else {
+            notes.push(format!("RADIUS client {}: no secret in the file; add it with `tessera client add`", c.name));
+            continue;
+        };
+        let mode = c.message_authenticator.parse().map_err(UsageError)?;
+        admin
+            .add_radius_client(&actor(), &c.name, &c.address, secret.as_bytes(), mode, c.default_realm.as_deref())
+            .await?;
+        clients += 1;
+    }
+    for r in doc.realms {
+        if have_realms.contains(&r.name) && !merge {
+            notes.push(format!("realm {}: exists; skipped", r.name));
+            continue;
+        }
+        let secrets = r.secrets.map(|m| m.into_iter().map(|(k, v)| (k, zeroize::Zeroizing::new(v))).collect());
+        if secrets.is_none()
+            && r.settings
+                .sources
+                .iter()
+                .any(|s| matches!(s, tessera_core::realm::SourceSettings::Ldap(l) if l.bind_dn.is_some()))
+        {
+            notes
+                .push(format!("realm {}: its secrets were not exported; re-add them with `tessera realm add`", r.name));
+        }
+        admin.put_realm(&actor(), &r.name, r.settings, secrets).await?;
+        realms += 1;
+    }
+    for r in doc.reply_rules {
+        if have_rules.contains(&(format!("{:?}", r.scope), r.attribute.clone(), r.value.clone())) {
+            continue;
+        }
+        admin.add_reply_rule(&actor(), r.scope, &r.attribute, &r.value).await?;
+        rules += 1;
+    }
+    for n in &notes {
+        println!("{n}");
+    }
+    println!("policy replaced; {clients} RADIUS clients, {realms} realms and {rules} reply rules added");
+    Ok(())
+}
+
 pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd) -> anyhow::Result<()> {
-    let ImportCmd::Users(a) = cmd;
+    let a = match cmd {
+        ImportCmd::Config(a) => return import_config(node, env, a).await,
+        ImportCmd::Users(a) => a,
+    };
     let merge = match a.on_conflict.as_str() {
         "skip" => false,
         "merge" => true,
