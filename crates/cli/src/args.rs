@@ -24,6 +24,11 @@ pub enum Command {
     Init,
     /// Run the server (initialises the data directory on first start).
     Serve,
+    /// What this node is and how it is doing (users, clients, realms, last scheduled backup).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),

@@ -40,7 +40,35 @@ pub struct Config {
     pub http: HttpSection,
     pub radius: RadiusSection,
     pub audit: AuditSection,
+    pub backup: BackupSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSection {
+    /// Seconds between scheduled backups taken by `serve` (86400 = daily); 0 = off.
+    pub interval_seconds: u64,
+    /// Directory for scheduled backups (created 0700); required when on.
+    pub dir: String,
+    /// Scheduled backups kept; older ones are deleted after a good backup.
+    pub keep: u32,
+    /// File holding the backup passphrase; required when on.
+    pub passphrase_file: String,
+    /// What goes in (see `tessera backup create --include`).
+    pub include: String,
+}
+
+impl Default for BackupSection {
+    fn default() -> Self {
+        BackupSection {
+            interval_seconds: 0,
+            dir: String::new(),
+            keep: 7,
+            passphrase_file: String::new(),
+            include: "database,config,tls".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

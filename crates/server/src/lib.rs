@@ -13,3 +13,4 @@ pub mod node;
 pub mod qr;
 pub mod radius;
 pub mod runtime;
+pub mod scheduled_backup;

@@ -14,7 +14,12 @@ use crate::node;
 
 /// Runs the server. Prints one `listening https <addr>` line per bound
 /// address on stdout (tests and scripts read the actual port from it).
-pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result<()> {
+pub async fn serve(
+    cfg: Config,
+    env: BTreeMap<String, String>,
+    config_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    crate::scheduled_backup::check(&cfg)?;
     if !node::is_initialised(&cfg) {
         let report = node::init(&cfg, &env).context("first start: initialising the data directory")?;
         tracing::info!(
@@ -58,6 +63,9 @@ pub async fn serve(cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let pruner = tokio::spawn(prune_audit(node.clone(), cfg.audit.retention_days, stop_rx.clone()));
+    if cfg.backup.interval_seconds > 0 {
+        tasks.push(tokio::spawn(crate::scheduled_backup::run(cfg.clone(), config_file, stop_rx.clone())));
+    }
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");

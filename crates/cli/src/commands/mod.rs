@@ -7,6 +7,7 @@ mod check;
 mod inventory;
 mod radius;
 mod realm;
+mod status;
 mod token;
 pub(crate) mod transfer;
 mod user;
@@ -34,7 +35,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
     match cli.command {
         Command::Serve => {
             tessera_server::logging::init(&cfg.log, env.get("TESSERA_LOG").map(String::as_str));
-            tessera_server::runtime::serve(cfg, env).await
+            tessera_server::runtime::serve(cfg, env, config_file).await
         }
         Command::Init => {
             let r = node::init(&cfg, &env)?;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::Check(a) => check::run(&open(&cfg, &env)?, a).await,
         Command::ApiKey(c) => admin::api_key(&open(&cfg, &env)?, c).await,
         Command::Client(c) => radius::client(&open(&cfg, &env)?, c).await,
+        Command::Status { json } => status::run(&open(&cfg, &env)?, &cfg, json).await,
         Command::Realm(c) => realm::run(&open(&cfg, &env)?, c).await,
         Command::Group(c) => radius::group(&open(&cfg, &env)?, c).await,
         Command::Reply(c) => radius::reply(&open(&cfg, &env)?, &cfg, c).await,

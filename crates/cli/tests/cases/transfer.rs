@@ -170,3 +170,47 @@ fn config_export_import_round_trip() {
     let out = c.ok(&["import", "config", plain.to_str().unwrap()]);
     assert!(out.contains("no secret in the file"), "{out}");
 }
+
+#[test]
+fn scheduled_backups_rotate_and_show_in_status() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "sched"]);
+    let dir = n.cwd().join("backups");
+    let pass = n.cwd().join("backup.pass");
+    std::fs::write(&pass, "sched-pass\n").unwrap();
+    let (d, p) = (dir.display().to_string(), pass.display().to_string());
+    let env = [
+        ("TESSERA_BACKUP_INTERVAL_SECONDS", "1"),
+        ("TESSERA_BACKUP_DIR", d.as_str()),
+        ("TESSERA_BACKUP_KEEP", "2"),
+        ("TESSERA_BACKUP_PASSPHRASE_FILE", p.as_str()),
+    ];
+    // a schedule without a passphrase file is a start-up error, not silence
+    let out = n.serve_expect_failure(&[("TESSERA_BACKUP_INTERVAL_SECONDS", "1"), ("TESSERA_BACKUP_DIR", d.as_str())]);
+    assert!(out.contains("passphrase_file"), "{out}");
+    n.start_with(&env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut runs = std::collections::BTreeSet::new();
+    while runs.len() < 3 && std::time::Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(dir.join("backup-status.json")) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["ok"], true, "{text}");
+            runs.insert(v["file"].as_str().unwrap().to_string());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(runs.len() >= 3, "three scheduled backups within 60 s: {runs:?}");
+    n.stop();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".age"))
+        .collect();
+    assert!(files.len() <= 2, "keep = 2: {files:?}");
+    let status = n.ok_env(&["status"], &env);
+    assert!(status.contains("last backup:     ok"), "{status}");
+    let newest = runs.iter().next_back().unwrap();
+    let out = n.ok(&["backup", "verify", dir.join(newest).to_str().unwrap(), "--passphrase-file", &p]);
+    assert!(out.contains("tessera.db"), "{out}");
+}

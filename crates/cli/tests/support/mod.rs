@@ -88,7 +88,12 @@ impl TestNode {
 
     /// Runs a CLI command that must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.command(args, &[]).output().unwrap();
+        self.ok_env(args, &[])
+    }
+
+    /// Like [`TestNode::ok`] with extra environment variables.
+    pub fn ok_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.command(args, env).output().unwrap();
         assert!(
             out.status.success(),
             "tessera {args:?} failed: {}\n{}",

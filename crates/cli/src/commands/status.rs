@@ -1,0 +1,57 @@
+//! `tessera status`: what this node is and how it is doing.
+
+use tessera_server::config::Config;
+use tessera_server::node::Node;
+use tessera_server::scheduled_backup;
+
+use crate::output;
+
+pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
+    let admin = &node.admin;
+    let users = node.ctx.store.count_users().await?;
+    let clients = admin.radius_clients().await?.len();
+    let realms = admin.realms().await?.len();
+    let b = &cfg.backup;
+    let backup =
+        if b.interval_seconds > 0 { scheduled_backup::read_status(std::path::Path::new(&b.dir)) } else { None };
+    if json {
+        return output::json(&serde_json::json!({
+            "node": node.ctx.node,
+            "data_dir": cfg.server.data_dir,
+            "master_key": {"id": node.ctx.keys.key_id(), "source": node.key_source.to_string()},
+            "users": users,
+            "radius_clients": clients,
+            "realms": realms,
+            "scheduled_backups": {
+                "interval_seconds": b.interval_seconds,
+                "dir": b.dir,
+                "keep": b.keep,
+                "last": backup,
+            },
+        }));
+    }
+    println!("node:            {}", node.ctx.node);
+    println!("data dir:        {}", cfg.server.data_dir.display());
+    println!("master key:      {} (from {})", node.ctx.keys.key_id(), node.key_source);
+    println!("users:           {users}");
+    println!("RADIUS clients:  {clients}");
+    println!("realms:          {realms}");
+    if b.interval_seconds == 0 {
+        println!("backups:         no schedule ([backup] interval_seconds = 0)");
+    } else {
+        println!("backups:         every {} s into {}, keeping {}", b.interval_seconds, b.dir, b.keep);
+        match backup {
+            Some(s) if s.ok => println!(
+                "last backup:     ok at {} ({}, {} bytes, {:.1} s; {} kept)",
+                s.last_run_at,
+                s.file.unwrap_or_default(),
+                s.bytes.unwrap_or(0),
+                s.seconds,
+                s.kept
+            ),
+            Some(s) => println!("last backup:     FAILED at {}: {}", s.last_run_at, s.error.unwrap_or_default()),
+            None => println!("last backup:     none yet"),
+        }
+    }
+    Ok(())
+}
