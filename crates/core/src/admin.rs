@@ -745,8 +745,24 @@ impl Admin {
             .ok_or_else(|| CoreError::NotFound(format!("realm `{name}`")))
     }
 
+    /// Deletes a realm that has no users: its users would silently lose
+    /// their first factor (and log in with the code alone).
     pub async fn delete_realm(&self, actor: &Actor, name: &str) -> Result<(), CoreError> {
         let base = self.audit(actor, "realm.delete", name);
+        let members = self
+            .ctx
+            .store
+            .list_users(
+                &UserQuery { realm: Some(name.to_string()), limit: 1, ..UserQuery::default() },
+                self.ctx.clock.now(),
+            )
+            .await?;
+        if !members.is_empty() {
+            let e = CoreError::Conflict(format!(
+                "realm `{name}` still has users (they would lose their first factor); delete or move them first"
+            ));
+            return self.refused(base, e).await;
+        }
         match self.ctx.store.delete_realm(name, base.clone()).await {
             Ok(()) => Ok(()),
             Err(e) => self.refused(base, e.into()).await,

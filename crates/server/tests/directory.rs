@@ -209,6 +209,19 @@ async fn chain_falls_back_to_entra_only_when_ldap_is_unreachable() {
 }
 
 #[tokio::test]
+async fn a_realm_with_users_cannot_be_deleted() {
+    let stub = Stub::builder().start().await.unwrap();
+    let h = harness();
+    h.realm(vec![SourceSettings::Entra(entra_source(&stub))], 0).await;
+    let (u, _) = h.user_with_token("dana").await;
+    // deleting it would turn dana's password+code into code-only
+    let e = h.admin.delete_realm(&h.actor, "corp").await.unwrap_err();
+    assert!(matches!(e, tessera_core::CoreError::Conflict(_)), "{e}");
+    h.admin.delete_user(&h.actor, &u).await.unwrap();
+    h.admin.delete_realm(&h.actor, "corp").await.unwrap();
+}
+
+#[tokio::test]
 async fn unknown_in_entra_while_ldap_is_down_is_an_outage_not_a_failure() {
     let Some(ldap) = slapd() else { return };
     let stub = Stub::builder().start().await.unwrap();

@@ -126,7 +126,7 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
         }
         RealmCmd::Delete { name } => {
             admin.delete_realm(&actor(), &name).await?;
-            println!("deleted realm {name} (its users stay; they now have no directory password)");
+            println!("deleted realm {name}");
         }
         RealmCmd::Test { name, user } => {
             admin.realm(&name).await?;
