@@ -13,7 +13,6 @@ use crate::cidr::Cidr;
 use crate::context::Context;
 use crate::error::CoreError;
 use crate::keys::Purpose;
-use crate::lockout::LockState;
 use crate::model::{
     ApiKey, InventoryToken, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState,
     User, UserId,
@@ -111,19 +110,7 @@ impl Admin {
             }
             None => None,
         };
-        let user = User {
-            id: UserId::new_random(),
-            realm: realm.to_string(),
-            username: username.to_string(),
-            password_hash,
-            disabled: false,
-            registered: false,
-            lock: LockState::default(),
-            last_attempt: None,
-            last_success: None,
-            grace_used: 0,
-            created_at: self.ctx.clock.now(),
-        };
+        let user = User::new(realm, username, password_hash, self.ctx.clock.now());
         let base = base.target(Self::user_label(&user));
         match self.ctx.store.create_user(&user, base.clone()).await {
             Ok(()) => Ok(user),
@@ -153,19 +140,7 @@ impl Admin {
         if let Err(e) = checked {
             return self.refused(base, e).await;
         }
-        let user = User {
-            id: UserId::new_random(),
-            realm: realm.to_string(),
-            username: username.to_string(),
-            password_hash,
-            disabled: false,
-            registered: false,
-            lock: LockState::default(),
-            last_attempt: None,
-            last_success: None,
-            grace_used: 0,
-            created_at: self.ctx.clock.now(),
-        };
+        let user = User::new(realm, username, password_hash, self.ctx.clock.now());
         let base = base.target(Self::user_label(&user));
         match self.ctx.store.create_user(&user, base.clone()).await {
             Ok(()) => Ok(user),

@@ -365,19 +365,7 @@ impl Authenticator {
         }
         match ctx.directory.verify(&realm, &req.username, &req.password).await {
             DirectoryVerdict::Accepted { source, .. } => {
-                let user = User {
-                    id: UserId::new_random(),
-                    realm: realm.clone(),
-                    username: req.username.clone(),
-                    password_hash: None,
-                    disabled: false,
-                    registered: false,
-                    lock: crate::lockout::LockState::default(),
-                    last_attempt: None,
-                    last_success: None,
-                    grace_used: 0,
-                    created_at: now,
-                };
+                let user = User::new(&realm, &req.username, None, now);
                 let created = AuditRecord::new(now, &ctx.node, &Actor::new("auto-provision"), "user.add")
                     .target(audit_target(&realm, &req.username))
                     .result(AuditResult::Ok, Some(&format!("first login through {source}")));

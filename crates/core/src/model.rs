@@ -113,6 +113,23 @@ pub struct User {
 }
 
 impl User {
+    /// A new user: unregistered, no lock, no history, a fresh random id.
+    pub fn new(realm: &str, username: &str, password_hash: Option<String>, created_at: Timestamp) -> User {
+        User {
+            id: UserId::new_random(),
+            realm: realm.to_string(),
+            username: username.to_string(),
+            password_hash,
+            disabled: false,
+            registered: false,
+            lock: LockState::default(),
+            last_attempt: None,
+            last_success: None,
+            grace_used: 0,
+            created_at,
+        }
+    }
+
     pub fn status(&self, now: Timestamp) -> UserStatus {
         if self.disabled {
             UserStatus::Disabled

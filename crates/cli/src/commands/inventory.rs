@@ -141,11 +141,7 @@ pub async fn list(node: &Node, q: &InventoryQuery, json: bool) -> anyhow::Result
         if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id)
             && let Some(u) = node.ctx.store.user_by_id(&id).await?
         {
-            e.insert(if u.realm == tessera_core::names::DEFAULT_REALM {
-                u.username
-            } else {
-                format!("{}@{}", u.username, u.realm)
-            });
+            e.insert(super::user::label(&u));
         }
     }
     let kind = |p: &OtpParams| match p.kind {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
-use tessera_core::model::{TokenState, User};
+use tessera_core::model::TokenState;
 use tessera_core::otp_match::open_secret;
 use tessera_core::store::UserQuery;
 use tessera_otp::{OtpKind, OtpParams, Secret};
@@ -111,14 +111,6 @@ struct TokenLine {
     secret: Option<String>,
 }
 
-fn label(u: &User) -> String {
-    if u.realm == tessera_core::names::DEFAULT_REALM {
-        u.username.clone()
-    } else {
-        format!("{}@{}", u.username, u.realm)
-    }
-}
-
 /// Writes `text` to `out`: encrypted when `pass` is given, else plain (0600).
 fn write_out(out: &Path, pass: Option<tessera_backup::SecretString>, text: &[u8]) -> anyhow::Result<()> {
     match pass {
@@ -190,6 +182,15 @@ struct RuleDoc {
 }
 
 const CONFIG_FORMAT: &str = "tessera-config";
+
+/// `--on-conflict`: whether existing records are merged (else skipped).
+fn merge_on_conflict(mode: &str) -> anyhow::Result<bool> {
+    match mode {
+        "skip" => Ok(false),
+        "merge" => Ok(true),
+        other => Err(UsageError(format!("--on-conflict `{other}`: expected skip or merge")).into()),
+    }
+}
 
 pub async fn export(node: &Node, env: &BTreeMap<String, String>, cmd: ExportCmd) -> anyhow::Result<()> {
     let (out, secrets, passphrase) = match cmd {
@@ -333,11 +334,7 @@ async fn export_config(node: &Node, out: &Path, pass: Option<tessera_backup::Sec
 }
 
 async fn import_config(node: &Node, env: &BTreeMap<String, String>, a: ImportUsersArgs) -> anyhow::Result<()> {
-    let merge = match a.on_conflict.as_str() {
-        "skip" => false,
-        "merge" => true,
-        other => return Err(UsageError(format!("--on-conflict `{other}`: expected skip or merge")).into()),
-    };
+    let merge = merge_on_conflict(&a.on_conflict)?;
     let text = zeroize::Zeroizing::new(read_export(&a.file, env, &a.passphrase)?);
     let doc: ConfigDoc = serde_json::from_str(&text)
         .map_err(|e| UsageError(format!("{}: not a config export: {e}", a.file.display())))?;
@@ -420,11 +417,7 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
         ImportCmd::Config(a) => return import_config(node, env, a).await,
         ImportCmd::Users(a) => a,
     };
-    let merge = match a.on_conflict.as_str() {
-        "skip" => false,
-        "merge" => true,
-        other => return Err(UsageError(format!("--on-conflict `{other}`: expected skip or merge")).into()),
-    };
+    let merge = merge_on_conflict(&a.on_conflict)?;
     let text = zeroize::Zeroizing::new(read_export(&a.file, env, &a.passphrase)?);
     let mut lines = text.lines().enumerate();
     let header: Header = match lines.next() {
@@ -508,7 +501,6 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
         if u.disabled != user.disabled {
             admin.set_disabled(&actor(), &user, u.disabled).await?;
         }
-        let _ = label(&user);
     }
     println!(
         "{}{created} users created, {merged} merged, {skipped} skipped; {tokens} tokens added{}",

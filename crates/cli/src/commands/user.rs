@@ -15,7 +15,7 @@ pub async fn find(node: &Node, u: &UserRef) -> anyhow::Result<User> {
     Ok(node.admin.find_user(u.realm.as_deref(), &u.user).await?)
 }
 
-fn label(u: &User) -> String {
+pub(crate) fn label(u: &User) -> String {
     if u.realm == tessera_core::names::DEFAULT_REALM {
         u.username.clone()
     } else {

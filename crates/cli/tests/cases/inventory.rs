@@ -2,7 +2,7 @@
 //! plain CSV, RFC 6030 PSKC with a PBKDF2 passphrase), the inventory, assign
 //! and unassign, and logins with the imported seeds.
 
-use super::support::{TestNode, hotp_code};
+use super::support::TestNode;
 
 /// RFC 4226 Appendix D, 8 digits (the RFC 6030 examples use its secret).
 const RFC4226_8DIGIT: [&str; 3] = ["84755224", "94287082", "37359152"];
@@ -90,7 +90,6 @@ fn azure_csv_creates_and_assigns_users_and_reports_bad_rows() {
     assert!(n.ok(&["check", "helga@contoso.com", &code]).starts_with("accept"));
     let inv = n.ok(&["token", "inventory", "--assigned", "--json"]);
     assert!(inv.contains("helga@contoso.com") && inv.contains("ivan@contoso.com"), "{inv}");
-    let _ = hotp_code;
 }
 
 #[test]

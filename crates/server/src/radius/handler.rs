@@ -327,12 +327,23 @@ impl RadiusService {
         self.finish(reply, packet, secret)
     }
 
-    /// Copies Proxy-State (RFC 2865 §5.33) and signs the reply.
-    fn finish(&self, mut reply: Packet, request: &Packet, secret: &[u8]) -> Option<Vec<u8>> {
+    /// Copies Proxy-State (RFC 2865 §5.33) and signs the reply
+    /// (Message-Authenticator first).
+    fn finish(&self, reply: Packet, request: &Packet, secret: &[u8]) -> Option<Vec<u8>> {
+        self.encode(reply, request, secret, true)
+    }
+
+    fn encode(
+        &self,
+        mut reply: Packet,
+        request: &Packet,
+        secret: &[u8],
+        message_authenticator: bool,
+    ) -> Option<Vec<u8>> {
         for ps in request.attrs(attr::PROXY_STATE) {
             reply.attributes.push(Attribute { typ: attr::PROXY_STATE, value: ps.to_vec() });
         }
-        match reply.encode_response(request, secret, true) {
+        match reply.encode_response(request, secret, message_authenticator) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
                 bump(&self.stats.errors);
@@ -431,11 +442,7 @@ impl RadiusService {
             authenticator: packet.authenticator,
             attributes: Vec::new(),
         };
-        let mut reply = reply;
-        for ps in packet.attrs(attr::PROXY_STATE) {
-            reply.attributes.push(Attribute { typ: attr::PROXY_STATE, value: ps.to_vec() });
-        }
-        reply.encode_response(packet, secret, false).ok()
+        self.encode(reply, packet, secret, false)
     }
 }
 
