@@ -15,6 +15,8 @@ command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
 [ -x /usr/sbin/slapd ] || need+=(slapd ldap-utils)
 # age: backups must open with the standard tool.
 command -v age >/dev/null 2>&1 || need+=(age)
+# aiosmtpd: the SMTP server that receives email codes (Debian's python3).
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 [ -e /lib/x86_64-linux-gnu/security/pam_radius_auth.so ] || [ -e /usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so ] \
   || need+=(libpam-radius-auth)
 if ((${#need[@]})); then
@@ -30,6 +32,10 @@ export TESSERA_REQUIRE_TOOLS=1
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The Debian package: build (from the debug build above), dpkg -i, run as
+# the tessera user, /healthz, SIGTERM, dpkg --purge (root only; see the script).
+scripts/deb-test.sh
 
 # Fuzz the RADIUS packet decoder for a bounded time (installs cargo-fuzz
 # from crates.io on first use); a crash fails the run.

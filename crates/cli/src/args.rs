@@ -57,7 +57,7 @@ pub enum Command {
     /// Show or change the authentication policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
-    /// Read the audit log.
+    /// Read the audit log, or verify its hash chain.
     #[command(subcommand)]
     Audit(AuditCmd),
     /// Show configuration.
@@ -72,9 +72,9 @@ pub enum Command {
     /// Import users exported by `tessera export users`.
     #[command(subcommand)]
     Import(crate::commands::transfer::ImportCmd),
-    /// The master key: export it alone, encrypted with its own passphrase.
+    /// The master key: export it alone (encrypted), rotate it, show its status.
     #[command(subcommand)]
-    Key(crate::commands::backup::KeyCmd),
+    Key(crate::commands::key::KeyCmd),
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +170,21 @@ pub struct TokenParams {
     pub description: String,
 }
 
+/// Options of `token add-email` / `add-sms`.
+#[derive(Debug, Args)]
+pub struct OobTokenArgs {
+    /// Length of the codes sent: 6 (default) or 8.
+    #[arg(long)]
+    pub digits: Option<u8>,
+    /// Serial number (generated when absent).
+    #[arg(long)]
+    pub serial: Option<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     /// Generate a secret for a user and print it as text, otpauth URI and QR code.
@@ -208,6 +223,26 @@ pub enum TokenCmd {
         pending: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Add an email token: after the first factor, a code is sent to ADDRESS
+    /// (where policy `oob_realms` / `oob_users` enables it). Active at once.
+    AddEmail {
+        #[command(flatten)]
+        user: UserRef,
+        /// The email address codes go to.
+        address: String,
+        #[command(flatten)]
+        oob: OobTokenArgs,
+    },
+    /// Add an SMS token: after the first factor, a code is sent to PHONE
+    /// (international: `+49 151 …`) through the `[sms]` gateway.
+    AddSms {
+        #[command(flatten)]
+        user: UserRef,
+        /// The phone number codes go to.
+        phone: String,
+        #[command(flatten)]
+        oob: OobTokenArgs,
     },
     /// Confirm a user's pending token with a current code.
     Confirm {
@@ -327,6 +362,12 @@ pub enum AuditCmd {
         result: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every node's hash chain (read-only; no master key needed): names
+    /// each changed, deleted or reordered record and exits 1 if there is one.
+    Verify {
         #[arg(long)]
         json: bool,
     },

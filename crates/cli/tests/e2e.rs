@@ -15,8 +15,20 @@ mod realms;
 #[path = "cases/inventory.rs"]
 mod inventory;
 
+#[path = "cases/keys.rs"]
+mod keys;
+
 #[path = "cases/transfer.rs"]
 mod transfer;
+
+#[path = "cases/audit.rs"]
+mod audit;
+
+#[path = "cases/ops.rs"]
+mod ops;
+
+#[path = "cases/oob.rs"]
+mod oob;
 
 use std::time::Duration;
 

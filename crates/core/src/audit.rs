@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 
+pub mod chain;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditResult {

@@ -16,8 +16,9 @@ use crate::clock::Timestamp;
 use crate::context::Context;
 use crate::error::CoreError;
 use crate::keys::{Keyring, Purpose};
-use crate::model::{AccessRecord, Token, TokenState, User, UserId};
+use crate::model::{AccessRecord, OobChannel, Token, TokenState, User, UserId};
 use crate::names::{self, DEFAULT_REALM};
+use crate::oob::{OobCode, OobMessage, OobSender, OobService, PendingMatch};
 use crate::otp_match::{match_code, open_secret};
 use crate::password::MAX_PASSWORD_LEN;
 use crate::policy::Policy;
@@ -80,6 +81,10 @@ pub struct Validation {
     /// Directory groups learnt while checking the first factor (for reply
     /// rules); local groups are not included.
     pub directory_groups: Vec<String>,
+    /// With a reject: a message for the person logging in, when there is one
+    /// worth giving (an email or SMS code could not be sent). RADIUS sends it
+    /// as Reply-Message, REST as `message`.
+    pub message: Option<String>,
 }
 
 /// What the first factor said.
@@ -111,6 +116,16 @@ struct Subject<'a> {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     ctx: Arc<Context>,
+    /// Email and SMS codes; nothing is sent unless configured.
+    oob: OobService,
+}
+
+/// A code that went out in the first step of a login.
+#[derive(Debug)]
+struct Sent {
+    channel: OobChannel,
+    address: String,
+    expires_at: Timestamp,
 }
 
 /// A candidate reading of the submitted string: `password` then `code`.
@@ -142,7 +157,13 @@ fn split_code(input: &str, len: usize, has_password: bool, code_first: bool) -> 
 
 impl Authenticator {
     pub fn new(ctx: Arc<Context>) -> Self {
-        Authenticator { ctx }
+        Authenticator { ctx, oob: OobService::disabled() }
+    }
+
+    /// Sends email and SMS codes through `oob` (see [`crate::oob`]).
+    pub fn with_oob(mut self, oob: OobService) -> Self {
+        self.oob = oob;
+        self
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -214,6 +235,9 @@ impl Authenticator {
             let policy = policy.clone();
             let expected_user = ticket.map(|t| t.user_id);
             let directory = subject.directory;
+            let oob_enabled = policy.oob_enabled(&realm, &req.username);
+            let sender = self.oob.sender.clone();
+            let lookback = self.oob.settings.lookback_seconds();
             Box::new(move |snap: &dyn Snapshot| -> Evaluation {
                 let user = snap.user();
                 if user.disabled {
@@ -230,7 +254,7 @@ impl Authenticator {
                     None if user.password_hash.is_some() || directory => return Evaluation::Deferred,
                     None => {}
                 }
-                let codes = match_codes(&keys, snap.tokens(), &input, &policy, now, false);
+                let mut codes = match_codes(&keys, snap.tokens(), &input, &policy, now, false);
                 if let Some((factor, _)) = codes.matched {
                     return Evaluation::Decided(Verdict::Verified(factor));
                 }
@@ -241,6 +265,19 @@ impl Authenticator {
                         // Let the engine retry outside, where the error can be reported.
                         Err(_) => return Evaluation::Deferred,
                     }
+                }
+                let usable = usable_oob(oob_enabled, &*sender, snap.tokens());
+                if !usable.is_empty() {
+                    codes.no_active_token = false;
+                    let rows = match snap.oob_codes(now.plus_seconds(-lookback)) {
+                        Ok(rows) => rows,
+                        Err(_) => return Evaluation::Deferred,
+                    };
+                    let check = check_oob(&keys, snap.tokens(), &usable, &rows, &input, &policy, now, false);
+                    if let Some((factor, _)) = check.matched {
+                        return Evaluation::Decided(Verdict::Verified(factor));
+                    }
+                    codes.absorb(check);
                 }
                 Evaluation::Decided(codes.failure(&FirstFactor::Ok { groups: Vec::new(), source: None }))
             })
@@ -255,6 +292,7 @@ impl Authenticator {
             evaluate,
         };
         let mut directory_groups = Vec::new();
+        let mut sent_code: Option<Sent> = None;
         let (user_id, verdict, outcome) = match ctx.store.authenticate(request).await? {
             Authentication::UnknownUser => {
                 if may_provision && subject.directory && ctx.directory.auto_provision(&realm) && ticket.is_none() {
@@ -270,10 +308,12 @@ impl Authenticator {
                     username: req.username,
                     realm,
                     directory_groups,
+                    message: None,
                 });
             }
             Authentication::Decided { user_id, verdict, outcome } => (user_id, verdict, outcome),
             Authentication::Deferred { user, tokens } => {
+                let mut note = None;
                 let (verdict, context) = if user.disabled {
                     (Verdict::Refused("disabled"), None)
                 } else if user.lock.block(now).is_some() {
@@ -288,7 +328,24 @@ impl Authenticator {
                         now,
                         radius_client: req.radius_client.as_deref(),
                     };
-                    let (verdict, first) = self.evaluate(&login).await?;
+                    let (mut verdict, first) = self.evaluate(&login).await?;
+                    // First step with an email/SMS token: send the code now,
+                    // before the challenge is recorded; if it cannot go out,
+                    // the login is refused (not counted) and says so.
+                    if verdict == Verdict::Challenge
+                        && let Some(result) = self.send_code(&login).await?
+                    {
+                        match result {
+                            Ok((sent, detail)) => {
+                                note = Some(detail);
+                                sent_code = Some(sent);
+                            }
+                            Err((reason, detail)) => {
+                                verdict = Verdict::Refused(reason);
+                                note = Some(detail);
+                            }
+                        }
+                    }
                     match first {
                         Some(FirstFactor::Ok { groups, source }) => {
                             directory_groups = groups;
@@ -296,6 +353,10 @@ impl Authenticator {
                         }
                         _ => (verdict, None),
                     }
+                };
+                let context = match (context, note) {
+                    (Some(c), Some(n)) => Some(format!("{c}; {n}")),
+                    (c, n) => c.or(n),
                 };
                 let mut audit = audit;
                 audit.reason = context;
@@ -307,19 +368,28 @@ impl Authenticator {
         };
         let mut finished = AuditRecord::new(now, "", &actor, "");
         crate::store::finish_attempt_audit(&mut finished, &verdict, &outcome);
+        let mut message = None;
         let decision = match outcome {
             AuthOutcome::Accepted => Decision::Accept,
-            AuthOutcome::Challenged => Decision::Challenge {
-                state: seal_state(
-                    &ctx.keys,
-                    &*ctx.random,
-                    &realm,
-                    &req.username,
-                    user_id,
-                    now.plus_seconds(i64::from(policy.challenge_ttl_seconds)),
-                ),
-                message: policy.challenge_message.clone(),
-            },
+            AuthOutcome::Challenged => {
+                let mut expires_at = now.plus_seconds(i64::from(policy.challenge_ttl_seconds));
+                let mut prompt = policy.challenge_message.clone();
+                if let Some(sent) = &sent_code {
+                    // The state lives at least as long as the code it asks for.
+                    expires_at = expires_at.max(sent.expires_at);
+                    prompt = self.oob.prompt(sent.channel, &sent.address);
+                }
+                Decision::Challenge {
+                    state: seal_state(&ctx.keys, &*ctx.random, &realm, &req.username, user_id, expires_at),
+                    message: prompt,
+                }
+            }
+            AuthOutcome::Refused => {
+                if matches!(verdict, Verdict::Refused(r) if r.starts_with("oob_")) {
+                    message = Some(self.oob.settings.failure_message.clone());
+                }
+                Decision::Reject
+            }
             _ => Decision::Reject,
         };
         Ok(Validation {
@@ -329,6 +399,7 @@ impl Authenticator {
             username: req.username,
             realm,
             directory_groups,
+            message,
         })
     }
 
@@ -347,6 +418,7 @@ impl Authenticator {
             username,
             realm: realm.to_string(),
             directory_groups: Vec::new(),
+            message: None,
         })
     }
 
@@ -405,7 +477,7 @@ impl Authenticator {
             }
         }
         // 1. Token codes: cheap, so try them first.
-        let codes = match_codes(&ctx.keys, tokens, input, policy, login.now, true);
+        let mut codes = match_codes(&ctx.keys, tokens, input, policy, login.now, true);
         if let Some((factor, password)) = &codes.matched {
             let ff = self.first_factor(login, password, &mut checked).await;
             return Ok((with_first_factor(&ff, Verdict::Verified(factor.clone())), Some(ff)));
@@ -417,6 +489,19 @@ impl Authenticator {
             let ff = self.first_factor(login, password, &mut checked).await;
             return Ok((with_first_factor(&ff, Verdict::Verified(Factor::BackupCode { digest })), Some(ff)));
         }
+        // 2b. A code sent by email or SMS: the user's recent codes, then the password.
+        let usable = self.usable_oob(login);
+        if !usable.is_empty() {
+            codes.no_active_token = false;
+            let since = login.now.plus_seconds(-self.oob.settings.lookback_seconds());
+            let rows = ctx.store.oob_codes(&user.id, since).await?;
+            let check = check_oob(&ctx.keys, tokens, &usable, &rows, input, policy, login.now, true);
+            if let Some((factor, password)) = check.matched {
+                let ff = self.first_factor(login, password, &mut checked).await;
+                return Ok((with_first_factor(&ff, Verdict::Verified(factor)), Some(ff)));
+            }
+            codes.absorb(check);
+        }
         // 3. No code matched. Was the password part right (then the code was
         //    wrong)? Then: is the whole input the password, for a second step
         //    or a grace login?
@@ -427,7 +512,9 @@ impl Authenticator {
             }
         }
         let grace = codes.no_active_token && grace_allows(user, policy, login.now);
-        let challenge = policy.challenge_response && !codes.no_active_token;
+        // A user who gets codes by email or SMS is asked for one even when
+        // challenges are off: the first step is how the code is requested.
+        let challenge = (policy.challenge_response || !usable.is_empty()) && !codes.no_active_token;
         let ff = if grace || challenge || codes.first_password.is_none() {
             self.first_factor(login, input, &mut checked).await
         } else {
@@ -483,6 +570,79 @@ impl Authenticator {
         };
         checked.put(password, ff.clone());
         ff
+    }
+
+    /// The user's email and SMS tokens that codes may be sent to now.
+    fn usable_oob<'t>(&self, login: &Login<'t>) -> Vec<&'t Token> {
+        let enabled = login.policy.oob_enabled(login.subject.realm, &login.user.username);
+        usable_oob(enabled, &*self.oob.sender, login.tokens)
+    }
+
+    /// Sends a code to the user's first usable email or SMS token. `None`
+    /// when they have none; else what went out (and a note for the audit
+    /// record), or why nothing did (a `Refused` reason and the detail).
+    /// The code itself goes only to the sender: never to a log or the audit.
+    async fn send_code(
+        &self,
+        login: &Login<'_>,
+    ) -> Result<Option<Result<(Sent, String), (&'static str, String)>>, CoreError> {
+        let Some(token) = self.usable_oob(login).into_iter().next() else { return Ok(None) };
+        let Some(target) = &token.oob else { return Ok(None) };
+        let (channel, serial, now) = (target.channel.as_str(), &token.serial, login.now);
+        let settings = &self.oob.settings;
+        if !self.oob.limiter().try_acquire(now) {
+            tracing::warn!(limit = settings.global_per_minute, "email/SMS codes: this node's per-minute limit reached");
+            return Ok(Some(Err((
+                "oob_global_rate_limited",
+                format!("{channel} token {serial}: this node's limit of {} codes a minute", settings.global_per_minute),
+            ))));
+        }
+        let secret = match open_secret(&self.ctx.keys, token) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(token = %serial, error = %e, "token secret cannot be opened; no code sent");
+                return Ok(Some(Err(("oob_token_unusable", format!("{channel} token {serial}: {e}")))));
+            }
+        };
+        let code = crate::oob::generate_code(&*self.ctx.random, token.params.digits.get());
+        let id = crate::model::TokenId::new_random().0;
+        let row = OobCode {
+            id,
+            user_id: login.user.id,
+            token_id: token.id,
+            digest: crate::oob::code_digest(secret.as_bytes(), id, &code),
+            created_at: now,
+            expires_at: now.plus_seconds(i64::from(settings.ttl_seconds)),
+            attempts: 0,
+            used_at: None,
+        };
+        let since = now.plus_seconds(-i64::from(settings.user_window_seconds));
+        if !self.ctx.store.reserve_oob_code(&row, since, settings.user_limit).await? {
+            return Ok(Some(Err((
+                "oob_rate_limited",
+                format!(
+                    "{channel} token {serial}: {} codes in {} s already sent",
+                    settings.user_limit, settings.user_window_seconds
+                ),
+            ))));
+        }
+        let message = OobMessage {
+            channel: target.channel,
+            to: &target.address,
+            code: &code,
+            ttl_seconds: settings.ttl_seconds,
+            username: &login.user.username,
+        };
+        match self.oob.sender.send(&message).await {
+            Ok(()) => Ok(Some(Ok((
+                Sent { channel: target.channel, address: target.address.clone(), expires_at: row.expires_at },
+                format!("{channel} code sent to token {serial}"),
+            )))),
+            Err(e) => {
+                tracing::warn!(user = %login.user.username, token = %serial, error = %e, "email/SMS code could not be sent");
+                Ok(Some(Err(("oob_delivery_failed", format!("{channel} token {serial}: {e}")))))
+            }
+        }
     }
 
     /// Whether policy lets this login through on the first factor alone.
@@ -564,15 +724,27 @@ struct CodeCheck<'a> {
     first_password: Option<&'a str>,
     no_active_token: bool,
     replayed: bool,
+    /// An email/SMS code that matched but no longer works (expired, worn out).
+    stale: Option<&'static str>,
 }
 
-impl CodeCheck<'_> {
+impl<'a> CodeCheck<'a> {
+    /// Takes in what the email/SMS codes said (when none matched).
+    fn absorb(&mut self, oob: CodeCheck<'a>) {
+        if let Some(p) = oob.first_password {
+            self.first_password.get_or_insert(p);
+        }
+        self.replayed |= oob.replayed;
+        self.stale = self.stale.or(oob.stale);
+    }
+
     /// The verdict when no code matched, given what the first factor said.
     fn failure(&self, first: &FirstFactor) -> Verdict {
         match first {
             FirstFactor::Refused(r) => Verdict::Refused(r),
             FirstFactor::Ok { .. } if self.no_active_token => Verdict::Refused("no_active_token"),
             FirstFactor::Ok { .. } if self.replayed => Verdict::Failed("replayed_code"),
+            FirstFactor::Ok { .. } if self.stale.is_some() => Verdict::Failed(self.stale.unwrap_or("wrong_code")),
             FirstFactor::Ok { .. } => Verdict::Failed("wrong_code"),
             FirstFactor::Wrong("wrong_password") if !self.no_active_token => Verdict::Failed("wrong_password_and_code"),
             FirstFactor::Wrong(r) => Verdict::Failed(r),
@@ -590,8 +762,10 @@ fn match_codes<'a>(
     now: crate::clock::Timestamp,
     has_password: bool,
 ) -> CodeCheck<'a> {
-    let mut check = CodeCheck { matched: None, first_password: None, no_active_token: true, replayed: false };
-    for token in tokens.iter().filter(|t| t.state == TokenState::Active) {
+    let mut check =
+        CodeCheck { matched: None, first_password: None, no_active_token: true, replayed: false, stale: None };
+    // Email and SMS tokens have no codes of their own (see `check_oob`).
+    for token in tokens.iter().filter(|t| t.state == TokenState::Active && t.oob.is_none()) {
         check.no_active_token = false;
         let Some(split) = split_code(input, token.params.digits.get() as usize, has_password, policy.code_first) else {
             continue;
@@ -610,6 +784,48 @@ fn match_codes<'a>(
             return check;
         }
         check.replayed |= is_replay(&secret, token, split.code, policy, now);
+    }
+    check
+}
+
+/// The email/SMS tokens of a user that codes go to: active, enabled for the
+/// user by policy, and with a channel this node can send through.
+fn usable_oob<'t>(enabled: bool, sender: &dyn OobSender, tokens: &'t [Token]) -> Vec<&'t Token> {
+    if !enabled {
+        return Vec::new();
+    }
+    crate::oob::oob_tokens(tokens).filter(|t| t.oob.as_ref().is_some_and(|o| sender.available(o.channel))).collect()
+}
+
+/// Checks the end of `input` (or all of it) against the user's recent
+/// email/SMS codes (`rows`), for each code length of the `usable` tokens.
+#[allow(clippy::too_many_arguments)]
+fn check_oob<'a>(
+    keys: &Keyring,
+    tokens: &[Token],
+    usable: &[&Token],
+    rows: &[OobCode],
+    input: &'a str,
+    policy: &Policy,
+    now: Timestamp,
+    has_password: bool,
+) -> CodeCheck<'a> {
+    let mut check =
+        CodeCheck { matched: None, first_password: None, no_active_token: false, replayed: false, stale: None };
+    let mut lengths: Vec<usize> = usable.iter().map(|t| t.params.digits.get() as usize).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    for len in lengths {
+        let Some(split) = split_code(input, len, has_password, policy.code_first) else { continue };
+        check.first_password.get_or_insert(split.password);
+        match crate::oob::match_pending(keys, tokens, rows, split.code, now) {
+            PendingMatch::Live { id, channel } => {
+                check.matched = Some((Factor::OobCode { id, channel }, split.password));
+                return check;
+            }
+            PendingMatch::Used => check.replayed = true,
+            m => check.stale = check.stale.or(m.failure_reason()),
+        }
     }
     check
 }

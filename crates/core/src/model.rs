@@ -177,6 +177,48 @@ pub struct Token {
     pub description: String,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
+    /// Email and SMS tokens: where codes are sent (see `oob`). Their
+    /// `params.digits` is the length of the codes sent, and `sealed_secret`
+    /// a random secret that keys the stored digests of those codes; they
+    /// never produce HOTP/TOTP codes. `None` for OTP tokens.
+    pub oob: Option<OobTarget>,
+}
+
+/// How an out-of-band code reaches its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OobChannel {
+    Email,
+    Sms,
+}
+
+impl OobChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OobChannel::Email => "email",
+            OobChannel::Sms => "sms",
+        }
+    }
+}
+
+impl std::str::FromStr for OobChannel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "email" => Ok(OobChannel::Email),
+            "sms" => Ok(OobChannel::Sms),
+            other => Err(format!("unknown channel `{other}` (expected email or sms)")),
+        }
+    }
+}
+
+/// The address of an email or SMS token. Not a secret (it is shown masked
+/// to the person logging in), but the codes sent to it are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OobTarget {
+    pub channel: OobChannel,
+    /// An email address, or a phone number as `+` and digits.
+    pub address: String,
 }
 
 /// A hardware token's seed in the inventory: imported unassigned, then

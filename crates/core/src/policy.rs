@@ -76,6 +76,12 @@ pub struct Policy {
     pub grace_logins: u32,
     /// … or within this many days of being created (0 = no grace by time).
     pub grace_days: u32,
+    /// Realms (`*` = every realm) whose users with an email or SMS token get
+    /// a code sent after their first factor. Off (empty) by default.
+    pub oob_realms: Vec<String>,
+    /// Users (`name` or `name@realm`) who get codes sent to their email or
+    /// SMS token, whatever their realm.
+    pub oob_users: Vec<String>,
 }
 
 impl Default for Policy {
@@ -100,6 +106,8 @@ impl Default for Policy {
             single_factor_clients: Vec::new(),
             grace_logins: 0,
             grace_days: 0,
+            oob_realms: Vec::new(),
+            oob_users: Vec::new(),
         }
     }
 }
@@ -156,6 +164,8 @@ impl Policy {
             ("single_factor_users", &self.single_factor_users),
             ("single_factor_groups", &self.single_factor_groups),
             ("single_factor_clients", &self.single_factor_clients),
+            ("oob_realms", &self.oob_realms),
+            ("oob_users", &self.oob_users),
         ] {
             if list.len() > 1000
                 || list.iter().any(|v| v.is_empty() || v.len() > 256 || v.chars().any(char::is_control))
@@ -179,7 +189,18 @@ impl Policy {
 
     /// Whether `username` in `realm` is named in `single_factor_users`.
     pub fn single_factor_user(&self, realm: &str, username: &str) -> bool {
-        self.single_factor_users.iter().any(|u| match u.rsplit_once('@') {
+        self.names_user(&self.single_factor_users, realm, username)
+    }
+
+    /// Whether codes may be sent to the email or SMS tokens of `username`
+    /// in `realm` (`oob_realms`, `oob_users`).
+    pub fn oob_enabled(&self, realm: &str, username: &str) -> bool {
+        self.oob_realms.iter().any(|r| r == "*" || r == realm) || self.names_user(&self.oob_users, realm, username)
+    }
+
+    /// Whether `list` names the user: `name@realm`, or `name` in the default realm.
+    fn names_user(&self, list: &[String], realm: &str, username: &str) -> bool {
+        list.iter().any(|u| match u.rsplit_once('@') {
             Some((name, r)) if r == realm && name == username => true,
             _ => u == username && realm == self.default_realm,
         })
@@ -255,6 +276,13 @@ mod tests {
         assert!(!p.single_factor_user("default", "alice"));
         let p = p.with_setting("single_factor_users", "").unwrap();
         assert!(p.single_factor_users.is_empty());
+        assert!(!p.oob_enabled("default", "alice"), "off by default");
+        let p = p.with_setting("oob_users", "alice,bob@corp").unwrap();
+        assert!(p.oob_enabled("default", "alice") && p.oob_enabled("corp", "bob"));
+        assert!(!p.oob_enabled("corp", "alice") && !p.oob_enabled("default", "bob"));
+        let p = p.with_setting("oob_realms", "corp").unwrap();
+        assert!(p.oob_enabled("corp", "carol") && !p.oob_enabled("default", "carol"));
+        assert!(p.with_setting("oob_realms", "*").unwrap().oob_enabled("anything", "dave"));
         assert!(Policy::default().with_setting("default_realm", "no spaces").is_err());
     }
 }

@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 
+use crate::audit::chain::{ChainedAudit, Report as ChainReport};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::clock::Timestamp;
 use crate::keys::KeyError;
@@ -90,6 +91,9 @@ pub enum Factor {
     /// The first factor alone, by the grace policy: granted only while the
     /// user's grace count is below `limit` (the store checks and counts).
     Grace { limit: Option<u32> },
+    /// A code sent by email or SMS (`oob_codes` row `id`) matched; the store
+    /// marks it used only if it is still unused, unexpired and not worn out.
+    OobCode { id: i64, channel: crate::model::OobChannel },
 }
 
 /// What the engine concluded before touching state.
@@ -155,6 +159,8 @@ pub trait Snapshot {
     fn tokens(&self) -> &[Token];
     /// Whether the user has an unused backup code with this digest.
     fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError>;
+    /// The user's email/SMS codes created after `since`, in any state.
+    fn oob_codes(&self, since: Timestamp) -> Result<Vec<crate::oob::OobCode>, StoreError>;
 }
 
 /// What an evaluator concluded from a [`Snapshot`].
@@ -256,6 +262,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     async fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError>;
 
+    // --- email and SMS codes (see oob.rs)
+    /// Records a code about to be sent, unless `limit` codes were recorded
+    /// for its user after `since` (then returns false and records nothing).
+    /// Checked and recorded in one serialised step, so the per-user limit
+    /// holds across concurrent logins and nodes. Durable on return.
+    async fn reserve_oob_code(
+        &self,
+        code: &crate::oob::OobCode,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
+    /// The user's codes created after `since`, in any state.
+    async fn oob_codes(&self, user: &UserId, since: Timestamp) -> Result<Vec<crate::oob::OobCode>, StoreError>;
+
     // --- policy
     async fn policy(&self) -> Result<Policy, StoreError>;
     async fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError>;
@@ -309,13 +329,111 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // --- audit
     async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError>;
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
-    /// Deletes up to `limit` audit records older than `before`; returns how many.
+    /// Deletes up to `limit` of the oldest audit records, in id order, up to
+    /// the first that is not older than `before`; returns how many. Each
+    /// node's hash chain is anchored at its last deleted record in the same
+    /// transaction, so the rest still verifies.
     async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    /// Committed audit records with ids above `after_id`, oldest first, with
+    /// their chain links (for forwarding, e.g. to syslog).
+    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError>;
+    /// Walks every node's audit hash chain in one consistent read and
+    /// reports what was changed, deleted or reordered (see [`crate::audit::chain`]).
+    async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError>;
     /// Forgets used challenge states that have expired anyway.
     async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError>;
 
     /// A cheap read proving the store answers (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- master key rotation (see rotation.rs)
+    /// Up to `limit` values of `column`, in row order, after row `after`.
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError>;
+    /// Replaces a sealed value only if it is still `old` (a concurrent change
+    /// wins); returns whether it was replaced.
+    async fn replace_sealed(&self, column: SealedColumn, row: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
+    /// A node-wide setting of the rotation machinery (markers, stored keys);
+    /// only keys under [`MetaKey`] are reachable.
+    async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets (or with `None` removes) a [`MetaKey`] value, with its audit record if any.
+    async fn set_meta_value(
+        &self,
+        key: MetaKey<'_>,
+        value: Option<Vec<u8>>,
+        audit: Option<AuditRecord>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A column holding values sealed under the master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SealedColumn {
+    /// `tokens.secret`, row = token id.
+    TokenSecret,
+    /// `inventory.secret`, row = inventory id.
+    InventorySecret,
+    /// `radius_clients.secret`, row = client id.
+    RadiusClientSecret,
+    /// `realms.secrets`, row = realm name.
+    RealmSecrets,
+    /// Sealed node-wide values in `meta`, row = [`MetaKey::KeyCheck`] or [`MetaKey::BackupMacKey`] name.
+    Meta,
+}
+
+impl SealedColumn {
+    pub const ALL: [SealedColumn; 5] = [
+        SealedColumn::TokenSecret,
+        SealedColumn::InventorySecret,
+        SealedColumn::RadiusClientSecret,
+        SealedColumn::RealmSecrets,
+        SealedColumn::Meta,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SealedColumn::TokenSecret => "token secrets",
+            SealedColumn::InventorySecret => "inventory secrets",
+            SealedColumn::RadiusClientSecret => "RADIUS client secrets",
+            SealedColumn::RealmSecrets => "realm secrets",
+            SealedColumn::Meta => "key check and backup code key",
+        }
+    }
+}
+
+/// One sealed value and the row it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub row: String,
+    pub sealed: Vec<u8>,
+}
+
+/// The `meta` entries the rotation machinery reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaKey<'a> {
+    /// The master key check value (sealed).
+    KeyCheck,
+    /// The backup code MAC key (sealed), stored before the first rotation.
+    BackupMacKey,
+    /// The rotation marker (JSON) that running nodes watch.
+    KeyRotation,
+    /// Which key a node has loaded (JSON), by node name.
+    NodeKey(&'a str),
+}
+
+impl MetaKey<'_> {
+    /// The `meta` table key.
+    pub fn name(&self) -> String {
+        match self {
+            MetaKey::KeyCheck => "key_check".into(),
+            MetaKey::BackupMacKey => "backup_mac_key".into(),
+            MetaKey::KeyRotation => "key_rotation".into(),
+            MetaKey::NodeKey(node) => format!("node_key:{node}"),
+        }
+    }
 }
 
 /// The refusal, if any, that applies before a verified factor is consumed.
@@ -345,6 +463,7 @@ pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome:
                 Verdict::Verified(Factor::BackupCode { .. }) => "backup_code".into(),
                 Verdict::Verified(Factor::FirstFactorOnly) => "single_factor_exception".into(),
                 Verdict::Verified(Factor::Grace { .. }) => "grace_login".into(),
+                Verdict::Verified(Factor::OobCode { channel, .. }) => format!("{}_code", channel.as_str()),
                 _ => "otp".into(),
             },
         ),

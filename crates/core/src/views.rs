@@ -76,10 +76,12 @@ pub struct TokenView {
     pub id: String,
     pub serial: String,
     pub user_id: String,
-    /// `totp` or `hotp`.
+    /// `totp`, `hotp`, `email` or `sms`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The HMAC of an OTP token; `-` for email and SMS tokens.
     pub algorithm: String,
+    /// Code length (of the codes sent, for email and SMS tokens).
     pub digits: u8,
     /// TOTP period in seconds.
     pub period: Option<u32>,
@@ -92,20 +94,24 @@ pub struct TokenView {
     pub description: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// Email and SMS tokens: where codes are sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl From<&Token> for TokenView {
     fn from(t: &Token) -> Self {
-        let (kind, period) = match t.params.kind {
-            OtpKind::Totp { period } => ("totp", Some(period.get())),
-            OtpKind::Hotp => ("hotp", None),
+        let (kind, period) = match (&t.oob, t.params.kind) {
+            (Some(o), _) => (o.channel.as_str(), None),
+            (None, OtpKind::Totp { period }) => ("totp", Some(period.get())),
+            (None, OtpKind::Hotp) => ("hotp", None),
         };
         TokenView {
             id: t.id.to_string(),
             serial: t.serial.clone(),
             user_id: t.user_id.to_string(),
             kind: kind.into(),
-            algorithm: t.params.algorithm.to_string(),
+            algorithm: if t.oob.is_some() { "-".into() } else { t.params.algorithm.to_string() },
             digits: t.params.digits.get(),
             period,
             state: t.state.as_str().into(),
@@ -114,6 +120,7 @@ impl From<&Token> for TokenView {
             description: t.description.clone(),
             created_at: t.created_at.to_rfc3339(),
             last_used_at: t.last_used_at.map(Timestamp::to_rfc3339),
+            address: t.oob.as_ref().map(|o| o.address.clone()),
         }
     }
 }

@@ -42,6 +42,77 @@ pub struct Config {
     pub audit: AuditSection,
     pub backup: BackupSection,
     pub log: LogSection,
+    pub metrics: MetricsSection,
+    pub syslog: SyslogSection,
+    /// Email and SMS codes (see `crate::oob`): `[oob]`, `[email]`, `[sms]`.
+    pub oob: crate::oob::config::OobSection,
+    pub email: crate::oob::config::EmailSection,
+    pub sms: crate::oob::config::SmsSection,
+}
+
+/// `[syslog]`: audit records and log events to a syslog server or the
+/// local socket, besides the stderr log. Off by default. Read at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyslogSection {
+    pub enabled: bool,
+    /// `udp`, `tcp` (RFC 6587 octet counting) or `unix` (a datagram socket).
+    pub transport: String,
+    /// `host:port` for udp and tcp; the socket path for unix (`/dev/log`).
+    pub address: String,
+    /// `rfc5424` or `rfc3164`.
+    pub format: String,
+    /// `auth`, `authpriv`, `daemon`, `local0`…`local7`, … (syslog.conf names).
+    pub facility: String,
+    /// APP-NAME (RFC 5424) / TAG (RFC 3164).
+    pub app_name: String,
+    /// HOSTNAME in each message; empty = the node name.
+    pub hostname: String,
+    /// Log events at this level or more severe are sent too (`error`,
+    /// `warn`, `info`, `debug`, `trace`); `off` = audit records only.
+    pub level: String,
+    /// Send every committed audit record.
+    pub audit: bool,
+}
+
+impl Default for SyslogSection {
+    fn default() -> Self {
+        SyslogSection {
+            enabled: false,
+            transport: "udp".into(),
+            address: "127.0.0.1:514".into(),
+            format: "rfc5424".into(),
+            facility: "auth".into(),
+            app_name: "tessera".into(),
+            hostname: String::new(),
+            level: "info".into(),
+            audit: true,
+        }
+    }
+}
+
+/// `[metrics]`: who may scrape `GET /metrics` on the HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` at all (false: 404).
+    pub enabled: bool,
+    /// Source addresses or prefixes allowed to scrape (the TCP peer; no
+    /// X-Forwarded-For). Others get 403.
+    pub allow: Vec<String>,
+    /// File holding a bearer token scrapers must also send
+    /// (`Authorization: Bearer …`); empty = none required.
+    pub bearer_token_file: PathBuf,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: true,
+            allow: vec!["127.0.0.0/8".into(), "::1".into()],
+            bearer_token_file: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +166,35 @@ pub struct RadiusSection {
     pub max_in_flight: usize,
     /// Reply attributes for Access-Accept, besides those added with `tessera reply add`.
     pub reply: Vec<ReplyConfig>,
+    /// RADIUS clients declared here (`[[radius.client]]`), served together
+    /// with those added by `tessera client add`; names must not clash.
+    pub client: Vec<RadiusClientConfig>,
+}
+
+/// `[[radius.client]]`: a NAS allowed to send requests, as in FreeRADIUS's
+/// clients.conf. Re-read on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusClientConfig {
+    pub name: String,
+    /// Source IP address or prefix (`10.0.0.0/24`).
+    pub address: String,
+    /// The shared secret itself (keep the config file private), or…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// …a file whose first line is the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// `require` (default), `auto` or `off`, as `tessera client add --message-authenticator`.
+    #[serde(default = "default_ma_mode")]
+    pub message_authenticator: String,
+    /// Realm of this client's users who name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_realm: Option<String>,
+}
+
+fn default_ma_mode() -> String {
+    "require".into()
 }
 
 /// `[[radius.reply]]`: attributes for a user, a group, or (neither) everyone.
@@ -122,6 +222,7 @@ impl Default for RadiusSection {
             duplicate_window_seconds: 30,
             max_in_flight: 4096,
             reply: Vec::new(),
+            client: Vec::new(),
         }
     }
 }
@@ -266,6 +367,7 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!("log.format must be text or json (got `{}`)", self.log.format)));
         }
+        crate::syslog::Settings::from_config(&self.syslog, "check").map_err(ConfigError::Invalid)?;
         if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid("http.max_body_bytes must be 1 KiB – 16 MiB".into()));
         }
@@ -296,9 +398,32 @@ impl Config {
                 ));
             }
         }
+        let mut names = std::collections::BTreeSet::new();
+        for c in &self.radius.client {
+            let bad = |m: String| ConfigError::Invalid(format!("[[radius.client]] `{}`: {m}", c.name));
+            tessera_core::names::check_key_name(&c.name).map_err(|e| bad(e.to_string()))?;
+            if !names.insert(c.name.as_str()) {
+                return Err(bad("the name is used twice".into()));
+            }
+            tessera_core::cidr::Cidr::parse(&c.address).map_err(bad)?;
+            if c.secret.is_some() == c.secret_file.is_some() {
+                return Err(bad("set exactly one of secret and secret_file".into()));
+            }
+            if let Some(secret) = &c.secret {
+                check_radius_secret(secret.as_bytes()).map_err(bad)?;
+            }
+            c.message_authenticator.parse::<tessera_core::model::MessageAuthenticatorMode>().map_err(bad)?;
+            if let Some(r) = &c.default_realm {
+                tessera_core::names::check_realm(r).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        for a in &self.metrics.allow {
+            tessera_core::cidr::Cidr::parse(a).map_err(|m| ConfigError::Invalid(format!("metrics.allow: {m}")))?;
+        }
         if self.server.issuer.is_empty() || self.server.issuer.contains(':') {
             return Err(ConfigError::Invalid("server.issuer must be non-empty and must not contain ':'".into()));
         }
+        crate::oob::config::validate(self).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -345,6 +470,16 @@ impl Config {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// The bounds `tessera client add` applies to shared secrets.
+pub fn check_radius_secret(secret: &[u8]) -> Result<(), String> {
+    use tessera_core::admin::{MAX_RADIUS_SECRET_LEN, MIN_RADIUS_SECRET_LEN};
+    if (MIN_RADIUS_SECRET_LEN..=MAX_RADIUS_SECRET_LEN).contains(&secret.len()) {
+        Ok(())
+    } else {
+        Err(format!("the secret must be {MIN_RADIUS_SECRET_LEN}–{MAX_RADIUS_SECRET_LEN} bytes"))
     }
 }
 

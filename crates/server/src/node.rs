@@ -40,6 +40,8 @@ pub enum StartupError {
     Store { path: PathBuf, error: StoreError },
     #[error("TLS certificate: {0}")]
     Tls(String),
+    #[error("email/SMS codes: {0}")]
+    Oob(String),
 }
 
 /// Where the master key came from, for start-up messages.
@@ -92,26 +94,58 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StartupError + '_ {
 }
 
 /// Loads the master key: `TESSERA_MASTER_KEY` first, then the key file.
+/// During a rotation this is the new key; see [`load_master_keys`].
 pub fn load_master_key(cfg: &Config, env: &BTreeMap<String, String>) -> Result<(MasterKey, KeySource), StartupError> {
+    load_master_keys(cfg, env).map(|(k, _, s)| (k, s))
+}
+
+/// The master key and, while a rotation is under way, the previous key(s)
+/// that still open values not re-sealed yet (further lines of the key file).
+pub fn load_master_keys(
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+) -> Result<(MasterKey, Vec<MasterKey>, KeySource), StartupError> {
     if let Some(text) = env.get("TESSERA_MASTER_KEY") {
-        let key = MasterKey::parse(text)
+        let (key, previous) = MasterKey::parse_file(text)
             .map_err(|error| StartupError::KeyMalformed { source_name: "TESSERA_MASTER_KEY".into(), error })?;
-        return Ok((key, KeySource::Environment));
+        return Ok((key, previous, KeySource::Environment));
     }
     let path = cfg.key_file();
-    let meta = match std::fs::metadata(&path) {
+    let (key, previous) = read_key_file(&path)?;
+    Ok((key, previous, KeySource::File(path)))
+}
+
+/// Reads a key file, refusing one that other users can read.
+pub fn read_key_file(path: &Path) -> Result<(MasterKey, Vec<MasterKey>), StartupError> {
+    let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StartupError::KeyMissing(path)),
-        Err(e) => return Err(StartupError::Io { path, error: e }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StartupError::KeyMissing(path.to_path_buf())),
+        Err(e) => return Err(StartupError::Io { path: path.to_path_buf(), error: e }),
     };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(StartupError::KeyPermissions { path, mode });
+        return Err(StartupError::KeyPermissions { path: path.to_path_buf(), mode });
     }
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(io(&path))?);
-    let key = MasterKey::parse(&text)
-        .map_err(|error| StartupError::KeyMalformed { source_name: path.display().to_string(), error })?;
-    Ok((key, KeySource::File(path)))
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
+    MasterKey::parse_file(&text)
+        .map_err(|error| StartupError::KeyMalformed { source_name: path.display().to_string(), error })
+}
+
+/// Replaces the key file atomically (a temporary file beside it, fsync,
+/// rename, fsync of the directory): a crash leaves the old or the new file,
+/// never a torn one.
+pub fn write_key_file(path: &Path, primary: &MasterKey, previous: &[MasterKey]) -> Result<(), StartupError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    write_new_private_file(&tmp, MasterKey::file_text(primary, previous).as_bytes())?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    Ok(())
 }
 
 fn write_new_private_file(path: &Path, contents: &[u8]) -> Result<(), StartupError> {
@@ -171,15 +205,18 @@ pub fn open(
     env: &BTreeMap<String, String>,
     hasher: Arc<dyn PasswordHasher>,
 ) -> Result<Node, StartupError> {
-    let (key, key_source) = load_master_key(cfg, env)?;
-    let keys = Keyring::new(&key);
-    drop(key);
+    let (key, previous, key_source) = load_master_keys(cfg, env)?;
+    let keys = Keyring::with_previous(&key, &previous);
+    drop((key, previous));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let path = cfg.database_path();
     let store = SqliteStore::open(&store_options(cfg), &keys, clock.now())
         .map_err(|error| StartupError::Store { path: path.clone(), error })?;
     let store: Arc<dyn Store> = Arc::new(store);
-    Ok(assemble(cfg, store, keys, clock, hasher, key_source))
+    let oob = crate::oob::service(cfg).map_err(StartupError::Oob)?;
+    let mut node = assemble(cfg, store, keys, clock, hasher, key_source);
+    node.auth = node.auth.with_oob(oob);
+    Ok(node)
 }
 
 pub fn assemble(

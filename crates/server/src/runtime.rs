@@ -1,5 +1,12 @@
 //! `tessera serve`: open (or first-time initialise) the node, bind the
 //! listeners, serve until SIGINT/SIGTERM, then drain and close the store.
+//! SIGHUP reloads the configuration (`reload.rs`). Under systemd
+//! (`Type=notify`) it reports READY, RELOADING and STOPPING.
+//!
+//! Shutdown order: `/readyz` turns 503, every task sees the stop flag at
+//! once — RADIUS stops reading and answers what is queued and in flight,
+//! HTTPS finishes open requests — and the store closes only after all
+//! of them returned, so every answer sent was durable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +18,8 @@ use crate::config::Config;
 use crate::hasher::BlockingHasher;
 use crate::http;
 use crate::node;
+use crate::reload::{Live, Reloader};
+use crate::sd_notify::notify;
 
 /// Runs the server. Prints one `listening https <addr>` line per bound
 /// address on stdout (tests and scripts read the actual port from it).
@@ -19,7 +28,10 @@ pub async fn serve(
     env: BTreeMap<String, String>,
     config_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
+    // Before anything is announced: a SIGHUP must never kill the server.
+    let mut signals = Signals::install()?;
     crate::scheduled_backup::check(&cfg)?;
+    let live = Live::new(&cfg, config_file, env.clone())?;
     if !node::is_initialised(&cfg) {
         let report = node::init(&cfg, &env).context("first start: initialising the data directory")?;
         tracing::info!(
@@ -45,14 +57,23 @@ pub async fn serve(
     let node = Arc::new(node);
     // Realms first: a login must not be decided without its directory.
     node.load_directory().await.context("loading realms")?;
-    let app = http::router(node.clone());
+    // Before any listener, so every audit record committed from here on is forwarded.
+    let syslog = crate::syslog::start(&cfg, node.ctx.store.clone()).await.context("starting the syslog output")?;
+    live.ready.realms_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::metrics::started(node.ctx.clock.now().unix_seconds());
+    let app = http::router(node.clone(), live.clone());
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(node.directory.clone().watch(
         node.admin.clone(),
         DIRECTORY_RELOAD_INTERVAL,
         stop_rx.clone(),
     )));
-    let (_radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
+    tasks.push(tokio::spawn(crate::key_watch::watch(
+        node.clone(),
+        crate::key_watch::KEY_WATCH_INTERVAL,
+        stop_rx.clone(),
+    )));
+    let (radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
     tasks.extend(radius_tasks);
     for l in listeners {
         let addr = l.local_addr()?;
@@ -62,19 +83,34 @@ pub async fn serve(
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let pruner = tokio::spawn(prune_audit(node.clone(), cfg.audit.retention_days, stop_rx.clone()));
-    if cfg.backup.interval_seconds > 0 {
-        tasks.push(tokio::spawn(crate::scheduled_backup::run(cfg.clone(), config_file, stop_rx.clone())));
-    }
+    live.ready.listeners_up.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pruner = tokio::spawn(prune_audit(node.clone(), live.clone(), stop_rx.clone()));
+    tasks.push(tokio::spawn(crate::reload::backup_schedule(live.clone(), stop_rx.clone())));
+    notify("READY=1\nSTATUS=serving");
 
-    shutdown_signal().await;
+    let reloader = Reloader { live: live.clone(), node: node.clone(), radius: Some(radius) };
+    while let Signal::Reload = signals.next().await {
+        notify("RELOADING=1\nSTATUS=reloading the configuration");
+        let status = match reloader.reload().await {
+            Ok(_) => "STATUS=serving",
+            Err(_) => "STATUS=serving; the last reload failed (see the log)",
+        };
+        notify(&format!("READY=1\n{status}"));
+    }
+    notify("STOPPING=1\nSTATUS=finishing in-flight requests");
+    live.ready.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
     let _ = pruner.await;
+    // After the listeners: the last audit records go out before the store closes.
+    if let Some(syslog) = syslog {
+        syslog.shutdown().await;
+    }
     drop(app);
+    drop(reloader);
     drop(node);
     tracing::info!("stopped");
     Ok(())
@@ -83,19 +119,35 @@ pub async fn serve(
 /// How often realms (and the cache-flush marker) are re-read.
 const DIRECTORY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install SIGTERM handler");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// What the process was asked to do.
+enum Signal {
+    Reload,
+    Stop,
+}
+
+/// SIGHUP, SIGTERM and SIGINT, installed once at start.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.hup.recv() => Signal::Reload,
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 
@@ -105,8 +157,10 @@ const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 const PRUNE_BATCH: u32 = 5_000;
 const PRUNE_MAX_BATCHES: u32 = 200;
 
-async fn prune_audit(node: Arc<node::Node>, retention_days: u32, mut stop: watch::Receiver<bool>) {
+async fn prune_audit(node: Arc<node::Node>, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
+        // Live: `[audit] retention_days` may change on SIGHUP.
+        let retention_days = live.config().audit.retention_days;
         let cutoff = node.ctx.clock.now().plus_seconds(-(i64::from(retention_days) * 86_400));
         let mut total = 0;
         for _ in 0..if retention_days == 0 { 0 } else { PRUNE_MAX_BATCHES } {

@@ -8,7 +8,10 @@ use tessera_core::audit::{Actor, AuditQuery, AuditRecord, AuditResult};
 use tessera_core::clock::Timestamp;
 use tessera_core::keys::{Keyring, MasterKey, Purpose};
 use tessera_core::lockout::LockState;
-use tessera_core::model::{AccessRecord, ApiKey, Token, TokenId, TokenState, User, UserId, UserStatus};
+use tessera_core::model::{
+    AccessRecord, ApiKey, OobChannel, OobTarget, Token, TokenId, TokenState, User, UserId, UserStatus,
+};
+use tessera_core::oob::OobCode;
 use tessera_core::policy::{LockoutMode, Policy};
 use tessera_core::random::OsRandom;
 use tessera_core::store::{
@@ -59,6 +62,7 @@ fn token(user: &User, serial: &str, state: TokenState, keys: &Keyring) -> Token 
         description: String::new(),
         created_at: at(0),
         last_used_at: None,
+        oob: None,
     }
 }
 
@@ -76,14 +80,17 @@ fn attempt(user: &User, verdict: Verdict, policy: &Policy, t: Timestamp) -> Auth
 struct Fixture {
     store: Arc<dyn Store>,
     keys: Keyring,
+    /// The master key behind `keys` (key rotation cases need it).
+    master: MasterKey,
     _dir: tempfile::TempDir,
 }
 
 fn sqlite_fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let master = MasterKey::generate(&OsRandom);
+    let keys = Keyring::new(&master);
     let store = SqliteStore::create(&SqliteOptions::new(dir.path().join("t.db")), &keys, &OsRandom, at(0)).unwrap();
-    Fixture { store: Arc::new(store), keys, _dir: dir }
+    Fixture { store: Arc::new(store), keys, master, _dir: dir }
 }
 
 macro_rules! conformance {
@@ -120,6 +127,8 @@ conformance!(
         api_keys_crud,
         audit_records_every_change_and_filters,
         audit_pruning_keeps_recent_records,
+        audit_chain_verifies_across_nodes_and_rollbacks,
+        audit_chain_survives_pruning,
         token_listing_is_ordered_and_paged,
         authenticate_reads_evaluates_and_applies_in_one_step,
         logins_and_admin_resync_agree_on_the_floor,
@@ -129,6 +138,10 @@ conformance!(
         parallel_grace_logins_stop_at_the_limit,
         single_factor_exception_accepts_without_a_token,
         inventory_assign_unassign_keeps_the_floor,
+        key_rotation_reseals_everything_and_is_resumable,
+        oob_tokens_round_trip,
+        oob_code_single_use_under_concurrent_submits,
+        oob_send_limit_per_user_holds_under_concurrency,
     ]
 );
 
@@ -624,6 +637,73 @@ mod sqlite_file {
         let err = SqliteStore::create(&SqliteOptions::new(&path), &keys, &OsRandom, at(0)).unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)));
     }
+
+    /// Turns a fresh database back into schema 3 (no chain) with `legacy`
+    /// audit rows, as a database from before the migration.
+    fn schema_3_with_audit(path: &std::path::Path, legacy: usize) {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch(
+            "DROP TABLE audit_chain; DELETE FROM meta WHERE key = 'audit_chain_start'; \
+             ALTER TABLE audit DROP COLUMN seq; ALTER TABLE audit DROP COLUMN prev_hash; \
+             ALTER TABLE audit DROP COLUMN hash; DELETE FROM schema_migrations WHERE version >= 4;",
+        )
+        .unwrap();
+        for i in 0..legacy {
+            c.execute(
+                "INSERT INTO audit (at, node, actor, action, result) VALUES (?1, 'old-node', 'cli:root', 'user.add', 'ok')",
+                [T0 + i as i64],
+            )
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn records_from_before_the_migration_are_unchained_not_tampered() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        schema_3_with_audit(&path, 3);
+        assert_eq!(tessera_store::sqlite::audit_chain::verify_file(&path).unwrap(), None, "nothing to verify yet");
+        let s = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(1)).unwrap();
+        s.append_audit(audit("after.migration")).await.unwrap();
+        s.append_audit(AuditRecord::new(at(2), "old-node", &Actor::new("test"), "after.migration")).await.unwrap();
+        let r = s.verify_audit_chain().await.unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!((r.unchained, r.chained(), r.chain_start), (3, 2, 3));
+        // legacy rows are pruned like any other; the chain is unaffected
+        assert_eq!(s.prune_audit(at(1), 2).await.unwrap(), 2);
+        assert!(s.verify_audit_chain().await.unwrap().ok());
+    }
+
+    #[tokio::test]
+    async fn edited_and_deleted_rows_are_named() {
+        use tessera_core::audit::chain::ProblemKind;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+        let path = create(dir.path(), &keys);
+        let s = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(1)).unwrap();
+        for i in 0..6 {
+            s.append_audit(audit(&format!("a{i}")).target("alice")).await.unwrap();
+        }
+        let ids: Vec<i64> = s.audit_after(0, 10).await.unwrap().iter().map(|c| c.record.id).collect();
+        let found = |path: &std::path::Path| {
+            let r = tessera_store::sqlite::audit_chain::verify_file(path).unwrap().unwrap();
+            r.problems.iter().map(|p| (p.kind, p.id)).collect::<Vec<_>>()
+        };
+        assert_eq!(found(&path), []);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute("UPDATE audit SET target = 'mallory' WHERE id = ?1", [ids[1]]).unwrap();
+        raw.execute("DELETE FROM audit WHERE id = ?1", [ids[3]]).unwrap();
+        raw.execute("UPDATE audit SET at = 'yesterday' WHERE id = ?1", [ids[5]]).unwrap();
+        assert_eq!(
+            found(&path),
+            [
+                (ProblemKind::Changed, Some(ids[1])),
+                (ProblemKind::Missing, Some(ids[4])),
+                (ProblemKind::Changed, Some(ids[5]))
+            ]
+        );
+    }
 }
 
 async fn audit_pruning_keeps_recent_records(f: &Fixture) {
@@ -640,6 +720,79 @@ async fn audit_pruning_keeps_recent_records(f: &Fixture) {
     assert_eq!(s.prune_audit(at(50), 100).await.unwrap(), 6);
     let left = s.audit_log(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(left.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["recent"]);
+}
+
+async fn audit_chain_verifies_across_nodes_and_rollbacks(f: &Fixture) {
+    let s = &f.store;
+    let on = |node: &str, action: &str| AuditRecord::new(at(1), node, &Actor::new("test"), action);
+    let u = user("chain");
+    s.create_user(&u, on("node-a", "user.add")).await.unwrap();
+    // a failed change is rolled back with its audit record: the chain must not keep it
+    assert!(s.create_user(&user("chain"), on("node-a", "user.add")).await.is_err());
+    s.commit_attempt(attempt(&u, Verdict::Failed("wrong_code"), &Policy::default(), at(2))).await.unwrap();
+    // concurrent appends from two nodes, serialised by the store
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        let node = if i % 2 == 0 { "node-a" } else { "node-b" };
+        tasks.push(tokio::spawn(async move { s.append_audit(on(node, &format!("custom.{i}"))).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let report = s.verify_audit_chain().await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.chained(), 42);
+    assert_eq!(report.unchained, 0);
+    let nodes: Vec<(&str, u64)> = report.nodes.iter().map(|n| (n.node.as_str(), n.records)).collect();
+    assert_eq!(nodes, [("node-a", 21), ("node-b", 20), ("test-node", 1)]);
+
+    // forwarding reads: every committed record, oldest first, linked in order
+    let all = s.audit_after(0, 1000).await.unwrap();
+    assert_eq!(all.len(), 42);
+    assert!(all.windows(2).all(|w| w[0].record.id < w[1].record.id));
+    let seqs: Vec<i64> =
+        all.iter().filter(|c| c.record.node == "node-b").map(|c| c.link.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    let head = report.nodes.iter().find(|n| n.node == "node-b").unwrap().head.unwrap();
+    assert_eq!(all.iter().rfind(|c| c.record.node == "node-b").unwrap().link.unwrap().hash, head.hash);
+    let tail = s.audit_after(all[39].record.id, 10).await.unwrap();
+    assert_eq!(tail.iter().map(|c| c.record.id).collect::<Vec<_>>(), [all[40].record.id, all[41].record.id]);
+    let newest = s.audit_log(&AuditQuery { limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(newest[0].id, all[41].record.id);
+}
+
+async fn audit_chain_survives_pruning(f: &Fixture) {
+    let s = &f.store;
+    for i in 0..10 {
+        let mut a = audit("old");
+        a.at = at(i);
+        s.append_audit(a).await.unwrap();
+    }
+    for i in 0..3 {
+        let mut a = audit("recent");
+        a.at = at(100 + i);
+        s.append_audit(a).await.unwrap();
+    }
+    assert_eq!(s.prune_audit(at(50), 4).await.unwrap(), 4);
+    assert!(s.verify_audit_chain().await.unwrap().ok());
+    assert_eq!(s.prune_audit(at(50), 100).await.unwrap(), 6);
+    let report = s.verify_audit_chain().await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.chained(), 3);
+    assert_eq!(report.nodes[0].anchor.seq, 10, "anchored at the last pruned record");
+    // the chain goes on from there
+    s.append_audit(audit("after")).await.unwrap();
+    assert!(s.verify_audit_chain().await.unwrap().ok());
+    // everything pruned: the anchor is the head, still consistent
+    assert_eq!(s.prune_audit(at(1000), 100).await.unwrap(), 4);
+    let report = s.verify_audit_chain().await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.chained(), 0);
+    s.append_audit(audit("fresh")).await.unwrap();
+    let fresh = s.audit_after(0, 10).await.unwrap();
+    assert_eq!(fresh[0].link.unwrap().seq, 15, "positions continue after a full prune");
+    assert!(s.verify_audit_chain().await.unwrap().ok());
 }
 
 async fn token_listing_is_ordered_and_paged(f: &Fixture) {
@@ -986,4 +1139,243 @@ async fn inventory_assign_unassign_keeps_the_floor(f: &Fixture) {
     s.create_token(&token(&u, "USR-1", TokenState::Active, &f.keys), audit("token.add")).await.unwrap();
     let taken = s.add_inventory(&[item(5, "USR-1", "K1")], audit("inventory.import")).await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+}
+
+/// Master key rotation through the store port: every sealed column re-sealed,
+/// conditional replacement, resumption, and the new key alone opens it all.
+async fn key_rotation_reseals_everything_and_is_resumable(f: &Fixture) {
+    use tessera_core::cidr::Cidr;
+    use tessera_core::model::{InventoryToken, MessageAuthenticatorMode, RadiusClient};
+    use tessera_core::rotation::{self, ResealReport};
+    use tessera_core::store::{MetaKey, SealedColumn};
+    let s = &f.store;
+    let old = &f.keys;
+    let code_digest = old.backup_code_digest("u1", "11112222");
+    for i in 0..25 {
+        let u = user(&format!("rot{i}"));
+        s.create_user(&u, audit("user.add")).await.unwrap();
+        s.create_token(&token(&u, &format!("ROT-{i}"), TokenState::Active, old), audit("token.add")).await.unwrap();
+    }
+    let inv = InventoryToken {
+        id: 77,
+        serial: "INV-77".into(),
+        params: OtpParams::default(),
+        sealed_secret: old.seal(&OsRandom, Purpose::OtpSecret, &InventoryToken::seal_row(77), b"inventory-seed"),
+        counter: 0,
+        manufacturer: None,
+        model: None,
+        token_id: None,
+        assigned_to: None,
+        imported_at: at(0),
+    };
+    s.add_inventory(&[inv], audit("inventory.import")).await.unwrap();
+    let client = RadiusClient {
+        id: 9,
+        name: "nas".into(),
+        address: Cidr::parse("127.0.0.1/32").unwrap(),
+        sealed_secret: old.seal(&OsRandom, Purpose::RadiusSecret, "9", b"radius-secret"),
+        message_authenticator: MessageAuthenticatorMode::Require,
+        ma_seen: false,
+        default_realm: None,
+        created_at: at(0),
+    };
+    s.create_radius_client(&client, audit("radius_client.add")).await.unwrap();
+    rotation::ensure_backup_mac_key(&**s, old, &OsRandom).await.unwrap();
+
+    let before = rotation::census(&**s, old, true, 7).await.unwrap();
+    assert_eq!(before.unreadable_count, 0);
+    // 25 tokens, 1 inventory seed, 1 client, key check, backup code key.
+    assert_eq!(before.total(), 29);
+    assert_eq!(before.by_key.get(&old.key_id()), Some(&29));
+    let first = s.sealed_values(SealedColumn::TokenSecret, None, 1).await.unwrap().remove(0);
+
+    // The rotation's keyring: new primary, the old key still opens.
+    let new_master = MasterKey::generate(&OsRandom);
+    let both = Keyring::with_previous(&new_master, std::slice::from_ref(&f.master));
+    let mut batches = 0;
+    let done = rotation::reseal_all(&**s, &both, &OsRandom, 5, &mut |_, _: &ResealReport| batches += 1).await.unwrap();
+    assert!(batches >= 6, "{batches}");
+    assert_eq!((done.resealed, done.current, done.raced), (29, 0, 0));
+    // Running it again (resuming an interrupted rotation) changes nothing.
+    let again = rotation::reseal_all(&**s, &both, &OsRandom, 5, &mut |_, _| {}).await.unwrap();
+    assert_eq!((again.resealed, again.current, again.raced), (0, 29, 0));
+    // A stale value is never written over a newer one.
+    assert!(!s.replace_sealed(SealedColumn::TokenSecret, &first.row, &first.sealed, b"x").await.unwrap());
+
+    // The new key alone opens every value, the backup code key included.
+    let rotated = Keyring::new(&new_master);
+    rotated.set_backup_mac_key(&s.meta_value(MetaKey::BackupMacKey).await.unwrap().unwrap()).unwrap();
+    let after = rotation::census(&**s, &rotated, true, 3).await.unwrap();
+    assert_eq!(after.unreadable_count, 0, "{:?}", after.unreadable);
+    assert_eq!((after.total(), after.not_under(&rotated.key_id())), (29, 0));
+    assert_eq!(rotated.backup_code_digest("u1", "11112222"), code_digest);
+    let check = s.meta_value(MetaKey::KeyCheck).await.unwrap().unwrap();
+    rotated.verify_check_value(&check).unwrap();
+    assert!(matches!(old.verify_check_value(&check), Err(tessera_core::keys::KeyError::WrongKey { .. })));
+    let old_id = old.key_id();
+
+    // Markers and node reports round-trip.
+    let m = rotation::RotationMarker {
+        state: rotation::RotationState::Running,
+        from: old_id.clone(),
+        to: rotated.key_id(),
+        started_at: at(1),
+        finished_at: None,
+    };
+    s.set_meta_value(MetaKey::KeyRotation, Some(m.to_bytes()), Some(audit("key.rotate"))).await.unwrap();
+    assert_eq!(rotation::marker(&**s).await.unwrap(), Some(m));
+    s.set_meta_value(MetaKey::NodeKey("n1"), Some(b"{}".to_vec()), None).await.unwrap();
+    assert_eq!(s.meta_value(MetaKey::NodeKey("n1")).await.unwrap().as_deref(), Some(&b"{}"[..]));
+    s.set_meta_value(MetaKey::NodeKey("n1"), None, None).await.unwrap();
+    assert_eq!(s.meta_value(MetaKey::NodeKey("n1")).await.unwrap(), None);
+}
+
+fn oob_token(user: &User, serial: &str, channel: OobChannel, address: &str, keys: &Keyring) -> Token {
+    Token {
+        oob: Some(OobTarget { channel, address: address.into() }),
+        params: OtpParams { kind: tessera_otp::OtpKind::Hotp, ..OtpParams::default() },
+        ..token(user, serial, TokenState::Active, keys)
+    }
+}
+
+fn oob_code(user: &User, token: &Token, created: Timestamp, ttl_s: i64) -> OobCode {
+    OobCode {
+        id: TokenId::new_random().0,
+        user_id: user.id,
+        token_id: token.id,
+        digest: [9; 32],
+        created_at: created,
+        expires_at: created.plus_seconds(ttl_s),
+        attempts: 0,
+        used_at: None,
+    }
+}
+
+async fn oob_tokens_round_trip(f: &Fixture) {
+    let s = &f.store;
+    let u = user("olga");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let mail = oob_token(&u, "MAIL1", OobChannel::Email, "olga@example.com", &f.keys);
+    let sms = oob_token(&u, "SMS1", OobChannel::Sms, "+4915112345678", &f.keys);
+    s.create_token(&mail, audit("token.add_email")).await.unwrap();
+    s.create_token(&sms, audit("token.add_sms")).await.unwrap();
+    assert_eq!(s.token_by_serial("MAIL1").await.unwrap().unwrap(), mail);
+    assert_eq!(s.tokens_for_user(&u.id).await.unwrap().len(), 2);
+    assert_eq!(s.token_by_id(&sms.id).await.unwrap().unwrap().oob, sms.oob);
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().status(at(1)), UserStatus::Active);
+    let (_, tokens) = s.auth_subject("default", "olga").await.unwrap().unwrap();
+    assert!(tokens.iter().all(|t| t.oob.is_some()));
+    s.delete_token(&mail.id, audit("token.delete")).await.unwrap();
+    assert_eq!(s.tokens_for_user(&u.id).await.unwrap(), vec![sms]);
+}
+
+async fn oob_code_single_use_under_concurrent_submits(f: &Fixture) {
+    let s = &f.store;
+    let u = user("oscar");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    let t = oob_token(&u, "MAIL2", OobChannel::Email, "oscar@example.com", &f.keys);
+    s.create_token(&t, audit("token.add_email")).await.unwrap();
+    let code = oob_code(&u, &t, at(1), 300);
+    assert!(s.reserve_oob_code(&code, at(-600), 3).await.unwrap());
+    assert_eq!(s.oob_codes(&u.id, at(0)).await.unwrap(), vec![code.clone()]);
+    assert!(s.oob_codes(&u.id, at(1)).await.unwrap().is_empty(), "created after `since` only");
+
+    // the evaluator sees the codes inside the serialised step
+    let seen = s
+        .authenticate(auth_request(
+            "oscar",
+            Box::new(|snap: &dyn Snapshot| {
+                assert_eq!(snap.oob_codes(at(0)).unwrap().len(), 1);
+                Evaluation::Deferred
+            }),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(seen, Authentication::Deferred { .. }));
+
+    // 20 parallel submits of the same code: one accept, the rest replays
+    let p = Policy { lockout_threshold: 10, ..Policy::default() };
+    let v = Verdict::Verified(Factor::OobCode { id: code.id, channel: OobChannel::Email });
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            let a = attempt(&u, v.clone(), &p, at(2));
+            tokio::spawn(async move { s.commit_attempt(a).await.unwrap() })
+        })
+        .collect();
+    let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            AuthOutcome::Accepted | AuthOutcome::Failed { replay: true, .. } | AuthOutcome::Locked
+        )),
+        "{outcomes:?}"
+    );
+    assert_eq!(s.oob_codes(&u.id, at(0)).await.unwrap()[0].used_at, Some(at(2)));
+    s.update_user(&u.id, UserChange::Unlock, audit("user.unlock")).await.unwrap();
+
+    // an expired code is refused
+    let late = oob_code(&u, &t, at(10), 5);
+    assert!(s.reserve_oob_code(&late, at(-600), 3).await.unwrap());
+    let v = Verdict::Verified(Factor::OobCode { id: late.id, channel: OobChannel::Email });
+    assert!(matches!(
+        s.commit_attempt(attempt(&u, v, &p, at(15))).await.unwrap(),
+        AuthOutcome::Failed { replay: true, .. }
+    ));
+
+    // wrong codes wear a pending code out
+    let worn = oob_code(&u, &t, at(20), 300);
+    assert!(s.reserve_oob_code(&worn, at(-600), 3).await.unwrap());
+    for i in 0..tessera_core::oob::MAX_CODE_ATTEMPTS {
+        let a = attempt(&u, Verdict::Failed("wrong_code"), &p, at(21 + i64::from(i)));
+        assert!(matches!(s.commit_attempt(a).await.unwrap(), AuthOutcome::Failed { .. }));
+    }
+    let row = s.oob_codes(&u.id, at(19)).await.unwrap().into_iter().find(|c| c.id == worn.id).unwrap();
+    assert_eq!(row.attempts, tessera_core::oob::MAX_CODE_ATTEMPTS);
+    let v = Verdict::Verified(Factor::OobCode { id: worn.id, channel: OobChannel::Email });
+    assert!(matches!(
+        s.commit_attempt(attempt(&u, v, &p, at(30))).await.unwrap(),
+        AuthOutcome::Failed { replay: true, .. }
+    ));
+
+    // reset forgets them
+    s.update_user(&u.id, UserChange::Reset, audit("user.reset")).await.unwrap();
+    assert!(s.oob_codes(&u.id, at(-1000)).await.unwrap().is_empty());
+}
+
+async fn oob_send_limit_per_user_holds_under_concurrency(f: &Fixture) {
+    let s = &f.store;
+    let u = user("petra");
+    let other = user("quentin");
+    s.create_user(&u, audit("user.add")).await.unwrap();
+    s.create_user(&other, audit("user.add")).await.unwrap();
+    let t = oob_token(&u, "SMS2", OobChannel::Sms, "+4915112345670", &f.keys);
+    s.create_token(&t, audit("token.add_sms")).await.unwrap();
+    // 10 parallel sends with a limit of 3 per 600 s: exactly 3 go out
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            let c = oob_code(&u, &t, at(100), 300);
+            tokio::spawn(async move { s.reserve_oob_code(&c, at(100 - 600), 3).await.unwrap() })
+        })
+        .collect();
+    let sent = futures::future::join_all(tasks).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(sent, 3);
+    assert_eq!(s.oob_codes(&u.id, at(0)).await.unwrap().len(), 3);
+    // the limit is per user
+    assert!(s.reserve_oob_code(&oob_code(&other, &t, at(100), 300), at(100 - 600), 3).await.unwrap());
+    // once the window has moved past them, sending works again (and the old rows go)
+    assert!(!s.reserve_oob_code(&oob_code(&u, &t, at(650), 300), at(650 - 600), 3).await.unwrap());
+    assert!(s.reserve_oob_code(&oob_code(&u, &t, at(701), 300), at(701 - 600), 3).await.unwrap());
+    assert_eq!(s.oob_codes(&u.id, at(0)).await.unwrap().len(), 1);
+    // a missing user is NotFound
+    let ghost = user("ghost");
+    assert!(matches!(
+        s.reserve_oob_code(&oob_code(&ghost, &t, at(1), 300), at(0), 3).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // old rows are pruned with used states
+    s.prune_states(at(701 + 2 * 86_400)).await.unwrap();
+    assert!(s.oob_codes(&u.id, at(-1)).await.unwrap().is_empty());
 }

@@ -83,7 +83,9 @@ fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, UsageError> {
 }
 
 pub async fn audit(node: &Node, cmd: AuditCmd) -> anyhow::Result<()> {
-    let AuditCmd::List { since, until, actor, action, target, result, limit, json } = cmd;
+    let AuditCmd::List { since, until, actor, action, target, result, limit, json } = cmd else {
+        anyhow::bail!("`audit verify` is not a listing");
+    };
     let now = node.ctx.clock.now();
     let q = AuditQuery {
         since: since.as_deref().map(|s| parse_time(s, now)).transpose()?,

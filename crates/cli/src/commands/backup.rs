@@ -1,4 +1,4 @@
-//! `tessera backup create|verify|restore` and `tessera key export`.
+//! `tessera backup create|verify|restore` and the file side of `tessera key export`.
 //!
 //! The file format (age around a tar with a manifest) is `tessera_backup`'s;
 //! the consistent database copy is `tessera_store`'s snapshot. This module
@@ -59,18 +59,6 @@ pub enum BackupCmd {
         /// `<name>.before-restore-<timestamp>`, never deleted.
         #[arg(long)]
         force: bool,
-        #[command(flatten)]
-        passphrase: PassphraseInput,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KeyCmd {
-    /// Write the master key alone, age-encrypted with its own passphrase
-    /// (`age -d FILE > tessera.key` gives the key file back).
-    Export {
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
         #[command(flatten)]
         passphrase: PassphraseInput,
     },
@@ -146,19 +134,21 @@ pub async fn run(
     }
 }
 
-pub fn key(cfg: &Config, env: &BTreeMap<String, String>, cmd: KeyCmd) -> anyhow::Result<()> {
-    match cmd {
-        KeyCmd::Export { out, passphrase } => {
-            let (key, source) = node::load_master_key(cfg, env)?;
-            let pass = passphrase.read(env, true)?;
-            let key_id = Keyring::new(&key).key_id();
-            let text = key.to_text();
-            write_atomically(&out, |f| tessera_backup::encrypt_bytes(f, pass, text.as_bytes()).map(|_| ()))?;
-            println!("master key {key_id} (from {source}) written to {}", out.display());
-            println!("  restore it with: age -d {} > tessera.key && chmod 600 tessera.key", out.display());
-            Ok(())
-        }
-    }
+/// `tessera key export`: the master key alone, age-encrypted.
+pub fn export_key(
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+    out: &Path,
+    passphrase: &PassphraseInput,
+) -> anyhow::Result<()> {
+    let (key, source) = node::load_master_key(cfg, env)?;
+    let pass = passphrase.read(env, true)?;
+    let key_id = Keyring::new(&key).key_id();
+    let text = key.to_text();
+    write_atomically(out, |f| tessera_backup::encrypt_bytes(f, pass, text.as_bytes()).map(|_| ()))?;
+    println!("master key {key_id} (from {source}) written to {}", out.display());
+    println!("  restore it with: age -d {} > tessera.key && chmod 600 tessera.key", out.display());
+    Ok(())
 }
 
 // ---------------------------------------------------------------- create
@@ -180,6 +170,13 @@ fn create(
     let started = Instant::now();
     if out.exists() {
         return Err(UsageError(format!("{} already exists; choose another name", out.display())).into());
+    }
+    // Mid-rotation the database holds values under two keys, and no single
+    // key could restore it.
+    if matches!(node::load_master_keys(cfg, env), Ok((_, previous, _)) if !previous.is_empty()) {
+        bail!(
+            "a master key rotation is under way (the key file holds two keys); finish it with `tessera key rotate`,              then back up"
+        );
     }
     let db = cfg.database_path();
     let mut sources: Vec<(&'static str, Source)> = Vec::new();

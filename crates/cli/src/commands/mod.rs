@@ -2,9 +2,11 @@
 //! calls the shared domain services, and prints the result.
 
 mod admin;
+mod audit;
 pub(crate) mod backup;
 mod check;
 mod inventory;
+pub(crate) mod key;
 mod radius;
 mod realm;
 mod status;
@@ -24,7 +26,7 @@ use tessera_server::node::{self, Node};
 use zeroize::Zeroizing;
 
 use crate::UsageError;
-use crate::args::{Cli, Command, ConfigCmd, PasswordInput};
+use crate::args::{AuditCmd, Cli, Command, ConfigCmd, PasswordInput};
 
 pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> {
     let config_file = cli.config.clone().or_else(|| Path::new("tessera.toml").exists().then(|| "tessera.toml".into()));
@@ -34,6 +36,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
     }
     match cli.command {
         Command::Serve => {
+            tessera_server::syslog::install(&cfg)?;
             tessera_server::logging::init(&cfg.log, env.get("TESSERA_LOG").map(String::as_str));
             tessera_server::runtime::serve(cfg, env, config_file).await
         }
@@ -68,9 +71,11 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::Group(c) => radius::group(&open(&cfg, &env)?, c).await,
         Command::Reply(c) => radius::reply(&open(&cfg, &env)?, &cfg, c).await,
         Command::Policy(c) => admin::policy(&open(&cfg, &env)?, c).await,
+        // Read-only on the database file, without the master key.
+        Command::Audit(AuditCmd::Verify { json }) => audit::verify(&cfg, json),
         Command::Audit(c) => admin::audit(&open(&cfg, &env)?, c).await,
         Command::Backup(c) => backup::run(&cfg, config_file.as_deref(), &env, c).await,
-        Command::Key(c) => backup::key(&cfg, &env, c),
+        Command::Key(c) => key::run(&cfg, &env, c).await,
         Command::Export(c) => transfer::export(&open(&cfg, &env)?, &env, c).await,
         Command::Import(c) => transfer::import(&open(&cfg, &env)?, &env, c).await,
     }

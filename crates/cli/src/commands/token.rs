@@ -1,13 +1,14 @@
 //! `tessera token …` and `tessera backup-codes`.
 
 use tessera_core::admin::{otp_params, parse_secret};
+use tessera_core::model::OobChannel;
 use tessera_core::views::TokenView;
 use tessera_server::node::Node;
 
 use super::actor;
 use super::user::find;
 use crate::UsageError;
-use crate::args::{TokenCmd, UserRef};
+use crate::args::{OobTokenArgs, TokenCmd, UserRef};
 use crate::output;
 
 pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
@@ -43,6 +44,8 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             }
             println!("added token {} for {} ({})", t.serial, user.user, t.state.as_str());
         }
+        TokenCmd::AddEmail { user, address, oob } => add_oob(node, user, OobChannel::Email, &address, oob).await?,
+        TokenCmd::AddSms { user, phone, oob } => add_oob(node, user, OobChannel::Sms, &phone, oob).await?,
         TokenCmd::Confirm { user, code } => {
             let u = find(node, &user).await?;
             let t = admin.confirm_token(&actor(), &u, &code).await?;
@@ -63,7 +66,7 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
                     vec![
                         t.serial.clone(),
                         t.kind.clone(),
-                        t.algorithm.clone(),
+                        t.address.clone().unwrap_or_else(|| t.algorithm.clone()),
                         t.digits.to_string(),
                         t.period.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                         t.state.clone(),
@@ -73,7 +76,7 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
                 })
                 .collect();
             output::table(
-                &["SERIAL", "TYPE", "ALGORITHM", "DIGITS", "PERIOD", "STATE", "LAST USED", "DESCRIPTION"],
+                &["SERIAL", "TYPE", "ALGORITHM/ADDRESS", "DIGITS", "PERIOD", "STATE", "LAST USED", "DESCRIPTION"],
                 &rows,
             );
         }
@@ -93,6 +96,7 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
                 ("state", t.state.clone()),
                 ("counter", t.counter.to_string()),
                 ("drift", format!("{} step(s)", t.drift)),
+                ("address", t.address.clone().unwrap_or_else(|| "-".into())),
                 ("created", t.created_at.clone()),
                 ("last used", t.last_used_at.clone().unwrap_or_else(|| "never".into())),
                 ("description", t.description.clone()),
@@ -140,6 +144,39 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             admin.unassign_inventory(&actor(), &serial).await?;
             println!("hardware token {serial} is back in the inventory");
         }
+    }
+    Ok(())
+}
+
+/// `token add-email` / `add-sms`; says so when policy does not enable codes
+/// for the user yet, or this node has no such channel configured.
+async fn add_oob(node: &Node, r: UserRef, channel: OobChannel, address: &str, a: OobTokenArgs) -> anyhow::Result<()> {
+    let u = find(node, &r).await?;
+    let t =
+        node.admin.add_oob_token(&actor(), &u, channel, address, a.digits, a.serial.as_deref(), &a.description).await?;
+    if a.json {
+        return output::json(&TokenView::from(&t));
+    }
+    let to = t.oob.as_ref().map(|o| o.address.as_str()).unwrap_or_default();
+    println!("added {} token {} for {}: codes go to {to}", channel.as_str(), t.serial, r.user);
+    let policy = node.admin.policy().await?;
+    if !policy.oob_enabled(&u.realm, &u.username) {
+        println!(
+            "note: no codes are sent until the policy enables them, e.g. `tessera policy set oob_users={}` \
+             or `oob_realms={}`",
+            r.user, u.realm
+        );
+    }
+    let configured = match channel {
+        OobChannel::Email => node.config.email.enabled(),
+        OobChannel::Sms => node.config.sms.enabled(),
+    };
+    if !configured {
+        println!(
+            "note: this configuration has no {} set up ({})",
+            channel.as_str(),
+            if channel == OobChannel::Email { "[email] host" } else { "[sms] url" }
+        );
     }
     Ok(())
 }

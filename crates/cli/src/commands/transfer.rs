@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
-use tessera_core::model::TokenState;
+use tessera_core::model::{OobChannel, TokenState};
 use tessera_core::otp_match::open_secret;
 use tessera_core::store::UserQuery;
 use tessera_otp::{OtpKind, OtpParams, Secret};
@@ -109,6 +109,10 @@ struct TokenLine {
     /// Base32; only in encrypted exports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// Email and SMS tokens (`type` `email` / `sms`): where codes go. Not a
+    /// secret, so in every export; such a token is re-created from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
 }
 
 /// Writes `text` to `out`: encrypted when `pass` is given, else plain (0600).
@@ -228,11 +232,14 @@ pub async fn export(node: &Node, env: &BTreeMap<String, String>, cmd: ExportCmd)
                 tokens: Vec::new(),
             };
             for t in admin.tokens(u).await? {
-                let (kind, period) = match t.params.kind {
-                    OtpKind::Totp { period } => ("totp", Some(period.get())),
-                    OtpKind::Hotp => ("hotp", None),
+                let (kind, period) = match (&t.oob, t.params.kind) {
+                    (Some(o), _) => (o.channel.as_str(), None),
+                    (None, OtpKind::Totp { period }) => ("totp", Some(period.get())),
+                    (None, OtpKind::Hotp) => ("hotp", None),
                 };
-                let secret = if secrets {
+                // An email/SMS token's secret only keys its codes' digests:
+                // a new one is made on import.
+                let secret = if secrets && t.oob.is_none() {
                     let s = open_secret(&node.ctx.keys, &t)
                         .map_err(|e| anyhow::anyhow!("token {}: secret cannot be opened: {e}", t.serial))?;
                     Some(s.to_base32())
@@ -249,6 +256,7 @@ pub async fn export(node: &Node, env: &BTreeMap<String, String>, cmd: ExportCmd)
                     state: t.state.as_str().into(),
                     description: t.description.clone(),
                     secret,
+                    address: t.oob.as_ref().map(|o| o.address.clone()),
                 });
                 tokens += 1;
             }
@@ -458,8 +466,8 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
             } else {
                 created += 1
             }
-            tokens += u.tokens.iter().filter(|t| t.secret.is_some()).count();
-            tokens_without_secret += u.tokens.iter().filter(|t| t.secret.is_none()).count();
+            tokens += u.tokens.iter().filter(|t| t.secret.is_some() || t.address.is_some()).count();
+            tokens_without_secret += u.tokens.iter().filter(|t| t.secret.is_none() && t.address.is_none()).count();
             continue;
         }
         let user = match existing {
@@ -475,6 +483,13 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
         let have: Vec<String> = admin.tokens(&user).await?.into_iter().map(|t| t.serial).collect();
         for t in &u.tokens {
             if have.contains(&t.serial) {
+                continue;
+            }
+            if let (Ok(channel), Some(address)) = (t.kind.parse::<OobChannel>(), &t.address) {
+                admin
+                    .add_oob_token(&actor(), &user, channel, address, Some(t.digits), Some(&t.serial), &t.description)
+                    .await?;
+                tokens += 1;
                 continue;
             }
             let Some(b32) = &t.secret else {

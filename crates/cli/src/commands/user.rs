@@ -103,7 +103,7 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
                     "  {} {} {} {} digits{} ({}){}",
                     t.serial,
                     t.kind,
-                    t.algorithm,
+                    t.address.as_deref().unwrap_or(&t.algorithm),
                     t.digits,
                     t.period.map(|p| format!(" {p}s")).unwrap_or_default(),
                     t.state,

@@ -228,6 +228,30 @@ impl TestNode {
         self.client.clone().expect("server started")
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the running server.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(ok.success(), "kill -{name} failed");
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// The HTTPS port the server announced.
+    pub fn https_port(&self) -> u16 {
+        self.port
+    }
+
     /// The address a listener of `kind` (`radius`, `radsec`, …) bound.
     pub fn listening(&self, kind: &str) -> String {
         self.listening.get(kind).cloned().unwrap_or_else(|| panic!("no `{kind}` listener: {:?}", self.listening))

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tessera_core::admin::{otp_params, parse_secret};
 use tessera_core::audit::{AuditQuery, AuditResult};
 use tessera_core::clock::Timestamp;
-use tessera_core::model::{User, UserStatus};
+use tessera_core::model::{OobChannel, User, UserStatus};
 use tessera_core::policy::Policy;
 use tessera_core::store::UserQuery;
 use tessera_core::views::{AuditView, TokenView, UserView};
@@ -227,9 +227,14 @@ pub async fn list_user_tokens(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
-    /// `totp` (default) or `hotp`.
+    /// `totp` (default), `hotp`, or `email` / `sms` (codes sent to
+    /// `address` after the first factor, where policy `oob_realms` /
+    /// `oob_users` enables them).
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// Email and SMS tokens: the email address or the phone number
+    /// (international, `+49 151 …`).
+    pub address: Option<String>,
     /// SHA1 (default), SHA256 or SHA512.
     pub algorithm: Option<String>,
     /// 6 (default) or 8.
@@ -277,6 +282,12 @@ pub async fn add_token(
     ApiQuery(r): ApiQuery<RealmParam>,
     ApiJson(b): ApiJson<TokenBody>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    if let Some(channel) = b.kind.as_deref().and_then(|k| k.parse::<OobChannel>().ok()) {
+        return add_oob_token(&s, &actor, &r, &username, channel, b).await;
+    }
+    if b.address.is_some() {
+        return Err(ApiError::invalid("address applies only to email and sms tokens"));
+    }
     let params = otp_params(b.kind.as_deref(), b.algorithm.as_deref(), b.digits, b.period)?;
     let description = b.description.unwrap_or_default();
     let has_secret = b.secret.is_some() || b.secret_hex.is_some();
@@ -311,6 +322,39 @@ pub async fn add_token(
         }
     };
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `POST …/tokens` with `type` `email` or `sms`.
+async fn add_oob_token(
+    s: &AppState,
+    actor: &tessera_core::audit::Actor,
+    r: &RealmParam,
+    username: &str,
+    channel: OobChannel,
+    b: TokenBody,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let Some(address) = b.address.as_deref() else {
+        return Err(ApiError::invalid("email and sms tokens need an address"));
+    };
+    let otp_only = b.algorithm.is_some()
+        || b.period.is_some()
+        || b.secret.is_some()
+        || b.secret_hex.is_some()
+        || b.counter.is_some()
+        || b.pending.is_some();
+    if otp_only {
+        return Err(ApiError::invalid(
+            "algorithm, period, secret, secret_hex, counter and pending do not apply to email and sms tokens",
+        ));
+    }
+    let u = find(s, r, username).await?;
+    let description = b.description.unwrap_or_default();
+    let t =
+        s.node.admin.add_oob_token(actor, &u, channel, address, b.digits, b.serial.as_deref(), &description).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated { token: TokenView::from(&t), secret: None, otpauth_uri: None, qr_svg: None }),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 pub struct ErrorBody {
     /// Stable, machine-readable: `invalid_request`, `malformed_json`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`,
-    /// `not_found`, `conflict`, `code_mismatch`, `unavailable`, `internal`.
+    /// `forbidden`, `not_found`, `conflict`, `code_mismatch`, `unavailable`, `internal`.
     pub code: &'static str,
     /// For humans; wording may change between versions.
     pub message: String,

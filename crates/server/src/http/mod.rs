@@ -1,6 +1,7 @@
 //! The HTTPS API: `POST /api/v1/validate`, the admin REST endpoints,
-//! `/healthz`, `/readyz` and the OpenAPI document. Handlers are thin: they
-//! parse, call `tessera-core`, and map the result; sockets live in `serve`.
+//! `/healthz`, `/readyz`, `/metrics` and the OpenAPI document. Handlers are
+//! thin: they parse, call `tessera-core`, and map the result; sockets live
+//! in `serve`.
 
 pub mod admin;
 pub mod auth;
@@ -22,6 +23,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::ToSchema;
 
 use crate::node::Node;
+use crate::reload::{Live, MetricsDenied};
 use error::ApiError;
 
 /// Shared by every handler.
@@ -29,19 +31,22 @@ use error::ApiError;
 pub struct AppState {
     /// Behind an Arc: the state is cloned for every request.
     pub node: std::sync::Arc<Node>,
+    /// Settings that change on SIGHUP, `/metrics` access, readiness.
+    pub live: std::sync::Arc<Live>,
 }
 
 /// The TCP peer, inserted per connection by the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-pub fn router(node: std::sync::Arc<Node>) -> Router {
+pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>) -> Router {
     let max_body = node.config.http.max_body_bytes;
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
-    let state = AppState { node };
+    let state = AppState { node, live };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/api/v1/validate", post(validate::validate))
         .merge(admin::routes())
@@ -78,23 +83,66 @@ pub struct Health {
     pub node: String,
 }
 
-/// Liveness and storage health: 200 when the store answers, 503 otherwise.
+/// Liveness: 200 while the process serves HTTP (nothing else is checked,
+/// so a restart is not triggered by a database hiccup; see `/readyz`).
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = error::ErrorBody)))]
+    responses((status = 200, body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> Response {
-    match s.node.ctx.store.ping().await {
-        Ok(()) => Json(Health { status: "ok", node: s.node.ctx.node.clone() }).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: store unavailable");
-            ApiError::unavailable().into_response()
-        }
+    Json(Health { status: "ok", node: s.node.ctx.node.clone() }).into_response()
+}
+
+/// Readiness: 200 when the node can take traffic — the store answers,
+/// realms are loaded, every listener is up and it is not shutting down;
+/// otherwise 503 `unavailable` whose message lists what is missing.
+/// (Replication state joins in with HA.)
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = error::ErrorBody)))]
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    let mut problems: Vec<String> = s.live.ready.problems().into_iter().map(String::from).collect();
+    if let Err(e) = s.node.ctx.store.ping().await {
+        tracing::error!(error = %e, "readiness check: store unavailable");
+        problems.insert(0, "store unreachable".into());
+    }
+    if problems.is_empty() {
+        Json(Health { status: "ok", node: s.node.ctx.node.clone() }).into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not ready: {}", problems.join("; ")))
+            .into_response()
     }
 }
 
-/// Readiness: the node can take traffic (same checks as `/healthz` for a
-/// single node; replication state joins in with HA).
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = error::ErrorBody)))]
-pub async fn readyz(state: State<AppState>) -> Response {
-    healthz(state).await
+/// Prometheus metrics (text exposition format 0.0.4). Allowed to the
+/// sources in `[metrics] allow` (default: loopback), with the bearer token
+/// of `[metrics] bearer_token_file` when one is set; others get 403.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String),
+        (status = 403, description = "Source address not allowed, or token missing", body = error::ErrorBody),
+        (status = 404, description = "Metrics are disabled", body = error::ErrorBody),
+    ))]
+pub async fn metrics(State(s): State<AppState>, caller: auth::Caller) -> Response {
+    let access = s.live.metrics_access();
+    let peer = caller.address.as_deref().and_then(|a| a.parse::<std::net::IpAddr>().ok());
+    match access.check(peer, caller.bearer.as_deref()) {
+        Ok(()) => {}
+        Err(MetricsDenied::Disabled) => return not_found().await.into_response(),
+        Err(why) => {
+            tracing::debug!(peer = ?peer, reason = ?why, "metrics scrape refused");
+            let message = match why {
+                MetricsDenied::Token => "a valid metrics bearer token is required",
+                _ => "this address may not read the metrics ([metrics] allow)",
+            };
+            return ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response();
+        }
+    }
+    let cfg = s.live.config();
+    let backup = (!cfg.backup.dir.is_empty())
+        .then(|| crate::scheduled_backup::read_status(std::path::Path::new(&cfg.backup.dir)))
+        .flatten();
+    let text = crate::metrics::render(&crate::metrics::External {
+        directory: Some(&s.node.directory.stats),
+        backup_interval_seconds: cfg.backup.interval_seconds,
+        backup,
+    });
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE))], text).into_response()
 }

@@ -22,6 +22,7 @@ use super::{admin, error, validate};
         validate::validate,
         super::healthz,
         super::readyz,
+        super::metrics,
         admin::list_users,
         admin::add_user,
         admin::show_user,
@@ -50,7 +51,7 @@ use super::{admin, error, validate};
         (name = "tokens", description = "Token administration (API key)"),
         (name = "policy", description = "Authentication policy (API key)"),
         (name = "audit", description = "Audit log (API key)"),
-        (name = "operations", description = "Health"),
+        (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;

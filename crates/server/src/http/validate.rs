@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
+use crate::metrics::{self, Outcome, Protocol};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +45,8 @@ pub struct ValidateReply {
     /// On challenge: send it back with the next request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// On challenge: the prompt to show the user.
+    /// On challenge: the prompt to show the user. On reject, rarely: a
+    /// message for the user (no email or SMS code could be sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -66,7 +68,8 @@ pub async fn validate(
     caller: Caller,
     ApiJson(body): ApiJson<ValidateBody>,
 ) -> Result<Json<ValidateReply>, ApiError> {
-    if s.node.config.http.validate_requires_api_key {
+    let started = std::time::Instant::now();
+    if s.live.config().http.validate_requires_api_key {
         let ok = match &caller.bearer {
             Some(t) => s.node.admin.authenticate_api_key(t).await?.is_some(),
             None => false,
@@ -87,12 +90,22 @@ pub async fn validate(
         client: Some(caller.client),
         ..Default::default()
     };
-    let v = s.node.auth.validate(req).await?;
+    let v = match s.node.auth.validate(req).await {
+        Ok(v) => v,
+        Err(e) => {
+            metrics::request(Protocol::Rest, Outcome::Error, started.elapsed());
+            return Err(e.into());
+        }
+    };
+    metrics::decided(Protocol::Rest, &v, started.elapsed());
     Ok(Json(match v.decision {
         Decision::Accept => ValidateReply { result: ValidateResult::Accept, reason: None, state: None, message: None },
-        Decision::Reject => {
-            ValidateReply { result: ValidateResult::Reject, reason: Some("access_denied"), state: None, message: None }
-        }
+        Decision::Reject => ValidateReply {
+            result: ValidateResult::Reject,
+            reason: Some("access_denied"),
+            state: None,
+            message: v.message,
+        },
         Decision::Challenge { state, message } => ValidateReply {
             result: ValidateResult::Challenge,
             reason: None,

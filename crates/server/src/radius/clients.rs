@@ -1,5 +1,8 @@
 //! Which RADIUS clients may talk to us, matched by source address (the most
-//! specific prefix wins), with their secrets opened once at load.
+//! specific prefix wins), with their secrets opened once at load. Clients
+//! come from the database (`tessera client add`, re-read every 2 s) and
+//! from the config file (`[[radius.client]]`, re-read on SIGHUP); their
+//! names must not clash.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,9 +13,12 @@ use tessera_core::admin::Admin;
 use tessera_core::model::{MessageAuthenticatorMode, RadiusClient};
 use zeroize::Zeroizing;
 
+use crate::config::RadiusClientConfig;
+
 #[derive(Debug)]
 pub struct Client {
-    pub id: i64,
+    /// Database row; `None` for a client declared in the config file.
+    pub id: Option<i64>,
     pub name: String,
     pub prefix_len: u8,
     pub address: tessera_core::cidr::Cidr,
@@ -33,10 +39,55 @@ impl Client {
     }
 }
 
+/// A `[[radius.client]]` with its secret read (from the file, if any).
+#[derive(Debug)]
+pub struct ConfigClient {
+    pub name: String,
+    pub address: tessera_core::cidr::Cidr,
+    pub secret: Zeroizing<Vec<u8>>,
+    pub mode: MessageAuthenticatorMode,
+    pub default_realm: Option<String>,
+}
+
+impl ConfigClient {
+    /// Resolves the config entries; reads secret files. Errors name the
+    /// client and the file, never the secret.
+    pub fn load_all(list: &[RadiusClientConfig]) -> Result<Vec<ConfigClient>, String> {
+        list.iter().map(Self::load).collect()
+    }
+
+    fn load(c: &RadiusClientConfig) -> Result<ConfigClient, String> {
+        let bad = |m: String| format!("[[radius.client]] `{}`: {m}", c.name);
+        let secret = match (&c.secret, &c.secret_file) {
+            (Some(s), None) => Zeroizing::new(s.as_bytes().to_vec()),
+            (None, Some(f)) => {
+                let text = Zeroizing::new(
+                    std::fs::read_to_string(f).map_err(|e| bad(format!("cannot read {}: {e}", f.display())))?,
+                );
+                Zeroizing::new(text.lines().next().unwrap_or("").as_bytes().to_vec())
+            }
+            _ => return Err(bad("set exactly one of secret and secret_file".into())),
+        };
+        crate::config::check_radius_secret(&secret).map_err(bad)?;
+        Ok(ConfigClient {
+            name: c.name.clone(),
+            address: tessera_core::cidr::Cidr::parse(&c.address).map_err(bad)?,
+            secret,
+            mode: c.message_authenticator.parse().map_err(bad)?,
+            default_realm: c.default_realm.clone().filter(|r| !r.is_empty()),
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ClientTable {
     /// Sorted by prefix length, longest first.
     clients: RwLock<Vec<Arc<Client>>>,
+    /// From the config file; replaced on SIGHUP.
+    configured: RwLock<Arc<Vec<ConfigClient>>>,
+    /// Database clients already reported as clashing with a config client
+    /// (reported once, not every 2 s).
+    clash_reported: parking_lot::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl ClientTable {
@@ -52,13 +103,59 @@ impl ClientTable {
         self.len() == 0
     }
 
-    /// Replaces the table with the store's current clients. A client whose
-    /// secret cannot be opened is skipped and logged (it cannot be served).
+    /// Installs a new set of config-file clients (SIGHUP, start-up) and
+    /// rebuilds the table. Refused, changing nothing, when a name is also
+    /// used by a database client.
+    pub async fn set_configured(&self, admin: &Admin, configured: Vec<ConfigClient>) -> anyhow::Result<usize> {
+        let stored = admin.radius_clients().await?;
+        if let Some(c) = stored.iter().find(|s| configured.iter().any(|c| c.name == s.name)) {
+            anyhow::bail!(
+                "RADIUS client `{}` is declared in the config file ([[radius.client]]) and also exists in the database \
+                 (`tessera client delete {}` or rename one of them)",
+                c.name,
+                c.name
+            );
+        }
+        *self.configured.write() = Arc::new(configured);
+        Ok(self.rebuild(admin, stored))
+    }
+
+    /// Replaces the table with the store's current clients plus the config
+    /// file's. A client whose secret cannot be opened is skipped and logged
+    /// (it cannot be served).
     pub async fn reload(&self, admin: &Admin) -> Result<usize, tessera_core::CoreError> {
         let stored: Vec<RadiusClient> = admin.radius_clients().await?;
+        Ok(self.rebuild(admin, stored))
+    }
+
+    fn rebuild(&self, admin: &Admin, stored: Vec<RadiusClient>) -> usize {
         let previous: Vec<Arc<Client>> = self.clients.read().clone();
-        let mut next = Vec::with_capacity(stored.len());
+        let configured = self.configured.read().clone();
+        let mut next = Vec::with_capacity(stored.len() + configured.len());
+        for c in &*configured {
+            // `auto` mode: remembered across SIGHUP (in memory only: there
+            // is no database row to record it in).
+            let seen = previous.iter().any(|p| p.id.is_none() && p.name == c.name && p.has_signed());
+            next.push(Arc::new(Client {
+                id: None,
+                name: c.name.clone(),
+                prefix_len: c.address.prefix_len(),
+                address: c.address,
+                secret: c.secret.clone(),
+                mode: c.mode,
+                default_realm: c.default_realm.clone(),
+                signed: AtomicBool::new(seen),
+            }));
+        }
         for c in stored {
+            if configured.iter().any(|k| k.name == c.name) {
+                // Added with `tessera client add` after the config file
+                // declared the name: the config file's client is served.
+                if self.clash_reported.lock().insert(c.name.clone()) {
+                    tracing::error!(client = %c.name, "RADIUS client in the database has the name of a [[radius.client]] in the config file; the database one is ignored");
+                }
+                continue;
+            }
             let secret = match admin.radius_secret(&c) {
                 Ok(s) => s,
                 Err(e) => {
@@ -68,9 +165,9 @@ impl ClientTable {
             };
             // Keep the learned `auto` flag across reloads even before the
             // store has recorded it.
-            let seen = c.ma_seen || previous.iter().any(|p| p.id == c.id && p.has_signed());
+            let seen = c.ma_seen || previous.iter().any(|p| p.id == Some(c.id) && p.has_signed());
             next.push(Arc::new(Client {
-                id: c.id,
+                id: Some(c.id),
                 name: c.name,
                 prefix_len: c.address.prefix_len(),
                 address: c.address,
@@ -83,6 +180,7 @@ impl ClientTable {
         next.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len).then_with(|| a.name.cmp(&b.name)));
         let n = next.len();
         *self.clients.write() = next;
-        Ok(n)
+        crate::metrics::set_radius_clients(n);
+        n
     }
 }

@@ -15,9 +15,10 @@ use tessera_radius::{
 };
 use zeroize::Zeroizing;
 
-use super::clients::{Client, ClientTable};
+use super::clients::{Client, ClientTable, ConfigClient};
 use super::dedup::{DupCache, Key, Seen};
-use crate::config::Config;
+use crate::config::{Config, ReplyConfig};
+use crate::metrics::{self, DropReason, Duplicate, Outcome, Protocol};
 use crate::node::Node;
 
 /// Shared secret of RADIUS over TLS (RFC 6614 §2.3): the TLS session, not
@@ -30,7 +31,17 @@ pub enum Transport {
     RadSec,
 }
 
-/// Counters, read by logs now and `/metrics` later.
+impl Transport {
+    fn protocol(self) -> Protocol {
+        match self {
+            Transport::Udp => Protocol::Radius,
+            Transport::RadSec => Protocol::Radsec,
+        }
+    }
+}
+
+/// Counters for the rate-limited drop logs (`/metrics` has its own, in
+/// `crate::metrics`).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: AtomicU64,
@@ -54,8 +65,15 @@ fn bump(c: &AtomicU64) -> u64 {
 }
 
 /// Logs the first drop of a kind, then every 1000th, so a flood of bad
-/// packets cannot flood the log.
-fn log_drop(counter: &AtomicU64, reason: &str, src: SocketAddr, client: Option<&str>) {
+/// packets cannot flood the log; counts it for `/metrics`.
+fn log_drop(
+    counter: &AtomicU64,
+    (transport, kind): (Transport, DropReason),
+    reason: &str,
+    src: SocketAddr,
+    client: Option<&str>,
+) {
+    metrics::radius_dropped(transport.protocol(), kind);
     let n = bump(counter);
     if n == 1 || n.is_multiple_of(1000) {
         tracing::warn!(%src, client = client.unwrap_or("-"), reason, dropped_so_far = n, "RADIUS packet dropped");
@@ -69,11 +87,26 @@ struct CompiledRule {
     attribute: Attribute,
 }
 
+/// The parts of `[radius]` that change on SIGHUP, besides clients.
+#[derive(Debug)]
+struct RadiusConf {
+    dict: Dictionary,
+    /// `[[radius.reply]]`, compiled with the database rules at each reload.
+    reply: Vec<ReplyConfig>,
+}
+
+/// A SIGHUP's `[radius]` settings, loaded and checked but not yet in use.
+#[derive(Debug)]
+pub struct PreparedConfig {
+    conf: RadiusConf,
+    clients: Vec<ConfigClient>,
+}
+
 #[derive(Debug)]
 pub struct RadiusService {
     node: Arc<Node>,
     pub clients: ClientTable,
-    dict: Dictionary,
+    conf: RwLock<Arc<RadiusConf>>,
     rules: RwLock<Vec<CompiledRule>>,
     dedup: DupCache,
     pub stats: Stats,
@@ -84,19 +117,42 @@ impl RadiusService {
         Ok(RadiusService {
             node,
             clients: ClientTable::default(),
-            dict: super::dictionary::load(cfg)?,
+            conf: RwLock::new(Arc::new(RadiusConf {
+                dict: super::dictionary::load(cfg)?,
+                reply: cfg.radius.reply.clone(),
+            })),
             rules: RwLock::new(Vec::new()),
             dedup: DupCache::new(std::time::Duration::from_secs(cfg.radius.duplicate_window_seconds)),
             stats: Stats::default(),
         })
     }
 
+    /// Loads what `cfg` says about dictionaries, reply rules and
+    /// `[[radius.client]]` (reading dictionary and secret files) without
+    /// using it yet: a bad file fails here and changes nothing.
+    pub fn prepare_config(cfg: &Config) -> anyhow::Result<PreparedConfig> {
+        let dict = super::dictionary::load(cfg)?;
+        let clients = ConfigClient::load_all(&cfg.radius.client).map_err(anyhow::Error::msg)?;
+        Ok(PreparedConfig { conf: RadiusConf { dict, reply: cfg.radius.reply.clone() }, clients })
+    }
+
+    /// Puts prepared settings in use and re-reads clients and reply rules
+    /// at once. Refused, changing nothing, when a config client's name is
+    /// also a database client's.
+    pub async fn install_config(&self, prepared: PreparedConfig) -> anyhow::Result<()> {
+        self.clients.set_configured(&self.node.admin, prepared.clients).await?;
+        *self.conf.write() = Arc::new(prepared.conf);
+        self.reload().await?;
+        Ok(())
+    }
+
     /// Re-reads clients and reply rules (the CLI may change them while we run).
     pub async fn reload(&self) -> Result<(), tessera_core::CoreError> {
         self.clients.reload(&self.node.admin).await?;
+        let conf = self.conf.read().clone();
         let mut compiled = Vec::new();
         let mut texts: Vec<(RuleScope, String)> = Vec::new();
-        for r in &self.node.config.radius.reply {
+        for r in &conf.reply {
             let scope = match (&r.user, &r.group) {
                 (Some(u), _) => RuleScope::User(u.clone()),
                 (None, Some(g)) => RuleScope::Group(g.clone()),
@@ -112,7 +168,7 @@ impl RadiusService {
                 tracing::error!(rule = %text, "reply rule is not `Attribute = value`; ignored");
                 continue;
             };
-            match self.dict.make_attribute(name.trim(), value.trim()) {
+            match conf.dict.make_attribute(name.trim(), value.trim()) {
                 Ok(attribute) => compiled.push(CompiledRule { scope, attribute }),
                 Err(e) => tracing::error!(rule = %text, error = %e, "reply rule cannot be encoded; ignored"),
             }
@@ -127,16 +183,29 @@ impl RadiusService {
 
     /// Handles one datagram (or RadSec record); `None` means no reply.
     pub async fn handle(&self, raw: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        let started = Instant::now();
         bump(&self.stats.requests);
         let packet = match Packet::decode(raw) {
             Ok(p) => p,
             Err(_) => {
-                log_drop(&self.stats.dropped_malformed, "malformed packet", src, None);
+                log_drop(
+                    &self.stats.dropped_malformed,
+                    (transport, DropReason::Malformed),
+                    "malformed packet",
+                    src,
+                    None,
+                );
                 return None;
             }
         };
         let Some(client) = self.clients.lookup(src.ip()) else {
-            log_drop(&self.stats.dropped_unknown_client, "unknown client", src, None);
+            log_drop(
+                &self.stats.dropped_unknown_client,
+                (transport, DropReason::UnknownClient),
+                "unknown client",
+                src,
+                None,
+            );
             return None;
         };
         let secret: &[u8] = match transport {
@@ -144,11 +213,17 @@ impl RadiusService {
             Transport::RadSec => RADSEC_SECRET,
         };
         match packet.code {
-            Code::AccessRequest => self.access_request(raw, &packet, src, &client, secret, transport).await,
-            Code::StatusServer => self.status_server(raw, &packet, src, &client, secret),
-            Code::AccountingRequest => self.accounting(raw, &packet, src, &client, secret),
+            Code::AccessRequest => self.access_request(raw, &packet, src, &client, secret, (transport, started)).await,
+            Code::StatusServer => self.status_server(raw, &packet, src, &client, secret, transport),
+            Code::AccountingRequest => self.accounting(raw, &packet, src, &client, secret, transport),
             _ => {
-                log_drop(&self.stats.dropped_malformed, "unsupported packet code", src, Some(&client.name));
+                log_drop(
+                    &self.stats.dropped_malformed,
+                    (transport, DropReason::Malformed),
+                    "unsupported packet code",
+                    src,
+                    Some(&client.name),
+                );
                 None
             }
         }
@@ -171,14 +246,21 @@ impl RadiusService {
         };
         match ma {
             MessageAuthenticator::Invalid => {
-                log_drop(&self.stats.dropped_bad_authenticator, "bad Message-Authenticator", src, Some(&client.name));
+                log_drop(
+                    &self.stats.dropped_bad_authenticator,
+                    (transport, DropReason::BadAuthenticator),
+                    "bad Message-Authenticator",
+                    src,
+                    Some(&client.name),
+                );
                 false
             }
             MessageAuthenticator::Valid => {
                 if client.mode == MessageAuthenticatorMode::Auto && client.mark_signed() {
                     tracing::info!(client = %client.name, "client signs its requests; Message-Authenticator now required");
                     let store = self.node.ctx.store.clone();
-                    let id = client.id;
+                    // A config-file client has no row: remembered in memory only.
+                    let Some(id) = client.id else { return true };
                     tokio::spawn(async move {
                         if let Err(e) = store.mark_radius_client_signed(id).await {
                             tracing::warn!(error = %e, "could not record that a RADIUS client signs its requests");
@@ -200,6 +282,7 @@ impl RadiusService {
                 if required {
                     log_drop(
                         &self.stats.dropped_missing_message_authenticator,
+                        (transport, DropReason::MissingMessageAuthenticator),
                         "Access-Request without Message-Authenticator",
                         src,
                         Some(&client.name),
@@ -211,6 +294,7 @@ impl RadiusService {
                 if packet.attr(attr::PROXY_STATE).is_some() {
                     log_drop(
                         &self.stats.dropped_proxy_state,
+                        (transport, DropReason::ProxyState),
                         "Proxy-State without Message-Authenticator",
                         src,
                         Some(&client.name),
@@ -229,29 +313,38 @@ impl RadiusService {
         src: SocketAddr,
         client: &Arc<Client>,
         secret: &[u8],
-        transport: Transport,
+        (transport, started): (Transport, Instant),
     ) -> Option<Vec<u8>> {
         if !self.admissible(raw, packet, src, client, secret, transport) {
             return None;
         }
         let key = Key { source: src, identifier: packet.identifier, authenticator: packet.authenticator };
-        match self.dedup.check(key.clone(), Instant::now()) {
+        match self.dedup.check(key.clone(), started) {
             Seen::New => {}
             Seen::InFlight => {
                 bump(&self.stats.duplicates);
+                metrics::radius_duplicate(Duplicate::InFlight);
                 return None;
             }
             Seen::Answered(reply) => {
                 bump(&self.stats.duplicates);
+                metrics::radius_duplicate(Duplicate::Cached);
                 return Some(reply);
             }
         }
-        let reply = self.decide(packet, src, client, secret).await;
+        let reply = self.decide(packet, src, client, secret, (transport.protocol(), started)).await;
         self.dedup.complete(&key, reply.as_deref(), Instant::now());
         reply
     }
 
-    async fn decide(&self, packet: &Packet, src: SocketAddr, client: &Client, secret: &[u8]) -> Option<Vec<u8>> {
+    async fn decide(
+        &self,
+        packet: &Packet,
+        src: SocketAddr,
+        client: &Client,
+        secret: &[u8],
+        (protocol, started): (Protocol, Instant),
+    ) -> Option<Vec<u8>> {
         let text = |typ: u8| packet.attr(typ).map(|v| String::from_utf8_lossy(v).into_owned());
         let mut reply = Packet {
             code: Code::AccessReject,
@@ -269,6 +362,7 @@ impl RadiusService {
             // a missing User-Name are refused.
             tracing::info!(%src, client = %client.name, "Access-Request without a readable User-Name and PAP User-Password; rejected");
             bump(&self.stats.rejects);
+            metrics::request(protocol, Outcome::Reject, started.elapsed());
             return self.finish(reply, packet, secret);
         };
         let address = text(attr::CALLING_STATION_ID)
@@ -304,10 +398,12 @@ impl RadiusService {
                 // No answer: the NAS retries or fails over to another server,
                 // which is better than a reject while our store is away.
                 bump(&self.stats.errors);
+                metrics::request(protocol, Outcome::Error, started.elapsed());
                 tracing::error!(error = %e, client = %client.name, "RADIUS request could not be decided");
                 return None;
             }
         };
+        metrics::decided(protocol, &v, started.elapsed());
         match v.decision {
             Decision::Accept => {
                 bump(&self.stats.accepts);
@@ -316,6 +412,11 @@ impl RadiusService {
             }
             Decision::Reject => {
                 bump(&self.stats.rejects);
+                // Only when there is something to tell (no email/SMS code
+                // could be sent); never which factor failed.
+                if let Some(m) = v.message {
+                    reply.attributes.push(Attribute { typ: attr::REPLY_MESSAGE, value: m.into_bytes() });
+                }
             }
             Decision::Challenge { state, message } => {
                 bump(&self.stats.challenges);
@@ -395,11 +496,13 @@ impl RadiusService {
         src: SocketAddr,
         client: &Client,
         secret: &[u8],
+        transport: Transport,
     ) -> Option<Vec<u8>> {
         // RFC 5997 §3: Status-Server must carry a valid Message-Authenticator.
         if !matches!(verify_request(raw, secret), Ok(MessageAuthenticator::Valid)) {
             log_drop(
                 &self.stats.dropped_bad_authenticator,
+                (transport, DropReason::BadAuthenticator),
                 "Status-Server without a valid Message-Authenticator",
                 src,
                 Some(&client.name),
@@ -407,6 +510,7 @@ impl RadiusService {
             return None;
         }
         bump(&self.stats.status_server);
+        metrics::radius_status_server();
         let reply = Packet {
             code: Code::AccessAccept,
             identifier: packet.identifier,
@@ -423,12 +527,14 @@ impl RadiusService {
         src: SocketAddr,
         client: &Client,
         secret: &[u8],
+        transport: Transport,
     ) -> Option<Vec<u8>> {
         // The Request Authenticator of Accounting-Request is a keyed hash:
         // verify_request checks it (and any Message-Authenticator).
         if matches!(verify_request(raw, secret), Ok(MessageAuthenticator::Invalid) | Err(_)) {
             log_drop(
                 &self.stats.dropped_bad_authenticator,
+                (transport, DropReason::BadAuthenticator),
                 "Accounting-Request with a bad authenticator",
                 src,
                 Some(&client.name),
@@ -436,6 +542,7 @@ impl RadiusService {
             return None;
         }
         bump(&self.stats.accounting);
+        metrics::radius_accounting();
         let reply = Packet {
             code: Code::AccountingResponse,
             identifier: packet.identifier,
@@ -447,9 +554,16 @@ impl RadiusService {
 }
 
 pub fn count_oversized(svc: &RadiusService) {
+    metrics::radius_dropped(Protocol::Radius, DropReason::Malformed);
     bump(&svc.stats.dropped_malformed);
 }
 
 pub fn count_overload(svc: &RadiusService, src: SocketAddr) {
-    log_drop(&svc.stats.dropped_overload, "too many requests in flight", src, None);
+    log_drop(
+        &svc.stats.dropped_overload,
+        (Transport::Udp, DropReason::Overload),
+        "too many requests in flight",
+        src,
+        None,
+    );
 }

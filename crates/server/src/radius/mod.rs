@@ -34,7 +34,7 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<RadiusService>, Vec<JoinHandle<()>>)> {
     let svc = Arc::new(RadiusService::new(node, cfg)?);
-    svc.reload().await?;
+    svc.install_config(RadiusService::prepare_config(cfg)?).await?;
     let mut tasks = Vec::new();
     let in_flight = Arc::new(Semaphore::new(cfg.radius.max_in_flight));
     for (kind, list) in [("radius", &cfg.radius.listen), ("radius-accounting", &cfg.radius.accounting_listen)] {

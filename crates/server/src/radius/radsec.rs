@@ -24,6 +24,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Requests decided at once per connection.
 const PER_CONNECTION_IN_FLIGHT: usize = 256;
 const MAX_CONNECTIONS: usize = 1024;
+/// On shutdown, connections get this long to answer the requests they read.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use anyhow::Context as _;
@@ -96,6 +98,13 @@ pub async fn serve(
             };
             connection(tls, peer, svc, stop).await;
         });
+    }
+    // Each connection stops reading, answers what it read, then releases
+    // its permit.
+    drop(listener);
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.acquire_many(all)).await.is_err() {
+        tracing::warn!("some RadSec requests were still being decided after the drain timeout");
     }
 }
 

@@ -6,10 +6,13 @@
 //! read-only connections; all writes go through the group-commit
 //! [`writer::Writer`].
 
+/// The tamper-evident audit chain: linking, pruning anchors, verification.
+pub mod audit_chain;
 mod inventory;
 mod readers;
 mod rows;
 mod schema;
+mod sealed;
 /// Consistent copies for backups and restore checks.
 pub mod snapshot;
 mod token_state;
@@ -20,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tessera_core::audit::chain::{ChainedAudit, Report as ChainReport};
 use tessera_core::audit::{AuditQuery, AuditRecord};
 use tessera_core::clock::Timestamp;
 use tessera_core::keys::Keyring;
@@ -31,14 +35,16 @@ use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, InventoryQuery, Snapshot, Store,
-    StoreError, UserChange, UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, InventoryQuery, MetaKey,
+    SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict, blocking_outcome,
+    finish_attempt_audit,
 };
 
 pub use schema::SCHEMA_VERSION;
 
 use readers::Readers;
-use rows::{API_KEY_COLS, AUDIT_COLS, TOKEN_COLS, USER_COLS};
+use rows::{API_KEY_COLS, AUDIT_COLS, OOB_CODE_COLS, TOKEN_COLS, USER_COLS};
+use tessera_core::oob::OobCode;
 use token_state::{Entry, TokenStates};
 use writer::{Writer, WriterOptions};
 
@@ -173,7 +179,13 @@ fn verify_key(conn: &Connection, keys: &Keyring) -> Result<(), StoreError> {
         .optional()
         .map_err(map_err)?;
     let check = check.ok_or_else(|| StoreError::Corrupt("the master key check value is missing".into()))?;
-    keys.verify_check_value(&check).map_err(StoreError::WrongKey)
+    keys.verify_check_value(&check).map_err(StoreError::WrongKey)?;
+    // Stored from the first key rotation on (databases created since store
+    // it from the start); before that it is derived from the master key.
+    if let Some(mac) = sealed::meta_value(conn, &MetaKey::BackupMacKey.name())? {
+        keys.set_backup_mac_key(&mac).map_err(StoreError::WrongKey)?;
+    }
+    Ok(())
 }
 
 fn quick_check(conn: &Connection) -> Result<(), StoreError> {
@@ -231,6 +243,7 @@ impl SqliteStore {
         };
         ins("key_check", &keys.make_check_value(rng)).map_err(map_err)?;
         ins("key_id", &keys.key_id()).map_err(map_err)?;
+        ins("backup_mac_key", &keys.sealed_backup_mac_key(rng)).map_err(map_err)?;
         ins("policy", &policy).map_err(map_err)?;
         ins("created_at", &now.0).map_err(map_err)?;
         conn.execute_batch("COMMIT").map_err(map_err)?;
@@ -313,6 +326,19 @@ impl Snapshot for WriterSnapshot<'_> {
     fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
         backup_code_unused(self.conn, &self.user.id, digest).map_err(map_err)
     }
+    fn oob_codes(&self, since: Timestamp) -> Result<Vec<OobCode>, StoreError> {
+        oob_codes(self.conn, self.user.id, since).map_err(map_err)
+    }
+}
+
+/// A user's email/SMS codes created after `since`, newest first (bounded by
+/// the per-user send limit, so a handful of rows).
+fn oob_codes(c: &Connection, user: UserId, since: Timestamp) -> rusqlite::Result<Vec<OobCode>> {
+    c.prepare_cached(&format!(
+        "SELECT {OOB_CODE_COLS} FROM oob_codes WHERE user_id = ?1 AND created_at > ?2 ORDER BY created_at DESC"
+    ))?
+    .query_map(params![user.0, since.0], rows::oob_code)?
+    .collect()
 }
 
 fn backup_code_unused(c: &Connection, user: &UserId, digest: &[u8; 32]) -> rusqlite::Result<bool> {
@@ -324,16 +350,10 @@ fn sort_tokens(tokens: &mut [Token]) {
     tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
 }
 
+/// Every audit record goes through here, inside the writer's transaction,
+/// and is linked into its node's hash chain (see [`audit_chain`]).
 fn insert_audit(conn: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO audit (at, node, actor, action, target, source, client, result, reason) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![a.at.0, a.node, a.actor, a.action, a.target, a.source, a.client, a.result.as_str(), a.reason])
-    })
-    .map(|_| ())
-    .map_err(map_err)
+    audit_chain::insert(conn, a)
 }
 
 fn status_clause(status: UserStatus) -> &'static str {
@@ -351,10 +371,11 @@ fn status_clause(status: UserStatus) -> &'static str {
 }
 
 fn insert_token(c: &Connection, t: &Token) -> Result<(), StoreError> {
-    let (kind, period) = rows::kind_cols(&t.params);
+    let (_, period) = rows::kind_cols(&t.params);
+    let kind = rows::token_kind(t);
     let r = c
         .prepare_cached(&format!(
-            "INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            "INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ))
         .and_then(|mut s| {
             s.execute(params![
@@ -371,7 +392,8 @@ fn insert_token(c: &Connection, t: &Token) -> Result<(), StoreError> {
                 t.state.as_str(),
                 t.description,
                 t.created_at.0,
-                t.last_used_at.map(|x| x.0)
+                t.last_used_at.map(|x| x.0),
+                t.oob.as_ref().map(|o| o.address.as_str())
             ])
         });
     match r {
@@ -493,6 +515,18 @@ fn apply_to(conn: &Connection, attempt: AuthAttempt, state: UserAuthState) -> Re
                     .map_err(map_err)?;
                 if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
             }
+            Verdict::Verified(Factor::OobCode { id, .. }) => {
+                // Single use: only the first attempt to mark it used wins
+                // (a concurrent submit, or another node, finds it used).
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE oob_codes SET used_at = ?1 WHERE id = ?2 AND user_id = ?3 AND used_at IS NULL \
+                         AND expires_at > ?1 AND attempts < ?4",
+                    )
+                    .and_then(|mut s| s.execute(params![now.0, id, user_id.0, tessera_core::oob::MAX_CODE_ATTEMPTS]))
+                    .map_err(map_err)?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+            }
             Verdict::Verified(Factor::FirstFactorOnly) => (AuthOutcome::Accepted, lock.after_success()),
             Verdict::Verified(Factor::Grace { limit }) => {
                 // Counted here, in the serialised step, so parallel logins
@@ -503,7 +537,16 @@ fn apply_to(conn: &Connection, attempt: AuthAttempt, state: UserAuthState) -> Re
                     .map_err(map_err)?;
                 if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { (AuthOutcome::Refused, lock) }
             }
-            Verdict::Failed(_) => fail(false),
+            Verdict::Failed(_) => {
+                // A wrong code also wears out the user's pending email/SMS codes.
+                conn.prepare_cached(
+                    "UPDATE oob_codes SET attempts = attempts + 1 \
+                     WHERE user_id = ?1 AND used_at IS NULL AND expires_at > ?2",
+                )
+                .and_then(|mut s| s.execute(params![user_id.0, now.0]))
+                .map_err(map_err)?;
+                fail(false)
+            }
             Verdict::Refused(_) => (AuthOutcome::Refused, lock),
             Verdict::Challenge => (AuthOutcome::Challenged, lock),
         }
@@ -627,6 +670,7 @@ impl Store for SqliteStore {
                 UserChange::Reset => {
                     c.execute("DELETE FROM tokens WHERE user_id = ?1", [&id]).map_err(map_err)?;
                     c.execute("DELETE FROM backup_codes WHERE user_id = ?1", [&id]).map_err(map_err)?;
+                    c.execute("DELETE FROM oob_codes WHERE user_id = ?1", [&id]).map_err(map_err)?;
                     c.execute(
                         "UPDATE users SET registered = 0, failures = 0, locked_at = NULL, lock_until = NULL, \
                          throttle_until = NULL, token_state = NULL, grace_used = 0, updated_at = ?1 WHERE id = ?2",
@@ -905,6 +949,56 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn reserve_oob_code(&self, code: &OobCode, since: Timestamp, limit: u32) -> Result<bool, StoreError> {
+        let code = code.clone();
+        self.write(move |c| {
+            let user = code.user_id.0;
+            // Rows that left the rate window and cannot be used any more go.
+            c.prepare_cached(
+                "DELETE FROM oob_codes WHERE user_id = ?1 AND created_at <= ?2 \
+                 AND (used_at IS NOT NULL OR expires_at <= ?3)",
+            )
+            .and_then(|mut s| s.execute(params![user, since.0, code.created_at.0]))
+            .map_err(map_err)?;
+            let sent: i64 = c
+                .prepare_cached("SELECT count(*) FROM oob_codes WHERE user_id = ?1 AND created_at > ?2")
+                .and_then(|mut s| s.query_row(params![user, since.0], |r| r.get(0)))
+                .map_err(map_err)?;
+            if sent >= i64::from(limit) {
+                return Ok(false);
+            }
+            let r = c
+                .prepare_cached(&format!(
+                    "INSERT INTO oob_codes ({OOB_CODE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        code.id,
+                        user,
+                        code.token_id.0,
+                        &code.digest[..],
+                        code.created_at.0,
+                        code.expires_at.0,
+                        code.attempts,
+                        code.used_at.map(|t| t.0)
+                    ])
+                });
+            match r {
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    Err(StoreError::NotFound(format!("user {user}")))
+                }
+                r => r.map(|_| true).map_err(map_err),
+            }
+        })
+        .await
+    }
+
+    async fn oob_codes(&self, user: &UserId, since: Timestamp) -> Result<Vec<OobCode>, StoreError> {
+        self.read(|c| oob_codes(c, *user, since))
+    }
+
     async fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError> {
         self.read(|c| {
             c.prepare_cached("SELECT count(*) FROM backup_codes WHERE user_id = ?1 AND used_at IS NULL")?
@@ -1027,15 +1121,27 @@ impl Store for SqliteStore {
     }
 
     async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            c.execute(
-                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 ORDER BY id LIMIT ?2)",
-                params![before.0, limit],
-            )
-            .map(|n| n as u64)
-            .map_err(map_err)
-        })
-        .await
+        self.write(move |c| audit_chain::prune(c, before, limit)).await
+    }
+
+    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
+        self.read(|c| audit_chain::after(c, after_id, limit))
+    }
+
+    async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        // A walk over the whole log: on its own connection and thread, so it
+        // neither holds a pooled reader nor blocks an async worker.
+        let path = self.path.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("tessera-audit-verify".into())
+            .spawn(move || {
+                let _ = tx.send(audit_chain::verify_file(&path));
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the verification thread: {e}")))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the verification thread stopped".into()))??
+            .ok_or_else(|| StoreError::Backend("the database schema predates the audit chain".into()))
     }
 
     async fn add_inventory(&self, items: &[InventoryToken], audit: AuditRecord) -> Result<(), StoreError> {
@@ -1285,12 +1391,46 @@ impl Store for SqliteStore {
 
     async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.write(move |c| {
-            c.execute("DELETE FROM used_states WHERE expires_at < ?1", [now.0]).map(|n| n as u64).map_err(map_err)
+            let states = c.execute("DELETE FROM used_states WHERE expires_at < ?1", [now.0]).map_err(map_err)?;
+            // Email/SMS codes past every window (a day; see oob::MAX_WINDOW_SECONDS).
+            let day_ago = now.plus_seconds(-i64::from(tessera_core::oob::MAX_WINDOW_SECONDS)).0;
+            let codes = c
+                .execute("DELETE FROM oob_codes WHERE created_at < ?1 AND expires_at < ?1", [day_ago])
+                .map_err(map_err)?;
+            Ok((states + codes) as u64)
         })
         .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        self.readers.with(|c| sealed::values(c, column, after, limit))
+    }
+
+    async fn replace_sealed(&self, column: SealedColumn, row: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let (row, old, new) = (row.to_string(), old.to_vec(), new.to_vec());
+        self.write(move |c| sealed::replace(c, column, &row, &old, &new)).await
+    }
+
+    async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.readers.with(|c| sealed::meta_value(c, &key.name()))
+    }
+
+    async fn set_meta_value(
+        &self,
+        key: MetaKey<'_>,
+        value: Option<Vec<u8>>,
+        audit: Option<AuditRecord>,
+    ) -> Result<(), StoreError> {
+        let name = key.name();
+        self.write(move |c| sealed::set_meta_value(c, &name, value.as_deref(), audit.as_ref())).await
     }
 }

@@ -7,8 +7,10 @@ use tessera_core::audit::AuditRecord;
 use tessera_core::clock::Timestamp;
 use tessera_core::lockout::LockState;
 use tessera_core::model::{
-    AccessRecord, ApiKey, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User, UserId,
+    AccessRecord, ApiKey, OobChannel, OobTarget, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User,
+    UserId,
 };
+use tessera_core::oob::OobCode;
 use tessera_core::realm::Realm;
 use tessera_otp::{Algorithm, Digits, OtpKind, OtpParams, Period};
 
@@ -22,7 +24,9 @@ pub const USER_COLS: &str = "id, realm, username, password_hash, disabled, regis
 pub const USER_TOKEN_STATE: usize = 18;
 
 pub const TOKEN_COLS: &str = "id, user_id, serial, kind, algorithm, digits, period, secret, counter, drift, \
-    state, description, created_at, last_used_at";
+    state, description, created_at, last_used_at, address";
+
+pub const OOB_CODE_COLS: &str = "id, user_id, token_id, digest, created_at, expires_at, attempts, used_at";
 
 pub const AUDIT_COLS: &str = "id, at, node, actor, action, target, source, client, result, reason";
 
@@ -85,7 +89,17 @@ pub fn token(r: &Row<'_>) -> rusqlite::Result<Token> {
     let o = 0;
     let kind: String = r.get(o + 3)?;
     let algorithm: String = r.get(o + 4)?;
-    let params = params_from(&kind, &algorithm, r.get(o + 5)?, r.get(o + 6)?).map_err(|m| bad(o + 3, m))?;
+    // Email and SMS tokens keep HOTP-shaped parameters (their digits are the
+    // code length) and an address.
+    let address: Option<String> = r.get(o + 14)?;
+    let oob = match (kind.as_str(), address) {
+        ("email", Some(address)) => Some(OobTarget { channel: OobChannel::Email, address }),
+        ("sms", Some(address)) => Some(OobTarget { channel: OobChannel::Sms, address }),
+        ("email" | "sms", None) => return Err(bad(o + 14, "email or SMS token without an address")),
+        _ => None,
+    };
+    let otp_kind = if oob.is_some() { "hotp" } else { kind.as_str() };
+    let params = params_from(otp_kind, &algorithm, r.get(o + 5)?, r.get(o + 6)?).map_err(|m| bad(o + 3, m))?;
     let state: String = r.get(o + 10)?;
     let state = match state.as_str() {
         "pending" => TokenState::Pending,
@@ -105,6 +119,29 @@ pub fn token(r: &Row<'_>) -> rusqlite::Result<Token> {
         description: r.get(o + 11)?,
         created_at: Timestamp(r.get(o + 12)?),
         last_used_at: ts(r.get(o + 13)?),
+        oob,
+    })
+}
+
+/// The `kind` column of a token: its OTP kind, or its channel.
+pub fn token_kind(t: &Token) -> &'static str {
+    match &t.oob {
+        Some(o) => o.channel.as_str(),
+        None => kind_cols(&t.params).0,
+    }
+}
+
+pub fn oob_code(r: &Row<'_>) -> rusqlite::Result<OobCode> {
+    let digest: Vec<u8> = r.get(3)?;
+    Ok(OobCode {
+        id: r.get(0)?,
+        user_id: UserId(r.get(1)?),
+        token_id: TokenId(r.get(2)?),
+        digest: digest.try_into().map_err(|_| bad(3, "digest length"))?,
+        created_at: Timestamp(r.get(4)?),
+        expires_at: Timestamp(r.get(5)?),
+        attempts: u32::try_from(r.get::<_, i64>(6)?).map_err(|_| bad(6, "attempts out of range"))?,
+        used_at: ts(r.get(7)?),
     })
 }
 

@@ -12,9 +12,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_realms.sql")),
     (3, include_str!("../../migrations/sqlite/0003_inventory.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_audit_chain.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_oob.sql")),
 ];
 
-pub const SCHEMA_VERSION: i64 = 3;
+/// The newest migration's version.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// The database's schema version; 0 for an empty (new) database.
 pub fn current_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -1,0 +1,314 @@
+//! `tessera key export|rotate|status`.
+//!
+//! Rotation runs against the data directory while servers keep answering;
+//! the steps and why each is safe to interrupt are in
+//! `tessera_core::rotation`. This module owns the key file side: the file is
+//! rewritten atomically with the new key first and the old key after it, and
+//! only once every value opens with the new key alone does it lose the old one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use tessera_core::audit::{AuditRecord, AuditResult};
+use tessera_core::keys::{Keyring, MasterKey, key_id_of};
+use tessera_core::random::OsRandom;
+use tessera_core::rotation::{self, Census, RotationMarker, RotationState};
+use tessera_core::store::{MetaKey, Store};
+use tessera_server::config::Config;
+use tessera_server::key_watch::KEY_WATCH_INTERVAL;
+use tessera_server::node::{self, KeySource, Node};
+
+use super::backup::PassphraseInput;
+use crate::{UsageError, output};
+
+/// Rows read and re-sealed per store round trip.
+const DEFAULT_BATCH: u32 = 500;
+/// Re-seal passes before giving up on values that keep appearing under the
+/// old key (a node that has not loaded the new key is still writing them).
+const MAX_PASSES: u32 = 3;
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Write the master key alone, age-encrypted with its own passphrase
+    /// (`age -d FILE > tessera.key` gives the key file back).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseInput,
+    },
+    /// Re-encrypt every stored secret under a new master key while servers
+    /// keep running; an interrupted rotation is finished by running it again.
+    Rotate {
+        /// Values re-sealed per database round trip.
+        #[arg(long, default_value_t = DEFAULT_BATCH)]
+        batch: u32,
+        /// Seconds to give running servers to load the new key before
+        /// re-sealing (they check every second).
+        #[arg(long, default_value_t = 3)]
+        wait_seconds: u64,
+        /// Test hook: sleep this long after each batch, so a test can kill
+        /// the rotation halfway.
+        #[arg(long, hide = true)]
+        pause_ms: Option<u64>,
+    },
+    /// The loaded key(s), the last rotation, and how many sealed values each key holds.
+    Status {
+        /// Also decrypt every sealed value with the loaded key(s).
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cfg: &Config, env: &BTreeMap<String, String>, cmd: KeyCmd) -> anyhow::Result<()> {
+    match cmd {
+        KeyCmd::Export { out, passphrase } => {
+            if !node::load_master_keys(cfg, env)?.1.is_empty() {
+                bail!(UsageError(
+                    "a master key rotation is under way (the key file holds two keys); finish it with `tessera key \
+                     rotate` before exporting the key"
+                        .into()
+                ));
+            }
+            super::backup::export_key(cfg, env, &out, &passphrase)
+        }
+        KeyCmd::Rotate { batch, wait_seconds, pause_ms } => {
+            rotate(cfg, env, batch, Duration::from_secs(wait_seconds), pause_ms.map(Duration::from_millis)).await
+        }
+        KeyCmd::Status { verify, json } => status(&super::open(cfg, env)?, verify, json).await,
+    }
+}
+
+fn audit(node: &Node, target: &str, reason: &str) -> AuditRecord {
+    AuditRecord::new(node.ctx.clock.now(), &node.ctx.node, &super::actor(), "key.rotate")
+        .target(target)
+        .result(AuditResult::Ok, Some(reason))
+}
+
+async fn set_marker(node: &Node, m: &RotationMarker, reason: &str) -> anyhow::Result<()> {
+    node.ctx
+        .store
+        .set_meta_value(MetaKey::KeyRotation, Some(m.to_bytes()), Some(audit(node, &m.to, reason)))
+        .await
+        .context("recording the rotation in the database")
+}
+
+async fn rotate(
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+    batch: u32,
+    wait: Duration,
+    pause: Option<Duration>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (primary, previous, source) = node::load_master_keys(cfg, env)?;
+    let KeySource::File(path) = source else {
+        bail!(UsageError(
+            "the master key comes from TESSERA_MASTER_KEY; rotation rewrites the key file, so put the key in the \
+             [master_key] file (0600) and unset the variable first"
+                .into()
+        ));
+    };
+    let node = super::open(cfg, env)?;
+    let store = &*node.ctx.store;
+    let keys = &node.ctx.keys;
+    let primary_id = key_id_of(&primary);
+    let marker = rotation::marker(store).await?;
+    let now = node.ctx.clock.now();
+
+    let new_key = if previous.is_empty() {
+        match &marker {
+            Some(m) if m.state == RotationState::Running && m.to == primary_id => {
+                println!("finishing the rotation to key {primary_id} (the key file already holds only the new key)");
+                primary
+            }
+            Some(m) if m.state == RotationState::Running => bail!(
+                "the database records a rotation from key {} to key {} in progress, but {} holds only key \
+                 {primary_id}. Put back the key file with key {} on the first line and key {} on the second, then \
+                 run `tessera key rotate` again",
+                m.from,
+                m.to,
+                path.display(),
+                m.to,
+                m.from
+            ),
+            _ => {
+                // Nothing changes unless every value opens now: a value no
+                // key can open would be lost for good by a rotation.
+                let before = rotation::census(store, keys, true, batch).await?;
+                if before.unreadable_count > 0 {
+                    bail!(
+                        "{} sealed value(s) do not open with the current key {primary_id}; not rotating. First: {}",
+                        before.unreadable_count,
+                        before.unreadable.join("; ")
+                    );
+                }
+                if rotation::ensure_backup_mac_key(store, keys, &OsRandom).await? {
+                    println!("stored the backup code key (sealed) so backup codes survive the change of master key");
+                }
+                let new = MasterKey::generate(&OsRandom);
+                let new_id = key_id_of(&new);
+                node::write_key_file(&path, &new, std::slice::from_ref(&primary))
+                    .context("writing the new key file")?;
+                println!(
+                    "{}: new key {new_id} first, old key {primary_id} kept until every value is re-sealed",
+                    path.display()
+                );
+                keys.replace(&new, std::slice::from_ref(&primary));
+                let m = RotationMarker {
+                    state: RotationState::Running,
+                    from: primary_id.clone(),
+                    to: new_id.clone(),
+                    started_at: now,
+                    finished_at: None,
+                };
+                set_marker(&node, &m, &format!("started: {primary_id} -> {new_id}")).await?;
+                new
+            }
+        }
+    } else {
+        let from = key_id_of(&previous[0]);
+        println!("resuming the rotation from key {from} to key {primary_id}");
+        let recorded = marker.as_ref().is_some_and(|m| m.state == RotationState::Running && m.to == primary_id);
+        if !recorded {
+            let m = RotationMarker {
+                state: RotationState::Running,
+                from: from.clone(),
+                to: primary_id.clone(),
+                started_at: now,
+                finished_at: None,
+            };
+            set_marker(&node, &m, &format!("resumed: {from} -> {primary_id}")).await?;
+        }
+        primary
+    };
+    let new_id = key_id_of(&new_key);
+    let from_id = rotation::marker(store).await?.map(|m| m.from).unwrap_or_default();
+
+    // Running servers re-read the key file when the marker changes; until
+    // they have, one of them could still seal a new value with the old key.
+    let wait = wait.max(KEY_WATCH_INTERVAL * 2);
+    println!("waiting {} s for running servers to load key {new_id}", wait.as_secs());
+    tokio::time::sleep(wait).await;
+
+    let only_new = Keyring::new(&new_key);
+    let mut pass = 0;
+    let census = loop {
+        pass += 1;
+        let report = rotation::reseal_all(store, keys, &OsRandom, batch, &mut |column, r| {
+            if let Some(p) = pause {
+                println!("re-sealed {} so far ({})", r.resealed, column.label());
+                std::thread::sleep(p);
+            }
+        })
+        .await?;
+        println!(
+            "pass {pass}: re-sealed {} value(s), {} already under the new key, {} changed meanwhile",
+            report.resealed, report.current, report.raced
+        );
+        if let Some(mac) = store.meta_value(MetaKey::BackupMacKey).await? {
+            only_new.set_backup_mac_key(&mac).context("the stored backup code key does not open with the new key")?;
+        }
+        let census = rotation::census(store, &only_new, true, batch).await?;
+        if census.unreadable_count == 0 && census.not_under(&new_id) == 0 {
+            break census;
+        }
+        if pass >= MAX_PASSES {
+            bail!(
+                "{} value(s) still do not open with the new key after {pass} passes (is a server running that has \
+                 not loaded the new key? `tessera key status` shows it); the old key stays in {}, run `tessera key \
+                 rotate` again. First: {}",
+                census.unreadable_count.max(census.not_under(&new_id)),
+                path.display(),
+                census.unreadable.join("; ")
+            );
+        }
+        tokio::time::sleep(KEY_WATCH_INTERVAL * 2).await;
+    };
+
+    node::write_key_file(&path, &new_key, &[]).context("writing the final key file")?;
+    let m = RotationMarker {
+        state: RotationState::Done,
+        from: from_id.clone(),
+        to: new_id.clone(),
+        started_at: rotation::marker(store).await?.map(|m| m.started_at).unwrap_or(now),
+        finished_at: Some(node.ctx.clock.now()),
+    };
+    set_marker(&node, &m, &format!("finished: {} value(s) under {new_id}", census.total())).await?;
+    println!(
+        "rotated: {} sealed value(s) now under key {new_id}; {} holds only the new key ({:.1} s)",
+        census.total(),
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  note: backups and key exports made before now need the old key {from_id}; take a new `tessera key \
+         export` and a new backup"
+    );
+    Ok(())
+}
+
+async fn status(node: &Node, verify: bool, json: bool) -> anyhow::Result<()> {
+    let store: &dyn Store = &*node.ctx.store;
+    let keys = &node.ctx.keys;
+    let marker = rotation::marker(store).await?;
+    let census: Census = rotation::census(store, keys, verify, DEFAULT_BATCH).await?;
+    let report: Option<rotation::NodeKeyReport> =
+        store.meta_value(MetaKey::NodeKey(&node.ctx.node)).await?.and_then(|b| serde_json::from_slice(&b).ok());
+    if json {
+        output::json(&serde_json::json!({
+            "key_id": keys.key_id(),
+            "previous_key_ids": keys.previous_key_ids(),
+            "source": node.key_source.to_string(),
+            "rotation": marker,
+            "sealed_values": census.by_key,
+            "verified": verify,
+            "unreadable": census.unreadable_count,
+            "unreadable_first": census.unreadable,
+            "this_node_server": report,
+        }))?;
+    } else {
+        println!("master key:     {} (from {})", keys.key_id(), node.key_source);
+        let prev = keys.previous_key_ids();
+        if !prev.is_empty() {
+            println!("previous keys:  {} (still opening values not re-sealed yet)", prev.join(", "));
+        }
+        match &marker {
+            None => println!("rotation:       never rotated"),
+            Some(m) if m.state == RotationState::Running => {
+                println!("rotation:       RUNNING since {} from {} to {}", m.started_at.to_rfc3339(), m.from, m.to)
+            }
+            Some(m) => println!(
+                "rotation:       finished {} ({} -> {})",
+                m.finished_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                m.from,
+                m.to
+            ),
+        }
+        if let Some(r) = &report {
+            println!("server here:    last loaded key {} at {}", r.key_id, r.at.to_rfc3339());
+        }
+        let parts: Vec<String> = census.by_key.iter().map(|(k, n)| format!("{n} under {k}")).collect();
+        println!(
+            "sealed values:  {} ({})",
+            census.total(),
+            if parts.is_empty() { "none".into() } else { parts.join(", ") }
+        );
+        if verify {
+            if census.unreadable_count == 0 {
+                println!("verified:       all {} open with the loaded key(s)", census.total());
+            } else {
+                println!("verified:       {} do NOT open: {}", census.unreadable_count, census.unreadable.join("; "));
+            }
+        }
+    }
+    if verify && census.unreadable_count > 0 {
+        bail!("{} sealed value(s) do not open with the loaded key(s)", census.unreadable_count);
+    }
+    Ok(())
+}

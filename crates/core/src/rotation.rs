@@ -1,0 +1,204 @@
+//! Master key rotation: re-sealing every stored secret under a new master
+//! key while nodes keep answering.
+//!
+//! The sequence (driven by `tessera key rotate`, resumable at every step):
+//! 1. The backup code MAC key is stored sealed ([`ensure_backup_mac_key`]):
+//!    backup code digests cannot be recomputed, so that key must outlive the
+//!    master key it was derived from.
+//! 2. The key file gets the new key first and the old one after it; the
+//!    [`RotationMarker`] is set to `running`. Nodes watching the marker re-read
+//!    the key file, seal with the new key and still open with the old one.
+//! 3. [`reseal_all`] walks every sealed column and replaces each old value
+//!    with a new one, conditionally (a value changed meanwhile is left to its
+//!    writer, who sealed it with the new key).
+//! 4. [`census`] with the new key alone proves every value opens; then the key
+//!    file keeps only the new key and the marker says `done`.
+//!
+//! Nothing here does I/O beyond the [`Store`] port; files are the caller's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::keys::{KeyError, Keyring, Purpose, sealed_key_id};
+use crate::model::InventoryToken;
+use crate::random::Random;
+use crate::store::{MetaKey, SealedColumn, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{column} row {row} cannot be opened: {error}")]
+    Unreadable { column: &'static str, row: String, error: KeyError },
+    #[error("the rotation marker in the database is unreadable: {0}")]
+    BadMarker(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationState {
+    Running,
+    Done,
+}
+
+/// The database's record of the last rotation; running nodes poll it and
+/// re-read their key file whenever it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationMarker {
+    pub state: RotationState,
+    /// Key id rotated away from.
+    pub from: String,
+    /// Key id rotated to.
+    pub to: String,
+    pub started_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+}
+
+impl RotationMarker {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+pub async fn marker(store: &dyn Store) -> Result<Option<RotationMarker>, RotationError> {
+    match store.meta_value(MetaKey::KeyRotation).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| RotationError::BadMarker(e.to_string())),
+    }
+}
+
+/// Which key a node has loaded, written by the node when it (re)loads keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeKeyReport {
+    pub key_id: String,
+    pub previous: Vec<String>,
+    pub at: Timestamp,
+}
+
+/// Purpose and associated-data row of a sealed value.
+fn binding(column: SealedColumn, row: &str) -> (Purpose, String) {
+    match column {
+        SealedColumn::TokenSecret => (Purpose::OtpSecret, row.to_string()),
+        SealedColumn::InventorySecret => {
+            (Purpose::OtpSecret, row.parse::<i64>().map(InventoryToken::seal_row).unwrap_or_default())
+        }
+        SealedColumn::RadiusClientSecret => (Purpose::RadiusSecret, row.to_string()),
+        SealedColumn::RealmSecrets => (Purpose::RealmSecret, row.to_string()),
+        SealedColumn::Meta if row == "key_check" => (Purpose::KeyCheck, String::new()),
+        SealedColumn::Meta => (Purpose::BackupMacKey, String::new()),
+    }
+}
+
+/// Stores the backup code MAC key (sealed) if the database has none yet.
+/// Must run while every node still uses the key the MAC key came from.
+pub async fn ensure_backup_mac_key(store: &dyn Store, keys: &Keyring, rng: &dyn Random) -> Result<bool, RotationError> {
+    if store.meta_value(MetaKey::BackupMacKey).await?.is_some() {
+        return Ok(false);
+    }
+    store.set_meta_value(MetaKey::BackupMacKey, Some(keys.sealed_backup_mac_key(rng)), None).await?;
+    Ok(true)
+}
+
+/// Progress after each batch, for the caller to print (or to pause on).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Values re-sealed under the primary key.
+    pub resealed: u64,
+    /// Values already under the primary key.
+    pub current: u64,
+    /// Values changed or deleted by someone else between read and write.
+    pub raced: u64,
+}
+
+/// Re-seals, under `keys`' primary key, every value not already under it.
+/// Idempotent: a run cut short is finished by running it again.
+pub async fn reseal_all(
+    store: &dyn Store,
+    keys: &Keyring,
+    rng: &dyn Random,
+    batch: u32,
+    progress: &mut (dyn FnMut(SealedColumn, &ResealReport) + Send),
+) -> Result<ResealReport, RotationError> {
+    let mut report = ResealReport::default();
+    for column in SealedColumn::ALL {
+        let mut after: Option<String> = None;
+        loop {
+            let values = store.sealed_values(column, after.as_deref(), batch.max(1)).await?;
+            let Some(last) = values.last() else { break };
+            after = Some(last.row.clone());
+            for v in &values {
+                if keys.is_current(&v.sealed) {
+                    report.current += 1;
+                    continue;
+                }
+                let (purpose, aad_row) = binding(column, &v.row);
+                let new = keys
+                    .reseal(rng, purpose, &aad_row, &v.sealed)
+                    .map_err(|error| RotationError::Unreadable { column: column.label(), row: v.row.clone(), error })?;
+                if store.replace_sealed(column, &v.row, &v.sealed, &new).await? {
+                    report.resealed += 1;
+                } else {
+                    report.raced += 1;
+                }
+            }
+            progress(column, &report);
+            if values.len() < batch.max(1) as usize {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// How many sealed values each key id holds, and (with `open`) which ones
+/// `keys` cannot open.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Census {
+    pub by_key: std::collections::BTreeMap<String, u64>,
+    /// Values that did not open (only counted with `open`).
+    pub unreadable_count: u64,
+    /// The first few of them, named.
+    pub unreadable: Vec<String>,
+}
+
+impl Census {
+    pub fn total(&self) -> u64 {
+        self.by_key.values().sum()
+    }
+    /// Values under any key but `key_id`.
+    pub fn not_under(&self, key_id: &str) -> u64 {
+        self.by_key.iter().filter(|(k, _)| k.as_str() != key_id).map(|(_, n)| n).sum()
+    }
+}
+
+/// Counts sealed values by key id; with `open`, also decrypts each with
+/// `keys` and lists the ones that fail (at most 20 named).
+pub async fn census(store: &dyn Store, keys: &Keyring, open: bool, batch: u32) -> Result<Census, RotationError> {
+    let mut out = Census::default();
+    for column in SealedColumn::ALL {
+        let mut after: Option<String> = None;
+        loop {
+            let values = store.sealed_values(column, after.as_deref(), batch.max(1)).await?;
+            let Some(last) = values.last() else { break };
+            after = Some(last.row.clone());
+            for v in &values {
+                let id = sealed_key_id(&v.sealed).unwrap_or_else(|| "malformed".into());
+                *out.by_key.entry(id).or_default() += 1;
+                if open {
+                    let (purpose, aad_row) = binding(column, &v.row);
+                    if let Err(e) = keys.open(purpose, &aad_row, &v.sealed) {
+                        out.unreadable_count += 1;
+                        if out.unreadable.len() < 20 {
+                            out.unreadable.push(format!("{} {}: {e}", column.label(), v.row));
+                        }
+                    }
+                }
+            }
+            if values.len() < batch.max(1) as usize {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}

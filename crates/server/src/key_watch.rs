@@ -1,0 +1,94 @@
+//! Follows master key rotations on a running node. `tessera key rotate`
+//! rewrites the key file and then changes the rotation marker in the
+//! database; every node polls the marker, re-reads its key file when it
+//! changes, and reports the key it now holds (so the rotation can see who
+//! has caught up).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_core::rotation::{self, NodeKeyReport, RotationState};
+use tessera_core::store::MetaKey;
+use tokio::sync::watch;
+
+use crate::node::{self, KeySource, Node};
+
+/// How often the marker is read: one cheap indexed read.
+pub const KEY_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn watch(node: Arc<Node>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let store = node.ctx.store.clone();
+    let mut seen = store.meta_value(MetaKey::KeyRotation).await.ok().flatten();
+    // A node started mid-rotation already read the two-key file at start.
+    report(&node).await;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let current = match store.meta_value(MetaKey::KeyRotation).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the key rotation marker; will retry");
+                continue;
+            }
+        };
+        if current == seen {
+            continue;
+        }
+        match reload(&node).await {
+            Ok(()) => {
+                seen = current;
+                report(&node).await;
+            }
+            // Retried on the next tick: seen stays behind.
+            Err(message) => tracing::error!("master key rotation: {message}"),
+        }
+    }
+}
+
+async fn reload(node: &Node) -> Result<(), String> {
+    let marker = rotation::marker(&*node.ctx.store).await.map_err(|e| e.to_string())?;
+    let KeySource::File(path) = &node.key_source else {
+        return Err(
+            "the key rotation marker changed, but this node's key comes from TESSERA_MASTER_KEY and cannot be \
+             re-read; restart it with the new key (see `tessera key status`)"
+                .into(),
+        );
+    };
+    let (primary, previous) = node::read_key_file(path).map_err(|e| e.to_string())?;
+    let primary_id = tessera_core::keys::key_id_of(&primary);
+    if let Some(m) = &marker
+        && m.to != primary_id
+    {
+        return Err(format!(
+            "the rotation moves to key {}, but {} starts with key {primary_id}; is the key file on this node current?",
+            m.to,
+            path.display()
+        ));
+    }
+    let before = node.ctx.keys.key_id();
+    node.ctx.keys.replace(&primary, &previous);
+    let previous_ids = node.ctx.keys.previous_key_ids();
+    match marker.map(|m| m.state) {
+        Some(RotationState::Running) => {
+            tracing::info!(from = %before, to = %primary_id, still_opening = ?previous_ids, "master key rotation: sealing with the new key")
+        }
+        _ => {
+            tracing::info!(key_id = %primary_id, still_opening = ?previous_ids, "master key rotation finished: keys reloaded")
+        }
+    }
+    Ok(())
+}
+
+async fn report(node: &Node) {
+    let r = NodeKeyReport {
+        key_id: node.ctx.keys.key_id(),
+        previous: node.ctx.keys.previous_key_ids(),
+        at: node.ctx.clock.now(),
+    };
+    let bytes = serde_json::to_vec(&r).unwrap_or_default();
+    if let Err(e) = node.ctx.store.set_meta_value(MetaKey::NodeKey(&node.ctx.node), Some(bytes), None).await {
+        tracing::warn!(error = %e, "cannot record this node's master key id");
+    }
+}

@@ -1,0 +1,583 @@
+//! Prometheus metrics: one process-wide registry of atomics, written by
+//! named functions (`metrics::request(Protocol::Radius, Outcome::Accept,
+//! elapsed)`) and rendered in the text exposition format (version 0.0.4)
+//! by `GET /metrics` (`http/mod.rs`, which also applies `[metrics]` access
+//! control).
+//!
+//! Why not the `metrics` crate: every label set here is a small closed enum,
+//! so a counter is an index into a static array and recording is one relaxed
+//! `fetch_add` (a latency observation: two, plus a scan of 14 bucket
+//! bounds), with no global recorder, no key hashing and no allocation on the
+//! RADIUS hot path (>10k requests/s). Values that already live elsewhere
+//! (directory cache counters, the scheduled-backup status file) are read
+//! when rendering instead of being copied here.
+//!
+//! Metric values never carry user names, addresses, secrets or codes: every
+//! label value is a constant from this file.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tessera_core::auth::{Decision, Validation};
+
+use crate::directory::DirectoryStats;
+use crate::scheduled_backup::BackupStatus;
+
+/// The door a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Radius,
+    Radsec,
+    Rest,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 3] = [Protocol::Radius, Protocol::Radsec, Protocol::Rest];
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Radius => "radius",
+            Protocol::Radsec => "radsec",
+            Protocol::Rest => "rest",
+        }
+    }
+}
+
+/// What became of a request. `dropped`: no answer on purpose (malformed,
+/// unknown client, failed BlastRADIUS checks, overload); `error`: no answer
+/// because it could not be decided (store unavailable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accept,
+    Reject,
+    Challenge,
+    Dropped,
+    Error,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 5] = [Outcome::Accept, Outcome::Reject, Outcome::Challenge, Outcome::Dropped, Outcome::Error];
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Accept => "accept",
+            Outcome::Reject => "reject",
+            Outcome::Challenge => "challenge",
+            Outcome::Dropped => "dropped",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Why a RADIUS packet got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Undecodable, oversized, or a packet code we do not serve.
+    Malformed,
+    /// The source address matches no RADIUS client.
+    UnknownClient,
+    /// Message-Authenticator or Request Authenticator did not verify.
+    BadAuthenticator,
+    /// The client's mode requires Message-Authenticator and it was absent.
+    MissingMessageAuthenticator,
+    /// Unsigned request with Proxy-State (BlastRADIUS).
+    ProxyState,
+    /// `radius.max_in_flight` reached.
+    Overload,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 6] = [
+        DropReason::Malformed,
+        DropReason::UnknownClient,
+        DropReason::BadAuthenticator,
+        DropReason::MissingMessageAuthenticator,
+        DropReason::ProxyState,
+        DropReason::Overload,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownClient => "unknown_client",
+            DropReason::BadAuthenticator => "bad_authenticator",
+            DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
+            DropReason::ProxyState => "proxy_state",
+            DropReason::Overload => "overload",
+        }
+    }
+}
+
+/// A RADIUS retransmission (RFC 5080 duplicate cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicate {
+    /// Answered with the cached reply.
+    Cached,
+    /// The original is still being decided; the copy was ignored.
+    InFlight,
+}
+
+/// Out-of-band code delivery (fed by the email/SMS token code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OobChannel {
+    Email,
+    Sms,
+}
+
+impl OobChannel {
+    const ALL: [OobChannel; 2] = [OobChannel::Email, OobChannel::Sms];
+    fn label(self) -> &'static str {
+        match self {
+            OobChannel::Email => "email",
+            OobChannel::Sms => "sms",
+        }
+    }
+}
+
+/// Upper bounds of the latency buckets, in nanoseconds (0.5 ms … 10 s).
+/// A RADIUS login decided from the store takes ~0.3–2 ms here; argon2 and
+/// LDAP push into the 10–100 ms buckets.
+const BUCKETS_NS: [u64; 14] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+const N_PROTO: usize = Protocol::ALL.len();
+const N_OUTCOME: usize = Outcome::ALL.len();
+
+#[derive(Debug)]
+struct Histogram {
+    /// Per bucket (not cumulative), plus one for +Inf.
+    buckets: [AtomicU64; BUCKETS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    const fn new() -> Self {
+        Histogram { buckets: [const { AtomicU64::new(0) }; BUCKETS_NS.len() + 1], sum_ns: AtomicU64::new(0) }
+    }
+
+    fn observe(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = BUCKETS_NS.iter().position(|b| ns <= *b).unwrap_or(BUCKETS_NS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+struct Registry {
+    requests: [[AtomicU64; N_OUTCOME]; N_PROTO],
+    latency: [Histogram; N_PROTO],
+    radius_dropped: [AtomicU64; DropReason::ALL.len()],
+    radius_duplicates: [AtomicU64; 2],
+    radius_status_server: AtomicU64,
+    radius_accounting: AtomicU64,
+    radius_clients: AtomicU64,
+    lockouts: AtomicU64,
+    oob_send_failures: [AtomicU64; OobChannel::ALL.len()],
+    syslog_dropped: AtomicU64,
+    /// Milliseconds; negative = not replicating (not rendered).
+    replication_lag_ms: AtomicI64,
+    config_reloads_ok: AtomicU64,
+    config_reloads_failed: AtomicU64,
+    config_last_reload_ok: AtomicI64,
+    restart_pending: AtomicU64,
+    start_time: AtomicI64,
+}
+
+static REGISTRY: Registry = Registry {
+    requests: [const { [const { AtomicU64::new(0) }; N_OUTCOME] }; N_PROTO],
+    latency: [const { Histogram::new() }; N_PROTO],
+    radius_dropped: [const { AtomicU64::new(0) }; DropReason::ALL.len()],
+    radius_duplicates: [const { AtomicU64::new(0) }; 2],
+    radius_status_server: AtomicU64::new(0),
+    radius_accounting: AtomicU64::new(0),
+    radius_clients: AtomicU64::new(0),
+    lockouts: AtomicU64::new(0),
+    oob_send_failures: [const { AtomicU64::new(0) }; OobChannel::ALL.len()],
+    syslog_dropped: AtomicU64::new(0),
+    replication_lag_ms: AtomicI64::new(-1),
+    config_reloads_ok: AtomicU64::new(0),
+    config_reloads_failed: AtomicU64::new(0),
+    config_last_reload_ok: AtomicI64::new(0),
+    restart_pending: AtomicU64::new(0),
+    start_time: AtomicI64::new(0),
+};
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------- recording
+
+/// One authentication request finished with `outcome` after `elapsed`.
+/// Latency is observed for decided requests and errors, not for drops
+/// (they take microseconds and would only hide the real distribution).
+pub fn request(protocol: Protocol, outcome: Outcome, elapsed: Duration) {
+    let r = &REGISTRY;
+    inc(&r.requests[protocol as usize][outcome as usize]);
+    if outcome != Outcome::Dropped {
+        r.latency[protocol as usize].observe(elapsed);
+    }
+}
+
+/// A decision from the engine: counts the request and, when this attempt
+/// locked the user, a lockout.
+pub fn decided(protocol: Protocol, v: &Validation, elapsed: Duration) {
+    let outcome = match v.decision {
+        Decision::Accept => Outcome::Accept,
+        Decision::Reject => Outcome::Reject,
+        Decision::Challenge { .. } => Outcome::Challenge,
+    };
+    request(protocol, outcome, elapsed);
+    // The store's audit reason for the attempt that set the lock
+    // (`tessera_core::store::finish_attempt_audit`): "…, now locked".
+    if outcome == Outcome::Reject && v.reason.contains("now locked") {
+        lockout();
+    }
+}
+
+/// A RADIUS packet dropped without an answer.
+pub fn radius_dropped(protocol: Protocol, reason: DropReason) {
+    inc(&REGISTRY.requests[protocol as usize][Outcome::Dropped as usize]);
+    inc(&REGISTRY.radius_dropped[reason as usize]);
+}
+
+pub fn radius_duplicate(kind: Duplicate) {
+    inc(&REGISTRY.radius_duplicates[kind as usize]);
+}
+
+pub fn radius_status_server() {
+    inc(&REGISTRY.radius_status_server);
+}
+
+pub fn radius_accounting() {
+    inc(&REGISTRY.radius_accounting);
+}
+
+/// RADIUS clients loaded (database and config file).
+pub fn set_radius_clients(n: usize) {
+    REGISTRY.radius_clients.store(n as u64, Ordering::Relaxed);
+}
+
+/// A user was locked by a failed attempt.
+pub fn lockout() {
+    inc(&REGISTRY.lockouts);
+}
+
+/// An out-of-band code (email, SMS) could not be handed to its gateway.
+pub fn oob_send_failure(channel: OobChannel) {
+    inc(&REGISTRY.oob_send_failures[channel as usize]);
+}
+
+/// Log records the syslog output had to drop (queue full, server away).
+pub fn syslog_dropped(n: u64) {
+    REGISTRY.syslog_dropped.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Replication lag of this replica; `None` when not replicating (the gauge
+/// is then absent).
+pub fn set_replication_lag(lag: Option<Duration>) {
+    let ms = lag.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    REGISTRY.replication_lag_ms.store(ms, Ordering::Relaxed);
+}
+
+/// A configuration reload (SIGHUP) was applied (`ok`) or refused, at
+/// `unix_seconds`; `restart_pending`: changed keys that need a restart.
+pub fn config_reload(ok: bool, unix_seconds: i64, restart_pending: bool) {
+    let r = &REGISTRY;
+    if ok {
+        inc(&r.config_reloads_ok);
+        r.config_last_reload_ok.store(unix_seconds, Ordering::Relaxed);
+        r.restart_pending.store(u64::from(restart_pending), Ordering::Relaxed);
+    } else {
+        inc(&r.config_reloads_failed);
+    }
+}
+
+/// Records the process start (also the first "successful load" of the config).
+pub fn started(unix_seconds: i64) {
+    REGISTRY.start_time.store(unix_seconds, Ordering::Relaxed);
+    REGISTRY.config_last_reload_ok.store(unix_seconds, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------- rendering
+
+/// Values that live outside the registry, read at scrape time.
+#[derive(Debug, Default)]
+pub struct External<'a> {
+    pub directory: Option<&'a DirectoryStats>,
+    /// `[backup] interval_seconds` (0 = off) and the last status file, if any.
+    pub backup_interval_seconds: u64,
+    pub backup: Option<BackupStatus>,
+}
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+struct Out(String);
+
+impl Out {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+        }
+    }
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.header(name, kind, help);
+        self.sample(name, "", value);
+    }
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render(ext: &External<'_>) -> String {
+    let r = &REGISTRY;
+    let mut o = Out(String::with_capacity(8 * 1024));
+
+    o.header("tessera_build_info", "gauge", "Version of the running tessera.");
+    o.sample("tessera_build_info", &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1);
+    o.single(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+        r.start_time.load(Ordering::Relaxed),
+    );
+
+    o.header("tessera_requests_total", "counter", "Authentication requests by protocol and result.");
+    for p in Protocol::ALL {
+        for out in Outcome::ALL {
+            let labels = format!("protocol=\"{}\",result=\"{}\"", p.label(), out.label());
+            o.sample("tessera_requests_total", &labels, get(&r.requests[p as usize][out as usize]));
+        }
+    }
+
+    let name = "tessera_request_duration_seconds";
+    o.header(name, "histogram", "Time to decide an authentication request (drops excluded), by protocol.");
+    for p in Protocol::ALL {
+        let h = &r.latency[p as usize];
+        let mut cumulative = 0u64;
+        for (i, bound) in BUCKETS_NS.iter().enumerate() {
+            cumulative += get(&h.buckets[i]);
+            o.sample(
+                &format!("{name}_bucket"),
+                &format!("protocol=\"{}\",le=\"{}\"", p.label(), seconds(*bound)),
+                cumulative,
+            );
+        }
+        cumulative += get(&h.buckets[BUCKETS_NS.len()]);
+        o.sample(&format!("{name}_bucket"), &format!("protocol=\"{}\",le=\"+Inf\"", p.label()), cumulative);
+        o.sample(&format!("{name}_sum"), &format!("protocol=\"{}\"", p.label()), seconds(get(&h.sum_ns)));
+        o.sample(&format!("{name}_count"), &format!("protocol=\"{}\"", p.label()), cumulative);
+    }
+
+    o.header("tessera_radius_dropped_total", "counter", "RADIUS packets dropped without an answer, by reason.");
+    for d in DropReason::ALL {
+        o.sample(
+            "tessera_radius_dropped_total",
+            &format!("reason=\"{}\"", d.label()),
+            get(&r.radius_dropped[d as usize]),
+        );
+    }
+    o.header(
+        "tessera_radius_duplicates_total",
+        "counter",
+        "RADIUS retransmissions: answered from the reply cache (cached) or ignored while the original was being decided (in_flight).",
+    );
+    o.sample(
+        "tessera_radius_duplicates_total",
+        "answer=\"cached\"",
+        get(&r.radius_duplicates[Duplicate::Cached as usize]),
+    );
+    o.sample(
+        "tessera_radius_duplicates_total",
+        "answer=\"in_flight\"",
+        get(&r.radius_duplicates[Duplicate::InFlight as usize]),
+    );
+    o.single(
+        "tessera_radius_status_server_total",
+        "counter",
+        "Status-Server requests answered.",
+        get(&r.radius_status_server),
+    );
+    o.single(
+        "tessera_radius_accounting_total",
+        "counter",
+        "Accounting-Request packets answered.",
+        get(&r.radius_accounting),
+    );
+    o.single(
+        "tessera_radius_clients",
+        "gauge",
+        "RADIUS clients loaded (database and config file).",
+        get(&r.radius_clients),
+    );
+    o.single("tessera_lockouts_total", "counter", "Users locked by a failed attempt.", get(&r.lockouts));
+
+    if let Some(d) = ext.directory {
+        for (name, help, c) in [
+            (
+                "tessera_directory_verifications_total",
+                "First-factor checks against realm directories.",
+                &d.verifications,
+            ),
+            ("tessera_directory_cache_hits_total", "Directory look-ups answered from the cache.", &d.cache_hits),
+            ("tessera_directory_cache_misses_total", "Directory look-ups not in the cache.", &d.cache_misses),
+            ("tessera_directory_fallbacks_total", "Logins that went past an unreachable source.", &d.fallbacks),
+            ("tessera_directory_unavailable_total", "First-factor checks with no reachable source.", &d.unavailable),
+        ] {
+            o.single(name, "counter", help, get(c));
+        }
+    }
+
+    o.single(
+        "tessera_backup_interval_seconds",
+        "gauge",
+        "Seconds between scheduled backups ([backup] interval_seconds); 0 = off.",
+        ext.backup_interval_seconds,
+    );
+    if let Some(b) = &ext.backup {
+        let at = tessera_core::clock::Timestamp::parse_rfc3339(&b.last_run_at).map_or(0, |t| t.unix_seconds());
+        o.single("tessera_backup_last_run_timestamp_seconds", "gauge", "When the last scheduled backup ran.", at);
+        o.single(
+            "tessera_backup_last_run_success",
+            "gauge",
+            "1 if the last scheduled backup succeeded, else 0.",
+            u8::from(b.ok),
+        );
+        o.single(
+            "tessera_backup_last_run_duration_seconds",
+            "gauge",
+            "Duration of the last scheduled backup.",
+            b.seconds,
+        );
+        if let Some(bytes) = b.bytes {
+            o.single("tessera_backup_last_size_bytes", "gauge", "Size of the last good scheduled backup.", bytes);
+        }
+        o.single("tessera_backup_kept", "gauge", "Scheduled backup files kept.", b.kept);
+    }
+
+    o.header("tessera_oob_send_failures_total", "counter", "Out-of-band codes that could not be sent, by channel.");
+    for c in OobChannel::ALL {
+        o.sample(
+            "tessera_oob_send_failures_total",
+            &format!("channel=\"{}\"", c.label()),
+            get(&r.oob_send_failures[c as usize]),
+        );
+    }
+    o.single(
+        "tessera_syslog_dropped_total",
+        "counter",
+        "Log records the syslog output dropped.",
+        get(&r.syslog_dropped),
+    );
+    let lag = r.replication_lag_ms.load(Ordering::Relaxed);
+    if lag >= 0 {
+        o.single(
+            "tessera_replication_lag_seconds",
+            "gauge",
+            "How far this replica is behind its primary.",
+            lag as f64 / 1e3,
+        );
+    }
+
+    o.header(
+        "tessera_config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP), applied (ok) or refused (error).",
+    );
+    o.sample("tessera_config_reloads_total", "result=\"ok\"", get(&r.config_reloads_ok));
+    o.sample("tessera_config_reloads_total", "result=\"error\"", get(&r.config_reloads_failed));
+    o.single(
+        "tessera_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "When the configuration was last loaded successfully (start or SIGHUP).",
+        r.config_last_reload_ok.load(Ordering::Relaxed),
+    );
+    o.single(
+        "tessera_config_restart_pending",
+        "gauge",
+        "1 if the loaded configuration changed keys that take effect only after a restart.",
+        get(&r.restart_pending),
+    );
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn counters_and_histogram_render_in_the_text_format() {
+        let before = render(&External::default());
+        let base = value(&before, "tessera_requests_total{protocol=\"radsec\",result=\"challenge\"}");
+        let count = value(&before, "tessera_request_duration_seconds_count{protocol=\"radsec\"}");
+        let le_1ms = value(&before, "tessera_request_duration_seconds_bucket{protocol=\"radsec\",le=\"0.001\"}");
+        request(Protocol::Radsec, Outcome::Challenge, Duration::from_micros(700));
+        request(Protocol::Radsec, Outcome::Challenge, Duration::from_secs(30));
+        radius_dropped(Protocol::Radsec, DropReason::Overload);
+        let after = render(&External::default());
+        assert_eq!(value(&after, "tessera_requests_total{protocol=\"radsec\",result=\"challenge\"}"), base + 2.0);
+        assert_eq!(value(&after, "tessera_request_duration_seconds_count{protocol=\"radsec\"}"), count + 2.0);
+        assert_eq!(
+            value(&after, "tessera_request_duration_seconds_bucket{protocol=\"radsec\",le=\"0.001\"}"),
+            le_1ms + 1.0
+        );
+        assert!(value(&after, "tessera_radius_dropped_total{reason=\"overload\"}") >= 1.0);
+        // every sample line belongs to a declared family, and buckets are cumulative
+        let mut declared = Vec::new();
+        for line in after.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.push(rest.split(' ').next().unwrap().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let family = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+                assert!(declared.iter().any(|d| d == name || d == family), "undeclared sample {line}");
+            }
+        }
+        assert!(!after.contains("tessera_replication_lag_seconds"), "absent until set");
+    }
+
+    /// The hot path stays cheap: a recorded request is a few atomic adds.
+    /// (Measured in release: about 10 ns per `request` on the 2-vCPU CI VM.)
+    #[test]
+    fn recording_needs_no_allocation_or_lock() {
+        let t = std::time::Instant::now();
+        for _ in 0..100_000 {
+            request(Protocol::Rest, Outcome::Reject, Duration::from_micros(300));
+        }
+        // Generous bound for debug builds under load: 100k in well under a second.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+}

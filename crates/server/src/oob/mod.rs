@@ -1,0 +1,76 @@
+//! Email and SMS codes, the I/O side: `tessera_core::oob::OobSender` over
+//! SMTP (`smtp.rs`) and an HTTP gateway (`sms.rs`), with the texts from
+//! `[oob]`, `[email]` and `[sms]` (`config.rs`, `template.rs`).
+//!
+//! The engine decides when a code goes out, keeps its digest and limits
+//! sending; this module only renders and delivers. The code lives in the
+//! rendered text and the request, never in a log line or error.
+
+pub mod config;
+pub mod sms;
+pub mod smtp;
+pub mod template;
+
+use std::sync::Arc;
+
+use tessera_core::model::OobChannel;
+use tessera_core::oob::{DeliveryError, OobMessage, OobSender, OobService};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+
+/// The configured channels.
+#[derive(Debug)]
+pub struct Channels {
+    email: Option<smtp::Smtp>,
+    sms: Option<sms::SmsGateway>,
+    /// `[oob] message`.
+    message: String,
+}
+
+impl Channels {
+    /// Builds the channels `cfg` enables (reads password and CA files).
+    pub fn new(cfg: &Config) -> Result<Self, String> {
+        let email = cfg.email.enabled().then(|| smtp::Smtp::new(&cfg.email, &cfg.node_name())).transpose()?;
+        let sms = cfg.sms.enabled().then(|| sms::SmsGateway::new(&cfg.sms)).transpose()?;
+        Ok(Channels { email, sms, message: cfg.oob.message.clone() })
+    }
+}
+
+/// The engine's view of `cfg`: channels, settings and limits.
+pub fn service(cfg: &Config) -> Result<OobService, String> {
+    Ok(OobService::new(Arc::new(Channels::new(cfg)?), cfg.oob.settings()))
+}
+
+#[async_trait::async_trait]
+impl OobSender for Channels {
+    fn available(&self, channel: OobChannel) -> bool {
+        match channel {
+            OobChannel::Email => self.email.is_some(),
+            OobChannel::Sms => self.sms.is_some(),
+        }
+    }
+
+    async fn send(&self, m: &OobMessage<'_>) -> Result<(), DeliveryError> {
+        let minutes = m.ttl_seconds.div_ceil(60).to_string();
+        let base = [("code", m.code), ("minutes", minutes.as_str()), ("username", m.username)];
+        let text = Zeroizing::new(template::render(&self.message, &base, template::Escape::None));
+        let vars = [
+            ("code", m.code),
+            ("minutes", minutes.as_str()),
+            ("username", m.username),
+            ("message", text.as_str()),
+            ("phone", m.to),
+        ];
+        match m.channel {
+            OobChannel::Email => match &self.email {
+                Some(smtp) => smtp.send(m.to, &vars).await,
+                None => Err(DeliveryError("email is not configured on this node ([email] host)".into())),
+            },
+            OobChannel::Sms => match &self.sms {
+                Some(gw) => gw.send(&vars).await,
+                None => Err(DeliveryError("SMS is not configured on this node ([sms] url)".into())),
+            },
+        }
+    }
+}

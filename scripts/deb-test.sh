@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Builds tessera's Debian package (cargo-deb), installs it with `dpkg -i`,
+# checks what it installed (user, directories, modes, conffile, unit), runs
+# `tessera --version` and `tessera serve --config /etc/tessera/tessera.toml`
+# as the `tessera` user on free loopback ports until it prints
+# `listening https`, curls /healthz, /readyz and /metrics, stops it with
+# SIGTERM (exit 0 expected), and purges the package.
+#
+#   scripts/deb-test.sh                 # package the debug build (fast; CI)
+#   DEB_PROFILE=release scripts/deb-test.sh   # a real release package (full release build)
+#   NO_BUILD=1 scripts/deb-test.sh      # package target/debug/tessera as it is
+#
+# Needs root (dpkg -i). Not root: skipped with a message, or a failure when
+# TESSERA_REQUIRE_TOOLS=1. Refuses to run where a `tessera` package is
+# already installed. Installs cargo-deb (pinned) from crates.io on first use.
+# Every wait is bounded; the server and the package are removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+T0=$(date +%s)
+CARGO_DEB_VERSION=3.8.0
+PROFILE=${DEB_PROFILE:-dev}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+skip() {
+  if [ "${TESSERA_REQUIRE_TOOLS:-}" = 1 ]; then
+    echo "deb-test: FAILED: $1 (TESSERA_REQUIRE_TOOLS=1)" >&2
+    exit 1
+  fi
+  echo "deb-test: SKIPPED: $1"
+  exit 0
+}
+fail() {
+  echo "deb-test: FAILED: $*" >&2
+  exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || skip "not root (dpkg -i needs root)"
+for t in dpkg dpkg-deb runuser curl getent; do
+  command -v "$t" >/dev/null 2>&1 || skip "$t is not installed"
+done
+if dpkg-query -W -f='${Status}' tessera 2>/dev/null | grep -q 'installed'; then
+  fail "a tessera package is already installed on this machine; not touching it"
+fi
+
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
+  echo "deb-test: installing cargo-deb $CARGO_DEB_VERSION from crates.io"
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tessera-deb-test.XXXXXX")
+SERVER_PID=""
+INSTALLED=0
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+  fi
+  if [ "$INSTALLED" = 1 ]; then
+    dpkg --purge tessera >/dev/null 2>&1
+  fi
+  if [ $rc -ne 0 ] && [ -f "$WORK/serve.log" ]; then
+    echo "--- server log"; cat "$WORK/serve.log"
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# 1. The package. The debug build is what `cargo test` already built; a
+#    release package costs a full release build (~6+ min on 2 cores).
+if [ "$PROFILE" = dev ]; then
+  [ "${NO_BUILD:-0}" = 1 ] || cargo build -p tessera --locked --quiet
+  # cargo-deb warns that dev packages are unusual: this one is for testing.
+  cargo deb -p tessera --no-build --profile dev --fast -q -o "$WORK" >/dev/null 2>&1 \
+    || cargo deb -p tessera --no-build --profile dev --fast -o "$WORK"
+else
+  cargo deb -p tessera --locked -o "$WORK"
+fi
+DEB=$(ls "$WORK"/tessera_*.deb)
+DEB_BYTES=$(stat -c %s "$DEB")
+echo "deb-test: built $(basename "$DEB") ($((DEB_BYTES / 1024)) KiB, profile $PROFILE)"
+dpkg-deb -c "$DEB" | grep -q ' ./usr/bin/tessera$' || fail "no /usr/bin/tessera in the package"
+dpkg-deb -c "$DEB" | grep -q 'systemd/system/tessera.service$' || fail "no systemd unit in the package"
+
+# 2. Install on this machine (no systemd running here: nothing is started).
+INSTALLED=1
+dpkg -i "$DEB" >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg -i"; }
+getent passwd tessera | grep -q ':/var/lib/tessera:/usr/sbin/nologin$' || fail "no system user tessera"
+[ "$(stat -c '%U:%G %a' /var/lib/tessera)" = "tessera:tessera 700" ] || fail "/var/lib/tessera: $(stat -c '%U:%G %a' /var/lib/tessera)"
+[ "$(stat -c '%U:%G %a' /etc/tessera/tessera.toml)" = "root:tessera 640" ] || fail "tessera.toml: $(stat -c '%U:%G %a' /etc/tessera/tessera.toml)"
+dpkg-query -W -f='${Conffiles}\n' tessera | grep -q '/etc/tessera/tessera.toml' || fail "tessera.toml is not a conffile"
+UNIT=$(dpkg -L tessera | grep 'systemd/system/tessera.service$')
+if command -v systemd-analyze >/dev/null 2>&1; then
+  systemd-analyze verify "$UNIT" >"$WORK/verify.log" 2>&1 || { cat "$WORK/verify.log"; fail "systemd-analyze verify $UNIT"; }
+fi
+if [ -d /run/systemd/system ]; then
+  echo "deb-test: note: systemd runs here; the package started tessera.service"
+fi
+
+# 3. The binary as the service user.
+VERSION=$(runuser -u tessera -- tessera --version)
+echo "deb-test: runuser -u tessera -- tessera --version: $VERSION"
+[[ "$VERSION" == tessera\ * ]] || fail "unexpected --version output"
+
+# 4. The packaged default config starts a server (port 0: free loopback
+#    ports, so nothing collides with a real 1812/8443).
+cd /var/lib/tessera
+runuser -u tessera -- env TESSERA_HTTP_LISTEN=127.0.0.1:0 TESSERA_RADIUS_LISTEN=127.0.0.1:0 TESSERA_LOG=info \
+  tessera serve --config /etc/tessera/tessera.toml >"$WORK/serve.log" 2>&1 &
+SERVER_PID=$!
+cd "$ROOT"
+ADDR=""
+for _ in $(seq 300); do
+  ADDR=$(sed -n 's/^listening https //p' "$WORK/serve.log" | head -n1)
+  [ -n "$ADDR" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || fail "tessera serve exited early"
+  sleep 0.1
+done
+[ -n "$ADDR" ] || fail "no 'listening https' line within 30 s"
+echo "deb-test: serving on $ADDR"
+[ "$(stat -c '%U %a' /var/lib/tessera/tessera.key)" = "tessera 600" ] || fail "master key: $(stat -c '%U %a' /var/lib/tessera/tessera.key)"
+[ "$(stat -c '%U %a' /var/lib/tessera/data)" = "tessera 700" ] || fail "data dir: $(stat -c '%U %a' /var/lib/tessera/data)"
+CA=/var/lib/tessera/data/tls/cert.pem
+HEALTH=$(curl -sS --max-time 10 --cacert "$CA" "https://$ADDR/healthz")
+echo "deb-test: /healthz: $HEALTH"
+[[ "$HEALTH" == *'"status":"ok"'* ]] || fail "/healthz"
+curl -sS --fail --max-time 10 --cacert "$CA" "https://$ADDR/readyz" >/dev/null || fail "/readyz"
+curl -sS --fail --max-time 10 --cacert "$CA" "https://$ADDR/metrics" | grep -q '^tessera_requests_total' || fail "/metrics"
+# the admin CLI, as the service user, on the running node's data
+runuser -u tessera -- tessera --config /etc/tessera/tessera.toml status >/dev/null || fail "tessera status as tessera"
+
+# 5. SIGTERM (to tessera itself, not runuser's watching parent): exit 0.
+TPID=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ' | head -n1)
+[ -n "$TPID" ] || TPID=$SERVER_PID
+kill -TERM "$TPID"
+for _ in $(seq 150); do
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$SERVER_PID" 2>/dev/null && fail "tessera did not stop within 15 s of SIGTERM"
+set +e
+wait "$SERVER_PID"
+RC=$?
+set -e
+SERVER_PID=""
+[ "$RC" -eq 0 ] || fail "tessera serve exited $RC after SIGTERM"
+
+# 6. Purge: binary, config and data gone.
+dpkg --purge tessera >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg --purge"; }
+INSTALLED=0
+[ ! -e /usr/bin/tessera ] && [ ! -e /var/lib/tessera ] && [ ! -e /etc/tessera ] || fail "files left after purge"
+echo "deb-test: PASS ($(($(date +%s) - T0)) s; package $((DEB_BYTES / 1024)) KiB)"
