@@ -608,15 +608,20 @@ async fn sigterm_answers_every_request_sent_before_it_and_exits_zero() {
     let loadgen = load(radius.clone(), 4, stop.clone());
     std::thread::sleep(Duration::from_millis(1000));
 
-    // a burst right before the signal: most of it is still queued in the
-    // server's socket when SIGTERM arrives
+    // A burst that is still queued in the server's socket when SIGTERM
+    // arrives: the server is paused (SIGSTOP) while the burst and the
+    // signal are sent, then resumed, so it sees queued requests and the
+    // stop request at once.
     const BURST: u64 = 100;
     let burst = UdpSocket::bind("127.0.0.1:0").unwrap();
+    n.signal("STOP");
     for i in 0..BURST {
         burst.send_to(&access_request("nobody", "654321", i as u8, (1 << 60) + i), &radius).unwrap();
     }
     stop.store(true, Ordering::Relaxed);
     let signalled = Instant::now();
+    n.signal("TERM");
+    n.signal("CONT");
     let status = n.terminate(Duration::from_secs(15));
     let exited_after = signalled.elapsed();
     let mut answered = std::collections::BTreeSet::new();
@@ -636,4 +641,21 @@ async fn sigterm_answers_every_request_sent_before_it_and_exits_zero() {
     // (a request the closed loop sent after the signal may go unanswered)
     let lost_before: Vec<_> = closed_loop_lost.iter().filter(|sent| **sent < signalled).collect();
     assert!(lost_before.is_empty(), "{} in-flight requests sent before SIGTERM were not answered", lost_before.len());
+}
+
+/// The Debian package's /etc/tessera/tessera.toml is a valid config with
+/// the packaged paths (scripts/deb-test.sh then starts a server from it).
+#[test]
+fn packaged_config_file_is_valid() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/tessera.toml");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TESSERA_")) {
+        c.env_remove(k);
+    }
+    let out = c.args(["--config", file, "config", "show"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    assert_eq!(shown["server"]["data_dir"].as_str(), Some("/var/lib/tessera/data"));
+    assert_eq!(shown["master_key"]["file"].as_str(), Some("/var/lib/tessera/tessera.key"));
+    assert_eq!(shown["metrics"]["enabled"].as_bool(), Some(true));
 }

@@ -82,7 +82,8 @@ impl TestNode {
         }
         c.args(args);
         c.envs(env.iter().copied());
-        c.env("TESSERA_LOG", "warn");
+        // `TESSERA_TEST_LOG=info cargo test …` shows more of the servers' logs.
+        c.env("TESSERA_LOG", std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "warn".into()));
         c
     }
 

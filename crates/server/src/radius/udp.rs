@@ -41,6 +41,9 @@ pub async fn serve(
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
         let (n, src) = tokio::select! {
+            // Stop promptly once asked: what is queued is answered below.
+            biased;
+            _ = shutdown.changed() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -49,7 +52,6 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
         };
         if n > MAX_DATAGRAM {
             super::handler::count_oversized(&svc);
