@@ -502,3 +502,38 @@ fn smtp_pki(dir: &std::path::Path) -> (String, String, String) {
     };
     (w("smtp-ca.pem", &ca.pem()), w("smtp.pem", &cert.pem()), w("smtp.key", &key.serialize_pem()))
 }
+
+#[test]
+fn email_and_sms_tokens_travel_with_a_users_export() {
+    // The address is not a secret: a plain export carries it, and the
+    // import re-creates the token (with a fresh digest key).
+    let a = TestNode::new();
+    a.ok(&["init"]);
+    a.ok(&["user", "add", "dora"]);
+    a.ok(&["token", "add-email", "dora", "dora@example.com", "--serial", "MAIL-DORA"]);
+    a.ok(&["token", "add-sms", "dora", "+1 202 555 0143", "--digits", "8", "--serial", "SMS-DORA"]);
+    a.fail(&["token", "add-sms", "dora", "0202 555 0143"], &[], 2);
+    a.fail(&["token", "resync", "MAIL-DORA"], &[], 2);
+    let file = a.cwd().join("users.jsonl");
+    a.ok(&["export", "users", "--out", file.to_str().unwrap()]);
+    let b = TestNode::new();
+    b.ok(&["init"]);
+    let out = b.ok(&["import", "users", file.to_str().unwrap()]);
+    assert!(out.contains("2 tokens added"), "{out}");
+    let tokens: Value = serde_json::from_str(&b.ok(&["token", "list", "dora", "--json"])).unwrap();
+    let mut got: Vec<(String, String, u64)> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (t["serial"].as_str().unwrap().into(), t["address"].as_str().unwrap().into(), t["digits"].as_u64().unwrap())
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [("MAIL-DORA".into(), "dora@example.com".into(), 6), ("SMS-DORA".into(), "+12025550143".into(), 8)]
+    );
+    let show = b.ok(&["user", "show", "dora"]);
+    assert!(show.contains("MAIL-DORA email dora@example.com 6 digits (active)"), "{show}");
+}
