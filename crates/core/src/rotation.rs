@@ -22,7 +22,7 @@ use crate::clock::Timestamp;
 use crate::keys::{KeyError, Keyring, Purpose, sealed_key_id};
 use crate::model::InventoryToken;
 use crate::random::Random;
-use crate::store::{MetaKey, SealedColumn, Store, StoreError};
+use crate::store::{MetaKey, SealedChange, SealedColumn, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
@@ -127,6 +127,7 @@ pub async fn reseal_all(
             let values = store.sealed_values(column, after.as_deref(), batch.max(1)).await?;
             let Some(last) = values.last() else { break };
             after = Some(last.row.clone());
+            let mut changes = Vec::with_capacity(values.len());
             for v in &values {
                 if keys.is_current(&v.sealed) {
                     report.current += 1;
@@ -136,11 +137,13 @@ pub async fn reseal_all(
                 let new = keys
                     .reseal(rng, purpose, &aad_row, &v.sealed)
                     .map_err(|error| RotationError::Unreadable { column: column.label(), row: v.row.clone(), error })?;
-                if store.replace_sealed(column, &v.row, &v.sealed, &new).await? {
-                    report.resealed += 1;
-                } else {
-                    report.raced += 1;
-                }
+                changes.push(SealedChange { row: v.row.clone(), old: v.sealed.clone(), new });
+            }
+            let attempted = changes.len() as u64;
+            if attempted > 0 {
+                let replaced = store.replace_sealed(column, changes).await?;
+                report.resealed += replaced;
+                report.raced += attempted - replaced;
             }
             progress(column, &report);
             if values.len() < batch.max(1) as usize {

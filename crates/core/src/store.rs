@@ -354,9 +354,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError>;
-    /// Replaces a sealed value only if it is still `old` (a concurrent change
-    /// wins); returns whether it was replaced.
-    async fn replace_sealed(&self, column: SealedColumn, row: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
+    /// Replaces each sealed value only if it is still `old` (a concurrent
+    /// change wins), all in one transaction; returns how many were replaced.
+    async fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError>;
     /// A node-wide setting of the rotation machinery (markers, stored keys);
     /// only keys under [`MetaKey`] are reachable.
     async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError>;
@@ -409,6 +409,14 @@ impl SealedColumn {
 pub struct SealedValue {
     pub row: String,
     pub sealed: Vec<u8>,
+}
+
+/// A re-sealed value to store in place of `old`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedChange {
+    pub row: String,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
 }
 
 /// The `meta` entries the rotation machinery reads and writes.

@@ -1147,7 +1147,7 @@ async fn key_rotation_reseals_everything_and_is_resumable(f: &Fixture) {
     use tessera_core::cidr::Cidr;
     use tessera_core::model::{InventoryToken, MessageAuthenticatorMode, RadiusClient};
     use tessera_core::rotation::{self, ResealReport};
-    use tessera_core::store::{MetaKey, SealedColumn};
+    use tessera_core::store::{MetaKey, SealedChange, SealedColumn};
     let s = &f.store;
     let old = &f.keys;
     let code_digest = old.backup_code_digest("u1", "11112222");
@@ -1200,7 +1200,8 @@ async fn key_rotation_reseals_everything_and_is_resumable(f: &Fixture) {
     let again = rotation::reseal_all(&**s, &both, &OsRandom, 5, &mut |_, _| {}).await.unwrap();
     assert_eq!((again.resealed, again.current, again.raced), (0, 29, 0));
     // A stale value is never written over a newer one.
-    assert!(!s.replace_sealed(SealedColumn::TokenSecret, &first.row, &first.sealed, b"x").await.unwrap());
+    let stale = SealedChange { row: first.row.clone(), old: first.sealed.clone(), new: b"x".to_vec() };
+    assert_eq!(s.replace_sealed(SealedColumn::TokenSecret, vec![stale]).await.unwrap(), 0);
 
     // The new key alone opens every value, the backup code key included.
     let rotated = Keyring::new(&new_master);

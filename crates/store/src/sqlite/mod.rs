@@ -36,7 +36,7 @@ use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
     AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, InventoryQuery, MetaKey,
-    SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict, blocking_outcome,
+    SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict, blocking_outcome,
     finish_attempt_audit,
 };
 
@@ -1415,9 +1415,15 @@ impl Store for SqliteStore {
         self.readers.with(|c| sealed::values(c, column, after, limit))
     }
 
-    async fn replace_sealed(&self, column: SealedColumn, row: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
-        let (row, old, new) = (row.to_string(), old.to_vec(), new.to_vec());
-        self.write(move |c| sealed::replace(c, column, &row, &old, &new)).await
+    async fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let mut n = 0;
+            for ch in &changes {
+                n += u64::from(sealed::replace(c, column, &ch.row, &ch.old, &ch.new)?);
+            }
+            Ok(n)
+        })
+        .await
     }
 
     async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
