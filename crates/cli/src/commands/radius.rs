@@ -34,6 +34,12 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
     match cmd {
         ClientCmd::Add { name, address, secret_file, secret_stdin: _, message_authenticator, default_realm } => {
             let mode: MessageAuthenticatorMode = message_authenticator.parse().map_err(UsageError)?;
+            if node.config.radius.client.iter().any(|c| c.name == name) {
+                anyhow::bail!(
+                    "RADIUS client `{name}` is declared in the config file ([[radius.client]]); \
+                     change it there and reload (SIGHUP), or pick another name"
+                );
+            }
             let secret = read_secret(secret_file.as_deref())?;
             let c = admin.add_radius_client(&actor(), &name, &address, &secret, mode, default_realm.as_deref()).await?;
             println!(

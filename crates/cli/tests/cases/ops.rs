@@ -557,6 +557,13 @@ async fn sighup_adds_a_config_radius_client_under_load_without_dropping_requests
     let m = scrape(&n).await;
     assert_eq!(m.get("tessera_config_reloads_total{result=\"ok\"}"), 1.0);
     assert_eq!(m.get("tessera_radius_clients"), 2.0);
+    // the CLI will not add a database client under a config client's name
+    let out = n.fail(
+        &["client", "add", "newcomer", "--address", "127.0.0.9", "--secret-file", &f],
+        &[("TESSERA_CONFIG", config.to_str().unwrap())],
+        1,
+    );
+    assert!(out.contains("declared in the config file"), "{out}");
 
     // a broken file: logged, the running configuration (and clients) kept
     std::fs::write(&config, "[radius\nthis is not toml").unwrap();
