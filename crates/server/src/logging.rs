@@ -27,7 +27,8 @@ pub fn init(cfg: &LogSection, override_filter: Option<&str>) {
         .with_target(false);
     // `[syslog]` log events (if on), among those the filter lets through.
     let registry = tracing_subscriber::registry().with(filter).with(crate::syslog::log_layer());
-    let installed = if cfg.format == "json" { registry.with(fmt.json()).try_init() } else { registry.with(fmt).try_init() };
+    let installed =
+        if cfg.format == "json" { registry.with(fmt.json()).try_init() } else { registry.with(fmt).try_init() };
     if installed.is_ok() {
         let _ = LEVEL.set((!fixed).then_some(handle));
     }
