@@ -186,7 +186,6 @@ struct Registry {
     radius_clients: AtomicU64,
     lockouts: AtomicU64,
     oob_send_failures: [AtomicU64; OobChannel::ALL.len()],
-    syslog_dropped: AtomicU64,
     /// Milliseconds; negative = not replicating (not rendered).
     replication_lag_ms: AtomicI64,
     config_reloads_ok: AtomicU64,
@@ -206,7 +205,6 @@ static REGISTRY: Registry = Registry {
     radius_clients: AtomicU64::new(0),
     lockouts: AtomicU64::new(0),
     oob_send_failures: [const { AtomicU64::new(0) }; OobChannel::ALL.len()],
-    syslog_dropped: AtomicU64::new(0),
     replication_lag_ms: AtomicI64::new(-1),
     config_reloads_ok: AtomicU64::new(0),
     config_reloads_failed: AtomicU64::new(0),
@@ -279,11 +277,6 @@ pub fn lockout() {
 /// An out-of-band code (email, SMS) could not be handed to its gateway.
 pub fn oob_send_failure(channel: OobChannel) {
     inc(&REGISTRY.oob_send_failures[channel as usize]);
-}
-
-/// Log records the syslog output had to drop (queue full, server away).
-pub fn syslog_dropped(n: u64) {
-    REGISTRY.syslog_dropped.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Replication lag of this replica; `None` when not replicating (the gauge
@@ -488,11 +481,14 @@ pub fn render(ext: &External<'_>) -> String {
             get(&r.oob_send_failures[c as usize]),
         );
     }
+    // The syslog output keeps its own counters (`crate::syslog::stats`).
+    let syslog = crate::syslog::stats();
+    o.single("tessera_syslog_sent_total", "counter", "Messages sent to syslog.", get(&syslog.sent));
     o.single(
         "tessera_syslog_dropped_total",
         "counter",
-        "Log records the syslog output dropped.",
-        get(&r.syslog_dropped),
+        "Messages the syslog output dropped (queue full, send error).",
+        get(&syslog.dropped),
     );
     let lag = r.replication_lag_ms.load(Ordering::Relaxed);
     if lag >= 0 {

@@ -62,15 +62,52 @@ impl OobSender for Channels {
             ("message", text.as_str()),
             ("phone", m.to),
         ];
-        match m.channel {
-            OobChannel::Email => match &self.email {
-                Some(smtp) => smtp.send(m.to, &vars).await,
-                None => Err(DeliveryError("email is not configured on this node ([email] host)".into())),
-            },
-            OobChannel::Sms => match &self.sms {
-                Some(gw) => gw.send(&vars).await,
-                None => Err(DeliveryError("SMS is not configured on this node ([sms] url)".into())),
-            },
+        let (sent, channel) = match m.channel {
+            OobChannel::Email => (
+                match &self.email {
+                    Some(smtp) => smtp.send(m.to, &vars).await,
+                    None => Err(DeliveryError("email is not configured on this node ([email] host)".into())),
+                },
+                crate::metrics::OobChannel::Email,
+            ),
+            OobChannel::Sms => (
+                match &self.sms {
+                    Some(gw) => gw.send(&vars).await,
+                    None => Err(DeliveryError("SMS is not configured on this node ([sms] url)".into())),
+                },
+                crate::metrics::OobChannel::Sms,
+            ),
+        };
+        if sent.is_err() {
+            crate::metrics::oob_send_failure(channel);
         }
+        sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_send_is_counted_for_metrics() {
+        let count = || {
+            let text = crate::metrics::render(&crate::metrics::External::default());
+            text.lines()
+                .find_map(|l| l.strip_prefix("tessera_oob_send_failures_total{channel=\"sms\"} "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let before = count();
+        let channels = Channels::new(&Config::default()).unwrap();
+        let m = OobMessage {
+            channel: OobChannel::Sms,
+            to: "+4915100000000",
+            code: "123456",
+            ttl_seconds: 300,
+            username: "u",
+        };
+        assert!(channels.send(&m).await.is_err(), "no SMS gateway configured");
+        assert!(count() > before);
     }
 }
