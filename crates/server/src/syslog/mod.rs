@@ -199,11 +199,19 @@ async fn forward_audit(
                 let full = batch.len() == AUDIT_BATCH as usize;
                 for c in &batch {
                     cursor = c.record.id;
+                    if stopping {
+                        // The last pass never waits: shutdown must not hang
+                        // on an unreachable destination.
+                        if tx.try_send(formatter.audit(c)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     // Waits while the queue is full (the destination is
                     // down): the records are safe in the database.
                     tokio::select! {
                         sent = tx.send(formatter.audit(c)) => if sent.is_err() { return },
-                        _ = stop.changed(), if !stopping => return,
+                        _ = stop.changed() => return,
                     }
                 }
                 if full && !stopping {
@@ -223,7 +231,7 @@ async fn forward_audit(
         tokio::select! {
             _ = tokio::time::sleep(AUDIT_POLL) => {}
             // One more pass when stopping: records committed until now go out.
-            _ = stop.changed() => {}
+            changed = stop.changed() => if changed.is_err() { return },
         }
     }
 }

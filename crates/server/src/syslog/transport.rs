@@ -143,14 +143,7 @@ pub async fn run(target: Target, mut rx: mpsc::Receiver<String>, stats: &Stats, 
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match connect(&target).await {
-                Ok(c) => {
-                    if down {
-                        tracing::info!(dest = %target, "syslog destination reachable again");
-                        down = false;
-                    }
-                    backoff = MIN_BACKOFF;
-                    conn.insert(c)
-                }
+                Ok(c) => conn.insert(c),
                 Err(e) => {
                     if !down {
                         tracing::warn!(dest = %target, error = %e, "syslog destination unreachable; retrying");
@@ -169,18 +162,30 @@ pub async fn run(target: Target, mut rx: mpsc::Receiver<String>, stats: &Stats, 
         match send(c, &msg).await {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
+                if down {
+                    tracing::info!(dest = %target, "syslog destination reachable again");
+                    down = false;
+                }
+                backoff = MIN_BACKOFF;
             }
             Err(e) => {
                 conn = None;
                 if matches!(target, Target::Udp(_)) {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    if !down {
-                        tracing::warn!(dest = %target, error = %e, "syslog send failed; reconnecting");
-                        down = true;
-                    }
-                    held = Some(msg);
+                    continue;
                 }
+                if !down {
+                    tracing::warn!(dest = %target, error = %e, "syslog send failed; reconnecting");
+                    down = true;
+                }
+                held = Some(msg);
+                // A peer that accepts and then fails every write must not
+                // make this a busy loop of reconnects.
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => break,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -211,4 +216,63 @@ pub async fn run(target: Target, mut rx: mpsc::Receiver<String>, stats: &Stats, 
         }
     };
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, flush).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    static STATS: Stats = Stats::new();
+
+    async fn frame(c: &mut TcpStream) -> String {
+        let mut len = Vec::new();
+        loop {
+            let b = c.read_u8().await.unwrap();
+            if b == b' ' {
+                break;
+            }
+            len.push(b);
+        }
+        let mut msg = vec![0; std::str::from_utf8(&len).unwrap().parse().unwrap()];
+        c.read_exact(&mut msg).await.unwrap();
+        String::from_utf8(msg).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tcp_reconnects_after_the_peer_goes_away_and_flushes_at_stop() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target::Tcp(l.local_addr().unwrap().to_string());
+        let (tx, rx) = mpsc::channel(16);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(target, rx, &STATS, stop_rx));
+        tx.send("<13>1 - - - - - - one".to_string()).await.unwrap();
+        let (mut c, _) = l.accept().await.unwrap();
+        assert_eq!(frame(&mut c).await, "<13>1 - - - - - - one");
+        drop(c);
+        // Writes into a closed connection may vanish until the sender
+        // notices; keep sending until one arrives over a new connection.
+        let feeder = {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while tx.send("<13>1 - - - - - - two".to_string()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let (mut c, _) = tokio::time::timeout(Duration::from_secs(10), l.accept()).await.unwrap().unwrap();
+        assert_eq!(frame(&mut c).await, "<13>1 - - - - - - two");
+        feeder.abort();
+        let _ = feeder.await;
+        // stopping: what is queued still goes out
+        tx.send("<13>1 - - - - - - last".to_string()).await.unwrap();
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).await.unwrap();
+        assert!(String::from_utf8(rest).unwrap().ends_with("<13>1 - - - - - - last"));
+        assert!(STATS.sent.load(Ordering::Relaxed) >= 3);
+    }
 }
