@@ -36,8 +36,8 @@ use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
     AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, InventoryQuery, MetaKey,
-    SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict, blocking_outcome,
-    finish_attempt_audit,
+    SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict,
+    blocking_outcome, finish_attempt_audit,
 };
 
 pub use schema::SCHEMA_VERSION;
