@@ -131,6 +131,8 @@ pub enum Purpose {
     ChallengeState,
     RealmSecret,
     BackupMacKey,
+    /// A web-console administrator's own TOTP secret (row = admin id).
+    AdminTotp,
 }
 
 impl Purpose {
@@ -142,6 +144,7 @@ impl Purpose {
             Purpose::ChallengeState => "challenge-state",
             Purpose::RealmSecret => "realm-secret",
             Purpose::BackupMacKey => "backup-mac-key",
+            Purpose::AdminTotp => "admin-totp",
         }
     }
 }

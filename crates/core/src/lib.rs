@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod admin;
+pub mod admins;
 pub mod audit;
 pub mod auth;
 pub mod cidr;
@@ -23,6 +24,7 @@ pub mod oob;
 pub mod otp_match;
 pub mod password;
 pub mod policy;
+pub mod portal;
 pub mod random;
 pub mod realm;
 pub mod rotation;

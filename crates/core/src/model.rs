@@ -330,3 +330,31 @@ pub struct ReplyRule {
     pub value: String,
     pub created_at: Timestamp,
 }
+
+id_type!(AdminId, "Stable identifier of a web-console administrator; part of the sealed TOTP secret's associated data.");
+
+/// A web-console administrator (issue 7): signs in with a password and an
+/// own TOTP, enrolled at first sign-in. Stored shape: carries the password
+/// hash and the sealed secret, so it is not `Serialize` (see `views`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminAccount {
+    pub id: AdminId,
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// TOTP secret sealed with `Purpose::AdminTotp` (row = id); `None`
+    /// until the admin enrolls at their first sign-in.
+    pub totp_secret: Option<Vec<u8>>,
+    /// The first TOTP step not yet used (replay floor).
+    pub totp_floor: i64,
+    pub lock: LockState,
+    pub created_at: Timestamp,
+    pub last_login_at: Option<Timestamp>,
+    pub last_login_from: Option<String>,
+}
+
+impl AdminAccount {
+    pub fn enrolled(&self) -> bool {
+        self.totp_secret.is_some()
+    }
+}

@@ -82,6 +82,9 @@ pub struct Policy {
     /// Users (`name` or `name@realm`) who get codes sent to their email or
     /// SMS token, whatever their realm.
     pub oob_users: Vec<String>,
+    /// Shown on the self-service registration page above the new secret
+    /// (empty: none). Plain text, at most 1000 characters.
+    pub registration_message: String,
 }
 
 impl Default for Policy {
@@ -108,6 +111,7 @@ impl Default for Policy {
             grace_days: 0,
             oob_realms: Vec::new(),
             oob_users: Vec::new(),
+            registration_message: String::new(),
         }
     }
 }
@@ -172,6 +176,11 @@ impl Policy {
             {
                 errs.push(format!("{key}: at most 1000 non-empty printable names"));
             }
+        }
+        if self.registration_message.chars().count() > 1000
+            || self.registration_message.chars().any(|c| c.is_control() && c != '\n')
+        {
+            errs.push("registration_message must be at most 1000 printable characters".into());
         }
         if self.grace_logins > 1000 {
             errs.push(format!("grace_logins must be 0–1000 (got {})", self.grace_logins));

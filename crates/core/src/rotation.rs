@@ -87,6 +87,7 @@ fn binding(column: SealedColumn, row: &str) -> (Purpose, String) {
         SealedColumn::RealmSecrets => (Purpose::RealmSecret, row.to_string()),
         SealedColumn::Meta if row == "key_check" => (Purpose::KeyCheck, String::new()),
         SealedColumn::Meta => (Purpose::BackupMacKey, String::new()),
+        SealedColumn::AdminTotpSecret => (Purpose::AdminTotp, row.to_string()),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::clock::Timestamp;
 use crate::keys::KeyError;
 use crate::lockout::LockState;
 use crate::model::{
-    AccessRecord, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId, UserStatus,
+    AccessRecord, AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId, UserStatus,
 };
 use crate::policy::Policy;
 use crate::realm::Realm;
@@ -76,6 +76,66 @@ pub enum UserChange {
     /// the user is unregistered again. The password is kept.
     Reset,
     Delete,
+}
+
+/// A change to one web-console administrator (see [`AdminAccount`]).
+#[derive(Debug, Clone)]
+pub enum AdminChange {
+    /// A new argon2id PHC string.
+    SetPassword(String),
+    /// Forgets the admin's TOTP (enrolled again at the next sign-in) and
+    /// clears failures and lock; optionally sets a new password hash.
+    Reset { password_hash: Option<String> },
+    /// Stores the TOTP enrolled at first sign-in (sealed, `Purpose::AdminTotp`)
+    /// with its replay floor, only if none is stored yet (else `Conflict`);
+    /// counts as a successful sign-in (lock cleared, last login recorded).
+    EnrollTotp { sealed: Vec<u8>, floor: i64, at: Timestamp, from: Option<String> },
+    Delete,
+}
+
+/// What an admin sign-in step concluded before touching state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminVerdict {
+    /// Password and the TOTP code at `step` verified against the snapshot read;
+    /// the store accepts only if `step` is still at or above the floor.
+    Verified { step: i64 },
+    /// Wrong password or code; counts toward lockout. For the audit log.
+    Failed(&'static str),
+}
+
+/// One admin sign-in step to apply atomically (lock re-checked, failure
+/// counted or floor advanced, audit written, in one serialised step).
+#[derive(Debug, Clone)]
+pub struct AdminAttempt {
+    pub admin: AdminId,
+    pub verdict: AdminVerdict,
+    pub policy: Policy,
+    pub at: Timestamp,
+    pub from: Option<String>,
+    /// Base record; the store fills in result and reason from the outcome.
+    pub audit: AuditRecord,
+}
+
+/// Fills an admin attempt's audit record from the outcome the store decided.
+pub fn finish_admin_audit(audit: &mut AuditRecord, verdict: &AdminVerdict, outcome: &AuthOutcome) {
+    use crate::audit::AuditResult::{Accept, Reject};
+    let (result, reason): (_, String) = match (outcome, verdict) {
+        (AuthOutcome::Accepted, _) => (Accept, "password_and_otp".into()),
+        (AuthOutcome::Failed { replay: true, .. }, _) => (Reject, "replayed_code".into()),
+        (AuthOutcome::Failed { failures, locked, .. }, v) => {
+            let why = match v {
+                AdminVerdict::Failed(r) => *r,
+                AdminVerdict::Verified { .. } => "failed",
+            };
+            let lock = if *locked { ", now locked" } else { "" };
+            (Reject, format!("{why}; failure {failures}{lock}"))
+        }
+        (AuthOutcome::Locked, _) => (Reject, "locked".into()),
+        (AuthOutcome::Throttled, _) => (Reject, "throttled".into()),
+        (other, _) => (Reject, format!("{other:?}").to_lowercase()),
+    };
+    audit.result = result;
+    audit.reason = Some(reason);
 }
 
 /// The factor an engine verified, to be consumed by the store if still valid.
@@ -286,6 +346,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
     async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
 
+    // --- web-console administrators (issue 7)
+    /// Creates an administrator; `Conflict` if the name is taken.
+    async fn create_admin(&self, admin: &AdminAccount, audit: AuditRecord) -> Result<(), StoreError>;
+    async fn admin_by_name(&self, name: &str) -> Result<Option<AdminAccount>, StoreError>;
+    async fn admin_by_id(&self, id: &AdminId) -> Result<Option<AdminAccount>, StoreError>;
+    /// Every administrator, by name.
+    async fn list_admins(&self) -> Result<Vec<AdminAccount>, StoreError>;
+    /// Applies `change`; `NotFound` if the admin does not exist.
+    async fn update_admin(&self, id: &AdminId, change: AdminChange, audit: AuditRecord) -> Result<(), StoreError>;
+    /// Applies one sign-in step (see [`AdminAttempt`]); durable on return.
+    /// Outcomes: `Accepted`, `Failed`, `Locked`, `Throttled`, `Refused` (no such admin).
+    async fn commit_admin_attempt(&self, attempt: AdminAttempt) -> Result<AuthOutcome, StoreError>;
+
     // --- RADIUS clients
     // --- hardware token inventory ---
     /// Adds seeds, all or none: a serial already in the inventory or used by
@@ -382,15 +455,19 @@ pub enum SealedColumn {
     RealmSecrets,
     /// Sealed node-wide values in `meta`, row = [`MetaKey::KeyCheck`] or [`MetaKey::BackupMacKey`] name.
     Meta,
+    /// `admins.totp_secret` (web console administrators), row = admin id;
+    /// NULL values (not yet enrolled) are skipped.
+    AdminTotpSecret,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 5] = [
+    pub const ALL: [SealedColumn; 6] = [
         SealedColumn::TokenSecret,
         SealedColumn::InventorySecret,
         SealedColumn::RadiusClientSecret,
         SealedColumn::RealmSecrets,
         SealedColumn::Meta,
+        SealedColumn::AdminTotpSecret,
     ];
 
     pub fn label(self) -> &'static str {
@@ -400,6 +477,7 @@ impl SealedColumn {
             SealedColumn::RadiusClientSecret => "RADIUS client secrets",
             SealedColumn::RealmSecrets => "realm secrets",
             SealedColumn::Meta => "key check and backup code key",
+            SealedColumn::AdminTotpSecret => "admin TOTP secrets",
         }
     }
 }

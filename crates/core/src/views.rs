@@ -231,3 +231,30 @@ impl From<&ReplyRule> for ReplyRuleView {
         }
     }
 }
+
+/// A web-console administrator as the CLI and console show it (no hash, no secret).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AdminView {
+    pub name: String,
+    /// Whether the admin's own TOTP is enrolled (else at next sign-in).
+    pub totp_enrolled: bool,
+    pub failures: u32,
+    pub locked: bool,
+    pub created_at: String,
+    pub last_login_at: Option<String>,
+    pub last_login_from: Option<String>,
+}
+
+impl AdminView {
+    pub fn new(a: &crate::model::AdminAccount, now: Timestamp) -> Self {
+        AdminView {
+            name: a.name.clone(),
+            totp_enrolled: a.enrolled(),
+            failures: a.lock.failures,
+            locked: a.lock.block(now).is_some(),
+            created_at: a.created_at.to_rfc3339(),
+            last_login_at: a.last_login_at.map(Timestamp::to_rfc3339),
+            last_login_from: a.last_login_from.clone(),
+        }
+    }
+}

@@ -142,6 +142,7 @@ conformance!(
         oob_tokens_round_trip,
         oob_code_single_use_under_concurrent_submits,
         oob_send_limit_per_user_holds_under_concurrency,
+        admins_lifecycle_lockout_replay_and_sealing,
     ]
 );
 
@@ -1379,4 +1380,117 @@ async fn oob_send_limit_per_user_holds_under_concurrency(f: &Fixture) {
     // old rows are pruned with used states
     s.prune_states(at(701 + 2 * 86_400)).await.unwrap();
     assert!(s.oob_codes(&u.id, at(-1)).await.unwrap().is_empty());
+}
+
+fn admin_account(name: &str) -> tessera_core::model::AdminAccount {
+    tessera_core::model::AdminAccount {
+        id: tessera_core::model::AdminId::new_random(),
+        name: name.into(),
+        password_hash: "$argon2id$placeholder".into(),
+        totp_secret: None,
+        totp_floor: 0,
+        lock: LockState::default(),
+        created_at: at(0),
+        last_login_at: None,
+        last_login_from: None,
+    }
+}
+
+fn admin_attempt(
+    a: &tessera_core::model::AdminAccount,
+    verdict: tessera_core::store::AdminVerdict,
+    policy: &Policy,
+    t: Timestamp,
+) -> tessera_core::store::AdminAttempt {
+    tessera_core::store::AdminAttempt {
+        admin: a.id,
+        verdict,
+        policy: policy.clone(),
+        at: t,
+        from: Some("198.51.100.4".into()),
+        audit: audit("admin.signin"),
+    }
+}
+
+async fn admins_lifecycle_lockout_replay_and_sealing(f: &Fixture) {
+    use tessera_core::store::{AdminChange, AdminVerdict, SealedChange, SealedColumn};
+    let s = &f.store;
+    let root = admin_account("root");
+    let other = admin_account("ops");
+    s.create_admin(&root, audit("admin.add")).await.unwrap();
+    s.create_admin(&other, audit("admin.add")).await.unwrap();
+    assert!(matches!(s.create_admin(&admin_account("root"), audit("admin.add")).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.admin_by_name("root").await.unwrap().as_ref(), Some(&root));
+    assert_eq!(s.admin_by_id(&other.id).await.unwrap().as_ref(), Some(&other));
+    assert_eq!(s.admin_by_name("nobody").await.unwrap(), None);
+    let names: Vec<String> = s.list_admins().await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["ops", "root"]);
+
+    // 10 parallel wrong passwords with a threshold of 3 count exactly 3 and lock.
+    let policy = Policy { lockout_threshold: 3, auto_unlock_seconds: 600, ..Policy::default() };
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            let a = admin_attempt(&root, AdminVerdict::Failed("wrong_password"), &policy, at(10));
+            tokio::spawn(async move { s.commit_admin_attempt(a).await.unwrap() })
+        })
+        .collect();
+    let outcomes: Vec<AuthOutcome> =
+        futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, AuthOutcome::Failed { .. })).count(), 3);
+    assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Locked).count(), 7);
+    let locked = s.admin_by_id(&root.id).await.unwrap().unwrap();
+    assert_eq!(locked.lock.failures, 3);
+    assert!(locked.lock.is_locked(at(11)));
+    // Locked: even a verified step is refused and consumes nothing.
+    let v = admin_attempt(&root, AdminVerdict::Verified { step: 5 }, &policy, at(20));
+    assert_eq!(s.commit_admin_attempt(v).await.unwrap(), AuthOutcome::Locked);
+
+    // Reset unlocks; enrolling stores the sealed secret and floor once.
+    s.update_admin(&root.id, AdminChange::Reset { password_hash: None }, audit("admin.reset")).await.unwrap();
+    let sealed = f.keys.seal(&OsRandom, Purpose::AdminTotp, &root.id.to_string(), b"admin-totp-secret-20b");
+    let enroll = |sealed: Vec<u8>| AdminChange::EnrollTotp { sealed, floor: 100, at: at(30), from: Some("198.51.100.4".into()) };
+    s.update_admin(&root.id, enroll(sealed.clone()), audit("admin.totp_enroll")).await.unwrap();
+    assert!(matches!(
+        s.update_admin(&root.id, enroll(b"other".to_vec()), audit("admin.totp_enroll")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let enrolled = s.admin_by_id(&root.id).await.unwrap().unwrap();
+    assert_eq!((enrolled.totp_secret.as_deref(), enrolled.totp_floor), (Some(&sealed[..]), 100));
+    assert_eq!((enrolled.lock, enrolled.last_login_at), (LockState::default(), Some(at(30))));
+
+    // A step below the floor is a replay (counted); at or above it is accepted once.
+    let replay = admin_attempt(&root, AdminVerdict::Verified { step: 99 }, &policy, at(40));
+    assert!(matches!(s.commit_admin_attempt(replay).await.unwrap(), AuthOutcome::Failed { replay: true, failures: 1, .. }));
+    let ok = admin_attempt(&root, AdminVerdict::Verified { step: 101 }, &policy, at(41));
+    assert_eq!(s.commit_admin_attempt(ok.clone()).await.unwrap(), AuthOutcome::Accepted);
+    assert!(matches!(s.commit_admin_attempt(ok).await.unwrap(), AuthOutcome::Failed { replay: true, .. }));
+    let after = s.admin_by_id(&root.id).await.unwrap().unwrap();
+    assert_eq!((after.totp_floor, after.last_login_from.as_deref()), (102, Some("198.51.100.4")));
+
+    // Key rotation sees enrolled admins only, and replaces conditionally.
+    let values = s.sealed_values(SealedColumn::AdminTotpSecret, None, 10).await.unwrap();
+    assert_eq!(values.len(), 1);
+    assert_eq!((values[0].row.as_str(), &values[0].sealed), (root.id.to_string().as_str(), &sealed));
+    let change = SealedChange { row: values[0].row.clone(), old: sealed.clone(), new: b"resealed".to_vec() };
+    assert_eq!(s.replace_sealed(SealedColumn::AdminTotpSecret, vec![change.clone()]).await.unwrap(), 1);
+    assert_eq!(s.replace_sealed(SealedColumn::AdminTotpSecret, vec![change]).await.unwrap(), 0);
+
+    // New password; delete; a deleted admin is NotFound and its attempts refused.
+    s.update_admin(&other.id, AdminChange::SetPassword("$argon2id$new".into()), audit("admin.passwd")).await.unwrap();
+    assert_eq!(s.admin_by_id(&other.id).await.unwrap().unwrap().password_hash, "$argon2id$new");
+    s.update_admin(&other.id, AdminChange::Delete, audit("admin.delete")).await.unwrap();
+    assert!(matches!(
+        s.update_admin(&other.id, AdminChange::Delete, audit("admin.delete")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let gone = admin_attempt(&other, AdminVerdict::Failed("wrong_password"), &policy, at(50));
+    assert_eq!(s.commit_admin_attempt(gone).await.unwrap(), AuthOutcome::Refused);
+
+    // Every attempt was audited with its outcome.
+    let q = AuditQuery { action: Some("admin.signin".into()), limit: 100, ..AuditQuery::default() };
+    let log = s.audit_log(&q).await.unwrap();
+    assert_eq!(log.len(), 15);
+    assert!(log.iter().any(|r| r.result == AuditResult::Accept && r.reason.as_deref() == Some("password_and_otp")));
+    assert!(log.iter().any(|r| r.reason.as_deref() == Some("wrong_password; failure 3, now locked")));
 }

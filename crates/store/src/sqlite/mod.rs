@@ -7,6 +7,7 @@
 //! [`writer::Writer`].
 
 /// The tamper-evident audit chain: linking, pruning anchors, verification.
+mod admins;
 pub mod audit_chain;
 mod inventory;
 mod readers;
@@ -1031,6 +1032,55 @@ impl Store for SqliteStore {
             .await;
         *self.policy_cache.lock() = None;
         r
+    }
+
+    async fn create_admin(
+        &self,
+        admin: &tessera_core::model::AdminAccount,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let a = admin.clone();
+        self.write(move |c| {
+            admins::create(c, &a)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn admin_by_name(&self, name: &str) -> Result<Option<tessera_core::model::AdminAccount>, StoreError> {
+        self.read(|c| admins::by_name(c, name))
+    }
+
+    async fn admin_by_id(
+        &self,
+        id: &tessera_core::model::AdminId,
+    ) -> Result<Option<tessera_core::model::AdminAccount>, StoreError> {
+        self.read(|c| admins::by_id(c, *id))
+    }
+
+    async fn list_admins(&self) -> Result<Vec<tessera_core::model::AdminAccount>, StoreError> {
+        self.read(admins::list)
+    }
+
+    async fn update_admin(
+        &self,
+        id: &tessera_core::model::AdminId,
+        change: tessera_core::store::AdminChange,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let id = *id;
+        self.write(move |c| {
+            admins::update(c, id, change)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn commit_admin_attempt(
+        &self,
+        attempt: tessera_core::store::AdminAttempt,
+    ) -> Result<AuthOutcome, StoreError> {
+        self.write(move |c| admins::attempt(c, attempt)).await
     }
 
     async fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError> {

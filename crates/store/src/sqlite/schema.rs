@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_inventory.sql")),
     (4, include_str!("../../migrations/sqlite/0004_audit_chain.sql")),
     (5, include_str!("../../migrations/sqlite/0005_oob.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_admins.sql")),
 ];
 
 /// The newest migration's version.
