@@ -17,6 +17,9 @@ command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
 command -v age >/dev/null 2>&1 || need+=(age)
 # aiosmtpd: the SMTP server that receives email codes (Debian's python3).
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+# Chromium and its WebDriver: the web UI's browser test (headless).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -e /lib/x86_64-linux-gnu/security/pam_radius_auth.so ] || [ -e /usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so ] \
   || need+=(libpam-radius-auth)
 if ((${#need[@]})); then

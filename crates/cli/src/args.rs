@@ -39,6 +39,9 @@ pub enum Command {
     BackupCodes(UserRef),
     /// Run a full authentication decision locally and print it (state changes as for a real login).
     Check(CheckArgs),
+    /// Manage web-console administrators (password + own TOTP, enrolled at first sign-in).
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Manage API keys for the admin REST API.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCmd),
@@ -94,6 +97,31 @@ pub struct PasswordInput {
     /// Read the password from the first line of a file.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Add a web-console administrator; the password comes from stdin or a
+    /// file, the TOTP is enrolled at the first sign-in.
+    Add {
+        name: String,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    /// Forget the admin's TOTP (enrolled again at next sign-in) and unlock;
+    /// with --password-stdin/--password-file also set a new password.
+    Reset {
+        name: String,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    /// List administrators.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an administrator.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,12 @@ mod ops;
 #[path = "cases/oob.rs"]
 mod oob;
 
+#[path = "cases/ui.rs"]
+mod ui;
+
+#[path = "cases/ui_browser.rs"]
+mod ui_browser;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

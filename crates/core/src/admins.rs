@@ -139,7 +139,12 @@ impl AdminAccounts {
         }
     }
 
-    async fn attempt(&self, admin: &AdminAccount, from: &Actor, verdict: AdminVerdict) -> Result<AuthOutcome, CoreError> {
+    async fn attempt(
+        &self,
+        admin: &AdminAccount,
+        from: &Actor,
+        verdict: AdminVerdict,
+    ) -> Result<AuthOutcome, CoreError> {
         let attempt = AdminAttempt {
             admin: admin.id,
             verdict,
@@ -254,14 +259,11 @@ impl AdminAccounts {
             self.attempt(&admin, from, AdminVerdict::Failed("wrong_enrollment_code")).await?;
             return Ok(SignInStep::Refused);
         };
-        let sealed = self.ctx.keys.seal(&*self.ctx.random, Purpose::AdminTotp, &admin.id.to_string(), secret.as_bytes());
+        let sealed =
+            self.ctx.keys.seal(&*self.ctx.random, Purpose::AdminTotp, &admin.id.to_string(), secret.as_bytes());
         let base = self.audit(from, "admin.totp_enroll", &admin.name);
-        let change = AdminChange::EnrollTotp {
-            sealed,
-            floor: step + 1,
-            at: self.ctx.clock.now(),
-            from: from.address.clone(),
-        };
+        let change =
+            AdminChange::EnrollTotp { sealed, floor: step + 1, at: self.ctx.clock.now(), from: from.address.clone() };
         match self.ctx.store.update_admin(&admin.id, change, base).await {
             Ok(()) => Ok(SignInStep::Accepted { admin: admin.id }),
             Err(crate::store::StoreError::Conflict(_)) => Ok(SignInStep::Refused),

@@ -331,7 +331,10 @@ pub struct ReplyRule {
     pub created_at: Timestamp,
 }
 
-id_type!(AdminId, "Stable identifier of a web-console administrator; part of the sealed TOTP secret's associated data.");
+id_type!(
+    AdminId,
+    "Stable identifier of a web-console administrator; part of the sealed TOTP secret's associated data."
+);
 
 /// A web-console administrator (issue 7): signs in with a password and an
 /// own TOTP, enrolled at first sign-in. Stored shape: carries the password

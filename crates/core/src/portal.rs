@@ -63,8 +63,9 @@ impl Portal {
         password: Zeroizing<String>,
     ) -> Result<FirstFactorOutcome, CoreError> {
         let now = self.ctx.clock.now();
-        let audit = AuditRecord::new(now, &self.ctx.node, actor, "portal.signin")
-            .target(if realm == crate::names::DEFAULT_REALM { username.to_string() } else { format!("{username}@{realm}") });
+        let audit = AuditRecord::new(now, &self.ctx.node, actor, "portal.signin").target(
+            if realm == crate::names::DEFAULT_REALM { username.to_string() } else { format!("{username}@{realm}") },
+        );
         let user = match self.ctx.store.user_by_name(realm, username).await? {
             Some(u) if !u.disabled && u.lock.block(now).is_none() => u,
             other => {
@@ -139,13 +140,7 @@ impl Portal {
 
     /// A registered user's second step: the full decision (password + code
     /// or backup code), as a RADIUS or REST login would get it.
-    pub async fn sign_in(
-        &self,
-        actor: &Actor,
-        user: &User,
-        password: &str,
-        code: &str,
-    ) -> Result<bool, CoreError> {
+    pub async fn sign_in(&self, actor: &Actor, user: &User, password: &str, code: &str) -> Result<bool, CoreError> {
         let code = code.trim();
         let joined = if self.ctx.store.policy().await?.code_first {
             format!("{code}{password}")

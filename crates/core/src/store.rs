@@ -17,7 +17,8 @@ use crate::clock::Timestamp;
 use crate::keys::KeyError;
 use crate::lockout::LockState;
 use crate::model::{
-    AccessRecord, AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId, UserStatus,
+    AccessRecord, AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId,
+    UserStatus,
 };
 use crate::policy::Policy;
 use crate::realm::Realm;
@@ -85,11 +86,18 @@ pub enum AdminChange {
     SetPassword(String),
     /// Forgets the admin's TOTP (enrolled again at the next sign-in) and
     /// clears failures and lock; optionally sets a new password hash.
-    Reset { password_hash: Option<String> },
+    Reset {
+        password_hash: Option<String>,
+    },
     /// Stores the TOTP enrolled at first sign-in (sealed, `Purpose::AdminTotp`)
     /// with its replay floor, only if none is stored yet (else `Conflict`);
     /// counts as a successful sign-in (lock cleared, last login recorded).
-    EnrollTotp { sealed: Vec<u8>, floor: i64, at: Timestamp, from: Option<String> },
+    EnrollTotp {
+        sealed: Vec<u8>,
+        floor: i64,
+        at: Timestamp,
+        from: Option<String>,
+    },
     Delete,
 }
 

@@ -1435,8 +1435,7 @@ async fn admins_lifecycle_lockout_replay_and_sealing(f: &Fixture) {
             tokio::spawn(async move { s.commit_admin_attempt(a).await.unwrap() })
         })
         .collect();
-    let outcomes: Vec<AuthOutcome> =
-        futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(outcomes.iter().filter(|o| matches!(o, AuthOutcome::Failed { .. })).count(), 3);
     assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Locked).count(), 7);
     let locked = s.admin_by_id(&root.id).await.unwrap().unwrap();
@@ -1449,7 +1448,8 @@ async fn admins_lifecycle_lockout_replay_and_sealing(f: &Fixture) {
     // Reset unlocks; enrolling stores the sealed secret and floor once.
     s.update_admin(&root.id, AdminChange::Reset { password_hash: None }, audit("admin.reset")).await.unwrap();
     let sealed = f.keys.seal(&OsRandom, Purpose::AdminTotp, &root.id.to_string(), b"admin-totp-secret-20b");
-    let enroll = |sealed: Vec<u8>| AdminChange::EnrollTotp { sealed, floor: 100, at: at(30), from: Some("198.51.100.4".into()) };
+    let enroll =
+        |sealed: Vec<u8>| AdminChange::EnrollTotp { sealed, floor: 100, at: at(30), from: Some("198.51.100.4".into()) };
     s.update_admin(&root.id, enroll(sealed.clone()), audit("admin.totp_enroll")).await.unwrap();
     assert!(matches!(
         s.update_admin(&root.id, enroll(b"other".to_vec()), audit("admin.totp_enroll")).await,
@@ -1461,7 +1461,10 @@ async fn admins_lifecycle_lockout_replay_and_sealing(f: &Fixture) {
 
     // A step below the floor is a replay (counted); at or above it is accepted once.
     let replay = admin_attempt(&root, AdminVerdict::Verified { step: 99 }, &policy, at(40));
-    assert!(matches!(s.commit_admin_attempt(replay).await.unwrap(), AuthOutcome::Failed { replay: true, failures: 1, .. }));
+    assert!(matches!(
+        s.commit_admin_attempt(replay).await.unwrap(),
+        AuthOutcome::Failed { replay: true, failures: 1, .. }
+    ));
     let ok = admin_attempt(&root, AdminVerdict::Verified { step: 101 }, &policy, at(41));
     assert_eq!(s.commit_admin_attempt(ok.clone()).await.unwrap(), AuthOutcome::Accepted);
     assert!(matches!(s.commit_admin_attempt(ok).await.unwrap(), AuthOutcome::Failed { replay: true, .. }));

@@ -2,6 +2,7 @@
 //! calls the shared domain services, and prints the result.
 
 mod admin;
+mod admins;
 mod audit;
 pub(crate) mod backup;
 mod check;
@@ -64,6 +65,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::Token(c) => token::run(&open(&cfg, &env)?, c).await,
         Command::BackupCodes(u) => token::backup_codes(&open(&cfg, &env)?, u).await,
         Command::Check(a) => check::run(&open(&cfg, &env)?, a).await,
+        Command::Admin(c) => admins::run(&open(&cfg, &env)?, c).await,
         Command::ApiKey(c) => admin::api_key(&open(&cfg, &env)?, c).await,
         Command::Client(c) => radius::client(&open(&cfg, &env)?, c).await,
         Command::Status { json } => status::run(&open(&cfg, &env)?, &cfg, json).await,

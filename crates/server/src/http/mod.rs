@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod serve;
+pub mod ui;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub node: std::sync::Arc<Node>,
     /// Settings that change on SIGHUP, `/metrics` access, readiness.
     pub live: std::sync::Arc<Live>,
+    /// Web UI sessions (see `ui::session`).
+    pub ui: ui::Shared,
 }
 
 /// The TCP peer, inserted per connection by the accept loop.
@@ -42,8 +45,10 @@ pub struct PeerAddr(pub SocketAddr);
 pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>) -> Router {
     let max_body = node.config.http.max_body_bytes;
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
-    let state = AppState { node, live };
-    Router::new()
+    let state = AppState { node, live, ui: ui::Shared::default() };
+    // The API's headers (CSP `default-src 'none'`, …) are layered on the API
+    // routes only; the UI routes, merged after, carry their own (ui::CSP).
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -64,8 +69,11 @@ pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>) -> Router 
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .with_state(state)
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
+    let ui = ui::routes()
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
+    api.merge(ui).with_state(state)
 }
 
 async fn not_found() -> ApiError {

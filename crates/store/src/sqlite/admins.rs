@@ -39,9 +39,7 @@ pub fn by_id(conn: &Connection, id: AdminId) -> rusqlite::Result<Option<AdminAcc
 }
 
 pub fn by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<AdminAccount>> {
-    conn.prepare_cached(&format!("SELECT {ADMIN_COLS} FROM admins WHERE name = ?1"))?
-        .query_row([name], row)
-        .optional()
+    conn.prepare_cached(&format!("SELECT {ADMIN_COLS} FROM admins WHERE name = ?1"))?.query_row([name], row).optional()
 }
 
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<AdminAccount>> {

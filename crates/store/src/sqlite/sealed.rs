@@ -37,8 +37,7 @@ pub fn values(
             Some(a) => a.parse().map_err(|_| bad_row(a))?,
             None => i64::MIN,
         };
-        let sql =
-            format!("SELECT id, {col} FROM {table} WHERE id > ?1 AND {col} IS NOT NULL ORDER BY id LIMIT ?2");
+        let sql = format!("SELECT id, {col} FROM {table} WHERE id > ?1 AND {col} IS NOT NULL ORDER BY id LIMIT ?2");
         let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
         let rows = stmt
             .query_map(params![after, limit], |r| {

@@ -1,0 +1,110 @@
+//! The web UI (issue 7): the admin console under `/admin` and, later, the
+//! self-service portal under `/`. Server-rendered HTML (askama templates in
+//! `crates/server/templates/ui`, autoescaped), one embedded stylesheet, no
+//! script, no third-party origin.
+//!
+//! Every UI response carries the security headers of [`security_headers`]
+//! (a strict CSP with no inline script or style, framing denied, no
+//! referrer, no caching). Sessions and CSRF are in [`session`]; who may sign
+//! in is decided by `tessera_core::admins`, and user changes go through
+//! `tessera_core::admin` like the CLI and REST API, so the audit log reads
+//! the same whichever door was used. Handlers never show why a sign-in
+//! failed: the reason goes to the audit log.
+
+pub mod admin;
+pub mod portal;
+pub mod session;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::AppState;
+
+/// The Content-Security-Policy of every UI page: only this origin, no
+/// inline script or style (the QR code is inline SVG markup, which needs
+/// neither), forms post only here, no framing.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+const CSS: &str = include_str!("../../../assets/ui.css");
+
+/// UI state shared by the handlers (inside [`AppState`]).
+#[derive(Debug, Default)]
+pub struct UiShared {
+    pub sessions: session::Sessions,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ui/assets/ui.css", get(css))
+        .merge(admin::routes())
+        .merge(portal::routes())
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))], CSS).into_response()
+}
+
+/// Renders a template; a render error (a bug) is a plain 500 page.
+pub fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "UI template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/message.html")]
+pub struct MessagePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub back: &'a str,
+}
+
+/// A short page with a status (refusals: bad CSRF token, expired session).
+pub fn message(status: StatusCode, title: &str, message: &str, back: &str) -> Response {
+    with_status(status, render(&MessagePage { title, message, back }))
+}
+
+/// 303 See Other: after a POST, the browser GETs the next page.
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// The response with another status code.
+pub fn with_status(status: StatusCode, mut r: Response) -> Response {
+    *r.status_mut() = status;
+    r
+}
+
+/// Adds a `Set-Cookie` header to a response.
+pub fn with_cookie(mut r: Response, cookie: String) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub type Shared = Arc<UiShared>;
