@@ -286,3 +286,40 @@ async fn portal_registration_then_code_or_backup_code_sign_in() {
     let r = w.post("/backup-codes", &[("csrf", "0000")]).await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test]
+async fn admin_sign_in_locks_like_users_and_reset_unlocks_and_re_enrolls() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok_stdin(&["admin", "add", "root", "--password-stdin"], "correct horse battery\n");
+    n.ok(&["policy", "set", "lockout_threshold=3"]);
+    n.start();
+    let mut w = Web::new(&n);
+    let secret = admin_first_sign_in(&mut w).await;
+    for _ in 0..3 {
+        let login = w.get("/admin/login").await;
+        let r =
+            w.post("/admin/login", &[("csrf", &login.csrf()), ("name", "root"), ("password", "wrong password")]).await;
+        assert_eq!(r.status, 401);
+    }
+    // Locked: the right password is refused too, with the same message.
+    let login = w.get("/admin/login").await;
+    let r = w
+        .post("/admin/login", &[("csrf", &login.csrf()), ("name", "root"), ("password", "correct horse battery")])
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Sign-in refused"));
+    assert!(n.ok(&["admin", "list", "--json"]).contains("\"locked\": true"));
+    let audit = n.ok(&["audit", "list", "--action", "admin.signin", "--json"]);
+    assert!(audit.contains("now locked") && audit.contains("\"locked\""), "{audit}");
+    // An unknown name is refused the same way.
+    let login = w.get("/admin/login").await;
+    let r = w
+        .post("/admin/login", &[("csrf", &login.csrf()), ("name", "nobody"), ("password", "correct horse battery")])
+        .await;
+    assert_eq!(r.status, 401);
+    // Reset: unlocked, and the TOTP is enrolled again (a new secret).
+    n.ok(&["admin", "reset", "root"]);
+    let again = admin_first_sign_in(&mut w).await;
+    assert_ne!(again, secret);
+}

@@ -82,16 +82,37 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+/// The element, waiting up to 15 s for it to appear (pages load while we look).
+async fn find(c: &Client, what: Locator<'_>) -> fantoccini::elements::Element {
+    c.wait().at_most(Duration::from_secs(15)).for_element(what).await.unwrap()
+}
+
 async fn fill(c: &Client, id: &str, text: &str) {
-    c.find(Locator::Id(id)).await.unwrap().send_keys(text).await.unwrap();
+    find(c, Locator::Id(id)).await.send_keys(text).await.unwrap();
 }
 
 async fn submit(c: &Client) {
-    c.find(Locator::Css("main form button[type=submit]")).await.unwrap().click().await.unwrap();
+    find(c, Locator::Css("main form button[type=submit]")).await.click().await.unwrap();
 }
 
 async fn path(c: &Client) -> String {
     c.current_url().await.unwrap().path().to_string()
+}
+
+/// Waits (up to 15 s) until the browser is at `expected`: a click on a
+/// submit button may return before the next page has loaded.
+async fn at(c: &Client, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = path(c).await;
+        if now == expected {
+            // The new document is there; wait until its form is in it.
+            find(c, Locator::Css("main")).await;
+            return;
+        }
+        assert!(Instant::now() < deadline, "browser stayed at {now}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -111,17 +132,17 @@ async fn browser_admin_enrollment_users_table_and_portal_registration() {
 
     // Admin: password, then enrollment of the admin's own TOTP.
     c.goto(&n.url("/admin")).await.unwrap();
-    assert_eq!(path(&c).await, "/admin/login");
+    at(&c, "/admin/login").await;
     shot(&c, "admin-login").await;
     fill(&c, "name", "root").await;
     fill(&c, "password", "correct horse battery").await;
     submit(&c).await;
-    assert_eq!(path(&c).await, "/admin/enroll");
+    at(&c, "/admin/enroll").await;
     shot(&c, "admin-enroll").await;
-    let secret = c.find(Locator::Id("secret")).await.unwrap().text().await.unwrap();
+    let secret = find(&c, Locator::Id("secret")).await.text().await.unwrap();
     fill(&c, "code", &totp_now(&secret, 0)).await;
     submit(&c).await;
-    assert_eq!(path(&c).await, "/admin/users");
+    at(&c, "/admin/users").await;
     let body = c.source().await.unwrap();
     assert!(body.contains("carol") && body.contains("dave"));
     assert!(!body.contains(&secret));
@@ -129,8 +150,8 @@ async fn browser_admin_enrollment_users_table_and_portal_registration() {
     // The session cookie is HttpOnly: page script cannot read it.
     let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(cookies, json!(""));
-    c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
-    assert_eq!(path(&c).await, "/admin/login");
+    find(&c, Locator::Css("header form button")).await.click().await.unwrap();
+    at(&c, "/admin/login").await;
 
     // Portal: carol registers with her password, the QR code and a code.
     c.goto(&n.url("/")).await.unwrap();
@@ -138,14 +159,14 @@ async fn browser_admin_enrollment_users_table_and_portal_registration() {
     fill(&c, "username", "carol").await;
     fill(&c, "password", "carol's long password").await;
     submit(&c).await;
-    assert_eq!(path(&c).await, "/register");
+    at(&c, "/register").await;
     shot(&c, "portal-register").await;
-    let secret = c.find(Locator::Id("secret")).await.unwrap().text().await.unwrap();
+    let secret = find(&c, Locator::Id("secret")).await.text().await.unwrap();
     let codes = c.find_all(Locator::Css("#backup-codes li")).await.unwrap();
     assert_eq!(codes.len(), 10);
     fill(&c, "code", &totp_now(&secret, 0)).await;
     submit(&c).await;
-    assert_eq!(path(&c).await, "/");
+    at(&c, "/").await;
     let body = c.source().await.unwrap();
     assert!(body.contains("Your account") && !body.contains(&secret));
     shot(&c, "portal-home").await;

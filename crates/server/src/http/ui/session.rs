@@ -126,8 +126,8 @@ impl Sessions {
         });
     }
 
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
+    /// How many sessions are held (expired ones included until touched).
+    pub fn count(&self) -> usize {
         self.inner.lock().len()
     }
 }
@@ -172,7 +172,7 @@ mod tests {
         assert!(s.get(&id, almost).is_some());
         assert!(s.get(&id, Timestamp(almost.0 * 2)).is_some(), "touched at `almost`");
         assert!(s.get(&id, Timestamp(almost.0 * 3 + 1)).is_none());
-        assert_eq!(s.len(), 0);
+        assert_eq!(s.count(), 0);
     }
 
     #[test]
