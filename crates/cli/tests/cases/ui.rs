@@ -322,4 +322,8 @@ async fn admin_sign_in_locks_like_users_and_reset_unlocks_and_re_enrolls() {
     n.ok(&["admin", "reset", "root"]);
     let again = admin_first_sign_in(&mut w).await;
     assert_ne!(again, secret);
+    assert_eq!(w.get("/admin/users").await.status, 200);
+    // Deleting the admin (from another process) ends their session.
+    n.ok(&["admin", "delete", "root"]);
+    assert_eq!(w.get("/admin/users").await.location.as_deref(), Some("/admin/login"));
 }

@@ -73,19 +73,31 @@ fn stale() -> Response {
 }
 
 /// The signed-in admin, or `None` (then the caller redirects or refuses).
-fn signed_in(s: &AppState, headers: &HeaderMap) -> Option<(String, Session, String)> {
+/// The account is re-read on every request: `tessera admin delete` or
+/// `admin reset` run in another process, so they cannot reach this
+/// process's sessions; a deleted, reset (TOTP forgotten) or locked admin's
+/// session ends here.
+async fn signed_in(s: &AppState, headers: &HeaderMap) -> Option<(String, Session, String)> {
     let (id, sess) = current(s, headers)?;
-    match &sess.stage {
-        Stage::Admin { name, .. } => {
-            let name = name.clone();
-            Some((id, sess, name))
+    let Stage::Admin { admin, name } = &sess.stage else { return None };
+    let live = match s.node.ctx.store.admin_by_id(admin).await {
+        Ok(Some(a)) => a.enrolled() && a.lock.block(s.node.ctx.clock.now()).is_none(),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::error!(error = %e, "admin console: store error");
+            false
         }
-        _ => None,
+    };
+    if !live {
+        s.ui.sessions.remove(&id);
+        return None;
     }
+    let name = name.clone();
+    Some((id, sess, name))
 }
 
 async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&s, &headers) {
+    match signed_in(&s, &headers).await {
         Some(_) => see_other("/admin/users"),
         None => see_other("/admin/login"),
     }
@@ -374,7 +386,7 @@ fn form_urlencoded_q(q: &str) -> String {
 }
 
 async fn users(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<UsersQuery>) -> Response {
-    let Some((_, sess, name)) = signed_in(&s, &headers) else { return see_other("/admin/login") };
+    let Some((_, sess, name)) = signed_in(&s, &headers).await else { return see_other("/admin/login") };
     let limit = q.limit.unwrap_or(LIMITS[0]).clamp(1, MAX_LIST_LIMIT - 1);
     let page = q.page.unwrap_or(1).max(1);
     let pattern = q.q.trim();
@@ -458,7 +470,7 @@ async fn user_action(
     caller: Caller,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let Some((_, sess, name)) = signed_in(&s, &headers) else { return stale() };
+    let Some((_, sess, name)) = signed_in(&s, &headers).await else { return stale() };
     if !sess.csrf_ok(&f.csrf) {
         return stale();
     }

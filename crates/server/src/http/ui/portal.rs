@@ -68,8 +68,9 @@ fn label(u: &User) -> String {
     }
 }
 
+/// The session's user, if it still exists and is not disabled.
 async fn user(s: &AppState, id: tessera_core::model::UserId) -> Option<User> {
-    s.node.ctx.store.user_by_id(&id).await.ok().flatten()
+    s.node.ctx.store.user_by_id(&id).await.ok().flatten().filter(|u| !u.disabled)
 }
 
 #[derive(Template)]
