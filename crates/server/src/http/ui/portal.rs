@@ -179,9 +179,8 @@ struct RegisterPage<'a> {
     backup_codes: &'a [String],
 }
 
-fn register_view(s: &AppState, sess: &Session, error: Option<&str>, custom_message: &str) -> Option<Response> {
+fn register_view(sess: &Session, error: Option<&str>, custom_message: &str) -> Option<Response> {
     let Stage::PortalEnrolling { secret_b32, uri, backup_codes, .. } = &sess.stage else { return None };
-    let _ = s;
     Some(render(&RegisterPage {
         csrf: &sess.csrf,
         error,
@@ -199,7 +198,7 @@ async fn registration_message(s: &AppState) -> String {
 async fn register_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let Some((_, sess)) = current(&s, &headers) else { return see_other("/") };
     let msg = registration_message(&s).await;
-    register_view(&s, &sess, None, &msg).unwrap_or_else(|| see_other("/"))
+    register_view(&sess, None, &msg).unwrap_or_else(|| see_other("/"))
 }
 
 #[derive(Deserialize)]
@@ -219,7 +218,7 @@ async fn register(State(s): State<AppState>, headers: HeaderMap, caller: Caller,
         Ok(true) => advance(&s, &id, Stage::Portal { user: u.id, label: l.clone() }, "/"),
         Ok(false) => {
             let msg = registration_message(&s).await;
-            let page = register_view(&s, &sess, Some("That code did not match. Enter the current code."), &msg);
+            let page = register_view(&sess, Some("That code did not match. Enter the current code."), &msg);
             with_status(StatusCode::UNAUTHORIZED, page.unwrap_or_else(stale))
         }
         Err(e) => {
