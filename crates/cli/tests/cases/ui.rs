@@ -193,6 +193,10 @@ async fn admin_console_sign_in_enrollment_users_table_and_refusals() {
     assert!(!w.get("/admin/users").await.body.contains(">alice<"));
     let audit = n.ok(&["audit", "list", "--json"]);
     assert!(audit.contains("admin:root") && audit.contains("user.delete"), "{audit}");
+    let dash = w.get("/admin/dashboard").await;
+    assert_eq!(dash.status, 200);
+    assert!(dash.body.contains("id=\"user-count\">1<"), "{}", dash.body);
+    assert!(dash.body.contains("user.delete") && dash.body.contains("admin.totp_enroll"));
 
     // Sign out: the old session is dead, its forms refused.
     let r = w.post("/admin/logout", &[("csrf", &csrf)]).await;

@@ -147,6 +147,10 @@ async fn browser_admin_enrollment_users_table_and_portal_registration() {
     assert!(body.contains("carol") && body.contains("dave"));
     assert!(!body.contains(&secret));
     shot(&c, "admin-users").await;
+    c.goto(&n.url("/admin/dashboard")).await.unwrap();
+    at(&c, "/admin/dashboard").await;
+    assert!(c.source().await.unwrap().contains("admin.totp_enroll"));
+    shot(&c, "admin-dashboard").await;
     // The session cookie is HttpOnly: page script cannot read it.
     let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(cookies, json!(""));

@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/totp", get(totp_page).post(totp))
         .route("/admin/enroll", get(enroll_page).post(enroll))
         .route("/admin/logout", post(logout))
+        .route("/admin/dashboard", get(dashboard))
         .route("/admin/users", get(users))
         .route("/admin/users/action", post(user_action))
 }
@@ -286,6 +287,49 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<Csr
     }
     s.ui.sessions.remove(&id);
     with_cookie(see_other("/admin/login"), session::clear_cookie(ADMIN_COOKIE))
+}
+
+// ---------------------------------------------------------------- dashboard
+
+/// How many recent audit records the dashboard shows.
+const DASHBOARD_AUDIT: u32 = 20;
+
+#[derive(Template)]
+#[template(path = "ui/admin_dashboard.html")]
+struct DashboardPage<'a> {
+    csrf: &'a str,
+    admin_name: &'a str,
+    node: &'a str,
+    users: u64,
+    admins: Vec<tessera_core::views::AdminView>,
+    recent: Vec<tessera_core::views::AuditView>,
+}
+
+async fn dashboard(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((_, sess, name)) = signed_in(&s, &headers).await else { return see_other("/admin/login") };
+    let ctx = &s.node.ctx;
+    let now = ctx.clock.now();
+    let query = tessera_core::audit::AuditQuery { limit: DASHBOARD_AUDIT, ..Default::default() };
+    let (users, admins, recent) =
+        match (s.node.admin.count_users().await, ctx.store.list_admins().await, s.node.admin.audit_log(query).await) {
+            (Ok(u), Ok(a), Ok(r)) => (u, a, r),
+            _ => {
+                return message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Unavailable",
+                    "The database did not answer.",
+                    "/admin",
+                );
+            }
+        };
+    render(&DashboardPage {
+        csrf: &sess.csrf,
+        admin_name: &name,
+        node: &ctx.node,
+        users,
+        admins: admins.iter().map(|a| tessera_core::views::AdminView::new(a, now)).collect(),
+        recent: recent.iter().map(tessera_core::views::AuditView::from).collect(),
+    })
 }
 
 // -------------------------------------------------------------------- users
