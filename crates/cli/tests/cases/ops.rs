@@ -564,6 +564,10 @@ async fn sighup_adds_a_config_radius_client_under_load_without_dropping_requests
         1,
     );
     assert!(out.contains("declared in the config file"), "{out}");
+    // `client list` shows both kinds, and `config show` no secret
+    let cfg_env = [("TESSERA_CONFIG", config.to_str().unwrap())];
+    let listed = n.ok_env(&["client", "list"], &cfg_env);
+    assert!(listed.contains("existing") && listed.contains("newcomer") && listed.contains("config file"), "{listed}");
 
     // a broken file: logged, the running configuration (and clients) kept
     std::fs::write(&config, "[radius\nthis is not toml").unwrap();
