@@ -239,9 +239,7 @@ pub fn decided(protocol: Protocol, v: &Validation, elapsed: Duration) {
         Decision::Challenge { .. } => Outcome::Challenge,
     };
     request(protocol, outcome, elapsed);
-    // The store's audit reason for the attempt that set the lock
-    // (`tessera_core::store::finish_attempt_audit`): "…, now locked".
-    if outcome == Outcome::Reject && v.reason.contains("now locked") {
+    if v.locked_now {
         lockout();
     }
 }
