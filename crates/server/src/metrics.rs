@@ -53,10 +53,13 @@ pub enum Outcome {
     Challenge,
     Dropped,
     Error,
+    /// Refused before any decision: no or a wrong API key where one is required.
+    Unauthorized,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 5] = [Outcome::Accept, Outcome::Reject, Outcome::Challenge, Outcome::Dropped, Outcome::Error];
+    const ALL: [Outcome; 6] =
+        [Outcome::Accept, Outcome::Reject, Outcome::Challenge, Outcome::Dropped, Outcome::Error, Outcome::Unauthorized];
     fn label(self) -> &'static str {
         match self {
             Outcome::Accept => "accept",
@@ -64,6 +67,7 @@ impl Outcome {
             Outcome::Challenge => "challenge",
             Outcome::Dropped => "dropped",
             Outcome::Error => "error",
+            Outcome::Unauthorized => "unauthorized",
         }
     }
 }

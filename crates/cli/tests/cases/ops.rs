@@ -505,6 +505,25 @@ async fn metrics_are_loopback_only_by_default_and_can_be_disabled() {
 }
 
 #[tokio::test]
+async fn validate_without_the_required_api_key_is_counted_as_unauthorized() {
+    let mut n = TestNode::new();
+    n.start_with(&[("TESSERA_HTTP_VALIDATE_REQUIRES_API_KEY", "true")]);
+    let before = scrape(&n).await;
+    let r = n
+        .client()
+        .post(n.url("/api/v1/validate"))
+        .json(&serde_json::json!({"username": "alice", "password": "123456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let after = scrape(&n).await;
+    assert_eq!(after.delta(&before, "tessera_requests_total{protocol=\"rest\",result=\"unauthorized\"}"), 1.0);
+    assert_eq!(after.delta(&before, "tessera_requests_total{protocol=\"rest\",result=\"reject\"}"), 0.0);
+    n.stop();
+}
+
+#[tokio::test]
 async fn sighup_adds_a_config_radius_client_under_load_without_dropping_requests() {
     let mut n = TestNode::new();
     n.ok(&["init"]);
