@@ -245,3 +245,49 @@ fn rotation_needs_the_key_in_a_file() {
     let out = n.fail(&["key", "rotate"], &[("TESSERA_MASTER_KEY", key.trim())], 2);
     assert!(out.contains("TESSERA_MASTER_KEY"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_follow_the_key_file_but_never_to_a_key_that_cannot_open_the_database() {
+    let mut n = TestNode::new();
+    setup(&n, 2);
+    let old = std::fs::read_to_string(n.key_file()).unwrap();
+    let old_id = status(&n)["key_id"].as_str().unwrap().to_string();
+    n.start();
+    let node_report = |n: &TestNode| status(n)["this_node_server"].clone();
+    let wait_for = |want: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = node_report(&n);
+            if want(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "the server did not follow the key file: {r}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    // A key that cannot open the database is refused; the server goes on.
+    let stranger = format!("tessera-master-key-v1:{}\n", "ab".repeat(32));
+    std::fs::write(n.key_file(), &stranger).unwrap();
+    chmod(&n.key_file(), 0o600);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(n.validate("u0", &hotp_code(&secret(0), 0)).await["result"], "accept");
+    std::fs::write(n.key_file(), &old).unwrap();
+    chmod(&n.key_file(), 0o600);
+    assert_eq!(node_report(&n)["key_id"], old_id.as_str());
+
+    // A two-key file (as a rotation that died before setting its marker
+    // leaves it) is followed without any marker: new first, old still opening.
+    let two = format!("{stranger}{old}");
+    std::fs::write(n.key_file(), &two).unwrap();
+    chmod(&n.key_file(), 0o600);
+    let r = wait_for(&|r: &Value| r["previous"] == serde_json::json!([old_id.clone()]));
+    assert_ne!(r["key_id"], old_id.as_str());
+    assert_eq!(n.validate("u1", &hotp_code(&secret(1), 0)).await["result"], "accept");
+    // …and the rotation, run again, finishes from there.
+    let out = n.ok(&["key", "rotate", "--wait-seconds", "0"]);
+    assert!(out.contains("resuming the rotation") && out.contains("rotated:"), "{out}");
+    wait_for(&|r: &Value| r["previous"] == serde_json::json!([]));
+    assert_eq!(n.validate("u0", &hotp_code(&secret(0), 1)).await["result"], "accept");
+    n.stop();
+}
