@@ -20,7 +20,7 @@ use tessera_core::audit::chain::{
 use tessera_core::clock::Timestamp;
 use tessera_core::store::StoreError;
 
-use super::db::{exec, map_err, one, rows};
+use super::db::{exec, one, rows};
 use super::rows as r;
 
 const COLS: &str = "id, at, node, actor, action, target, source, client, result, reason, seq, prev_hash, hash";
@@ -211,6 +211,5 @@ pub async fn walk<C: GenericClient>(c: &C) -> Result<Report, StoreError> {
             }
         }
     }
-    let _ = map_err;
     Ok(v.finish())
 }
