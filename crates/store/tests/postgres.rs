@@ -259,3 +259,29 @@ async fn connection_loss_fails_closed_and_the_pool_recovers() {
     assert!(matches!(r, Ok(AuthOutcome::Failed { failures: 1, .. })), "{r:?}");
     assert!(s.verify_audit_chain().await.unwrap().ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_stuck_behind_a_lock_fails_closed() {
+    let Some(cluster) = testing::shared() else { return };
+    let config = cluster.fresh_database().await;
+    let mut opts = PgOptions::new(config.clone());
+    opts.statement_timeout = Some(Duration::from_millis(300));
+    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let s = PgStore::create(&opts, &keys, &OsRandom, at(0)).await.unwrap();
+    let u = user("stuck");
+    s.create_user(&u, on("node-a", "user.add")).await.unwrap();
+
+    // another session holds the user's row lock and does not let go
+    let (mut holder, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&u.id.0]).await.unwrap();
+    let started = std::time::Instant::now();
+    let r = s.commit_attempt(attempt("node-a", &u, Verdict::Failed("wrong_code"), &Policy::default())).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    tx.rollback().await.unwrap();
+
+    let r = s.commit_attempt(attempt("node-a", &u, Verdict::Failed("wrong_code"), &Policy::default())).await;
+    assert!(matches!(r, Ok(AuthOutcome::Failed { failures: 1, .. })), "{r:?}");
+}

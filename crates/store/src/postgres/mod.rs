@@ -63,6 +63,10 @@ pub struct PgOptions {
     /// Connect, checkout and recycle timeout: past it a request fails with
     /// [`StoreError::Unavailable`].
     pub timeout: Duration,
+    /// The sessions' `statement_timeout` (a statement waiting longer, e.g.
+    /// for a lock that is never released, fails as `Unavailable`); `None`
+    /// leaves the server's setting.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl PgOptions {
@@ -75,7 +79,12 @@ impl PgOptions {
     }
 
     pub fn new(config: tokio_postgres::Config) -> Self {
-        PgOptions { config, pool_size: 16, timeout: Duration::from_secs(5) }
+        PgOptions {
+            config,
+            pool_size: 16,
+            timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -344,7 +353,17 @@ const USER_BY_NAME_LOCKED: &str = "FROM users WHERE realm = $1 AND username = $2
 
 impl PgStore {
     async fn connect(opts: &PgOptions) -> Result<Pool, StoreError> {
-        db::build_pool(opts.config.clone(), opts.pool_size, opts.timeout)
+        let mut config = opts.config.clone();
+        if let Some(t) = opts.statement_timeout {
+            // Added to the URL's own `options`, if any.
+            let mut options = config.get_options().unwrap_or_default().to_string();
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!("-c statement_timeout={}", t.as_millis().max(1)));
+            config.options(&options);
+        }
+        db::build_pool(config, opts.pool_size, opts.timeout)
     }
 
     /// Opens an initialised database: checks its schema version and that
