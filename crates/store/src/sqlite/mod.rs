@@ -10,7 +10,7 @@
 pub mod audit_chain;
 mod inventory;
 mod readers;
-mod rows;
+pub(crate) mod rows;
 mod schema;
 mod sealed;
 /// Consistent copies for backups and restore checks.
