@@ -8,8 +8,9 @@
 //! `initdb` and `postgres` refuse to run as root: as root (CI) they run as
 //! the `postgres` user (`runuser -u postgres --`), and the temp dir is
 //! handed to that user. Statics are never dropped, so the server runs under
-//! a small `sh` watchdog that stops it (and removes the temp dir) as soon as
-//! the test process's end of a pipe closes, however the process ends.
+//! a small `sh` watchdog that stops it (a fast shutdown, SIGINT to the
+//! postmaster's pid from `postmaster.pid`) and removes the temp dir as soon
+//! as the test process's end of a pipe closes, however the process ends.
 //!
 //! Without the binaries [`shared`] returns `None` after printing why (the
 //! caller skips its PostgreSQL cases), unless `TESSERA_REQUIRE_TOOLS=1`,
@@ -45,7 +46,11 @@ dir="$1"; log="$2"; shift 2
 exec 3<&0
 "$@" >>"$log" 2>&1 </dev/null &
 pid=$!
-( read -r _ <&3; kill -INT "$pid" 2>/dev/null ) &
+( read -r _ <&3
+  # The postmaster's own pid: `runuser` (as root) does not pass signals on.
+  pm=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)
+  [ -n "$pm" ] && kill -INT "$pm" 2>/dev/null
+  kill -INT "$pid" 2>/dev/null ) &
 reader=$!
 exec 3<&-
 wait "$pid"; rc=$?
