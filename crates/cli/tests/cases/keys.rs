@@ -2,14 +2,14 @@
 //! codes (no login may fail), every secret readable with the new key alone
 //! afterwards, and a rotation killed halfway that resumes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::support::{TestNode, backup_codes, chmod, hotp_code, require_tool};
+use super::support::{TestNode, backup_codes, chmod, hotp_code, radclient_pap, require_tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const RADIUS_SECRET: &str = "rotation-test-radius-secret";
@@ -42,20 +42,7 @@ fn setup(n: &TestNode, users: usize) {
 
 /// One PAP request through FreeRADIUS's radclient; the reply code name.
 fn radius_auth(addr: &str, user: &str, password: &str) -> Option<String> {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "2", "-t", "2", addr, "auth", RADIUS_SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient");
-    let attrs = format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00\n");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-        let rest = l.trim().strip_prefix("Received ")?;
-        Some(rest.split_whitespace().next()?.to_string())
-    })
+    radclient_pap(addr, RADIUS_SECRET, user, password, "", 3).code
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

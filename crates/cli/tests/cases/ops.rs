@@ -6,16 +6,15 @@
 //! sent before it and exiting 0.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tessera_radius::{Attribute, Code, Packet, attr, hide_password};
 
-use super::support::{TestNode, require_tool, totp_now};
+use super::support::{TestNode, radclient_pap, require_tool, totp_now};
 
 const SECRET: &str = "ops-test-radius-secret";
 const TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -325,18 +324,7 @@ fn wait_reply(sock: &UdpSocket, identifier: u8, deadline: Instant) -> Option<Cod
 }
 
 fn radclient(addr: &str, user: &str, password: &str) -> Option<String> {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "3", addr, "auth", SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient");
-    let attrs = format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00\n");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().find_map(|l| Some(l.trim().strip_prefix("Received ")?.split_whitespace().next()?.to_string()))
+    radclient_pap(addr, SECRET, user, password, "", 3).code
 }
 
 /// A closed loop of RADIUS requests from `threads` sockets on 127.0.0.1

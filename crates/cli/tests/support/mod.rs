@@ -387,3 +387,46 @@ pub fn require_tool(name: &str) -> bool {
     }
     found
 }
+
+/// What FreeRADIUS's `radclient` printed for one exchange.
+#[derive(Debug)]
+pub struct RadReply {
+    /// `Access-Accept`, `Access-Challenge`, …; `None` when no reply came in time.
+    pub code: Option<String>,
+    pub output: String,
+}
+
+impl RadReply {
+    pub fn attr(&self, name: &str) -> Option<String> {
+        self.output.lines().map(str::trim).find_map(|l| {
+            let (k, v) = l.split_once(" = ")?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+        })
+    }
+}
+
+/// One `radclient` exchange (one try, `timeout_s` to answer); `attrs` in
+/// radclient's syntax.
+pub fn radclient(addr: &str, kind: &str, secret: &str, attrs: &str, timeout_s: u32) -> RadReply {
+    let mut child = Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", &timeout_s.to_string(), addr, kind, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("radclient");
+    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let code =
+        output.lines().find_map(|l| Some(l.trim().strip_prefix("Received ")?.split_whitespace().next()?.to_string()));
+    RadReply { code, output }
+}
+
+/// A PAP Access-Request with a Message-Authenticator; `extra` is appended
+/// to the attribute list (`", State = 0x…"`).
+pub fn radclient_pap(addr: &str, secret: &str, user: &str, password: &str, extra: &str, timeout_s: u32) -> RadReply {
+    let attrs =
+        format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00{extra}\n");
+    radclient(addr, "auth", secret, &attrs, timeout_s)
+}
