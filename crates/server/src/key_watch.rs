@@ -20,6 +20,8 @@ pub async fn watch(node: Arc<Node>, interval: Duration, mut stop: watch::Receive
     let store = node.ctx.store.clone();
     let mut seen = store.meta_value(MetaKey::KeyRotation).await.ok().flatten();
     let mut seen_file = key_file_stamp(&node);
+    // Retried every tick; logged once per distinct problem.
+    let mut last_error: Option<String> = None;
     // A node started mid-rotation already read the two-key file at start.
     report(&node).await;
     loop {
@@ -45,10 +47,16 @@ pub async fn watch(node: Arc<Node>, interval: Duration, mut stop: watch::Receive
             Ok(()) => {
                 seen = current;
                 seen_file = file;
+                last_error = None;
                 report(&node).await;
             }
             // Retried on the next tick: seen stays behind.
-            Err(message) => tracing::error!("master key rotation: {message}"),
+            Err(message) => {
+                if last_error.as_ref() != Some(&message) {
+                    tracing::error!("master key rotation: {message}");
+                    last_error = Some(message);
+                }
+            }
         }
     }
 }
