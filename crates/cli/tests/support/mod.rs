@@ -332,6 +332,21 @@ fn now() -> i64 {
     d.as_secs() as i64
 }
 
+/// Sleeps past the next TOTP step boundary when fewer than 4 s of the
+/// current step remain. A code computed just before a boundary reaches the
+/// server a step late; the server then learns a drift of -1 and rightly
+/// refuses the test's next "one step ahead" code, which made sequences of
+/// codes flaky on slow machines.
+fn clear_of_step_edge(period: u64) {
+    #[allow(clippy::disallowed_methods)]
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let into = ms % (period * 1000);
+    let left = period * 1000 - into;
+    if left < 4000 {
+        std::thread::sleep(Duration::from_millis(left + 100));
+    }
+}
+
 pub fn hotp_code(base32: &str, counter: u64) -> String {
     let s = Secret::from_base32(base32).unwrap();
     format_code(Keyed::new(&s, Algorithm::Sha1).hotp(counter, Digits::SIX), Digits::SIX)
@@ -347,6 +362,7 @@ pub mod codes {
 
     /// The code `offset_s` seconds from now.
     pub fn totp_with(base32: &str, p: Params, offset_s: i64) -> String {
+        clear_of_step_edge(u64::from(p.period));
         let s = Secret::from_base32(base32).unwrap();
         let alg: Algorithm = p.sha.parse().unwrap();
         let digits = Digits::new(p.digits).unwrap();
@@ -358,6 +374,7 @@ pub mod codes {
     /// Debian's oathtool when installed (the product promises agreement),
     /// else by our engine.
     pub fn oathtool_or_ours(base32: &str, offset_s: i64) -> String {
+        clear_of_step_edge(30);
         let t = now() + offset_s;
         match Command::new("oathtool").args(["-b", "--totp", &format!("--now=@{t}"), base32]).output() {
             Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_string(),
