@@ -13,6 +13,9 @@ command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
 # OpenLDAP for the LDAP first-factor tests (a private slapd per test run).
 [ -x /usr/sbin/slapd ] || need+=(slapd ldap-utils)
+# PostgreSQL server binaries for the PostgreSQL store tests (a private
+# cluster per test run, started by tessera_store::postgres::testing).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # age: backups must open with the standard tool.
 command -v age >/dev/null 2>&1 || need+=(age)
 # aiosmtpd: the SMTP server that receives email codes (Debian's python3).

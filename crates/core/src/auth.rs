@@ -85,6 +85,8 @@ pub struct Validation {
     /// worth giving (an email or SMS code could not be sent). RADIUS sends it
     /// as Reply-Message, REST as `message`.
     pub message: Option<String>,
+    /// This attempt locked the user (for the lockout counter in metrics).
+    pub locked_now: bool,
 }
 
 /// What the first factor said.
@@ -309,6 +311,7 @@ impl Authenticator {
                     realm,
                     directory_groups,
                     message: None,
+                    locked_now: false,
                 });
             }
             Authentication::Decided { user_id, verdict, outcome } => (user_id, verdict, outcome),
@@ -369,6 +372,7 @@ impl Authenticator {
         let mut finished = AuditRecord::new(now, "", &actor, "");
         crate::store::finish_attempt_audit(&mut finished, &verdict, &outcome);
         let mut message = None;
+        let locked_now = matches!(outcome, AuthOutcome::Failed { locked: true, .. });
         let decision = match outcome {
             AuthOutcome::Accepted => Decision::Accept,
             AuthOutcome::Challenged => {
@@ -400,6 +404,7 @@ impl Authenticator {
             realm,
             directory_groups,
             message,
+            locked_now,
         })
     }
 
@@ -419,6 +424,7 @@ impl Authenticator {
             realm: realm.to_string(),
             directory_groups: Vec::new(),
             message: None,
+            locked_now: false,
         })
     }
 

@@ -438,8 +438,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Replaces each sealed value only if it is still `old` (a concurrent
     /// change wins), all in one transaction; returns how many were replaced.
     async fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError>;
-    /// A node-wide setting of the rotation machinery (markers, stored keys);
-    /// only keys under [`MetaKey`] are reachable.
+    /// A node-wide setting (rotation markers, stored keys, cursors); only
+    /// keys under [`MetaKey`] are reachable.
     async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets (or with `None` removes) a [`MetaKey`] value, with its audit record if any.
     async fn set_meta_value(
@@ -516,6 +516,9 @@ pub enum MetaKey<'a> {
     KeyRotation,
     /// Which key a node has loaded (JSON), by node name.
     NodeKey(&'a str),
+    /// The last audit record id a node's syslog output has queued (decimal),
+    /// so records committed while it was down go out when it is back.
+    SyslogCursor(&'a str),
 }
 
 impl MetaKey<'_> {
@@ -526,6 +529,7 @@ impl MetaKey<'_> {
             MetaKey::BackupMacKey => "backup_mac_key".into(),
             MetaKey::KeyRotation => "key_rotation".into(),
             MetaKey::NodeKey(node) => format!("node_key:{node}"),
+            MetaKey::SyslogCursor(node) => format!("syslog_cursor:{node}"),
         }
     }
 }

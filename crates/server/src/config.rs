@@ -471,6 +471,29 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+
+    /// The configuration for display (`tessera config show`): secrets that
+    /// may sit in the file itself — `[[radius.client]] secret`, `[sms]`
+    /// header values, the query of the SMS gateway URL (API keys often go
+    /// there) — are replaced by `<redacted>`.
+    pub fn to_toml_redacted(&self) -> String {
+        const R: &str = "<redacted>";
+        let mut c = self.clone();
+        for client in &mut c.radius.client {
+            if client.secret.is_some() {
+                client.secret = Some(R.into());
+            }
+        }
+        for h in &mut c.sms.headers {
+            if let Some((name, _)) = h.split_once(':') {
+                *h = format!("{name}: {R}");
+            }
+        }
+        if let Some((base, _)) = c.sms.url.split_once('?') {
+            c.sms.url = format!("{base}?{R}");
+        }
+        c.to_toml()
+    }
 }
 
 /// The bounds `tessera client add` applies to shared secrets.
@@ -542,6 +565,27 @@ mod tests {
     fn documented_defaults_match_code() {
         let parsed: Config = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn config_show_redacts_secrets_in_the_file() {
+        let mut c = Config::default();
+        c.radius.client.push(RadiusClientConfig {
+            name: "vpn".into(),
+            address: "10.0.0.1".into(),
+            secret: Some("clients-conf-secret".into()),
+            secret_file: None,
+            message_authenticator: "require".into(),
+            default_realm: None,
+        });
+        c.sms.headers = vec!["Authorization: Bearer gateway-token".into(), "Content-Type: application/json".into()];
+        c.sms.url = "https://sms.example/send?api_key=url-key&to={phone}".into();
+        let shown = c.to_toml_redacted();
+        for secret in ["clients-conf-secret", "gateway-token", "url-key"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
+        assert!(shown.contains("Authorization: <redacted>") && shown.contains("https://sms.example/send?<redacted>"));
+        assert!(c.to_toml().contains("clients-conf-secret"), "the unredacted form is unchanged");
     }
 
     #[test]

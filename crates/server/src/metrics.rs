@@ -53,10 +53,13 @@ pub enum Outcome {
     Challenge,
     Dropped,
     Error,
+    /// Refused before any decision: no or a wrong API key where one is required.
+    Unauthorized,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 5] = [Outcome::Accept, Outcome::Reject, Outcome::Challenge, Outcome::Dropped, Outcome::Error];
+    const ALL: [Outcome; 6] =
+        [Outcome::Accept, Outcome::Reject, Outcome::Challenge, Outcome::Dropped, Outcome::Error, Outcome::Unauthorized];
     fn label(self) -> &'static str {
         match self {
             Outcome::Accept => "accept",
@@ -64,6 +67,7 @@ impl Outcome {
             Outcome::Challenge => "challenge",
             Outcome::Dropped => "dropped",
             Outcome::Error => "error",
+            Outcome::Unauthorized => "unauthorized",
         }
     }
 }
@@ -239,9 +243,7 @@ pub fn decided(protocol: Protocol, v: &Validation, elapsed: Duration) {
         Decision::Challenge { .. } => Outcome::Challenge,
     };
     request(protocol, outcome, elapsed);
-    // The store's audit reason for the attempt that set the lock
-    // (`tessera_core::store::finish_attempt_audit`): "…, now locked".
-    if outcome == Outcome::Reject && v.reason.contains("now locked") {
+    if v.locked_now {
         lockout();
     }
 }

@@ -54,7 +54,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
             Ok(())
         }
         Command::Config(ConfigCmd::Show) => {
-            print!("{}", cfg.to_toml());
+            print!("{}", cfg.to_toml_redacted());
             Ok(())
         }
         Command::Config(ConfigCmd::Default) => {

@@ -50,8 +50,17 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
             );
         }
         ClientCmd::List { json } => {
-            let list: Vec<RadiusClientView> =
+            let mut list: Vec<RadiusClientView> =
                 admin.radius_clients().await?.iter().map(RadiusClientView::from).collect();
+            // `[[radius.client]]` entries of the config file are served too;
+            // they have no creation time, so they say where they come from.
+            list.extend(node.config.radius.client.iter().map(|c| RadiusClientView {
+                name: c.name.clone(),
+                address: c.address.clone(),
+                message_authenticator: c.message_authenticator.clone(),
+                signs_requests: false,
+                created_at: "config file".into(),
+            }));
             if json {
                 return output::json(&list);
             }

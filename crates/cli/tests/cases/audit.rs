@@ -235,6 +235,18 @@ async fn syslog_udp_rfc5424_carries_login_and_cli_audit_records() {
     assert_eq!((log.pri, log.msgid.as_str(), log.sd_id.as_str()), (4 * 8 + 4, "log", ""));
     assert!(log.msg.contains("reason="), "{log:?}");
     n.stop();
+
+    // A change made while the server is down goes out when it is back.
+    n.ok(&["user", "add", "carol"]);
+    n.start_with(&[
+        ("TESSERA_SERVER_NODE_NAME", "node-7"),
+        ("TESSERA_SYSLOG_ENABLED", "true"),
+        ("TESSERA_SYSLOG_ADDRESS", &addr),
+    ]);
+    let mut next = || rx.recv(&mut buf).ok().map(|len| String::from_utf8(buf[..len].to_vec()).unwrap());
+    let late = parse_5424(&receive(&mut next, |m| m.contains("action=\"user.add\"") && m.contains("carol")));
+    assert_eq!(late.params["target"], "carol");
+    n.stop();
 }
 
 #[tokio::test]

@@ -2,14 +2,14 @@
 //! codes (no login may fail), every secret readable with the new key alone
 //! afterwards, and a rotation killed halfway that resumes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::support::{TestNode, backup_codes, chmod, hotp_code, require_tool};
+use super::support::{TestNode, backup_codes, chmod, hotp_code, radclient_pap, require_tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const RADIUS_SECRET: &str = "rotation-test-radius-secret";
@@ -42,20 +42,7 @@ fn setup(n: &TestNode, users: usize) {
 
 /// One PAP request through FreeRADIUS's radclient; the reply code name.
 fn radius_auth(addr: &str, user: &str, password: &str) -> Option<String> {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "2", "-t", "2", addr, "auth", RADIUS_SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient");
-    let attrs = format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00\n");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-        let rest = l.trim().strip_prefix("Received ")?;
-        Some(rest.split_whitespace().next()?.to_string())
-    })
+    radclient_pap(addr, RADIUS_SECRET, user, password, "", 3).code
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -244,4 +231,50 @@ fn rotation_needs_the_key_in_a_file() {
     std::fs::remove_file(n.key_file()).unwrap();
     let out = n.fail(&["key", "rotate"], &[("TESSERA_MASTER_KEY", key.trim())], 2);
     assert!(out.contains("TESSERA_MASTER_KEY"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_follow_the_key_file_but_never_to_a_key_that_cannot_open_the_database() {
+    let mut n = TestNode::new();
+    setup(&n, 2);
+    let old = std::fs::read_to_string(n.key_file()).unwrap();
+    let old_id = status(&n)["key_id"].as_str().unwrap().to_string();
+    n.start();
+    let node_report = |n: &TestNode| status(n)["this_node_server"].clone();
+    let wait_for = |want: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = node_report(&n);
+            if want(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "the server did not follow the key file: {r}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    // A key that cannot open the database is refused; the server goes on.
+    let stranger = format!("tessera-master-key-v1:{}\n", "ab".repeat(32));
+    std::fs::write(n.key_file(), &stranger).unwrap();
+    chmod(&n.key_file(), 0o600);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(n.validate("u0", &hotp_code(&secret(0), 0)).await["result"], "accept");
+    std::fs::write(n.key_file(), &old).unwrap();
+    chmod(&n.key_file(), 0o600);
+    assert_eq!(node_report(&n)["key_id"], old_id.as_str());
+
+    // A two-key file (as a rotation that died before setting its marker
+    // leaves it) is followed without any marker: new first, old still opening.
+    let two = format!("{stranger}{old}");
+    std::fs::write(n.key_file(), &two).unwrap();
+    chmod(&n.key_file(), 0o600);
+    let r = wait_for(&|r: &Value| r["previous"] == serde_json::json!([old_id.clone()]));
+    assert_ne!(r["key_id"], old_id.as_str());
+    assert_eq!(n.validate("u1", &hotp_code(&secret(1), 0)).await["result"], "accept");
+    // …and the rotation, run again, finishes from there.
+    let out = n.ok(&["key", "rotate", "--wait-seconds", "0"]);
+    assert!(out.contains("resuming the rotation") && out.contains("rotated:"), "{out}");
+    wait_for(&|r: &Value| r["previous"] == serde_json::json!([]));
+    assert_eq!(n.validate("u0", &hotp_code(&secret(0), 1)).await["result"], "accept");
+    n.stop();
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::support::{TestNode, require_tool};
+use super::support::{RadReply, TestNode, radclient_pap, require_tool};
 
 const RADIUS_SECRET: &str = "radius-test-secret";
 /// Debian's interpreter: python3-aiosmtpd installs into its dist-packages.
@@ -216,37 +216,8 @@ impl SmsGateway {
     }
 }
 
-/// What radclient printed for one exchange.
-struct Reply {
-    code: Option<String>,
-    output: String,
-}
-
-impl Reply {
-    fn attr(&self, name: &str) -> Option<String> {
-        self.output.lines().map(str::trim).find_map(|l| {
-            let (k, v) = l.split_once(" = ")?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
-        })
-    }
-}
-
-fn radclient(addr: &str, user: &str, password: &str, extra: &str) -> Reply {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "10", addr, "auth", RADIUS_SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient");
-    let attrs =
-        format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00{extra}\n");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let code =
-        output.lines().find_map(|l| Some(l.trim().strip_prefix("Received ")?.split_whitespace().next()?.to_string()));
-    Reply { code, output }
+fn radclient(addr: &str, user: &str, password: &str, extra: &str) -> RadReply {
+    radclient_pap(addr, RADIUS_SECRET, user, password, extra, 10)
 }
 
 fn add_radius_client(n: &TestNode) {

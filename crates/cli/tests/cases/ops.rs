@@ -6,16 +6,15 @@
 //! sent before it and exiting 0.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tessera_radius::{Attribute, Code, Packet, attr, hide_password};
 
-use super::support::{TestNode, require_tool, totp_now};
+use super::support::{TestNode, radclient_pap, require_tool, totp_now};
 
 const SECRET: &str = "ops-test-radius-secret";
 const TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -325,18 +324,7 @@ fn wait_reply(sock: &UdpSocket, identifier: u8, deadline: Instant) -> Option<Cod
 }
 
 fn radclient(addr: &str, user: &str, password: &str) -> Option<String> {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "3", addr, "auth", SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient");
-    let attrs = format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00\n");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().find_map(|l| Some(l.trim().strip_prefix("Received ")?.split_whitespace().next()?.to_string()))
+    radclient_pap(addr, SECRET, user, password, "", 3).code
 }
 
 /// A closed loop of RADIUS requests from `threads` sockets on 127.0.0.1
@@ -505,6 +493,25 @@ async fn metrics_are_loopback_only_by_default_and_can_be_disabled() {
 }
 
 #[tokio::test]
+async fn validate_without_the_required_api_key_is_counted_as_unauthorized() {
+    let mut n = TestNode::new();
+    n.start_with(&[("TESSERA_HTTP_VALIDATE_REQUIRES_API_KEY", "true")]);
+    let before = scrape(&n).await;
+    let r = n
+        .client()
+        .post(n.url("/api/v1/validate"))
+        .json(&serde_json::json!({"username": "alice", "password": "123456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let after = scrape(&n).await;
+    assert_eq!(after.delta(&before, "tessera_requests_total{protocol=\"rest\",result=\"unauthorized\"}"), 1.0);
+    assert_eq!(after.delta(&before, "tessera_requests_total{protocol=\"rest\",result=\"reject\"}"), 0.0);
+    n.stop();
+}
+
+#[tokio::test]
 async fn sighup_adds_a_config_radius_client_under_load_without_dropping_requests() {
     let mut n = TestNode::new();
     n.ok(&["init"]);
@@ -564,6 +571,10 @@ async fn sighup_adds_a_config_radius_client_under_load_without_dropping_requests
         1,
     );
     assert!(out.contains("declared in the config file"), "{out}");
+    // `client list` shows both kinds, and `config show` no secret
+    let cfg_env = [("TESSERA_CONFIG", config.to_str().unwrap())];
+    let listed = n.ok_env(&["client", "list"], &cfg_env);
+    assert!(listed.contains("existing") && listed.contains("newcomer") && listed.contains("config file"), "{listed}");
 
     // a broken file: logged, the running configuration (and clients) kept
     std::fs::write(&config, "[radius\nthis is not toml").unwrap();

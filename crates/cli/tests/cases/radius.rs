@@ -7,53 +7,12 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::{TestNode, hotp_code, require_tool, totp_now};
+use super::support::{RadReply, TestNode, hotp_code, radclient, radclient_pap, require_tool, totp_now};
 
 const SECRET: &str = "radius-test-secret";
 
-/// What radclient printed for one exchange.
-#[derive(Debug)]
-struct Reply {
-    code: Option<String>,
-    output: String,
-}
-
-impl Reply {
-    fn attr(&self, name: &str) -> Option<String> {
-        self.output.lines().map(str::trim).find_map(|l| {
-            let (k, v) = l.split_once(" = ")?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
-        })
-    }
-}
-
-/// One radclient request; `attrs` in radclient's syntax. No reply within
-/// the timeout gives `code: None`.
-fn radclient(addr: &str, kind: &str, secret: &str, attrs: &str) -> Reply {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "2", addr, kind, secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let code = output.lines().find_map(|l| {
-        let rest = l.trim().strip_prefix("Received ")?;
-        Some(rest.split_whitespace().next()?.to_string())
-    });
-    Reply { code, output }
-}
-
-fn auth(addr: &str, user: &str, password: &str, extra: &str) -> Reply {
-    radclient(
-        addr,
-        "auth",
-        SECRET,
-        &format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00{extra}\n"),
-    )
+fn auth(addr: &str, user: &str, password: &str, extra: &str) -> RadReply {
+    radclient_pap(addr, SECRET, user, password, extra, 2)
 }
 
 fn secret_file(n: &TestNode) -> String {
@@ -169,7 +128,7 @@ async fn message_authenticator_require_auto_off_and_proxy_state() {
     n.start();
     let addr = n.listening("radius");
     let unsigned = |code: &str, extra: &str| {
-        radclient(&addr, "auth", SECRET, &format!("User-Name = \"alice\", User-Password = \"{code}\"{extra}\n"))
+        radclient(&addr, "auth", SECRET, &format!("User-Name = \"alice\", User-Password = \"{code}\"{extra}\n"), 2)
     };
     // require: an unsigned request is dropped (no answer at all)
     assert_eq!(unsigned(&totp_now(secret, -1), "").code, None);
@@ -251,15 +210,18 @@ async fn status_server_accounting_and_unknown_clients() {
     n.start_with(&[("TESSERA_RADIUS_ACCOUNTING_LISTEN", "127.0.0.1:0")]);
     let addr = n.listening("radius");
     // no client registered for 127.0.0.1 yet: silence
-    assert_eq!(radclient(&addr, "status", SECRET, "Message-Authenticator = 0x00\n").code, None);
+    assert_eq!(radclient(&addr, "status", SECRET, "Message-Authenticator = 0x00\n", 2).code, None);
     add_client(&n, "loopback", "require");
-    eventually("client known", || radclient(&addr, "status", SECRET, "Message-Authenticator = 0x00\n").code.is_some());
-    let st = radclient(&addr, "status", SECRET, "Message-Authenticator = 0x00\n");
+    eventually("client known", || {
+        radclient(&addr, "status", SECRET, "Message-Authenticator = 0x00\n", 2).code.is_some()
+    });
+    let st = radclient(&addr, "status", SECRET, "Message-Authenticator = 0x00\n", 2);
     assert_eq!(st.code.as_deref(), Some("Access-Accept"), "{}", st.output);
-    let wrong_secret = radclient(&addr, "status", "not-the-secret", "Message-Authenticator = 0x00\n");
+    let wrong_secret = radclient(&addr, "status", "not-the-secret", "Message-Authenticator = 0x00\n", 2);
     assert_eq!(wrong_secret.code, None, "a bad Message-Authenticator is dropped");
     let acct = n.listening("radius-accounting");
-    let r = radclient(&acct, "acct", SECRET, "User-Name = \"x\", Acct-Status-Type = Start, Acct-Session-Id = \"s1\"\n");
+    let r =
+        radclient(&acct, "acct", SECRET, "User-Name = \"x\", Acct-Status-Type = Start, Acct-Session-Id = \"s1\"\n", 2);
     assert_eq!(r.code.as_deref(), Some("Accounting-Response"), "{}", r.output);
     n.stop();
 }

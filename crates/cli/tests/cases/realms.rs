@@ -3,27 +3,14 @@
 //! the LDAP password and the code, the reply carrying an attribute for the
 //! user's directory group.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use tessera_ldap::testing::{Slapd, fixtures};
 
-use super::support::{TestNode, require_tool, totp_now};
+use super::support::{TestNode, radclient_pap, require_tool, totp_now};
 
 const SECRET: &str = "radius-test-secret";
 
 fn radclient_auth(addr: &str, user: &str, password: &str) -> String {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "3", addr, "auth", SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient");
-    let attrs = format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00\n");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    radclient_pap(addr, SECRET, user, password, "", 3).output
 }
 
 fn slapd() -> Option<&'static Slapd> {

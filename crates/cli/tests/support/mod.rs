@@ -332,6 +332,21 @@ fn now() -> i64 {
     d.as_secs() as i64
 }
 
+/// Sleeps past the next TOTP step boundary when fewer than 4 s of the
+/// current step remain. A code computed just before a boundary reaches the
+/// server a step late; the server then learns a drift of -1 and rightly
+/// refuses the test's next "one step ahead" code, which made sequences of
+/// codes flaky on slow machines.
+fn clear_of_step_edge(period: u64) {
+    #[allow(clippy::disallowed_methods)]
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let into = ms % (period * 1000);
+    let left = period * 1000 - into;
+    if left < 4000 {
+        std::thread::sleep(Duration::from_millis(left + 100));
+    }
+}
+
 pub fn hotp_code(base32: &str, counter: u64) -> String {
     let s = Secret::from_base32(base32).unwrap();
     format_code(Keyed::new(&s, Algorithm::Sha1).hotp(counter, Digits::SIX), Digits::SIX)
@@ -347,6 +362,7 @@ pub mod codes {
 
     /// The code `offset_s` seconds from now.
     pub fn totp_with(base32: &str, p: Params, offset_s: i64) -> String {
+        clear_of_step_edge(u64::from(p.period));
         let s = Secret::from_base32(base32).unwrap();
         let alg: Algorithm = p.sha.parse().unwrap();
         let digits = Digits::new(p.digits).unwrap();
@@ -358,6 +374,7 @@ pub mod codes {
     /// Debian's oathtool when installed (the product promises agreement),
     /// else by our engine.
     pub fn oathtool_or_ours(base32: &str, offset_s: i64) -> String {
+        clear_of_step_edge(30);
         let t = now() + offset_s;
         match Command::new("oathtool").args(["-b", "--totp", &format!("--now=@{t}"), base32]).output() {
             Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_string(),
@@ -386,4 +403,47 @@ pub fn require_tool(name: &str) -> bool {
         eprintln!("skipping: {name} is not installed");
     }
     found
+}
+
+/// What FreeRADIUS's `radclient` printed for one exchange.
+#[derive(Debug)]
+pub struct RadReply {
+    /// `Access-Accept`, `Access-Challenge`, …; `None` when no reply came in time.
+    pub code: Option<String>,
+    pub output: String,
+}
+
+impl RadReply {
+    pub fn attr(&self, name: &str) -> Option<String> {
+        self.output.lines().map(str::trim).find_map(|l| {
+            let (k, v) = l.split_once(" = ")?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+        })
+    }
+}
+
+/// One `radclient` exchange (one try, `timeout_s` to answer); `attrs` in
+/// radclient's syntax.
+pub fn radclient(addr: &str, kind: &str, secret: &str, attrs: &str, timeout_s: u32) -> RadReply {
+    let mut child = Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", &timeout_s.to_string(), addr, kind, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("radclient");
+    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let code =
+        output.lines().find_map(|l| Some(l.trim().strip_prefix("Received ")?.split_whitespace().next()?.to_string()));
+    RadReply { code, output }
+}
+
+/// A PAP Access-Request with a Message-Authenticator; `extra` is appended
+/// to the attribute list (`", State = 0x…"`).
+pub fn radclient_pap(addr: &str, secret: &str, user: &str, password: &str, extra: &str, timeout_s: u32) -> RadReply {
+    let attrs =
+        format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00{extra}\n");
+    radclient(addr, "auth", secret, &attrs, timeout_s)
 }

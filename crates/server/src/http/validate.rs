@@ -75,6 +75,7 @@ pub async fn validate(
             None => false,
         };
         if !ok {
+            metrics::request(Protocol::Rest, Outcome::Unauthorized, started.elapsed());
             return Err(ApiError::unauthorized());
         }
     }

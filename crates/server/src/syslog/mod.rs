@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tessera_core::clock::{Clock, SystemClock};
-use tessera_core::store::Store;
+use tessera_core::store::{MetaKey, Store};
 use tokio::sync::{mpsc, watch};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context as LayerContext;
@@ -157,23 +157,34 @@ impl Running {
     }
 }
 
-/// Starts sending (if `[syslog]` is on). Records committed from now on are
-/// forwarded; earlier ones are not (they are in `tessera audit list`).
+/// Starts sending (if `[syslog]` is on). Audit records go out from where
+/// this node's forwarder left off (a cursor in the database), so records
+/// committed while the server was stopped (CLI changes) are sent when it
+/// is back; the first start sends from the newest record on.
 pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Option<Running>> {
     install(cfg)?;
     let Some(out) = OUTPUT.get().and_then(Option::as_ref) else { return Ok(None) };
     let Some(rx) = out.rx.lock().take() else { return Ok(None) };
     let target = out.settings.target.clone();
     let forwarder = if out.settings.audit {
-        // Start after the newest record: history is not re-sent at each start.
         let newest = store
             .audit_log(&tessera_core::audit::AuditQuery { limit: 1, ..Default::default() })
             .await?
             .first()
             .map_or(0, |r| r.id);
+        let node = cfg.node_name();
+        let saved = store
+            .meta_value(MetaKey::SyslogCursor(&node))
+            .await?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        // Never ahead of the table (a restored older database), and without
+        // a cursor (the first start) history is not sent.
+        let cursor = saved.map_or(newest, |c| c.min(newest));
         let (stop, stop_rx) = watch::channel(false);
         let formatter = out.settings.formatter.clone();
-        Some((stop, tokio::spawn(forward_audit(store, newest, formatter, out.tx.clone(), stop_rx))))
+        let task = forward_audit(store, node, cursor, formatter, out.tx.clone(), stop_rx);
+        Some((stop, tokio::spawn(task)))
     } else {
         None
     };
@@ -185,6 +196,7 @@ pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> anyhow::Result<Option
 
 async fn forward_audit(
     store: Arc<dyn Store>,
+    node: String,
     mut cursor: i64,
     formatter: Formatter,
     tx: mpsc::Sender<String>,
@@ -214,6 +226,9 @@ async fn forward_audit(
                         _ = stop.changed() => return,
                     }
                 }
+                if !batch.is_empty() {
+                    save_cursor(&*store, &node, cursor).await;
+                }
                 if full && !stopping {
                     continue;
                 }
@@ -233,6 +248,15 @@ async fn forward_audit(
             // One more pass when stopping: records committed until now go out.
             changed = stop.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+/// Records how far the forwarder got. A failure only means some records
+/// may be sent twice after a restart (they carry their id and chain hash).
+async fn save_cursor(store: &dyn Store, node: &str, cursor: i64) {
+    let value = Some(cursor.to_string().into_bytes());
+    if let Err(e) = store.set_meta_value(MetaKey::SyslogCursor(node), value, None).await {
+        tracing::debug!(error = %e, "syslog: cannot record the audit forwarding position");
     }
 }
 

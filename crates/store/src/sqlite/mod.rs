@@ -11,7 +11,7 @@ mod admins;
 pub mod audit_chain;
 mod inventory;
 mod readers;
-mod rows;
+pub(crate) mod rows;
 mod schema;
 mod sealed;
 /// Consistent copies for backups and restore checks.

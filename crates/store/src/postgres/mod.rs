@@ -1,0 +1,1515 @@
+//! The PostgreSQL backend (issue 5): several tessera nodes share one
+//! database.
+//!
+//! Same tables as the SQLite backend (`migrations/postgres/`), reached
+//! through a `deadpool-postgres` pool of `tokio-postgres` connections.
+//! Every change runs in one transaction with its audit record (the audit
+//! insert is always its last statement, see [`audit_chain`]).
+//!
+//! Exactness across nodes: a login step (`authenticate`, `commit_attempt`)
+//! locks its user's row (`SELECT … FOR NO KEY UPDATE`, which excludes
+//! other login steps and admin updates of that user but not inserts that
+//! merely reference it) for the whole read–evaluate–apply transaction, and
+//! every consuming update is conditional as well (`counter <= matched`,
+//! `used_at IS NULL`, `grace_used < limit`), so concurrent attempts on any
+//! number of nodes are applied one at a time against the latest state.
+//!
+//! Connection loss: a failed statement or checkout is
+//! [`StoreError::Unavailable`] (the request fails closed); the pool drops
+//! closed connections when they come back and opens new ones on demand.
+
+/// The audit hash chain: linking under the head row lock, pruning, verification.
+mod admins;
+pub mod audit_chain;
+mod db;
+mod rows;
+mod schema;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Pool};
+use tessera_core::audit::chain::{ChainedAudit, Report as ChainReport};
+use tessera_core::audit::{AuditQuery, AuditRecord};
+use tessera_core::clock::Timestamp;
+use tessera_core::keys::{Keyring, sealed_key_id};
+use tessera_core::model::{
+    AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, RuleScope, Token, TokenId, User, UserId,
+    UserStatus,
+};
+use tessera_core::oob::OobCode;
+use tessera_core::policy::Policy;
+use tessera_core::random::Random;
+use tessera_core::realm::Realm;
+use tessera_core::store::{
+    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor,
+    InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange,
+    UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
+};
+use tokio_postgres::error::SqlState;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::sqlite::rows::{API_KEY_COLS, AUDIT_COLS, OOB_CODE_COLS, TOKEN_COLS, USER_COLS, kind_cols, token_kind};
+use db::{DynParams, exec, exec_raw, is_code, map_err, one, opt, pool_err, rows as query};
+use rows::{INVENTORY_COLS, INVENTORY_FROM};
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub config: tokio_postgres::Config,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Connect, checkout and recycle timeout: past it a request fails with
+    /// [`StoreError::Unavailable`].
+    pub timeout: Duration,
+    /// The sessions' `statement_timeout` (a statement waiting longer, e.g.
+    /// for a lock that is never released, fails as `Unavailable`); `None`
+    /// leaves the server's setting.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PgOptions {
+    /// From a `postgres://user:password@host:port/dbname?…` URL (or a
+    /// `key=value` connection string).
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Backend(format!("invalid database URL: {e}")))?;
+        Ok(Self::new(config))
+    }
+
+    pub fn new(config: tokio_postgres::Config) -> Self {
+        PgOptions {
+            config,
+            pool_size: 16,
+            timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// How long a cached policy is trusted (changes by other nodes apply within it).
+const POLICY_TTL: Duration = Duration::from_secs(1);
+
+pub struct PgStore {
+    pool: Pool,
+    policy_cache: parking_lot::Mutex<Option<(std::time::Instant, Policy)>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.pool.status();
+        f.debug_struct("PgStore").field("pool_size", &s.size).field("pool_available", &s.available).finish()
+    }
+}
+
+async fn meta_get<C: GenericClient>(c: &C, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match opt(c, "SELECT value FROM meta WHERE key = $1", &[&key]).await? {
+        Some(r) => Ok(Some(rows::get(&r, 0)?)),
+        None => Ok(None),
+    }
+}
+
+async fn meta_put<C: GenericClient>(c: &C, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    exec(
+        c,
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn verify_key(c: &deadpool_postgres::Client, keys: &Keyring) -> Result<(), StoreError> {
+    let check = meta_get(c, "key_check")
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the master key check value is missing".into()))?;
+    keys.verify_check_value(&check).map_err(StoreError::WrongKey)?;
+    if let Some(mac) = meta_get(c, &MetaKey::BackupMacKey.name()).await? {
+        keys.set_backup_mac_key(&mac).map_err(StoreError::WrongKey)?;
+    }
+    Ok(())
+}
+
+async fn insert_audit<C: GenericClient>(c: &C, a: &AuditRecord) -> Result<(), StoreError> {
+    audit_chain::insert(c, a).await
+}
+
+fn status_clause(status: UserStatus, now: &str) -> String {
+    // Mirrors `User::status`: disabled wins, then a lock that has not expired.
+    let locked = format!("(locked_at IS NOT NULL AND (lock_until IS NULL OR lock_until > {now}))");
+    match status {
+        UserStatus::Disabled => "disabled".into(),
+        UserStatus::Locked => format!("(NOT disabled AND {locked})"),
+        UserStatus::Active => format!("(NOT disabled AND registered AND NOT {locked})"),
+        UserStatus::Unregistered => format!("(NOT disabled AND NOT registered AND NOT {locked})"),
+    }
+}
+
+fn sort_tokens(tokens: &mut [Token]) {
+    tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+}
+
+async fn insert_token<C: GenericClient>(c: &C, t: &Token) -> Result<(), StoreError> {
+    let (_, period) = kind_cols(&t.params);
+    let kind = token_kind(t);
+    let period = (kind == "totp").then_some(period);
+    let digits = i64::from(t.params.digits.get());
+    let drift = i64::from(t.drift);
+    let r = exec_raw(
+        c,
+        &format!(
+            "INSERT INTO tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ),
+        &[
+            &t.id.0,
+            &t.user_id.0,
+            &t.serial,
+            &kind,
+            &t.params.algorithm.to_string(),
+            &digits,
+            &period,
+            &t.sealed_secret,
+            &t.counter,
+            &drift,
+            &t.state.as_str(),
+            &t.description,
+            &t.created_at.0,
+            &t.last_used_at.map(|x| x.0),
+            &t.oob.as_ref().map(|o| o.address.as_str()),
+        ],
+    )
+    .await;
+    match r {
+        Err(e) if is_code(&e, &SqlState::UNIQUE_VIOLATION) => {
+            Err(StoreError::Conflict(format!("token serial `{}`", t.serial)))
+        }
+        Err(e) if is_code(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
+            Err(StoreError::NotFound(format!("user {}", t.user_id)))
+        }
+        r => r.map(|_| ()).map_err(map_err),
+    }
+}
+
+async fn refresh_registered<C: GenericClient>(c: &C, user: i64) -> Result<(), StoreError> {
+    exec(
+        c,
+        "UPDATE users SET registered = EXISTS (SELECT 1 FROM tokens WHERE user_id = $1 AND state = 'active') \
+         WHERE id = $1",
+        &[&user],
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn tokens_of<C: GenericClient>(c: &C, user: i64) -> Result<Vec<Token>, StoreError> {
+    let mut v = query(c, &format!("SELECT {TOKEN_COLS} FROM tokens WHERE user_id = $1"), &[&user])
+        .await?
+        .iter()
+        .map(rows::token)
+        .collect::<Result<Vec<_>, _>>()?;
+    sort_tokens(&mut v);
+    Ok(v)
+}
+
+async fn oob_codes_of<C: GenericClient>(c: &C, user: i64, since: Timestamp) -> Result<Vec<OobCode>, StoreError> {
+    query(
+        c,
+        &format!(
+            "SELECT {OOB_CODE_COLS} FROM oob_codes WHERE user_id = $1 AND created_at > $2 ORDER BY created_at DESC"
+        ),
+        &[&user, &since.0],
+    )
+    .await?
+    .iter()
+    .map(rows::oob_code)
+    .collect()
+}
+
+/// The evaluator's view: everything it may ask about, read under the
+/// user's row lock before it runs (the evaluator is synchronous).
+struct PgSnapshot {
+    user: User,
+    tokens: Vec<Token>,
+    unused_backup: Vec<[u8; 32]>,
+    /// Every stored email/SMS code of the user, newest first.
+    oob: Vec<OobCode>,
+}
+
+impl Snapshot for PgSnapshot {
+    fn user(&self) -> &User {
+        &self.user
+    }
+    fn tokens(&self) -> &[Token] {
+        &self.tokens
+    }
+    fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self.unused_backup.iter().any(|d| d == digest))
+    }
+    fn oob_codes(&self, since: Timestamp) -> Result<Vec<OobCode>, StoreError> {
+        Ok(self.oob.iter().filter(|c| c.created_at > since).cloned().collect())
+    }
+}
+
+/// Applies one attempt to a user whose row this transaction has locked.
+async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) -> Result<AuthOutcome, StoreError> {
+    let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
+    let lock = user.lock;
+    let now = access.at;
+    let fail = |replay: bool| {
+        let next = lock.after_failure(&policy, now);
+        (AuthOutcome::Failed { failures: next.failures, locked: next.is_locked(now), replay }, next)
+    };
+    let (outcome, next) = if let Some(blocked) = blocking_outcome(user.disabled, &lock, now) {
+        (blocked, lock)
+    } else {
+        match &verdict {
+            Verdict::Verified(Factor::Token { token_id, matched, drift }) => {
+                // The replay check: the floor must not have passed `matched`.
+                let drift = i64::from(*drift);
+                let n = exec(
+                    c,
+                    "UPDATE tokens SET counter = $1 + 1, drift = $2, last_used_at = $3 \
+                     WHERE id = $4 AND user_id = $5 AND state = 'active' AND counter <= $1",
+                    &[matched, &drift, &now.0, &token_id.0, &user_id.0],
+                )
+                .await?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+            }
+            Verdict::Verified(Factor::BackupCode { digest }) => {
+                let n = exec(
+                    c,
+                    "UPDATE backup_codes SET used_at = $1 WHERE user_id = $2 AND digest = $3 AND used_at IS NULL",
+                    &[&now.0, &user_id.0, &&digest[..]],
+                )
+                .await?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+            }
+            Verdict::Verified(Factor::OobCode { id, .. }) => {
+                let max = i64::from(tessera_core::oob::MAX_CODE_ATTEMPTS);
+                let n = exec(
+                    c,
+                    "UPDATE oob_codes SET used_at = $1 WHERE id = $2 AND user_id = $3 AND used_at IS NULL \
+                     AND expires_at > $1 AND attempts < $4",
+                    &[&now.0, id, &user_id.0, &max],
+                )
+                .await?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+            }
+            Verdict::Verified(Factor::FirstFactorOnly) => (AuthOutcome::Accepted, lock.after_success()),
+            Verdict::Verified(Factor::Grace { limit }) => {
+                let limit = limit.map_or(i64::MAX, i64::from);
+                let n = exec(
+                    c,
+                    "UPDATE users SET grace_used = grace_used + 1 WHERE id = $1 AND grace_used < $2",
+                    &[&user_id.0, &limit],
+                )
+                .await?;
+                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { (AuthOutcome::Refused, lock) }
+            }
+            Verdict::Failed(_) => {
+                // A wrong code also wears out the user's pending email/SMS codes.
+                exec(
+                    c,
+                    "UPDATE oob_codes SET attempts = attempts + 1 \
+                     WHERE user_id = $1 AND used_at IS NULL AND expires_at > $2",
+                    &[&user_id.0, &now.0],
+                )
+                .await?;
+                fail(false)
+            }
+            Verdict::Refused(_) => (AuthOutcome::Refused, lock),
+            Verdict::Challenge => (AuthOutcome::Challenged, lock),
+        }
+    };
+    let accepted = outcome == AuthOutcome::Accepted;
+    exec(
+        c,
+        "UPDATE users SET failures = $1, locked_at = $2, lock_until = $3, throttle_until = $4, \
+         last_attempt_at = $5, last_attempt_addr = $6, last_attempt_client = $7, \
+         last_success_at = CASE WHEN $8 THEN $5 ELSE last_success_at END, \
+         last_success_addr = CASE WHEN $8 THEN $6 ELSE last_success_addr END, \
+         last_success_client = CASE WHEN $8 THEN $7 ELSE last_success_client END, \
+         updated_at = $5 WHERE id = $9",
+        &[
+            &i64::from(next.failures),
+            &next.locked_at.map(|t| t.0),
+            &next.lock_until.map(|t| t.0),
+            &next.throttle_until.map(|t| t.0),
+            &now.0,
+            &access.address,
+            &access.client,
+            &accepted,
+            &user_id.0,
+        ],
+    )
+    .await?;
+    finish_attempt_audit(&mut audit, &verdict, &outcome);
+    insert_audit(c, &audit).await?;
+    Ok(outcome)
+}
+
+const USER_BY_NAME_LOCKED: &str = "FROM users WHERE realm = $1 AND username = $2 FOR NO KEY UPDATE";
+
+impl PgStore {
+    async fn connect(opts: &PgOptions) -> Result<Pool, StoreError> {
+        let mut config = opts.config.clone();
+        if let Some(t) = opts.statement_timeout {
+            // Added to the URL's own `options`, if any.
+            let mut options = config.get_options().unwrap_or_default().to_string();
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!("-c statement_timeout={}", t.as_millis().max(1)));
+            config.options(&options);
+        }
+        db::build_pool(config, opts.pool_size, opts.timeout)
+    }
+
+    /// Opens an initialised database: checks its schema version and that
+    /// `keys` is the master key it was created with, then migrates.
+    pub async fn open(opts: &PgOptions, keys: &Keyring, now: Timestamp) -> Result<Self, StoreError> {
+        let pool = Self::connect(opts).await?;
+        {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            let version = schema::current_version(&c).await?;
+            if version == 0 {
+                return Err(StoreError::NotInitialised("the database is empty".into()));
+            }
+            schema::check_supported(version)?;
+            verify_key(&c, keys).await?;
+            schema::migrate(&mut c, now.0).await?;
+        }
+        Ok(PgStore { pool, policy_cache: parking_lot::Mutex::new(None) })
+    }
+
+    /// Initialises an empty database bound to `keys`. Refuses a database
+    /// that is already initialised.
+    pub async fn create(
+        opts: &PgOptions,
+        keys: &Keyring,
+        rng: &dyn Random,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let pool = Self::connect(opts).await?;
+        {
+            let mut c = pool.get().await.map_err(pool_err)?;
+            schema::migrate(&mut c, now.0).await?;
+            let policy = serde_json::to_vec(&Policy::default()).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let check = keys.make_check_value(rng);
+            let mac = keys.sealed_backup_mac_key(rng);
+            let key_id = keys.key_id();
+            let created = now.0.to_string();
+            let tx = c.transaction().await.map_err(map_err)?;
+            let ins = "INSERT INTO meta (key, value) VALUES ($1, $2)";
+            let first = exec_raw(&tx, ins, &[&"key_check", &check]).await;
+            match first {
+                Err(e) if is_code(&e, &SqlState::UNIQUE_VIOLATION) => {
+                    return Err(StoreError::Conflict("an initialised tessera database".into()));
+                }
+                r => r.map_err(map_err)?,
+            };
+            exec(&tx, ins, &[&"key_id", &key_id.as_bytes()]).await?;
+            exec(&tx, ins, &[&"backup_mac_key", &mac]).await?;
+            exec(&tx, ins, &[&"policy", &policy]).await?;
+            exec(&tx, ins, &[&"created_at", &created.as_bytes()]).await?;
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(PgStore { pool, policy_cache: parking_lot::Mutex::new(None) })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    /// The pool (for tests and health reporting).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Runs `$body` in a transaction on a pooled connection, committing when it
+/// returns `Ok`. The body sees the transaction as `$tx`.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $body:expr) => {{
+        let mut client = $self.client().await?;
+        let $tx = client.transaction().await.map_err(map_err)?;
+        let out = $body;
+        match out {
+            Ok(v) => {
+                $tx.commit().await.map_err(map_err)?;
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        }
+    }};
+}
+
+/// A unique violation becomes `Conflict(what)`, a missing referenced user `NotFound`.
+fn constraint(
+    e: tokio_postgres::Error,
+    conflict: impl FnOnce() -> String,
+    missing: impl FnOnce() -> String,
+) -> StoreError {
+    if is_code(&e, &SqlState::UNIQUE_VIOLATION) {
+        StoreError::Conflict(conflict())
+    } else if is_code(&e, &SqlState::FOREIGN_KEY_VIOLATION) {
+        StoreError::NotFound(missing())
+    } else {
+        map_err(e)
+    }
+}
+
+/// Integer-keyed sealed columns: (table, column).
+fn id_table(column: SealedColumn) -> Option<(&'static str, &'static str)> {
+    match column {
+        SealedColumn::TokenSecret => Some(("tokens", "secret")),
+        SealedColumn::InventorySecret => Some(("inventory", "secret")),
+        SealedColumn::RadiusClientSecret => Some(("radius_clients", "secret")),
+        SealedColumn::AdminTotpSecret => Some(("admins", "totp_secret")),
+        SealedColumn::RealmSecrets | SealedColumn::Meta => None,
+    }
+}
+
+/// The sealed `meta` entries, in row order.
+const SEALED_META: [&str; 2] = ["backup_mac_key", "key_check"];
+
+fn bad_row(row: &str) -> StoreError {
+    StoreError::NotFound(format!("sealed row `{row}`"))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_user(&self, user: &User, audit: AuditRecord) -> Result<(), StoreError> {
+        let u = user;
+        in_tx!(self, |tx| {
+            match exec_raw(
+                &tx,
+                "INSERT INTO users (id, realm, username, password_hash, disabled, registered, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                &[&u.id.0, &u.realm, &u.username, &u.password_hash, &u.disabled, &u.registered, &u.created_at.0],
+            )
+            .await
+            {
+                Err(e) => Err(constraint(e, || format!("user `{}` in realm `{}`", u.username, u.realm), String::new)),
+                Ok(_) => insert_audit(&tx, &audit).await,
+            }
+        })
+    }
+
+    async fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE realm = $1 AND username = $2");
+        opt(&c, &sql, &[&realm, &username]).await?.as_ref().map(rows::user).transpose()
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+        opt(&c, &sql, &[&id.0]).await?.as_ref().map(rows::user).transpose()
+    }
+
+    async fn list_users(&self, q: &UserQuery, now: Timestamp) -> Result<Vec<User>, StoreError> {
+        let mut p = DynParams::default();
+        let mut sql = format!("SELECT {USER_COLS} FROM users WHERE TRUE");
+        if let Some(r) = &q.realm {
+            sql.push_str(&format!(" AND realm = {}", p.push(r.clone())));
+        }
+        if let Some(w) = &q.pattern {
+            sql.push_str(&format!(" AND username LIKE {} ESCAPE '\\'", p.push(w.to_sql_like())));
+        }
+        if let Some(st) = q.status {
+            // Every placeholder must be used (PostgreSQL infers its type).
+            let n = if st == UserStatus::Disabled { String::new() } else { p.push(now.0) };
+            sql.push_str(" AND ");
+            sql.push_str(&status_clause(st, &n));
+        }
+        let limit = p.push(i64::from(q.limit));
+        let offset = p.push(i64::from(q.offset));
+        sql.push_str(&format!(" ORDER BY realm, username LIMIT {limit} OFFSET {offset}"));
+        let c = self.client().await?;
+        query(&c, &sql, &p.refs()).await?.iter().map(rows::user).collect()
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let n: i64 = rows::get(&one(&c, "SELECT count(*) FROM users", &[]).await?, 0)?;
+        Ok(n as u64)
+    }
+
+    async fn update_user(&self, id: &UserId, change: UserChange, audit: AuditRecord) -> Result<(), StoreError> {
+        let id = id.0;
+        let now = audit.at.0;
+        in_tx!(self, |tx| {
+            async {
+                let n = match &change {
+                    UserChange::SetPassword(h) => {
+                        exec(&tx, "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3", &[h, &now, &id])
+                            .await?
+                    }
+                    UserChange::SetDisabled(d) => {
+                        exec(&tx, "UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3", &[d, &now, &id])
+                            .await?
+                    }
+                    UserChange::Unlock => {
+                        exec(
+                            &tx,
+                            "UPDATE users SET failures = 0, locked_at = NULL, lock_until = NULL, \
+                             throttle_until = NULL, updated_at = $1 WHERE id = $2",
+                            &[&now, &id],
+                        )
+                        .await?
+                    }
+                    UserChange::Reset => {
+                        // Lock the user first (the login step's lock), then its rows.
+                        let n = exec(&tx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&id]).await?;
+                        if n == 1 {
+                            exec(&tx, "DELETE FROM tokens WHERE user_id = $1", &[&id]).await?;
+                            exec(&tx, "DELETE FROM backup_codes WHERE user_id = $1", &[&id]).await?;
+                            exec(&tx, "DELETE FROM oob_codes WHERE user_id = $1", &[&id]).await?;
+                        }
+                        exec(
+                            &tx,
+                            "UPDATE users SET registered = FALSE, failures = 0, locked_at = NULL, lock_until = NULL, \
+                             throttle_until = NULL, token_state = NULL, grace_used = 0, updated_at = $1 WHERE id = $2",
+                            &[&now, &id],
+                        )
+                        .await?
+                    }
+                    UserChange::Delete => exec(&tx, "DELETE FROM users WHERE id = $1", &[&id]).await?,
+                };
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("user {id}")));
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn create_token(&self, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                insert_token(&tx, token).await?;
+                refresh_registered(&tx, token.user_id.0).await?;
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = $1");
+        opt(&c, &sql, &[&id.0]).await?.as_ref().map(rows::token).transpose()
+    }
+
+    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {TOKEN_COLS} FROM tokens WHERE serial = $1");
+        opt(&c, &sql, &[&serial]).await?.as_ref().map(rows::token).transpose()
+    }
+
+    async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError> {
+        let c = self.client().await?;
+        tokens_of(&c, user.0).await
+    }
+
+    async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY serial LIMIT $1 OFFSET $2");
+        query(&c, &sql, &[&i64::from(limit), &i64::from(offset)]).await?.iter().map(rows::token).collect()
+    }
+
+    async fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError> {
+        let id = id.0;
+        in_tx!(self, |tx| {
+            async {
+                let row = opt(&tx, "SELECT user_id FROM tokens WHERE id = $1", &[&id]).await?;
+                let Some(row) = row else {
+                    return Err(StoreError::NotFound(format!("token {id}")));
+                };
+                let user: Option<i64> = rows::get(&row, 0)?;
+                if let Some(u) = user {
+                    exec(&tx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&u]).await?;
+                }
+                // The inventory trigger keeps the floor a lent seed reached.
+                let n = exec(&tx, "DELETE FROM tokens WHERE id = $1", &[&id]).await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("token {id}")));
+                }
+                if let Some(u) = user {
+                    refresh_registered(&tx, u).await?;
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn activate_token(
+        &self,
+        id: &TokenId,
+        matched: i64,
+        drift: i32,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let id = id.0;
+        let drift = i64::from(drift);
+        in_tx!(self, |tx| {
+            async {
+                let row = opt(
+                    &tx,
+                    "UPDATE tokens SET state = 'active', counter = $1 + 1, drift = $2, last_used_at = $3 \
+                     WHERE id = $4 AND state = 'pending' AND counter <= $1 RETURNING user_id",
+                    &[&matched, &drift, &audit.at.0, &id],
+                )
+                .await?;
+                let Some(row) = row else { return Ok(false) };
+                let user: Option<i64> = rows::get(&row, 0)?;
+                if let Some(u) = user {
+                    refresh_registered(&tx, u).await?;
+                }
+                insert_audit(&tx, &audit).await?;
+                Ok(true)
+            }
+            .await
+        })
+    }
+
+    async fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError> {
+        let id = id.0;
+        let drift = i64::from(drift);
+        in_tx!(self, |tx| {
+            async {
+                // GREATEST: the floor never moves back (a concurrent login may
+                // have moved it meanwhile; the row lock orders the two).
+                let n = exec(
+                    &tx,
+                    "UPDATE tokens SET counter = GREATEST(counter, $1), drift = $2 WHERE id = $3",
+                    &[&floor, &drift, &id],
+                )
+                .await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("token {id}")));
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE realm = $1 AND username = $2");
+        let Some(row) = opt(&tx, &sql, &[&realm, &username]).await? else {
+            return Ok(None);
+        };
+        let user = rows::user(&row)?;
+        let tokens = tokens_of(&tx, user.id.0).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some((user, tokens)))
+    }
+
+    async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1 FOR NO KEY UPDATE");
+                match opt(&tx, &sql, &[&attempt.user_id.0]).await? {
+                    Some(row) => {
+                        let user = rows::user(&row)?;
+                        apply_to(&tx, attempt, &user).await
+                    }
+                    None => {
+                        // Deleted between the engine's read and now.
+                        let mut audit = attempt.audit;
+                        finish_attempt_audit(&mut audit, &Verdict::Refused("user_deleted"), &AuthOutcome::Refused);
+                        insert_audit(&tx, &audit).await?;
+                        Ok(AuthOutcome::Refused)
+                    }
+                }
+            }
+            .await
+        })
+    }
+
+    async fn authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
+        let AuthenticateRequest { realm, username, access, policy, mut audit, state, evaluate } = req;
+        in_tx!(self, |tx| {
+            async {
+                let sql = format!("SELECT {USER_COLS} {USER_BY_NAME_LOCKED}");
+                let Some(row) = opt(&tx, &sql, &[&realm, &username]).await? else {
+                    audit.result = tessera_core::audit::AuditResult::Reject;
+                    audit.reason = Some("unknown_user".into());
+                    insert_audit(&tx, &audit).await?;
+                    return Ok(Authentication::UnknownUser);
+                };
+                let user = rows::user(&row)?;
+                let uid = user.id.0;
+                if let Some(ticket) = state {
+                    let fresh = exec(
+                        &tx,
+                        "INSERT INTO used_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+                        &[&&ticket.nonce[..], &ticket.expires_at.0],
+                    )
+                    .await?;
+                    if fresh == 0 {
+                        let verdict = Verdict::Refused("state_reused");
+                        let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+                        let outcome = apply_to(&tx, attempt, &user).await?;
+                        return Ok(Authentication::Decided { user_id: user.id, verdict, outcome });
+                    }
+                }
+                // Three reads pipelined on the connection: one round trip.
+                let backup_sql = "SELECT digest FROM backup_codes WHERE user_id = $1 AND used_at IS NULL";
+                let backup_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&uid];
+                let (tokens, backup, oob) = tokio::try_join!(
+                    tokens_of(&tx, uid),
+                    query(&tx, backup_sql, &backup_params),
+                    oob_codes_of(&tx, uid, Timestamp(i64::MIN)),
+                )?;
+                let unused_backup = backup
+                    .iter()
+                    .filter_map(|r| rows::get::<Vec<u8>>(r, 0).ok().and_then(|d| <[u8; 32]>::try_from(d).ok()))
+                    .collect();
+                let snapshot = PgSnapshot { user, tokens, unused_backup, oob };
+                match evaluate(&snapshot) {
+                    Evaluation::Deferred => {
+                        let PgSnapshot { user, tokens, .. } = snapshot;
+                        Ok(Authentication::Deferred { user: Box::new(user), tokens })
+                    }
+                    Evaluation::Decided(verdict) => {
+                        let user_id = snapshot.user.id;
+                        let attempt = AuthAttempt { user_id, access, verdict: verdict.clone(), policy, audit };
+                        let outcome = apply_to(&tx, attempt, &snapshot.user).await?;
+                        Ok(Authentication::Decided { user_id, verdict, outcome })
+                    }
+                }
+            }
+            .await
+        })
+    }
+
+    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let r = opt(
+            &c,
+            "SELECT 1 FROM backup_codes WHERE user_id = $1 AND digest = $2 AND used_at IS NULL",
+            &[&user.0, &&digest[..]],
+        )
+        .await?;
+        Ok(r.is_some())
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        digests: &[[u8; 32]],
+        at: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let user = user.0;
+        in_tx!(self, |tx| {
+            async {
+                let n = exec(&tx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user]).await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("user {user}")));
+                }
+                exec(&tx, "DELETE FROM backup_codes WHERE user_id = $1", &[&user]).await?;
+                for d in digests {
+                    exec(
+                        &tx,
+                        "INSERT INTO backup_codes (user_id, digest, created_at) VALUES ($1, $2, $3)",
+                        &[&user, &&d[..], &at.0],
+                    )
+                    .await?;
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError> {
+        let c = self.client().await?;
+        let r = one(&c, "SELECT count(*) FROM backup_codes WHERE user_id = $1 AND used_at IS NULL", &[&user.0]).await?;
+        Ok(rows::get::<i64>(&r, 0)? as u32)
+    }
+
+    async fn reserve_oob_code(&self, code: &OobCode, since: Timestamp, limit: u32) -> Result<bool, StoreError> {
+        let user = code.user_id.0;
+        in_tx!(self, |tx| {
+            async {
+                // The user's row lock serialises sends to one user (any node).
+                let n = exec(&tx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user]).await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("user {user}")));
+                }
+                exec(
+                    &tx,
+                    "DELETE FROM oob_codes WHERE user_id = $1 AND created_at <= $2 \
+                     AND (used_at IS NOT NULL OR expires_at <= $3)",
+                    &[&user, &since.0, &code.created_at.0],
+                )
+                .await?;
+                let sent: i64 = rows::get(
+                    &one(
+                        &tx,
+                        "SELECT count(*) FROM oob_codes WHERE user_id = $1 AND created_at > $2",
+                        &[&user, &since.0],
+                    )
+                    .await?,
+                    0,
+                )?;
+                if sent >= i64::from(limit) {
+                    return Ok(false);
+                }
+                exec(
+                    &tx,
+                    &format!("INSERT INTO oob_codes ({OOB_CODE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                    &[
+                        &code.id,
+                        &user,
+                        &code.token_id.0,
+                        &&code.digest[..],
+                        &code.created_at.0,
+                        &code.expires_at.0,
+                        &i64::from(code.attempts),
+                        &code.used_at.map(|t| t.0),
+                    ],
+                )
+                .await?;
+                Ok(true)
+            }
+            .await
+        })
+    }
+
+    async fn oob_codes(&self, user: &UserId, since: Timestamp) -> Result<Vec<OobCode>, StoreError> {
+        let c = self.client().await?;
+        oob_codes_of(&c, user.0, since).await
+    }
+
+    async fn policy(&self) -> Result<Policy, StoreError> {
+        if let Some((at, p)) = &*self.policy_cache.lock()
+            && at.elapsed() < POLICY_TTL
+        {
+            return Ok(p.clone());
+        }
+        let c = self.client().await?;
+        let v = meta_get(&c, "policy").await?.ok_or_else(|| StoreError::Corrupt("the policy is missing".into()))?;
+        let p: Policy = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))?;
+        *self.policy_cache.lock() = Some((std::time::Instant::now(), p.clone()));
+        Ok(p)
+    }
+
+    async fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(policy).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let r: Result<(), StoreError> = in_tx!(self, |tx| {
+            async {
+                meta_put(&tx, "policy", &v).await?;
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        });
+        *self.policy_cache.lock() = None;
+        r
+    }
+
+    async fn create_admin(&self, admin: &AdminAccount, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            admins::create(&tx, admin).await?;
+            insert_audit(&tx, &audit).await
+        })
+    }
+
+    async fn admin_by_name(&self, name: &str) -> Result<Option<AdminAccount>, StoreError> {
+        admins::by_name(&self.client().await?, name).await
+    }
+
+    async fn admin_by_id(&self, id: &AdminId) -> Result<Option<AdminAccount>, StoreError> {
+        admins::by_id(&self.client().await?, *id, false).await
+    }
+
+    async fn list_admins(&self) -> Result<Vec<AdminAccount>, StoreError> {
+        admins::list(&self.client().await?).await
+    }
+
+    async fn update_admin(&self, id: &AdminId, change: AdminChange, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            admins::update(&tx, *id, change).await?;
+            insert_audit(&tx, &audit).await
+        })
+    }
+
+    async fn commit_admin_attempt(&self, attempt: AdminAttempt) -> Result<AuthOutcome, StoreError> {
+        in_tx!(self, |tx| admins::attempt(&tx, attempt).await)
+    }
+
+    async fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError> {
+        let k = key;
+        in_tx!(self, |tx| {
+            match exec_raw(
+                &tx,
+                &format!("INSERT INTO api_keys ({API_KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+                &[&k.id, &k.name, &k.prefix, &&k.digest[..], &k.created_at.0, &k.last_used_at.map(|t| t.0)],
+            )
+            .await
+            {
+                Err(e) => Err(constraint(e, || format!("API key `{}`", k.name), String::new)),
+                Ok(_) => insert_audit(&tx, &audit).await,
+            }
+        })
+    }
+
+    async fn api_key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE digest = $1");
+        opt(&c, &sql, &[&&digest[..]]).await?.as_ref().map(rows::api_key).transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {API_KEY_COLS} FROM api_keys ORDER BY name");
+        query(&c, &sql, &[]).await?.iter().map(rows::api_key).collect()
+    }
+
+    async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        self.delete_named("DELETE FROM api_keys WHERE name = $1", name, format!("API key `{name}`"), audit).await
+    }
+
+    async fn add_inventory(&self, items: &[InventoryToken], audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                for it in items {
+                    if opt(&tx, "SELECT 1 FROM tokens WHERE serial = $1", &[&it.serial]).await?.is_some() {
+                        return Err(StoreError::Conflict(format!("serial `{}` (a user's token)", it.serial)));
+                    }
+                    let (kind, period) = kind_cols(&it.params);
+                    let period = (kind == "totp").then_some(period);
+                    let digits = i64::from(it.params.digits.get());
+                    exec_raw(
+                        &tx,
+                        "INSERT INTO inventory (id, serial, kind, algorithm, digits, period, secret, counter, \
+                         manufacturer, model, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        &[
+                            &it.id,
+                            &it.serial,
+                            &kind,
+                            &it.params.algorithm.to_string(),
+                            &digits,
+                            &period,
+                            &it.sealed_secret,
+                            &it.counter,
+                            &it.manufacturer,
+                            &it.model,
+                            &it.imported_at.0,
+                        ],
+                    )
+                    .await
+                    .map_err(|e| constraint(e, || format!("serial `{}` (in the inventory)", it.serial), String::new))?;
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn inventory(&self, q: &InventoryQuery) -> Result<Vec<InventoryToken>, StoreError> {
+        let mut p = DynParams::default();
+        let mut sql = format!("SELECT {INVENTORY_COLS} FROM {INVENTORY_FROM} WHERE TRUE");
+        match q.assigned {
+            Some(true) => sql.push_str(" AND t.id IS NOT NULL"),
+            Some(false) => sql.push_str(" AND t.id IS NULL"),
+            None => {}
+        }
+        if let Some(m) = &q.manufacturer {
+            sql.push_str(&format!(" AND i.manufacturer = {}", p.push(m.clone())));
+        }
+        if let Some(m) = &q.model {
+            sql.push_str(&format!(" AND i.model = {}", p.push(m.clone())));
+        }
+        let limit = p.push(i64::from(q.limit.max(1)));
+        let offset = p.push(i64::from(q.offset));
+        sql.push_str(&format!(" ORDER BY i.serial LIMIT {limit} OFFSET {offset}"));
+        let c = self.client().await?;
+        query(&c, &sql, &p.refs()).await?.iter().map(rows::inventory_item).collect()
+    }
+
+    async fn inventory_item(&self, serial: &str) -> Result<Option<InventoryToken>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {INVENTORY_COLS} FROM {INVENTORY_FROM} WHERE i.serial = $1");
+        opt(&c, &sql, &[&serial]).await?.as_ref().map(rows::inventory_item).transpose()
+    }
+
+    async fn assign_inventory(&self, item: i64, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let sql = format!("SELECT {INVENTORY_COLS} FROM {INVENTORY_FROM} WHERE i.id = $1 FOR UPDATE OF i");
+                let current = opt(&tx, &sql, &[&item])
+                    .await?
+                    .as_ref()
+                    .map(rows::inventory_item)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::NotFound(format!("inventory token {item}")))?;
+                if current.token_id.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "hardware token `{}` is already assigned",
+                        current.serial
+                    )));
+                }
+                insert_token(&tx, token).await?;
+                exec(&tx, "UPDATE inventory SET token_id = $1 WHERE id = $2", &[&token.id.0, &item]).await?;
+                refresh_registered(&tx, token.user_id.0).await?;
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn unassign_inventory(&self, item: i64, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let sql = format!("SELECT {INVENTORY_COLS} FROM {INVENTORY_FROM} WHERE i.id = $1 FOR UPDATE OF i");
+                let current = opt(&tx, &sql, &[&item])
+                    .await?
+                    .as_ref()
+                    .map(rows::inventory_item)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::NotFound(format!("inventory token {item}")))?;
+                let (Some(token), Some(user)) = (current.token_id, current.assigned_to) else {
+                    return Err(StoreError::NotFound(format!("an assignment of hardware token `{}`", current.serial)));
+                };
+                exec(&tx, "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", &[&user.0]).await?;
+                // The delete trigger moves the floor the holder's logins
+                // reached to the seed, so used codes stay used.
+                exec(&tx, "DELETE FROM tokens WHERE id = $1", &[&token.0]).await?;
+                refresh_registered(&tx, user.0).await?;
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError> {
+        let r = realm;
+        let settings = serde_json::to_string(&r.settings).map_err(|e| StoreError::Backend(e.to_string()))?;
+        in_tx!(self, |tx| {
+            async {
+                exec(
+                    &tx,
+                    "INSERT INTO realms (name, settings, secrets, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (name) DO UPDATE SET settings = excluded.settings, secrets = excluded.secrets, \
+                     updated_at = excluded.updated_at",
+                    &[&r.name, &settings, &r.sealed_secrets, &r.created_at.0, &r.updated_at.0],
+                )
+                .await?;
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn realms(&self) -> Result<Vec<Realm>, StoreError> {
+        let c = self.client().await?;
+        query(&c, "SELECT name, settings, secrets, created_at, updated_at FROM realms ORDER BY name", &[])
+            .await?
+            .iter()
+            .map(rows::realm)
+            .collect()
+    }
+
+    async fn delete_realm(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        self.delete_named("DELETE FROM realms WHERE name = $1", name, format!("realm `{name}`"), audit).await
+    }
+
+    async fn directory_cache_generation(&self) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let v = meta_get(&c, "directory_cache_generation").await?;
+        Ok(v.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    async fn bump_directory_cache_generation(&self, audit: AuditRecord) -> Result<i64, StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                // Lock (or create) the row, then move it on: exact across nodes.
+                exec(
+                    &tx,
+                    "INSERT INTO meta (key, value) VALUES ('directory_cache_generation', convert_to('0', 'UTF8')) \
+                     ON CONFLICT (key) DO NOTHING",
+                    &[],
+                )
+                .await?;
+                let cur =
+                    one(&tx, "SELECT value FROM meta WHERE key = 'directory_cache_generation' FOR UPDATE", &[]).await?;
+                let cur: Vec<u8> = rows::get(&cur, 0)?;
+                let next = String::from_utf8(cur).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) + 1;
+                meta_put(&tx, "directory_cache_generation", next.to_string().as_bytes()).await?;
+                insert_audit(&tx, &audit).await?;
+                Ok(next)
+            }
+            .await
+        })
+    }
+
+    async fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError> {
+        let k = client;
+        in_tx!(self, |tx| {
+            match exec_raw(
+                &tx,
+                "INSERT INTO radius_clients (id, name, address, secret, message_authenticator, ma_seen, created_at, \
+                 default_realm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &k.id,
+                    &k.name,
+                    &k.address.to_string(),
+                    &k.sealed_secret,
+                    &k.message_authenticator.as_str(),
+                    &k.ma_seen,
+                    &k.created_at.0,
+                    &k.default_realm,
+                ],
+            )
+            .await
+            {
+                Err(e) => Err(constraint(e, || format!("RADIUS client `{}`", k.name), String::new)),
+                Ok(_) => insert_audit(&tx, &audit).await,
+            }
+        })
+    }
+
+    async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
+        let c = self.client().await?;
+        query(
+            &c,
+            "SELECT id, name, address, secret, message_authenticator, ma_seen, created_at, default_realm \
+             FROM radius_clients ORDER BY name",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(rows::radius_client)
+        .collect()
+    }
+
+    async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        self.delete_named("DELETE FROM radius_clients WHERE name = $1", name, format!("RADIUS client `{name}`"), audit)
+            .await
+    }
+
+    async fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        exec(&c, "UPDATE radius_clients SET ma_seen = TRUE WHERE id = $1 AND NOT ma_seen", &[&id]).await.map(|_| ())
+    }
+
+    async fn add_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            match exec_raw(&tx, "INSERT INTO group_members (group_name, user_id) VALUES ($1, $2)", &[&group, &user.0])
+                .await
+            {
+                Err(e) => Err(constraint(
+                    e,
+                    || format!("membership of user {user} in group `{group}`"),
+                    || format!("user {user}"),
+                )),
+                Ok(_) => insert_audit(&tx, &audit).await,
+            }
+        })
+    }
+
+    async fn remove_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let n =
+                    exec(&tx, "DELETE FROM group_members WHERE group_name = $1 AND user_id = $2", &[&group, &user.0])
+                        .await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("membership of user {user} in group `{group}`")));
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn groups_of(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        let c = self.client().await?;
+        query(&c, "SELECT group_name FROM group_members WHERE user_id = $1 ORDER BY group_name", &[&user.0])
+            .await?
+            .iter()
+            .map(|r| rows::get(r, 0))
+            .collect()
+    }
+
+    async fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, StoreError> {
+        let c = self.client().await?;
+        let found =
+            query(&c, "SELECT group_name, user_id FROM group_members ORDER BY group_name, user_id", &[]).await?;
+        let mut out: Vec<(String, Vec<UserId>)> = Vec::new();
+        for r in &found {
+            let g: String = rows::get(r, 0)?;
+            let u = UserId(rows::get(r, 1)?);
+            match out.last_mut() {
+                Some((name, members)) if *name == g => members.push(u),
+                _ => out.push((g, vec![u])),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError> {
+        let r = rule;
+        let (scope, subject) = match &r.scope {
+            RuleScope::All => ("all", String::new()),
+            RuleScope::User(u) => ("user", u.clone()),
+            RuleScope::Group(g) => ("group", g.clone()),
+        };
+        in_tx!(self, |tx| {
+            async {
+                exec(
+                    &tx,
+                    "INSERT INTO reply_rules (id, scope, subject, attribute, value, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[&r.id, &scope, &subject, &r.attribute, &r.value, &r.created_at.0],
+                )
+                .await?;
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError> {
+        let c = self.client().await?;
+        query(
+            &c,
+            "SELECT id, scope, subject, attribute, value, created_at FROM reply_rules ORDER BY created_at, id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(rows::reply_rule)
+        .collect()
+    }
+
+    async fn delete_reply_rule(&self, id: i64, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let n = exec(&tx, "DELETE FROM reply_rules WHERE id = $1", &[&id]).await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("reply rule {id}")));
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| insert_audit(&tx, &record).await)
+    }
+
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut p = DynParams::default();
+        let mut sql = format!("SELECT {AUDIT_COLS} FROM audit WHERE TRUE");
+        if let Some(t) = q.since {
+            sql.push_str(&format!(" AND at >= {}", p.push(t.0)));
+        }
+        if let Some(t) = q.until {
+            sql.push_str(&format!(" AND at < {}", p.push(t.0)));
+        }
+        if let Some(a) = &q.actor {
+            sql.push_str(&format!(" AND actor = {}", p.push(a.clone())));
+        }
+        if let Some(a) = &q.action {
+            sql.push_str(&format!(" AND action = {}", p.push(a.clone())));
+        }
+        if let Some(t) = &q.target {
+            sql.push_str(&format!(" AND target = {}", p.push(t.clone())));
+        }
+        if let Some(r) = q.result {
+            sql.push_str(&format!(" AND result = {}", p.push(r.as_str().to_string())));
+        }
+        if let Some(b) = q.before_id {
+            sql.push_str(&format!(" AND id < {}", p.push(b)));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", p.push(i64::from(q.limit))));
+        let c = self.client().await?;
+        query(&c, &sql, &p.refs()).await?.iter().map(rows::audit).collect()
+    }
+
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        in_tx!(self, |tx| audit_chain::prune(&tx, before, limit).await)
+    }
+
+    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
+        let c = self.client().await?;
+        audit_chain::after(&c, after_id, limit).await
+    }
+
+    async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let report = audit_chain::walk(&tx).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(report)
+    }
+
+    async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let day_ago = now.plus_seconds(-i64::from(tessera_core::oob::MAX_WINDOW_SECONDS)).0;
+        in_tx!(self, |tx| {
+            async {
+                let states = exec(&tx, "DELETE FROM used_states WHERE expires_at < $1", &[&now.0]).await?;
+                let codes =
+                    exec(&tx, "DELETE FROM oob_codes WHERE created_at < $1 AND expires_at < $1", &[&day_ago]).await?;
+                Ok(states + codes)
+            }
+            .await
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        one(&c, "SELECT 1", &[]).await.map(|_| ())
+    }
+
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        let c = self.client().await?;
+        let limit = i64::from(limit);
+        if let Some((table, col)) = id_table(column) {
+            let after: i64 = match after {
+                Some(a) => a.parse().map_err(|_| bad_row(a))?,
+                None => i64::MIN,
+            };
+            let sql = format!("SELECT id, {col} FROM {table} WHERE id > $1 AND {col} IS NOT NULL ORDER BY id LIMIT $2");
+            return query(&c, &sql, &[&after, &limit])
+                .await?
+                .iter()
+                .map(|r| Ok(SealedValue { row: rows::get::<i64>(r, 0)?.to_string(), sealed: rows::get(r, 1)? }))
+                .collect();
+        }
+        let after = after.unwrap_or("");
+        if column == SealedColumn::RealmSecrets {
+            return query(
+                &c,
+                "SELECT name, secrets FROM realms WHERE name > $1 ORDER BY name LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(SealedValue { row: rows::get(r, 0)?, sealed: rows::get(r, 1)? }))
+            .collect();
+        }
+        let mut out = Vec::new();
+        for key in SEALED_META.iter().filter(|k| **k > after).take(limit as usize) {
+            if let Some(sealed) = meta_get(&c, key).await? {
+                out.push(SealedValue { row: (*key).to_string(), sealed });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let mut n = 0u64;
+                for ch in &changes {
+                    let (new, old) = (&ch.new, &ch.old);
+                    let changed = if let Some((table, col)) = id_table(column) {
+                        let id: i64 = ch.row.parse().map_err(|_| bad_row(&ch.row))?;
+                        let sql = format!("UPDATE {table} SET {col} = $1 WHERE id = $2 AND {col} = $3");
+                        exec(&tx, &sql, &[new, &id, old]).await?
+                    } else if column == SealedColumn::RealmSecrets {
+                        exec(
+                            &tx,
+                            "UPDATE realms SET secrets = $1 WHERE name = $2 AND secrets = $3",
+                            &[new, &ch.row, old],
+                        )
+                        .await?
+                    } else {
+                        if !SEALED_META.contains(&ch.row.as_str()) {
+                            return Err(bad_row(&ch.row));
+                        }
+                        let k =
+                            exec(&tx, "UPDATE meta SET value = $1 WHERE key = $2 AND value = $3", &[new, &ch.row, old])
+                                .await?;
+                        if k == 1
+                            && ch.row == "key_check"
+                            && let Some(id) = sealed_key_id(new)
+                        {
+                            meta_put(&tx, "key_id", id.as_bytes()).await?;
+                        }
+                        k
+                    };
+                    n += u64::from(changed == 1);
+                }
+                Ok(n)
+            }
+            .await
+        })
+    }
+
+    async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+        let c = self.client().await?;
+        meta_get(&c, &key.name()).await
+    }
+
+    async fn set_meta_value(
+        &self,
+        key: MetaKey<'_>,
+        value: Option<Vec<u8>>,
+        audit: Option<AuditRecord>,
+    ) -> Result<(), StoreError> {
+        let name = key.name();
+        in_tx!(self, |tx| {
+            async {
+                match &value {
+                    Some(v) => meta_put(&tx, &name, v).await?,
+                    None => {
+                        exec(&tx, "DELETE FROM meta WHERE key = $1", &[&name]).await?;
+                    }
+                }
+                if let Some(a) = &audit {
+                    insert_audit(&tx, a).await?;
+                }
+                Ok(())
+            }
+            .await
+        })
+    }
+}
+
+impl PgStore {
+    async fn delete_named(&self, sql: &str, name: &str, what: String, audit: AuditRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let n = exec(&tx, sql, &[&name]).await?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(what));
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+}
