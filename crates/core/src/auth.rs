@@ -172,6 +172,17 @@ impl Authenticator {
         &self.ctx
     }
 
+    /// A challenge state for `user`, as a first step answered with a
+    /// challenge would hand out, valid for `ttl_seconds`. For a caller that
+    /// has checked the first factor itself (the self-service portal): the
+    /// second step then sends only the code with this state, so nobody has
+    /// to keep the password in between. The state is sealed, bound to the
+    /// user's realm and name, and usable once (the store records its nonce).
+    pub fn challenge_state(&self, user: &crate::model::User, ttl_seconds: u32) -> Vec<u8> {
+        let expires_at = self.ctx.clock.now().plus_seconds(i64::from(ttl_seconds));
+        seal_state(&self.ctx.keys, &*self.ctx.random, &user.realm, &user.username, user.id, expires_at)
+    }
+
     /// Decides one login. `Err` only for infrastructure failures (the store
     /// is down); callers must treat that as a refusal.
     pub async fn validate(&self, mut req: ValidateRequest) -> Result<Validation, CoreError> {

@@ -85,6 +85,9 @@ pub struct Policy {
     /// Shown on the self-service registration page above the new secret
     /// (empty: none). Plain text, at most 1000 characters.
     pub registration_message: String,
+    /// Whether the self-service registration page shows the secret as a QR
+    /// code too (it always shows it as text).
+    pub registration_qr: bool,
 }
 
 impl Default for Policy {
@@ -112,6 +115,7 @@ impl Default for Policy {
             oob_realms: Vec::new(),
             oob_users: Vec::new(),
             registration_message: String::new(),
+            registration_qr: true,
         }
     }
 }

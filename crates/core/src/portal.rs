@@ -20,6 +20,10 @@ use crate::model::{AccessRecord, TokenState, User};
 use crate::realm::DirectoryVerdict;
 use crate::store::{AuthAttempt, Verdict};
 
+/// How long a portal user has, after the password, to enter the code.
+/// Longer than a RADIUS challenge's default: people open the app first.
+pub const CODE_STEP_TTL_SECONDS: u32 = 300;
+
 /// What the first factor came to.
 #[derive(Debug)]
 pub enum FirstFactorOutcome {
@@ -138,19 +142,23 @@ impl Portal {
         }
     }
 
-    /// A registered user's second step: the full decision (password + code
-    /// or backup code), as a RADIUS or REST login would get it.
-    pub async fn sign_in(&self, actor: &Actor, user: &User, password: &str, code: &str) -> Result<bool, CoreError> {
-        let code = code.trim();
-        let joined = if self.ctx.store.policy().await?.code_first {
-            format!("{code}{password}")
-        } else {
-            format!("{password}{code}")
-        };
+    /// The ticket for a registered user's second step, made after
+    /// [`Portal::first_factor`] said `Registered`: a sealed single-use
+    /// challenge state, so the password is not kept between the steps.
+    pub fn code_ticket(&self, user: &User) -> Vec<u8> {
+        self.auth.challenge_state(user, CODE_STEP_TTL_SECONDS)
+    }
+
+    /// A registered user's second step: the code (or a backup code) with
+    /// the ticket, decided by [`Authenticator::validate`] as the second step
+    /// of a RADIUS challenge is, so lockout, replay and the audit log are
+    /// the same. True when accepted.
+    pub async fn sign_in(&self, actor: &Actor, user: &User, ticket: &[u8], code: &str) -> Result<bool, CoreError> {
         let req = ValidateRequest {
             username: user.username.clone(),
             realm: Some(user.realm.clone()),
-            password: Zeroizing::new(joined),
+            password: Zeroizing::new(code.trim().to_string()),
+            state: Some(ticket.to_vec()),
             address: actor.address.clone(),
             client: actor.client.clone(),
             ..ValidateRequest::default()

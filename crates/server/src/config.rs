@@ -38,6 +38,7 @@ pub struct Config {
     pub master_key: MasterKeySection,
     pub database: DatabaseSection,
     pub http: HttpSection,
+    pub ui: UiSection,
     pub radius: RadiusSection,
     pub audit: AuditSection,
     pub backup: BackupSection,
@@ -293,6 +294,44 @@ pub struct HttpSection {
     pub validate_requires_api_key: bool,
 }
 
+/// `[ui]`: the web UI (admin console under `/admin`, self-service portal
+/// under `/`). Read at start (changing it needs a restart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSection {
+    /// Serve the admin console (`/admin`) on the `[http] listen` addresses.
+    pub console: bool,
+    /// Serve the self-service portal (`/`) on the `[http] listen` addresses.
+    pub portal: bool,
+    /// Extra HTTPS addresses that serve the portal only: no `/admin`, no
+    /// REST API, no metrics. For exposing self-service to an outside
+    /// network while the console stays on an internal address.
+    pub portal_listen: Vec<String>,
+    /// Whether users who have no token yet may register through
+    /// `portal_listen` (off: there, only registered users sign in, and new
+    /// users register on the internal `[http] listen` addresses).
+    pub portal_listen_registration: bool,
+    /// A console or portal session unused this long is ended, seconds (2–86400).
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        UiSection {
+            console: true,
+            portal: true,
+            portal_listen: Vec::new(),
+            portal_listen_registration: false,
+            idle_timeout_seconds: 900,
+        }
+    }
+}
+
+/// Bounds of `[ui] idle_timeout_seconds`. The lower bound is low enough for
+/// tests to see a session expire; a real console wants minutes.
+pub const MIN_UI_IDLE_TIMEOUT_SECONDS: u64 = 2;
+pub const MAX_UI_IDLE_TIMEOUT_SECONDS: u64 = 86_400;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
@@ -360,6 +399,15 @@ impl Config {
         for l in &self.http.listen {
             l.parse::<SocketAddr>()
                 .map_err(|_| ConfigError::Invalid(format!("http.listen: `{l}` is not an address:port")))?;
+        }
+        for l in &self.ui.portal_listen {
+            l.parse::<SocketAddr>()
+                .map_err(|_| ConfigError::Invalid(format!("ui.portal_listen: `{l}` is not an address:port")))?;
+        }
+        if !(MIN_UI_IDLE_TIMEOUT_SECONDS..=MAX_UI_IDLE_TIMEOUT_SECONDS).contains(&self.ui.idle_timeout_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "ui.idle_timeout_seconds must be {MIN_UI_IDLE_TIMEOUT_SECONDS}–{MAX_UI_IDLE_TIMEOUT_SECONDS}"
+            )));
         }
         if self.http.tls_cert.as_os_str().is_empty() != self.http.tls_key.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("http.tls_cert and http.tls_key must be set together".into()));

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod directory;
 pub mod hasher;
+pub mod inventory_import;
 pub mod http;
 pub mod key_watch;
 pub mod logging;

@@ -80,6 +80,11 @@ impl Live {
         self.config.borrow().clone()
     }
 
+    /// The configuration file `serve` was started with, if any.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.config_file.as_deref()
+    }
+
     /// Sees every configuration swap.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
         self.config.subscribe()

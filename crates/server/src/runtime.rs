@@ -52,6 +52,7 @@ pub async fn serve(
     }
     let tls = http::serve::tls_config(&cert, &key)?;
     let listeners = http::serve::bind(&cfg.listen_addrs()).await?;
+    let portal_listeners = http::serve::bind(&Config::addrs(&cfg.ui.portal_listen)).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(cfg.http.max_connections));
     let node = Arc::new(node);
@@ -61,7 +62,9 @@ pub async fn serve(
     let syslog = crate::syslog::start(&cfg, node.ctx.store.clone()).await.context("starting the syslog output")?;
     live.ready.realms_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::metrics::started(node.ctx.clock.now().unix_seconds());
-    let app = http::router(node.clone(), live.clone());
+    let ui = Arc::new(http::ui::UiShared::new(&cfg.ui));
+    let app = http::router(node.clone(), live.clone(), ui.clone());
+    let portal_app = http::portal_router(node.clone(), live.clone(), ui.clone());
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(node.directory.clone().watch(
         node.admin.clone(),
@@ -79,7 +82,22 @@ pub async fn serve(
         let addr = l.local_addr()?;
         println!("listening https {addr}");
         tracing::info!(%addr, "HTTPS listening");
+        ui.listeners.write().push(("https".into(), addr.to_string()));
         tasks.push(tokio::spawn(http::serve::serve(l, tls.clone(), app.clone(), connections.clone(), stop_rx.clone())));
+    }
+    // Portal-only listeners share the connection bound and the sessions.
+    for l in portal_listeners {
+        let addr = l.local_addr()?;
+        println!("listening portal {addr}");
+        tracing::info!(%addr, "HTTPS portal listening");
+        ui.listeners.write().push(("portal".into(), addr.to_string()));
+        tasks.push(tokio::spawn(http::serve::serve(
+            l,
+            tls.clone(),
+            portal_app.clone(),
+            connections.clone(),
+            stop_rx.clone(),
+        )));
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -110,6 +128,7 @@ pub async fn serve(
         syslog.shutdown().await;
     }
     drop(app);
+    drop(portal_app);
     drop(reloader);
     drop(node);
     tracing::info!("stopped");

@@ -58,30 +58,50 @@ pub fn read_status(dir: &Path) -> Option<BackupStatus> {
 pub async fn run(cfg: Config, config_file: Option<PathBuf>, mut stop: watch::Receiver<bool>) {
     let b = cfg.backup.clone();
     let interval = Duration::from_secs(b.interval_seconds.max(1));
-    let dir = PathBuf::from(&b.dir);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        let status = once(&cfg, config_file.as_deref(), &dir).await;
-        if status.ok {
-            tracing::info!(
-                file = status.file.as_deref().unwrap_or("-"),
-                seconds = status.seconds,
-                kept = status.kept,
-                "scheduled backup written"
-            );
-        } else {
-            tracing::error!(error = status.error.as_deref().unwrap_or("-"), "scheduled backup failed");
-        }
-        let tmp = dir.join(format!(".{STATUS_FILE}.tmp"));
-        if let Ok(text) = serde_json::to_vec_pretty(&status)
-            && std::fs::write(&tmp, text).is_ok()
-        {
-            let _ = std::fs::rename(&tmp, dir.join(STATUS_FILE));
-        }
+        run_now(&cfg, config_file.as_deref()).await;
     }
+}
+
+/// One backup now, as the schedule takes it (also the console's "back up
+/// now"): written into `[backup] dir` (created 0700 if missing), old ones
+/// pruned, the outcome logged and recorded in the status file.
+pub async fn run_now(cfg: &Config, config_file: Option<&Path>) -> BackupStatus {
+    let dir = PathBuf::from(&cfg.backup.dir);
+    use std::os::unix::fs::DirBuilderExt;
+    let status = match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+        Ok(()) => once(cfg, config_file, &dir).await,
+        Err(e) => BackupStatus {
+            last_run_at: SystemClock.now().to_rfc3339(),
+            ok: false,
+            file: None,
+            bytes: None,
+            seconds: 0.0,
+            error: Some(format!("cannot create {}: {e}", dir.display())),
+            kept: 0,
+        },
+    };
+    if status.ok {
+        tracing::info!(
+            file = status.file.as_deref().unwrap_or("-"),
+            seconds = status.seconds,
+            kept = status.kept,
+            "backup written"
+        );
+    } else {
+        tracing::error!(error = status.error.as_deref().unwrap_or("-"), "backup failed");
+    }
+    let tmp = dir.join(format!(".{STATUS_FILE}.tmp"));
+    if let Ok(text) = serde_json::to_vec_pretty(&status)
+        && std::fs::write(&tmp, text).is_ok()
+    {
+        let _ = std::fs::rename(&tmp, dir.join(STATUS_FILE));
+    }
+    status
 }
 
 async fn once(cfg: &Config, config_file: Option<&Path>, dir: &Path) -> BackupStatus {

@@ -1,17 +1,14 @@
 //! `tessera token import | inventory`: hardware token seeds.
 
 use anyhow::Context as _;
-use tessera_core::admin::NewInventoryToken;
 use tessera_core::store::InventoryQuery;
-use tessera_import::{ImportReport, Outcome, TokenKind, pskc::PskcKey};
-use tessera_otp::{OtpKind, OtpParams, Secret};
+use tessera_import::{ImportReport, Outcome};
+use tessera_otp::{OtpKind, OtpParams};
+use tessera_server::inventory_import::{self, SeedKey};
 use tessera_server::node::Node;
 use zeroize::Zeroizing;
 
 use super::actor;
-
-/// Users created and tokens assigned at once by an import.
-const ASSIGN_PARALLELISM: usize = 64;
 use crate::args::ImportArgs;
 use crate::{Exit, UsageError, output};
 
@@ -26,31 +23,12 @@ fn read_first_line(path: &std::path::Path, what: &str) -> anyhow::Result<Zeroizi
 
 fn parse(a: &ImportArgs) -> anyhow::Result<ImportReport> {
     let data = Zeroizing::new(std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?);
-    let report = match a.format.as_str() {
-        "azure" | "azure-csv" => tessera_import::azure::parse(&data),
-        "csv" => tessera_import::plain::parse(&data),
-        "pskc" => {
-            let key = match (&a.psk_file, &a.passphrase_file) {
-                (Some(f), _) => {
-                    let hex_key = read_first_line(f, "pre-shared key")?;
-                    let bytes = Zeroizing::new(
-                        hex::decode(hex_key.as_str())
-                            .map_err(|_| UsageError("the pre-shared key must be 32 hex digits".into()))?,
-                    );
-                    let key: [u8; 16] = bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| UsageError("the pre-shared key must be 16 bytes (32 hex digits)".into()))?;
-                    Some(PskcKey::PreShared(Zeroizing::new(key)))
-                }
-                (None, Some(f)) => Some(PskcKey::Passphrase(read_first_line(f, "passphrase")?)),
-                (None, None) => None,
-            };
-            tessera_import::pskc::parse(&data, key)
-        }
-        other => return Err(UsageError(format!("--format `{other}`: expected azure, csv or pskc")).into()),
+    let key = match (&a.psk_file, &a.passphrase_file) {
+        (Some(f), _) => SeedKey::PreSharedHex(read_first_line(f, "pre-shared key")?),
+        (None, Some(f)) => SeedKey::Passphrase(read_first_line(f, "passphrase")?),
+        (None, None) => SeedKey::None,
     };
-    report.map_err(|e| UsageError(format!("{}: {e}", a.file.display())).into())
+    inventory_import::parse(&a.format, &data, key).map_err(|e| UsageError(format!("{}: {e}", a.file.display())).into())
 }
 
 pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
@@ -72,27 +50,7 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
         );
         return Err(Exit(1).into());
     }
-    let mut items = Vec::with_capacity(report.tokens.len());
-    let mut owners = Vec::new();
-    for t in &report.tokens {
-        let (kind, counter) = match t.kind {
-            TokenKind::Totp { period } => (OtpKind::Totp { period }, 0),
-            TokenKind::Hotp { counter } => (OtpKind::Hotp, counter),
-        };
-        let secret =
-            Secret::from_bytes(t.secret.to_vec()).map_err(|e| UsageError(format!("token {}: {e}", t.serial)))?;
-        items.push(NewInventoryToken {
-            serial: t.serial.clone(),
-            secret,
-            params: OtpParams { kind, algorithm: t.algorithm, digits: t.digits },
-            counter,
-            manufacturer: t.manufacturer.clone(),
-            model: t.model.clone(),
-        });
-        if let Some(u) = &t.user {
-            owners.push((t.serial.clone(), u.clone()));
-        }
-    }
+    let (items, owners) = inventory_import::prepare(&report).map_err(|e| UsageError(e.to_string()))?;
     if a.dry_run {
         println!(
             "dry run: {} tokens would be imported ({} assigned to users), {bad} bad rows skipped; nothing changed",
@@ -102,34 +60,10 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let n = node.admin.import_inventory(&actor(), items).await?;
-    // Users and assignments, many in flight: each is its own durable write,
-    // and the store commits concurrent writes in groups.
-    let (mut created, mut assigned) = (0, 0);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut owners = owners.into_iter();
-    loop {
-        while tasks.len() < ASSIGN_PARALLELISM {
-            let Some((serial, upn)) = owners.next() else { break };
-            let admin = node.admin.clone();
-            let realm = a.realm.clone();
-            tasks.spawn(async move {
-                let (user, new) = match admin.find_user(realm.as_deref(), &upn).await {
-                    Ok(u) => (u, false),
-                    Err(tessera_core::CoreError::NotFound(_)) => {
-                        (admin.add_user(&actor(), realm.as_deref(), &upn, None).await?, true)
-                    }
-                    Err(e) => return Err(e),
-                };
-                admin.assign_inventory(&actor(), &serial, &user).await?;
-                Ok::<bool, tessera_core::CoreError>(new)
-            });
-        }
-        let Some(done) = tasks.join_next().await else { break };
-        created += usize::from(done.context("assignment task")??);
-        assigned += 1;
-    }
+    let done = inventory_import::assign_owners(&node.admin, &actor(), a.realm.as_deref(), owners).await?;
     println!(
-        "imported {n} tokens into the inventory; assigned {assigned} (created {created} users); {bad} bad rows skipped"
+        "imported {n} tokens into the inventory; assigned {} (created {} users); {bad} bad rows skipped",
+        done.assigned, done.created
     );
     Ok(())
 }

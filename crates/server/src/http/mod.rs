@@ -34,18 +34,23 @@ pub struct AppState {
     pub node: std::sync::Arc<Node>,
     /// Settings that change on SIGHUP, `/metrics` access, readiness.
     pub live: std::sync::Arc<Live>,
-    /// Web UI sessions (see `ui::session`).
+    /// Web UI sessions (see `ui::session`), shared by every listener.
     pub ui: ui::Shared,
+    /// Which listener the request came through.
+    pub surface: ui::Surface,
 }
 
 /// The TCP peer, inserted per connection by the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>) -> Router {
+/// The router of an `[http] listen` address: the API, plus the console and
+/// portal as `[ui]` allows.
+pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui: ui::Shared) -> Router {
     let max_body = node.config.http.max_body_bytes;
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
-    let state = AppState { node, live, ui: ui::Shared::default() };
+    let ui_cfg = node.config.ui.clone();
+    let state = AppState { node, live, ui, surface: ui::Surface::Main };
     // The API's headers (CSP `default-src 'none'`, …) are layered on the API
     // routes only; the UI routes, merged after, carry their own (ui::CSP).
     let api = Router::new()
@@ -70,10 +75,23 @@ pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>) -> Router 
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
-    let ui = ui::routes()
+    let ui = ui::routes(ui::Surface::Main, &ui_cfg)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
     api.merge(ui).with_state(state)
+}
+
+/// The router of a `[ui] portal_listen` address: the self-service portal
+/// and nothing else (no console, no API, no metrics).
+pub fn portal_router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui: ui::Shared) -> Router {
+    let max_body = node.config.http.max_body_bytes;
+    let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
+    let ui_cfg = node.config.ui.clone();
+    let state = AppState { node, live, ui, surface: ui::Surface::PortalOnly };
+    ui::routes(ui::Surface::PortalOnly, &ui_cfg)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

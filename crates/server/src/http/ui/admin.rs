@@ -23,6 +23,7 @@ use tessera_core::store::UserQuery;
 use tessera_core::wildcard::Wildcard;
 use zeroize::Zeroizing;
 
+use super::console::Chrome;
 use super::session::{self, ADMIN_COOKIE, Session, Stage};
 use super::{message, render, see_other, with_cookie, with_status};
 use crate::http::AppState;
@@ -42,7 +43,6 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/totp", get(totp_page).post(totp))
         .route("/admin/enroll", get(enroll_page).post(enroll))
         .route("/admin/logout", post(logout))
-        .route("/admin/dashboard", get(dashboard))
         .route("/admin/users", get(users))
         .route("/admin/users/action", post(user_action))
 }
@@ -58,7 +58,7 @@ fn current(s: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
 }
 
 /// The actor recorded in audit lines for a browser request.
-fn web_actor(name: String, caller: &Caller) -> Actor {
+pub(super) fn web_actor(name: String, caller: &Caller) -> Actor {
     let client = caller.client.replacen("rest", "web", 1);
     Actor::new(name).with_address(caller.address.clone()).with_client(Some(client))
 }
@@ -69,7 +69,7 @@ fn advance(s: &AppState, old_id: &str, stage: Stage, to: &str) -> Response {
     with_cookie(see_other(to), session::set_cookie(ADMIN_COOKIE, &id))
 }
 
-fn stale() -> Response {
+pub(super) fn stale() -> Response {
     message(StatusCode::FORBIDDEN, "Session expired", STALE, "/admin/login")
 }
 
@@ -78,7 +78,7 @@ fn stale() -> Response {
 /// `admin reset` run in another process, so they cannot reach this
 /// process's sessions; a deleted, reset (TOTP forgotten) or locked admin's
 /// session ends here.
-async fn signed_in(s: &AppState, headers: &HeaderMap) -> Option<(String, Session, String)> {
+pub(super) async fn signed_in(s: &AppState, headers: &HeaderMap) -> Option<(String, Session, String)> {
     let (id, sess) = current(s, headers)?;
     let Stage::Admin { admin, name } = &sess.stage else { return None };
     let live = match s.node.ctx.store.admin_by_id(admin).await {
@@ -289,49 +289,6 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<Csr
     with_cookie(see_other("/admin/login"), session::clear_cookie(ADMIN_COOKIE))
 }
 
-// ---------------------------------------------------------------- dashboard
-
-/// How many recent audit records the dashboard shows.
-const DASHBOARD_AUDIT: u32 = 20;
-
-#[derive(Template)]
-#[template(path = "ui/admin_dashboard.html")]
-struct DashboardPage<'a> {
-    csrf: &'a str,
-    admin_name: &'a str,
-    node: &'a str,
-    users: u64,
-    admins: Vec<tessera_core::views::AdminView>,
-    recent: Vec<tessera_core::views::AuditView>,
-}
-
-async fn dashboard(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((_, sess, name)) = signed_in(&s, &headers).await else { return see_other("/admin/login") };
-    let ctx = &s.node.ctx;
-    let now = ctx.clock.now();
-    let query = tessera_core::audit::AuditQuery { limit: DASHBOARD_AUDIT, ..Default::default() };
-    let (users, admins, recent) =
-        match (s.node.admin.count_users().await, ctx.store.list_admins().await, s.node.admin.audit_log(query).await) {
-            (Ok(u), Ok(a), Ok(r)) => (u, a, r),
-            _ => {
-                return message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Unavailable",
-                    "The database did not answer.",
-                    "/admin",
-                );
-            }
-        };
-    render(&DashboardPage {
-        csrf: &sess.csrf,
-        admin_name: &name,
-        node: &ctx.node,
-        users,
-        admins: admins.iter().map(|a| tessera_core::views::AdminView::new(a, now)).collect(),
-        recent: recent.iter().map(tessera_core::views::AuditView::from).collect(),
-    })
-}
-
 // -------------------------------------------------------------------- users
 
 /// One row of the users table: only what the page shows.
@@ -347,7 +304,7 @@ struct UserRow {
     actions: Vec<&'static str>,
 }
 
-fn access_text(a: &Option<AccessRecord>) -> String {
+pub(super) fn access_text(a: &Option<AccessRecord>) -> String {
     match a {
         None => "never".into(),
         Some(a) => {
@@ -363,6 +320,22 @@ fn access_text(a: &Option<AccessRecord>) -> String {
             s
         }
     }
+}
+
+/// Where the user's first factor is checked, in words.
+pub(super) fn first_factor_text(u: &User) -> String {
+    if u.password_hash.is_some() {
+        "local password".into()
+    } else if u.realm != DEFAULT_REALM {
+        format!("realm {}", u.realm)
+    } else {
+        "none (code only)".into()
+    }
+}
+
+/// `name`, or `name@realm` outside the default realm.
+pub(super) fn user_label(u: &User) -> String {
+    if u.realm == DEFAULT_REALM { u.username.clone() } else { format!("{}@{}", u.username, u.realm) }
 }
 
 impl UserRow {
@@ -381,13 +354,7 @@ impl UserRow {
             realm: u.realm.clone(),
             status: status.as_str(),
             failures: u.lock.failures,
-            first_factor: if u.password_hash.is_some() {
-                "local password".into()
-            } else if u.realm != DEFAULT_REALM {
-                format!("realm {}", u.realm)
-            } else {
-                "none (code only)".into()
-            },
+            first_factor: first_factor_text(u),
             last_attempt: access_text(&u.last_attempt),
             last_success: access_text(&u.last_success),
             actions,
@@ -398,8 +365,7 @@ impl UserRow {
 #[derive(Template)]
 #[template(path = "ui/admin_users.html")]
 struct UsersPage<'a> {
-    csrf: &'a str,
-    admin_name: &'a str,
+    c: &'a Chrome,
     q: &'a str,
     limit: u32,
     limits: &'a [u32],
@@ -431,6 +397,7 @@ fn form_urlencoded_q(q: &str) -> String {
 
 async fn users(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<UsersQuery>) -> Response {
     let Some((_, sess, name)) = signed_in(&s, &headers).await else { return see_other("/admin/login") };
+    let chrome = Chrome::new(&sess, &name, "users");
     let limit = q.limit.unwrap_or(LIMITS[0]).clamp(1, MAX_LIST_LIMIT - 1);
     let page = q.page.unwrap_or(1).max(1);
     let pattern = q.q.trim();
@@ -475,8 +442,7 @@ async fn users(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<Us
         _ => None,
     });
     render(&UsersPage {
-        csrf: &sess.csrf,
-        admin_name: &name,
+        c: &chrome,
         q: pattern,
         limit,
         limits: &LIMITS,
@@ -489,15 +455,18 @@ async fn users(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<Us
     })
 }
 
+/// "Are you sure?" before a destructive POST: the same form again with
+/// `confirm=yes`.
 #[derive(Template)]
 #[template(path = "ui/admin_confirm.html")]
-struct ConfirmPage<'a> {
-    csrf: &'a str,
-    admin_name: &'a str,
-    action: &'a str,
-    label: String,
-    user_id: String,
-    warning: &'a str,
+pub(super) struct ConfirmPage<'a> {
+    pub c: &'a Chrome,
+    pub title: String,
+    pub warning: &'a str,
+    pub post_to: &'a str,
+    pub fields: Vec<(&'a str, String)>,
+    pub button: String,
+    pub cancel: String,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +475,8 @@ struct ActionForm {
     user: String,
     action: String,
     confirm: Option<String>,
+    /// `detail`: back to the user's page afterwards (else the users table).
+    back: Option<String>,
 }
 
 async fn user_action(
@@ -543,21 +514,23 @@ async fn user_action(
         "unlock" | "disable" | "enable" => None,
         _ => return message(StatusCode::BAD_REQUEST, "Unknown action", "That action does not exist.", "/admin/users"),
     };
+    let detail = f.back.as_deref() == Some("detail");
     if let Some(warning) = warning
         && f.confirm.as_deref() != Some("yes")
     {
-        let label = if user.realm == DEFAULT_REALM {
-            user.username.clone()
-        } else {
-            format!("{}@{}", user.username, user.realm)
-        };
+        let label = user_label(&user);
+        let mut fields = vec![("user", user.id.to_string()), ("action", action.to_string())];
+        if detail {
+            fields.push(("back", "detail".into()));
+        }
         return render(&ConfirmPage {
-            csrf: &sess.csrf,
-            admin_name: &name,
-            action,
-            label,
-            user_id: user.id.to_string(),
+            c: &Chrome::new(&sess, &name, "users"),
+            title: format!("Confirm: {action} {label}"),
             warning,
+            post_to: "/admin/users/action",
+            fields,
+            button: format!("Yes, {action} {label}"),
+            cancel: if detail { format!("/admin/users/{}", user.id) } else { "/admin/users".into() },
         });
     }
     let actor = web_actor(format!("admin:{name}"), &caller);
@@ -570,6 +543,7 @@ async fn user_action(
         _ => admin.delete_user(&actor, &user).await,
     };
     match result {
+        Ok(()) if detail && action != "delete" => see_other(&format!("/admin/users/{}?done={action}", user.id)),
         Ok(()) => see_other(&format!("/admin/users?done={action}")),
         Err(e) => message(StatusCode::BAD_REQUEST, "Not done", &e.to_string(), "/admin/users"),
     }

@@ -12,6 +12,7 @@
 //! failed: the reason goes to the audit log.
 
 pub mod admin;
+pub mod console;
 pub mod portal;
 pub mod session;
 
@@ -34,18 +35,46 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 
 const CSS: &str = include_str!("../../../assets/ui.css");
 
-/// UI state shared by the handlers (inside [`AppState`]).
+/// UI state shared by the handlers (inside [`AppState`]) and by every
+/// listener of the node.
 #[derive(Debug, Default)]
 pub struct UiShared {
     pub sessions: session::Sessions,
+    pub registrations: session::RegistrationLimit,
+    /// A backup started from the console is running (one at a time).
+    pub backup_running: std::sync::atomic::AtomicBool,
+    /// The addresses bound at start, by kind (`https`, `portal`), for the dashboard.
+    pub listeners: parking_lot::RwLock<Vec<(String, String)>>,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ui/assets/ui.css", get(css))
-        .merge(admin::routes())
-        .merge(portal::routes())
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+impl UiShared {
+    pub fn new(cfg: &crate::config::UiSection) -> Self {
+        UiShared { sessions: session::Sessions::new(cfg.idle_timeout_seconds), ..UiShared::default() }
+    }
+}
+
+/// Which pages a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `[http] listen`: the API, and the console and portal as `[ui]` allows.
+    Main,
+    /// `[ui] portal_listen`: the portal only.
+    PortalOnly,
+}
+
+/// The UI routes for a listener, with the UI's security headers.
+pub fn routes(surface: Surface, cfg: &crate::config::UiSection) -> Router<AppState> {
+    let mut r = Router::new().route("/ui/assets/ui.css", get(css));
+    if surface == Surface::Main && cfg.console {
+        r = r.merge(admin::routes()).merge(console::routes());
+    }
+    if surface == Surface::PortalOnly || cfg.portal {
+        r = r.merge(portal::routes());
+    }
+    if surface == Surface::PortalOnly {
+        r = r.fallback(not_found);
+    }
+    r.layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -58,6 +87,10 @@ pub fn routes() -> Router<AppState> {
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
         ))
+}
+
+async fn not_found() -> Response {
+    message(StatusCode::NOT_FOUND, "Not found", "There is no such page here.", "/")
 }
 
 async fn css() -> Response {

@@ -19,7 +19,7 @@ use tessera_core::portal::{FirstFactorOutcome, Portal};
 use zeroize::Zeroizing;
 
 use super::session::{self, PORTAL_COOKIE, Session, Stage};
-use super::{message, render, see_other, with_cookie, with_status};
+use super::{Surface, message, render, see_other, with_cookie, with_status};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 
@@ -140,8 +140,23 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Fo
     let p = portal(&s);
     let who = actor(&shown, &caller);
     let password = Zeroizing::new(f.password);
-    match p.first_factor(&who, &realm, &username, password.clone()).await {
-        Ok(FirstFactorOutcome::Unregistered(u)) => match p.register(&who, &u).await {
+    match p.first_factor(&who, &realm, &username, password).await {
+        Ok(FirstFactorOutcome::Unregistered(_)) if !registration_here(&s) => message(
+            StatusCode::FORBIDDEN,
+            "Registration not available here",
+            "Your account has no authenticator yet, and registration is not offered at this address. \
+             Register from the internal network, or ask your administrator.",
+            "/",
+        ),
+        Ok(FirstFactorOutcome::Unregistered(u)) => {
+            if let Err(wait) = s.ui.registrations.start(u.id, s.node.ctx.clock.now()) {
+                let text = format!(
+                    "Registration was started too often for this account. Try again in {} minute(s).",
+                    (wait + 59) / 60
+                );
+                return message(StatusCode::TOO_MANY_REQUESTS, "Try again later", &text, "/");
+            }
+            match p.register(&who, &u).await {
             Ok(reg) => {
                 let stage = Stage::PortalEnrolling {
                     user: u.id,
@@ -156,9 +171,11 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Fo
                 tracing::error!(error = %e, "portal registration could not start");
                 login_form(&s, Some(REFUSED), StatusCode::INTERNAL_SERVER_ERROR)
             }
-        },
+            }
+        }
         Ok(FirstFactorOutcome::Registered(u)) => {
-            advance(&s, &id, Stage::PortalCode { user: u.id, label: label(&u), password }, "/code")
+            let state = p.code_ticket(&u);
+            advance(&s, &id, Stage::PortalCode { user: u.id, label: label(&u), state }, "/code")
         }
         Ok(_) => login_form(&s, Some(REFUSED), StatusCode::UNAUTHORIZED),
         Err(e) => {
@@ -179,25 +196,36 @@ struct RegisterPage<'a> {
     backup_codes: &'a [String],
 }
 
-fn register_view(sess: &Session, error: Option<&str>, custom_message: &str) -> Option<Response> {
+fn register_view(sess: &Session, error: Option<&str>, settings: &(String, bool)) -> Option<Response> {
     let Stage::PortalEnrolling { secret_b32, uri, backup_codes, .. } = &sess.stage else { return None };
+    let (custom_message, show_qr) = settings;
     Some(render(&RegisterPage {
         csrf: &sess.csrf,
         error,
         custom_message,
         secret: secret_b32,
-        qr_svg: crate::qr::svg(uri).unwrap_or_default(),
+        qr_svg: if *show_qr { crate::qr::svg(uri).unwrap_or_default() } else { String::new() },
         backup_codes,
     }))
 }
 
-async fn registration_message(s: &AppState) -> String {
-    s.node.ctx.store.policy().await.map(|p| p.registration_message).unwrap_or_default()
+/// Whether this listener may start registrations: always on `[http]
+/// listen`; on `[ui] portal_listen` only with `portal_listen_registration`.
+fn registration_here(s: &AppState) -> bool {
+    s.surface == Surface::Main || s.node.config.ui.portal_listen_registration
+}
+
+/// The policy's registration message and whether the QR code is shown.
+async fn registration_settings(s: &AppState) -> (String, bool) {
+    match s.node.ctx.store.policy().await {
+        Ok(p) => (p.registration_message, p.registration_qr),
+        Err(_) => (String::new(), true),
+    }
 }
 
 async fn register_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let Some((_, sess)) = current(&s, &headers) else { return see_other("/") };
-    let msg = registration_message(&s).await;
+    let msg = registration_settings(&s).await;
     register_view(&sess, None, &msg).unwrap_or_else(|| see_other("/"))
 }
 
@@ -217,7 +245,7 @@ async fn register(State(s): State<AppState>, headers: HeaderMap, caller: Caller,
     match portal(&s).confirm(&actor(l, &caller), &u, &f.code).await {
         Ok(true) => advance(&s, &id, Stage::Portal { user: u.id, label: l.clone() }, "/"),
         Ok(false) => {
-            let msg = registration_message(&s).await;
+            let msg = registration_settings(&s).await;
             let page = register_view(&sess, Some("That code did not match. Enter the current code."), &msg);
             with_status(StatusCode::UNAUTHORIZED, page.unwrap_or_else(stale))
         }
@@ -247,12 +275,13 @@ async fn code_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
 
 async fn code(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(f): Form<CodeForm>) -> Response {
     let Some((id, sess)) = current(&s, &headers) else { return stale() };
-    let Stage::PortalCode { user: uid, label: l, password } = &sess.stage else { return stale() };
+    let Stage::PortalCode { user: uid, label: l, state } = &sess.stage else { return stale() };
     if !sess.csrf_ok(&f.csrf) {
         return stale();
     }
     let Some(u) = user(&s, *uid).await else { return stale() };
-    match portal(&s).sign_in(&actor(l, &caller), &u, password, &f.code).await {
+    // The ticket is single-use: whatever the answer, this session is done with it.
+    match portal(&s).sign_in(&actor(l, &caller), &u, state, &f.code).await {
         Ok(true) => advance(&s, &id, Stage::Portal { user: u.id, label: l.clone() }, "/"),
         Ok(false) => {
             s.ui.sessions.remove(&id);

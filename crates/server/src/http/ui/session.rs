@@ -19,11 +19,16 @@ use tessera_core::model::{AdminId, UserId};
 use tessera_core::random::Random;
 use tessera_otp::Secret;
 
-/// Sessions live this long without a request, then are forgotten.
-pub const IDLE_TIMEOUT_SECONDS: i64 = 15 * 60;
-/// Bound on sessions held in memory (anonymous ones included: every visit
-/// to a sign-in page makes one). Past it the oldest idle session goes.
-pub const MAX_SESSIONS: usize = 10_000;
+/// The default idle timeout (`[ui] idle_timeout_seconds`).
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 15 * 60;
+/// Bound on anonymous sessions (a sign-in form's CSRF token and nothing
+/// else): every view of a sign-in page makes one, so anyone can make many.
+/// Past it the oldest anonymous session goes, never a signed-in one.
+pub const MAX_ANONYMOUS_SESSIONS: usize = 5_000;
+/// Bound on sessions past a first factor (signing in, enrolling, signed
+/// in). Each costs a password check to make, so a flood is slow; past it
+/// the oldest such session goes.
+pub const MAX_SIGNED_IN_SESSIONS: usize = 10_000;
 
 pub const ADMIN_COOKIE: &str = "__Host-tessera_admin";
 pub const PORTAL_COOKIE: &str = "__Host-tessera_portal";
@@ -43,8 +48,10 @@ pub enum Stage {
     /// sees this secret until confirmed with a code.
     PortalEnrolling { user: UserId, label: String, secret_b32: String, uri: String, backup_codes: Vec<String> },
     /// Portal: the first factor was right; the user is registered and is
-    /// asked for a code (or a backup code).
-    PortalCode { user: UserId, label: String, password: zeroize::Zeroizing<String> },
+    /// asked for a code (or a backup code). `state` is a sealed, single-use
+    /// challenge ticket (as a RADIUS Access-Challenge hands out), so the
+    /// password is not kept anywhere between the two steps.
+    PortalCode { user: UserId, label: String, state: Vec<u8> },
     /// Portal: signed in with both factors.
     Portal { user: UserId, label: String },
 }
@@ -63,9 +70,26 @@ impl Session {
     }
 }
 
-#[derive(Debug, Default)]
+impl Stage {
+    /// Whether this session is past a first factor (counted against
+    /// [`MAX_SIGNED_IN_SESSIONS`] rather than [`MAX_ANONYMOUS_SESSIONS`]).
+    fn signed_in(&self) -> bool {
+        !matches!(self, Stage::Anonymous)
+    }
+}
+
+#[derive(Debug)]
 pub struct Sessions {
     inner: Mutex<HashMap<String, Session>>,
+    idle_ms: i64,
+    max_anonymous: usize,
+    max_signed_in: usize,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(DEFAULT_IDLE_TIMEOUT_SECONDS)
+    }
 }
 
 fn random_hex(rng: &dyn Random) -> String {
@@ -75,12 +99,34 @@ fn random_hex(rng: &dyn Random) -> String {
 }
 
 impl Sessions {
+    /// Sessions ended after `idle_seconds` without a request.
+    pub fn new(idle_seconds: u64) -> Self {
+        Sessions {
+            inner: Mutex::default(),
+            idle_ms: i64::try_from(idle_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+            max_anonymous: MAX_ANONYMOUS_SESSIONS,
+            max_signed_in: MAX_SIGNED_IN_SESSIONS,
+        }
+    }
+
+    #[cfg(test)]
+    fn with_caps(mut self, anonymous: usize, signed_in: usize) -> Self {
+        self.max_anonymous = anonymous;
+        self.max_signed_in = signed_in;
+        self
+    }
+
+    /// The idle timeout, seconds.
+    pub fn idle_seconds(&self) -> i64 {
+        self.idle_ms / 1000
+    }
+
     /// The live session for `id`, touched (idle timer restarted); an expired
     /// one is removed and `None` returned.
     pub fn get(&self, id: &str, now: Timestamp) -> Option<Session> {
         let mut map = self.inner.lock();
         let s = map.get_mut(id)?;
-        if now.0 - s.last_seen.0 > IDLE_TIMEOUT_SECONDS * 1000 {
+        if now.0 - s.last_seen.0 > self.idle_ms {
             map.remove(id);
             return None;
         }
@@ -92,11 +138,20 @@ impl Sessions {
     pub fn create(&self, rng: &dyn Random, stage: Stage, now: Timestamp) -> (String, Session) {
         let id = random_hex(rng);
         let session = Session { csrf: random_hex(rng), stage, last_seen: now };
+        let class = session.stage.signed_in();
+        let cap = if class { self.max_signed_in } else { self.max_anonymous };
         let mut map = self.inner.lock();
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| now.0 - s.last_seen.0 <= IDLE_TIMEOUT_SECONDS * 1000);
-            if map.len() >= MAX_SESSIONS
-                && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen.0).map(|(k, _)| k.clone())
+        let in_class = |map: &HashMap<String, Session>| map.values().filter(|s| s.stage.signed_in() == class).count();
+        // Counting the class is O(n), so only when the map could be full.
+        if map.len() >= cap && in_class(&map) >= cap {
+            let idle = self.idle_ms;
+            map.retain(|_, s| now.0 - s.last_seen.0 <= idle);
+            if in_class(&map) >= cap
+                && let Some(oldest) = map
+                    .iter()
+                    .filter(|(_, s)| s.stage.signed_in() == class)
+                    .min_by_key(|(_, s)| s.last_seen.0)
+                    .map(|(k, _)| k.clone())
             {
                 map.remove(&oldest);
             }
@@ -132,6 +187,45 @@ impl Sessions {
     }
 }
 
+/// Registration starts (a new pending secret and backup-code set) allowed
+/// per user in one window: each start replaces the previous pending token,
+/// so a script holding a user's password could otherwise churn them.
+pub const REGISTRATION_STARTS_PER_WINDOW: u32 = 5;
+pub const REGISTRATION_WINDOW_SECONDS: i64 = 15 * 60;
+/// Users tracked at once; past it, windows that have ended are dropped
+/// first, then the whole table (a fresh start for everyone beats growing).
+const MAX_TRACKED_REGISTRATIONS: usize = 100_000;
+
+/// A fixed-window counter of registration starts per user, on this node.
+#[derive(Debug, Default)]
+pub struct RegistrationLimit {
+    inner: Mutex<HashMap<UserId, (Timestamp, u32)>>,
+}
+
+impl RegistrationLimit {
+    /// Counts one start for `user`; `Err(seconds)` (until the window ends)
+    /// when the user is over the limit, and then nothing is counted.
+    pub fn start(&self, user: UserId, now: Timestamp) -> Result<(), i64> {
+        let window = REGISTRATION_WINDOW_SECONDS * 1000;
+        let mut map = self.inner.lock();
+        if map.len() >= MAX_TRACKED_REGISTRATIONS {
+            map.retain(|_, (since, _)| now.0 - since.0 < window);
+            if map.len() >= MAX_TRACKED_REGISTRATIONS {
+                map.clear();
+            }
+        }
+        let entry = map.entry(user).or_insert((now, 0));
+        if now.0 - entry.0.0 >= window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= REGISTRATION_STARTS_PER_WINDOW {
+            return Err((entry.0.0 + window - now.0).div_euclid(1000).max(1));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
 /// The value of cookie `name` in the request, if any.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -162,13 +256,13 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire_and_touch_extends() {
-        let s = Sessions::default();
+        let s = Sessions::new(DEFAULT_IDLE_TIMEOUT_SECONDS);
         let (id, sess) = s.create(&OsRandom, Stage::Anonymous, Timestamp(0));
         assert_eq!(id.len(), 64);
         assert!(sess.csrf_ok(&sess.csrf));
         assert!(!sess.csrf_ok(""));
         assert!(!sess.csrf_ok("x"));
-        let almost = Timestamp(IDLE_TIMEOUT_SECONDS * 1000);
+        let almost = Timestamp(s.idle_seconds() * 1000);
         assert!(s.get(&id, almost).is_some());
         assert!(s.get(&id, Timestamp(almost.0 * 2)).is_some(), "touched at `almost`");
         assert!(s.get(&id, Timestamp(almost.0 * 3 + 1)).is_none());
@@ -184,6 +278,33 @@ mod tests {
         assert!(matches!(s.get(&new, Timestamp(2)).unwrap().stage, Stage::Admin { .. }));
         s.remove_admin(AdminId(7));
         assert!(s.get(&new, Timestamp(3)).is_none());
+    }
+
+    #[test]
+    fn anonymous_floods_never_evict_signed_in_sessions() {
+        let s = Sessions::new(60).with_caps(3, 2);
+        let signed = |n: i64| Stage::Portal { user: UserId(n), label: format!("u{n}") };
+        let (a, _) = s.create(&OsRandom, signed(1), Timestamp(0));
+        let (b, _) = s.create(&OsRandom, signed(2), Timestamp(1));
+        for t in 0..50 {
+            s.create(&OsRandom, Stage::Anonymous, Timestamp(10 + t));
+        }
+        assert_eq!(s.count(), 5, "3 anonymous + 2 signed in");
+        assert!(s.get(&a, Timestamp(99)).is_some() && s.get(&b, Timestamp(100)).is_some());
+        // A third signed-in session evicts the least recently used signed-in one.
+        let (c, _) = s.create(&OsRandom, signed(3), Timestamp(101));
+        assert!(s.get(&a, Timestamp(102)).is_none() && s.get(&c, Timestamp(102)).is_some());
+    }
+
+    #[test]
+    fn registration_starts_are_limited_per_user_and_window() {
+        let l = RegistrationLimit::default();
+        for _ in 0..REGISTRATION_STARTS_PER_WINDOW {
+            assert!(l.start(UserId(1), Timestamp(0)).is_ok());
+        }
+        assert_eq!(l.start(UserId(1), Timestamp(1000)), Err(REGISTRATION_WINDOW_SECONDS - 1));
+        assert!(l.start(UserId(2), Timestamp(1000)).is_ok(), "per user");
+        assert!(l.start(UserId(1), Timestamp(REGISTRATION_WINDOW_SECONDS * 1000)).is_ok(), "a new window");
     }
 
     #[test]
