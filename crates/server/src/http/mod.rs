@@ -75,9 +75,12 @@ pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui: ui::Sh
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
-    let ui = ui::routes(ui::Surface::Main, &ui_cfg)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
+    let ui = ui::secure(
+        ui::routes(ui::Surface::Main, &ui_cfg)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), ui::csrf_guard))
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)),
+    );
     api.merge(ui).with_state(state)
 }
 
@@ -88,10 +91,13 @@ pub fn portal_router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui:
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
     let ui_cfg = node.config.ui.clone();
     let state = AppState { node, live, ui, surface: ui::Surface::PortalOnly };
-    ui::routes(ui::Surface::PortalOnly, &ui_cfg)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-        .with_state(state)
+    ui::secure(
+        ui::routes(ui::Surface::PortalOnly, &ui_cfg)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), ui::csrf_guard))
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)),
+    )
+    .with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -31,7 +31,6 @@ use crate::http::auth::Caller;
 
 const REFUSED: &str =
     "Sign-in refused. Check the name, password and code, and try again later if you tried several times.";
-const STALE: &str = "This form has expired or your session ended. Sign in again.";
 /// Page sizes offered by the users table.
 const LIMITS: [u32; 5] = [25, 50, 100, 500, 1000];
 
@@ -70,7 +69,7 @@ fn advance(s: &AppState, old_id: &str, stage: Stage, to: &str) -> Response {
 }
 
 pub(super) fn stale() -> Response {
-    message(StatusCode::FORBIDDEN, "Session expired", STALE, "/admin/login")
+    message(StatusCode::FORBIDDEN, "Session expired", session::STALE, "/admin/login")
 }
 
 /// The signed-in admin, or `None` (then the caller redirects or refuses).
@@ -129,6 +128,8 @@ async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
 
 #[derive(Deserialize)]
 struct LoginForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     name: String,
     /// Moved into `Zeroizing` as soon as it is read.
@@ -191,6 +192,8 @@ async fn totp_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
 
 #[derive(Deserialize)]
 struct CodeForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     code: String,
 }
@@ -277,6 +280,8 @@ async fn enroll(State(s): State<AppState>, headers: HeaderMap, caller: Caller, F
 
 #[derive(Deserialize)]
 struct CsrfForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
 }
 
@@ -471,6 +476,8 @@ pub(super) struct ConfirmPage<'a> {
 
 #[derive(Deserialize)]
 struct ActionForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     user: String,
     action: String,

@@ -454,6 +454,8 @@ async fn user_page(
 
 #[derive(Deserialize)]
 struct TokenForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     token: String,
     confirm: Option<String>,
@@ -502,6 +504,8 @@ async fn user_token(
 
 #[derive(Deserialize)]
 struct GroupForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     group: String,
     /// `add` or `remove`.
@@ -774,6 +778,8 @@ async fn tokens_import(State(s): State<AppState>, headers: HeaderMap, caller: Ca
 
 #[derive(Deserialize)]
 struct AssignForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     serial: String,
     /// A user name (`name` or `name@realm`) …
@@ -811,6 +817,8 @@ async fn tokens_assign(State(s): State<AppState>, headers: HeaderMap, caller: Ca
 
 #[derive(Deserialize)]
 struct SerialForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     serial: String,
 }
@@ -902,6 +910,8 @@ async fn radius_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Qu
 
 #[derive(Deserialize)]
 struct RadiusAddForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     name: String,
     address: String,
@@ -944,6 +954,8 @@ async fn radius_add(State(s): State<AppState>, headers: HeaderMap, caller: Calle
 
 #[derive(Deserialize)]
 struct NameForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     name: String,
     confirm: Option<String>,
@@ -1034,6 +1046,8 @@ async fn realms_page(State(s): State<AppState>, headers: HeaderMap) -> Response 
 
 #[derive(Deserialize)]
 struct RealmTestForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     name: String,
 }
@@ -1101,6 +1115,8 @@ async fn policy_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Qu
 
 #[derive(Deserialize)]
 struct PolicyForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     skew_seconds: String,
     lockout_mode: String,
@@ -1339,6 +1355,8 @@ async fn backups_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Q
 
 #[derive(Deserialize)]
 struct CsrfForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
 }
 

@@ -62,7 +62,7 @@ pub enum Surface {
     PortalOnly,
 }
 
-/// The UI routes for a listener, with the UI's security headers.
+/// The UI routes for a listener (wrap them in [`secure`] last).
 pub fn routes(surface: Surface, cfg: &crate::config::UiSection) -> Router<AppState> {
     let mut r = Router::new().route("/ui/assets/ui.css", get(css));
     if surface == Surface::Main && cfg.console {
@@ -74,6 +74,12 @@ pub fn routes(surface: Surface, cfg: &crate::config::UiSection) -> Router<AppSta
     if surface == Surface::PortalOnly {
         r = r.fallback(not_found);
     }
+    r
+}
+
+/// The UI's security headers on every response of `r`, refusals from
+/// inner layers (CSRF, body limit, timeout) included: apply outermost.
+pub fn secure<S: Clone + Send + Sync + 'static>(r: Router<S>) -> Router<S> {
     r.layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
@@ -87,6 +93,53 @@ pub fn routes(surface: Surface, cfg: &crate::config::UiSection) -> Router<AppSta
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
         ))
+}
+
+/// Checks the CSRF token of every UI POST before any handler runs, so no
+/// form can be added without it: the `csrf` field of a url-encoded body
+/// must equal the token of the session named by the cookie of that area
+/// (`/admin…`: the console's, else the portal's). Anything else (no
+/// session, no field, a wrong token, a JSON or text body) gets the 403
+/// "session expired" page. Multipart bodies (the seed-file upload) are
+/// left to their handler, which reads the field from the parts and checks
+/// it the same way before using anything else. Handlers check again.
+pub async fn csrf_guard(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    if multipart {
+        return next.run(req).await;
+    }
+    let admin_area = req.uri().path().starts_with("/admin");
+    let (parts, body) = req.into_parts();
+    let refuse = || {
+        let back = if admin_area { "/admin/login" } else { "/" };
+        message(StatusCode::FORBIDDEN, "Session expired", session::STALE, back)
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, s.node.config.http.max_body_bytes).await else {
+        return message(StatusCode::PAYLOAD_TOO_LARGE, "Too large", "The form is too large.", "/");
+    };
+    let submitted = form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
+    let cookie_name = if admin_area { session::ADMIN_COOKIE } else { session::PORTAL_COOKIE };
+    let ok = match (submitted, session::cookie(&parts.headers, cookie_name)) {
+        (Some(token), Some(id)) => {
+            s.ui.sessions.get(id, s.node.ctx.clock.now()).is_some_and(|sess| sess.csrf_ok(&token))
+        }
+        _ => false,
+    };
+    if !ok {
+        return refuse();
+    }
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 async fn not_found() -> Response {

@@ -25,7 +25,6 @@ use crate::http::auth::Caller;
 
 const REFUSED: &str =
     "Sign-in refused. Check your user name, password and code; after several tries, wait and try again.";
-const STALE: &str = "This form has expired or your session ended. Sign in again.";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -57,7 +56,7 @@ fn advance(s: &AppState, old_id: &str, stage: Stage, to: &str) -> Response {
 }
 
 fn stale() -> Response {
-    message(StatusCode::FORBIDDEN, "Session expired", STALE, "/")
+    message(StatusCode::FORBIDDEN, "Session expired", session::STALE, "/")
 }
 
 fn label(u: &User) -> String {
@@ -113,6 +112,8 @@ async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
 
 #[derive(Deserialize)]
 struct LoginForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     username: String,
     /// Moved into `Zeroizing` as soon as it is read.
@@ -231,6 +232,8 @@ async fn register_page(State(s): State<AppState>, headers: HeaderMap) -> Respons
 
 #[derive(Deserialize)]
 struct CodeForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
     code: String,
 }
@@ -297,6 +300,8 @@ async fn code(State(s): State<AppState>, headers: HeaderMap, caller: Caller, For
 
 #[derive(Deserialize)]
 struct CsrfForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
     csrf: String,
 }
 

@@ -30,6 +30,9 @@ pub const MAX_ANONYMOUS_SESSIONS: usize = 5_000;
 /// the oldest such session goes.
 pub const MAX_SIGNED_IN_SESSIONS: usize = 10_000;
 
+/// The refusal shown for a POST without a live session and its CSRF token.
+pub const STALE: &str = "This form has expired or your session ended. Sign in again.";
+
 pub const ADMIN_COOKIE: &str = "__Host-tessera_admin";
 pub const PORTAL_COOKIE: &str = "__Host-tessera_portal";
 
