@@ -78,14 +78,9 @@ pub async fn serve(
     )));
     let (radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
     tasks.extend(radius_tasks);
-    for l in listeners {
-        let addr = l.local_addr()?;
-        println!("listening https {addr}");
-        tracing::info!(%addr, "HTTPS listening");
-        ui.listeners.write().push(("https".into(), addr.to_string()));
-        tasks.push(tokio::spawn(http::serve::serve(l, tls.clone(), app.clone(), connections.clone(), stop_rx.clone())));
-    }
     // Portal-only listeners share the connection bound and the sessions.
+    // Announced before the https lines: scripts wait for those as the
+    // sign that everything listens.
     for l in portal_listeners {
         let addr = l.local_addr()?;
         println!("listening portal {addr}");
@@ -98,6 +93,13 @@ pub async fn serve(
             connections.clone(),
             stop_rx.clone(),
         )));
+    }
+    for l in listeners {
+        let addr = l.local_addr()?;
+        println!("listening https {addr}");
+        tracing::info!(%addr, "HTTPS listening");
+        ui.listeners.write().push(("https".into(), addr.to_string()));
+        tasks.push(tokio::spawn(http::serve::serve(l, tls.clone(), app.clone(), connections.clone(), stop_rx.clone())));
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
