@@ -70,9 +70,11 @@ pub fn parse(format: &str, data: &[u8], key: SeedKey) -> Result<ImportReport, Se
     Ok(report)
 }
 
-/// The good rows as inventory rows, and (serial, user) for the rows that
-/// name an owner.
-pub fn prepare(report: &ImportReport) -> Result<(Vec<NewInventoryToken>, Vec<(String, String)>), SeedFileError> {
+/// (serial, user name) of a row that names the token's owner.
+pub type Owner = (String, String);
+
+/// The good rows as inventory rows, and the owners of the rows that name one.
+pub fn prepare(report: &ImportReport) -> Result<(Vec<NewInventoryToken>, Vec<Owner>), SeedFileError> {
     let mut items = Vec::with_capacity(report.tokens.len());
     let mut owners = Vec::new();
     for t in &report.tokens {
@@ -113,7 +115,7 @@ pub async fn assign_owners(
     admin: &Admin,
     actor: &Actor,
     realm: Option<&str>,
-    owners: Vec<(String, String)>,
+    owners: Vec<Owner>,
 ) -> Result<Assigned, CoreError> {
     let mut done = Assigned::default();
     let mut tasks = tokio::task::JoinSet::new();

@@ -7,8 +7,8 @@
 pub mod config;
 pub mod directory;
 pub mod hasher;
-pub mod inventory_import;
 pub mod http;
+pub mod inventory_import;
 pub mod key_watch;
 pub mod logging;
 pub mod metrics;

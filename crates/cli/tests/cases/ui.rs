@@ -459,7 +459,8 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
         assert_eq!(w.post(p, &[("name", "x")]).await.status, 403, "{p} without csrf");
         assert_eq!(w.post(p, &[("csrf", "0123"), ("name", "x")]).await.status, 403, "{p} with a wrong csrf");
     }
-    let r = w.post_multipart("/admin/tokens/import", &[("format", "csv")], ("file", "t.csv", b"S1,GEZDGNBVGY3TQOJQ")).await;
+    let r =
+        w.post_multipart("/admin/tokens/import", &[("format", "csv")], ("file", "t.csv", b"S1,GEZDGNBVGY3TQOJQ")).await;
     assert_eq!(r.status, 403, "import without csrf");
 
     // User page: tokens with type/serial/state, backup codes left, groups, audit; actions.
@@ -474,7 +475,9 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
     assert!(w.get(&jo).await.body.contains("vpn-users"));
     let r = w.post(&format!("{jo}/group"), &[("csrf", &csrf), ("group", "bad\u{7}group"), ("op", "add")]).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    let r = w.post("/admin/users/action", &[("csrf", &csrf), ("user", &jo[13..]), ("action", "unlock"), ("back", "detail")]).await;
+    let r = w
+        .post("/admin/users/action", &[("csrf", &csrf), ("user", &jo[13..]), ("action", "unlock"), ("back", "detail")])
+        .await;
     assert_eq!(r.location, Some(format!("{jo}?done=unlock")));
     assert!(w.get(&jo).await.body.contains("id=\"user-status\">active"));
     let token_id = between(&page.body, "name=\"token\" value=\"", "\"").unwrap();
@@ -597,10 +600,10 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
     let name = loop {
         let page = w.get("/admin/backups").await;
         assert!(!page.body.contains("backup passphrase never shown"));
-        if let Some(name) = between(&page.body, "href=\"/admin/backups/file/", "\"") {
-            if !page.body.contains("id=\"backup-running\"") {
-                break name;
-            }
+        if let Some(name) = between(&page.body, "href=\"/admin/backups/file/", "\"")
+            && !page.body.contains("id=\"backup-running\"")
+        {
+            break name;
         }
         assert!(std::time::Instant::now() < deadline, "no backup listed: {}", page.body);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -626,7 +629,15 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
 
     // The audit log names the web actor for each change.
     let audit = n.ok(&["audit", "list", "--actor", "admin:root", "--json"]);
-    for action in ["group.add", "inventory.import", "inventory.assign", "radius_client.add", "policy.set", "backup.create", "realm.test"] {
+    for action in [
+        "group.add",
+        "inventory.import",
+        "inventory.assign",
+        "radius_client.add",
+        "policy.set",
+        "backup.create",
+        "realm.test",
+    ] {
         assert!(audit.contains(action), "{action} not audited: {audit}");
     }
 }
@@ -677,21 +688,24 @@ async fn portal_listener_serves_only_the_portal_and_registration_is_internal_by_
 
     // An unregistered user cannot register through the portal listener…
     let form = p.get("/").await;
-    let r = p.post("/login", &[("csrf", &form.csrf()), ("username", "erin"), ("password", "erin's long password")]).await;
+    let r =
+        p.post("/login", &[("csrf", &form.csrf()), ("username", "erin"), ("password", "erin's long password")]).await;
     assert_eq!(r.status, 403);
     assert!(r.body.contains("Registration not available here"));
     assert!(n.ok(&["user", "show", "erin"]).contains("unregistered"), "no pending token made");
     // … but can on the main listener, and then sign in through either.
     let mut w = Web::new(&n);
     let form = w.get("/").await;
-    let r = w.post("/login", &[("csrf", &form.csrf()), ("username", "erin"), ("password", "erin's long password")]).await;
+    let r =
+        w.post("/login", &[("csrf", &form.csrf()), ("username", "erin"), ("password", "erin's long password")]).await;
     assert_eq!(r.location.as_deref(), Some("/register"));
     let reg = w.get("/register").await;
     let secret = between(&reg.body, "id=\"secret\">", "<").unwrap();
     let ok = w.post("/register", &[("csrf", &reg.csrf()), ("code", &totp_now(&secret, 0))]).await;
     assert_eq!(ok.location.as_deref(), Some("/"));
     let form = p.get("/").await;
-    let r = p.post("/login", &[("csrf", &form.csrf()), ("username", "erin"), ("password", "erin's long password")]).await;
+    let r =
+        p.post("/login", &[("csrf", &form.csrf()), ("username", "erin"), ("password", "erin's long password")]).await;
     assert_eq!(r.location.as_deref(), Some("/code"));
     let code = p.get("/code").await;
     let r = p.post("/code", &[("csrf", &code.csrf()), ("code", &totp_now(&secret, 1))]).await;
@@ -702,7 +716,9 @@ async fn portal_listener_serves_only_the_portal_and_registration_is_internal_by_
     for _ in 0..6 {
         let mut w = Web::new(&n);
         let form = w.get("/").await;
-        let r = w.post("/login", &[("csrf", &form.csrf()), ("username", "fred"), ("password", "fred's long password")]).await;
+        let r = w
+            .post("/login", &[("csrf", &form.csrf()), ("username", "fred"), ("password", "fred's long password")])
+            .await;
         starts.push(r.status);
     }
     assert_eq!(starts, [303, 303, 303, 303, 303, 429], "the sixth start in the window is refused");

@@ -365,9 +365,12 @@ async fn browser_admin_console_and_portal_acceptance_with_screenshots_and_no_csp
     assert_no_csp_violation(&c, "the portal").await;
 
     // The check above can see a violation: provoke one (an inline style).
-    c.execute("const s = document.createElement('style'); s.textContent = 'body{}'; document.head.appendChild(s);", vec![])
-        .await
-        .unwrap();
+    c.execute(
+        "const s = document.createElement('style'); s.textContent = 'body{}'; document.head.appendChild(s);",
+        vec![],
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains("Content Security Policy")) {

@@ -164,9 +164,7 @@ fn given(v: &Option<String>) -> Option<&str> {
 async fn find_user(s: &AppState, typed: &str) -> Result<User, CoreError> {
     let typed = typed.trim();
     match typed.rsplit_once('@') {
-        Some((name, realm)) if !name.is_empty() && !realm.is_empty() => {
-            s.node.admin.find_user(Some(realm), name).await
-        }
+        Some((name, realm)) if !name.is_empty() && !realm.is_empty() => s.node.admin.find_user(Some(realm), name).await,
         _ => s.node.admin.find_user(None, typed).await,
     }
 }
@@ -287,10 +285,10 @@ async fn dashboard(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let cfg = s.live.config();
     let mut listeners: Vec<(String, String)> = s.ui.listeners.read().clone();
     for a in &cfg.radius.listen {
-        listeners.push(("radius (udp)".into(), a.clone()));
+        listeners.push(("radius (udp, as configured)".into(), a.clone()));
     }
     for a in &cfg.radius.radsec_listen {
-        listeners.push(("radsec (tcp)".into(), a.clone()));
+        listeners.push(("radsec (tcp, as configured)".into(), a.clone()));
     }
     let locked_users = locked_list
         .iter()
@@ -788,7 +786,12 @@ struct AssignForm {
     user_id: Option<String>,
 }
 
-async fn tokens_assign(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(f): Form<AssignForm>) -> Response {
+async fn tokens_assign(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(f): Form<AssignForm>,
+) -> Response {
     let c = match console_post(&s, &headers, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -806,7 +809,12 @@ async fn tokens_assign(State(s): State<AppState>, headers: HeaderMap, caller: Ca
             Err(e) => return refused(&e, "/admin/tokens"),
         },
         (None, None) => {
-            return message(StatusCode::BAD_REQUEST, "Not done", "Name the user to assign the token to.", "/admin/tokens");
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Not done",
+                "Name the user to assign the token to.",
+                "/admin/tokens",
+            );
         }
     };
     match s.node.admin.assign_inventory(&c.actor(&caller), f.serial.trim(), &user).await {
@@ -823,7 +831,12 @@ struct SerialForm {
     serial: String,
 }
 
-async fn tokens_unassign(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(f): Form<SerialForm>) -> Response {
+async fn tokens_unassign(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(f): Form<SerialForm>,
+) -> Response {
     let c = match console_post(&s, &headers, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -863,7 +876,14 @@ struct RadiusPage<'a> {
 
 const RADIUS_NOTICES: &[(&str, &str)] = &[("add", "RADIUS client added."), ("delete", "RADIUS client deleted.")];
 
-async fn radius_view(s: &AppState, c: &Console, form: Option<&RadiusAddForm>, notice: Option<&'static str>, error: Option<String>, status: StatusCode) -> Response {
+async fn radius_view(
+    s: &AppState,
+    c: &Console,
+    form: Option<&RadiusAddForm>,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let Ok(clients) = s.node.admin.radius_clients().await else { return unavailable("/admin/dashboard") };
     let mut rows: Vec<ClientRow> = clients
         .iter()
@@ -921,7 +941,12 @@ struct RadiusAddForm {
     default_realm: Option<String>,
 }
 
-async fn radius_add(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(mut f): Form<RadiusAddForm>) -> Response {
+async fn radius_add(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(mut f): Form<RadiusAddForm>,
+) -> Response {
     let c = match console_post(&s, &headers, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -961,7 +986,12 @@ struct NameForm {
     confirm: Option<String>,
 }
 
-async fn radius_delete(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(f): Form<NameForm>) -> Response {
+async fn radius_delete(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(f): Form<NameForm>,
+) -> Response {
     let c = match console_post(&s, &headers, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -1054,7 +1084,12 @@ struct RealmTestForm {
 
 /// "Test connection": the same check as `tessera realm test NAME`, run by
 /// this node against the realm's live directory clients.
-async fn realm_test(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(f): Form<RealmTestForm>) -> Response {
+async fn realm_test(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(f): Form<RealmTestForm>,
+) -> Response {
     let c = match console_post(&s, &headers, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -1064,9 +1099,14 @@ async fn realm_test(State(s): State<AppState>, headers: HeaderMap, caller: Calle
     }
     let checks = s.node.directory.test(&f.name).await.unwrap_or_default();
     let ok = checks.iter().all(|c| c.ok);
-    let audit = tessera_core::audit::AuditRecord::new(s.node.ctx.clock.now(), &s.node.ctx.node, &c.actor(&caller), "realm.test")
-        .target(f.name.clone())
-        .result(if ok { AuditResult::Ok } else { AuditResult::Error }, (!ok).then_some("a source failed its check"));
+    let audit = tessera_core::audit::AuditRecord::new(
+        s.node.ctx.clock.now(),
+        &s.node.ctx.node,
+        &c.actor(&caller),
+        "realm.test",
+    )
+    .target(f.name.clone())
+    .result(if ok { AuditResult::Ok } else { AuditResult::Error }, (!ok).then_some("a source failed its check"));
     if let Err(e) = s.node.ctx.store.append_audit(audit).await {
         tracing::warn!(error = %e, "could not record a realm test");
     }
@@ -1092,20 +1132,29 @@ struct PolicyPage<'a> {
     error: Option<String>,
 }
 
-async fn policy_view(s: &AppState, c: &Console, notice: Option<&'static str>, error: Option<String>, status: StatusCode) -> Response {
+async fn policy_view(
+    s: &AppState,
+    c: &Console,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let Ok(p) = s.node.admin.policy().await else { return unavailable("/admin/dashboard") };
     let all = match serde_json::to_value(&p) {
         Ok(serde_json::Value::Object(m)) => m.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
         _ => Vec::new(),
     };
-    with_status(status, render(&PolicyPage {
+    with_status(
+        status,
+        render(&PolicyPage {
             c: &c.chrome("policy"),
             throttle: p.lockout_mode == tessera_core::policy::LockoutMode::Throttle,
             p,
             all,
             notice,
             error,
-        }))
+        }),
+    )
 }
 
 async fn policy_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<DoneQuery>) -> Response {
@@ -1130,7 +1179,12 @@ struct PolicyForm {
 
 /// Saves the form through `Policy::with_setting`, key by key, as `tessera
 /// policy set` does: the first refused value stops it and nothing is saved.
-async fn policy_save(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(f): Form<PolicyForm>) -> Response {
+async fn policy_save(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(f): Form<PolicyForm>,
+) -> Response {
     let c = match console_post(&s, &headers, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -1205,8 +1259,12 @@ fn parse_time(text: &str, end_of_day: bool) -> Result<Timestamp, String> {
         19 => format!("{t}Z"),
         _ => t.to_string(),
     };
-    let ts = Timestamp::parse_rfc3339(&full)
-        .ok_or_else(|| format!("`{}` is not a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM, UTC)", t.chars().take(40).collect::<String>()))?;
+    let ts = Timestamp::parse_rfc3339(&full).ok_or_else(|| {
+        format!(
+            "`{}` is not a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM, UTC)",
+            t.chars().take(40).collect::<String>()
+        )
+    })?;
     Ok(if end_of_day && t.len() == 10 { ts.plus_seconds(86_400) } else { ts })
 }
 
@@ -1364,7 +1422,12 @@ struct CsrfForm {
 /// binary's `tessera backup create` (the same code as a manual backup).
 /// The passphrase comes from `[backup] passphrase_file`: it is never typed
 /// into the console, so it cannot end up in a request, log or page.
-async fn backup_create(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Form(f): Form<CsrfForm>) -> Response {
+async fn backup_create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(f): Form<CsrfForm>,
+) -> Response {
     let c = match console_post(&s, &headers, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -1380,12 +1443,18 @@ async fn backup_create(State(s): State<AppState>, headers: HeaderMap, caller: Ca
     }
     use std::sync::atomic::Ordering;
     if s.ui.backup_running.swap(true, Ordering::AcqRel) {
-        return message(StatusCode::CONFLICT, "Already running", "A backup is being written; wait for it.", "/admin/backups");
+        return message(
+            StatusCode::CONFLICT,
+            "Already running",
+            "A backup is being written; wait for it.",
+            "/admin/backups",
+        );
     }
     let actor = c.actor(&caller);
-    let audit = tessera_core::audit::AuditRecord::new(s.node.ctx.clock.now(), &s.node.ctx.node, &actor, "backup.create")
-        .target(cfg.backup.dir.clone())
-        .result(AuditResult::Ok, Some("started from the console"));
+    let audit =
+        tessera_core::audit::AuditRecord::new(s.node.ctx.clock.now(), &s.node.ctx.node, &actor, "backup.create")
+            .target(cfg.backup.dir.clone())
+            .result(AuditResult::Ok, Some("started from the console"));
     if let Err(e) = s.node.ctx.store.append_audit(audit).await {
         s.ui.backup_running.store(false, Ordering::Release);
         return refused(&CoreError::from(e), "/admin/backups");
@@ -1404,7 +1473,8 @@ async fn backup_create(State(s): State<AppState>, headers: HeaderMap, caller: Ca
 async fn backup_download(State(s): State<AppState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> Response {
     let Some(_c) = console(&s, &headers).await else { return to_login() };
     let cfg = s.live.config();
-    let not_found = || message(StatusCode::NOT_FOUND, "No such backup", "That backup file does not exist.", "/admin/backups");
+    let not_found =
+        || message(StatusCode::NOT_FOUND, "No such backup", "That backup file does not exist.", "/admin/backups");
     if cfg.backup.dir.is_empty() || !is_backup_name(&name) {
         return not_found();
     }

@@ -158,20 +158,20 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Fo
                 return message(StatusCode::TOO_MANY_REQUESTS, "Try again later", &text, "/");
             }
             match p.register(&who, &u).await {
-            Ok(reg) => {
-                let stage = Stage::PortalEnrolling {
-                    user: u.id,
-                    label: label(&u),
-                    secret_b32: reg.enrollment.secret.to_base32(),
-                    uri: reg.enrollment.uri,
-                    backup_codes: reg.backup_codes.iter().map(|c| c.as_str().to_string()).collect(),
-                };
-                advance(&s, &id, stage, "/register")
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "portal registration could not start");
-                login_form(&s, Some(REFUSED), StatusCode::INTERNAL_SERVER_ERROR)
-            }
+                Ok(reg) => {
+                    let stage = Stage::PortalEnrolling {
+                        user: u.id,
+                        label: label(&u),
+                        secret_b32: reg.enrollment.secret.to_base32(),
+                        uri: reg.enrollment.uri,
+                        backup_codes: reg.backup_codes.iter().map(|c| c.as_str().to_string()).collect(),
+                    };
+                    advance(&s, &id, stage, "/register")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "portal registration could not start");
+                    login_form(&s, Some(REFUSED), StatusCode::INTERNAL_SERVER_ERROR)
+                }
             }
         }
         Ok(FirstFactorOutcome::Registered(u)) => {
