@@ -664,6 +664,26 @@ mod tests {
     }
 
     #[test]
+    fn ui_section_from_the_environment_and_its_bounds() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("TESSERA_UI_IDLE_TIMEOUT_SECONDS", "60"),
+                ("TESSERA_UI_PORTAL_LISTEN", "0.0.0.0:443"),
+                ("TESSERA_UI_CONSOLE", "off"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.ui.idle_timeout_seconds, 60);
+        assert_eq!(c.ui.portal_listen, ["0.0.0.0:443"]);
+        assert!(!c.ui.console && c.ui.portal && !c.ui.portal_listen_registration);
+        let e = Config::load(None, &env(&[("TESSERA_UI_IDLE_TIMEOUT_SECONDS", "1")])).unwrap_err();
+        assert!(e.to_string().contains("ui.idle_timeout_seconds"), "{e}");
+        let e = Config::load(None, &env(&[("TESSERA_UI_PORTAL_LISTEN", "everywhere")])).unwrap_err();
+        assert!(e.to_string().contains("ui.portal_listen"), "{e}");
+    }
+
+    #[test]
     fn bad_input_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t.toml");
