@@ -27,6 +27,7 @@ pub mod policy;
 pub mod portal;
 pub mod random;
 pub mod realm;
+pub mod replication;
 pub mod rotation;
 pub mod store;
 pub mod views;

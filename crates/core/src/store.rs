@@ -43,6 +43,10 @@ pub enum StoreError {
     NotInitialised(String),
     #[error("database error: {0}")]
     Backend(String),
+    /// A change refused because this node is a replica (the message names
+    /// the primary; see `replication::read_only_message`).
+    #[error("{0}")]
+    ReadOnly(String),
 }
 
 /// A listing filter for users.
