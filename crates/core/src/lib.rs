@@ -16,6 +16,7 @@ pub mod cidr;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod guarded_store;
 pub mod keys;
 pub mod lockout;
 pub mod model;

@@ -116,3 +116,51 @@ pub fn read_only_message(primary: Option<&str>) -> String {
         None => "this node is a replica: make changes on the primary".into(),
     }
 }
+
+/// The digest a join token is stored as (hex SHA-256): the primary never
+/// keeps the token itself.
+pub fn join_token_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Whether `token` is one of the stored digests (a JSON array of hex), in
+/// constant time per candidate.
+pub fn join_token_allowed(stored: &[u8], token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Ok(digests) = serde_json::from_slice::<Vec<String>>(stored) else { return false };
+    let mine = join_token_digest(token);
+    digests.iter().fold(false, |found, d| found | bool::from(d.as_bytes().ct_eq(mine.as_bytes())))
+}
+
+/// A replica forwarding the login state of one user to its primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthStateForward {
+    pub user: i64,
+    #[serde(with = "hex::serde")]
+    pub token_state: Vec<u8>,
+    /// Used backup codes: (digest hex, used at).
+    pub used_codes: Vec<(String, i64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_tokens_match_only_their_digest() {
+        let stored = serde_json::to_vec(&vec![join_token_digest("a"), join_token_digest("b")]).unwrap();
+        assert!(join_token_allowed(&stored, "a"));
+        assert!(join_token_allowed(&stored, "b"));
+        assert!(!join_token_allowed(&stored, "c"));
+        assert!(!join_token_allowed(b"not json", "a"));
+    }
+
+    #[test]
+    fn values_round_trip_through_json() {
+        let v = vec![ReplValue::Null, ReplValue::Int(-3), ReplValue::Text("x".into()), ReplValue::Blob(vec![0, 255])];
+        let s = serde_json::to_string(&v).unwrap();
+        assert_eq!(s, r#"["n",{"i":-3},{"s":"x"},{"b":"00ff"}]"#);
+        assert_eq!(serde_json::from_str::<Vec<ReplValue>>(&s).unwrap(), v);
+    }
+}

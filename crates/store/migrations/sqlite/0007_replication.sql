@@ -15,6 +15,8 @@ CREATE TABLE repl_changes (
     seq  INTEGER PRIMARY KEY AUTOINCREMENT,
     tbl  TEXT NOT NULL,
     pk   TEXT NOT NULL,
+    -- When the change was logged (Unix seconds): deletions are pruned by age.
+    at   INTEGER NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS INTEGER)),
     UNIQUE (tbl, pk)
 );
 

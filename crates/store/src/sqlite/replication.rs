@@ -21,6 +21,9 @@ use tessera_core::store::StoreError;
 use super::map_err;
 use super::token_state::TokenStates;
 
+/// A user's token state blob and used backup codes (digest, used at).
+pub type LoginState = (Option<Vec<u8>>, Vec<(Vec<u8>, i64)>);
+
 /// The kind of a primary-key column, to bind the logged JSON key.
 #[derive(Debug, Clone, Copy)]
 enum KeyKind {
@@ -317,29 +320,82 @@ impl ReplicationLog {
             .map_err(map_err)
     }
 
-    /// Forgets deletions older than `seq` (they would otherwise stay in
-    /// the log forever); followers behind it will need a snapshot.
-    pub fn prune_deletions(&self, through: i64) -> Result<u64, StoreError> {
+    /// Forgets deletions logged before `before` (Unix seconds; they would
+    /// otherwise stay in the log forever). A follower whose position is
+    /// behind the newest forgotten one needs a new snapshot.
+    pub fn prune_deletions(&self, before: i64) -> Result<u64, StoreError> {
         let mut conn = self.connect(true)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
         let candidates = {
             let mut stmt =
-                tx.prepare("SELECT seq, tbl, pk FROM repl_changes WHERE seq <= ?1 ORDER BY seq").map_err(map_err)?;
-            stmt.query_map([through], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                tx.prepare("SELECT seq, tbl, pk FROM repl_changes WHERE at < ?1 ORDER BY seq").map_err(map_err)?;
+            stmt.query_map([before], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
                 .map_err(map_err)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(map_err)?
         };
         let mut n = 0u64;
+        let mut through = 0i64;
         for (seq, table, key) in candidates {
             if row_image(&tx, spec(&table)?, &key)?.is_none() {
                 n += tx.execute("DELETE FROM repl_changes WHERE seq = ?1", [seq]).map_err(map_err)? as u64;
+                through = through.max(seq);
             }
         }
         tx.execute("UPDATE repl_state SET pruned_through = MAX(pruned_through, ?1) WHERE id = 1", [through])
             .map_err(map_err)?;
         tx.commit().map_err(map_err)?;
         Ok(n)
+    }
+
+    /// Merges login state a replica forwards (token counter floors, used
+    /// backup codes) into this node's rows; the result flows back out in
+    /// the change stream, so a code used anywhere is refused everywhere.
+    pub fn merge_auth_state(
+        &self,
+        user: i64,
+        token_state: Option<&[u8]>,
+        used_codes: &[(Vec<u8>, i64)],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        let local: Option<Option<Vec<u8>>> = tx
+            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let Some(local) = local else { return Ok(false) };
+        let merged = merge_token_state(token_state, local.as_deref())?;
+        if merged != local {
+            tx.execute("UPDATE users SET token_state = ?1 WHERE id = ?2", params![merged, user]).map_err(map_err)?;
+        }
+        for (digest, at) in used_codes {
+            tx.execute(
+                "UPDATE backup_codes SET used_at = ?1 WHERE user_id = ?2 AND digest = ?3 AND used_at IS NULL",
+                params![at, user, digest],
+            )
+            .map_err(map_err)?;
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(true)
+    }
+
+    /// A user's login state as a replica forwards it.
+    pub fn auth_state(&self, user: i64) -> Result<Option<LoginState>, StoreError> {
+        let conn = self.connect(false)?;
+        let ts: Option<Option<Vec<u8>>> = conn
+            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let Some(ts) = ts else { return Ok(None) };
+        let mut stmt = conn
+            .prepare_cached("SELECT digest, used_at FROM backup_codes WHERE user_id = ?1 AND used_at IS NOT NULL")
+            .map_err(map_err)?;
+        let used = stmt
+            .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        Ok(Some((ts, used)))
     }
 }
 

@@ -1,0 +1,122 @@
+//! Primary/replica replication (issue 5): a primary and two replicas on
+//! loopback, each its own `tessera serve` process and data directory,
+//! sharing the master key file.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::support::{TestNode, totp_now};
+
+const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+/// A node with the primary's key file, initialised, not yet started.
+fn node_with_key_of(primary: &TestNode) -> TestNode {
+    let n = TestNode::new();
+    std::fs::copy(primary.key_file(), n.key_file()).unwrap();
+    super::support::chmod(&n.key_file(), 0o600);
+    n.ok(&["init"]);
+    n
+}
+
+/// Polls `f` every 50 ms until it is true, at most `limit`; the time it took.
+async fn within<F, Fut>(limit: Duration, mut f: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+async fn user_known(n: &TestNode, name: &str) -> bool {
+    n.client()
+        .get(n.url(&format!("/api/v1/users/{name}")))
+        .bearer_auth(API_KEY.get().unwrap())
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+}
+
+static API_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[tokio::test]
+async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
+    let mut p = TestNode::new();
+    p.ok(&["init"]);
+    API_KEY.set(p.ok(&["api-key", "create", "ops"]).trim().to_string()).unwrap();
+    p.start();
+    let t: Value = serde_json::from_str(&p.ok(&["replica", "token", "--json"])).unwrap();
+    let (token, pin) = (t["token"].as_str().unwrap().to_string(), t["pin"].as_str().unwrap().to_string());
+    let primary_url = p.url("");
+
+    // Bad peers are refused clearly, and nothing is copied.
+    let mut r1 = node_with_key_of(&p);
+    let out = r1.fail(&["replica", "join", &primary_url, "--token", "tsj_wrong", "--pin", &pin], &[], 1);
+    assert!(out.contains("refused the join token"), "{out}");
+    let wrong_pin = "00".repeat(32);
+    let out = r1.fail(&["replica", "join", &primary_url, "--token", &token, "--pin", &wrong_pin], &[], 1);
+    assert!(out.contains("cannot reach the primary"), "{out}");
+    let stranger = TestNode::new();
+    stranger.ok(&["init"]);
+    let out = stranger.fail(&["replica", "join", &primary_url, "--token", &token, "--pin", &pin], &[], 1);
+    assert!(out.contains("master key"), "{out}");
+
+    let mut r2 = node_with_key_of(&p);
+    for r in [&r1, &r2] {
+        let out = r.ok(&["replica", "join", &primary_url, "--token", &token, "--pin", &pin]);
+        assert!(out.starts_with("joined "), "{out}");
+    }
+    r1.start();
+    r2.start();
+
+    // A user added on the primary authenticates on each replica within 1 s.
+    p.ok(&["user", "add", "alice"]);
+    p.ok(&["token", "add", "alice", "--secret", SECRET]);
+    for r in [&r1, &r2] {
+        let took = within(Duration::from_secs(5), || user_known(r, "alice")).await.expect("replicated");
+        eprintln!("user visible on a replica after {took:?}");
+        assert!(took < Duration::from_secs(2), "replication took {took:?}");
+    }
+
+    // Writes on a replica are refused, naming the primary (CLI and API).
+    let out = r1.fail(&["user", "add", "bob"], &[], 1);
+    assert!(out.contains("replica") && out.contains(&primary_url), "{out}");
+    let r = r1
+        .client()
+        .post(r1.url("/api/v1/users"))
+        .bearer_auth(API_KEY.get().unwrap())
+        .json(&json!({"username": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "read_only_replica", "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&primary_url), "{body}");
+
+    // A code used on a replica is refused on the primary and the other replica.
+    let code = totp_now(SECRET, 0);
+    assert_eq!(r1.validate("alice", &code).await["result"], "accept");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(p.validate("alice", &code).await["result"], "reject", "replayed on the primary");
+    assert_eq!(r2.validate("alice", &code).await["result"], "reject", "replayed on another replica");
+
+    // Status shows the role, primary and position.
+    let s: Value = serde_json::from_str(&r1.ok(&["replica", "status", "--json"])).unwrap();
+    assert_eq!(s["role"], "replica");
+    assert!(s["primary"].as_str().unwrap().starts_with("https://127.0.0.1:"));
+    assert!(s["position"].as_i64().unwrap() > 0);
+    let s: Value = serde_json::from_str(&p.ok(&["replica", "status", "--json"])).unwrap();
+    assert_eq!(s["role"], "primary");
+    assert_eq!(s["epoch"], 1);
+    r1.stop();
+    r2.stop();
+    p.stop();
+}
