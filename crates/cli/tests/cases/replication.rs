@@ -120,3 +120,96 @@ async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     r2.stop();
     p.stop();
 }
+
+/// The reference failover scenario: pam_radius lists the primary and a
+/// replica; the primary is SIGKILLed; logins keep working through the
+/// replica; `replica promote` makes it writable; the old primary, still
+/// believing it is the primary, is refused as stale; demoted, it catches up
+/// and nothing the new primary acknowledged is lost.
+#[tokio::test]
+async fn failover_with_pam_radius_promote_fence_and_demote() {
+    const HOTP: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    const RADIUS_SECRET: &str = "failover-secret";
+    let mut p = TestNode::new();
+    p.ok(&["init"]);
+    let secret_file = p.cwd().join("radius.secret");
+    std::fs::write(&secret_file, RADIUS_SECRET).unwrap();
+    let sf = secret_file.display().to_string();
+    // Debian 12's pam_radius does not send Message-Authenticator.
+    p.ok(&[
+        "client",
+        "add",
+        "ssh-hosts",
+        "--address",
+        "127.0.0.1",
+        "--secret-file",
+        &sf,
+        "--message-authenticator",
+        "off",
+    ]);
+    p.ok_stdin(&["user", "add", "bob", "--password-stdin"], "bob-password\n");
+    p.ok(&["token", "add", "bob", "--secret", HOTP, "--type", "hotp"]);
+    p.start();
+    let t: Value = serde_json::from_str(&p.ok(&["replica", "token", "--json"])).unwrap();
+    let (token, pin) = (t["token"].as_str().unwrap().to_string(), t["pin"].as_str().unwrap().to_string());
+    let p_url = p.url("");
+    let mut r = node_with_key_of(&p);
+    r.ok(&["replica", "join", &p_url, "--token", &token, "--pin", &pin]);
+    r.start();
+    let servers = [
+        format!("{} {RADIUS_SECRET} 2", p.listening("radius")),
+        format!("{} {RADIUS_SECRET} 2", r.listening("radius")),
+    ];
+    let Some(pam) = super::support::PamRadius::new(&servers) else { return };
+    let login =
+        |counter: u64| pam.authenticate("bob", &format!("bob-password{}", super::support::hotp_code(HOTP, counter)));
+
+    let (ok, out) = login(0);
+    assert!(ok, "login through the primary: {out}");
+    // The replica has the used counter before the primary dies.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    p.kill9();
+    let (ok, out) = login(0);
+    assert!(!ok, "a code used on the dead primary is refused by the replica: {out}");
+    let (ok, out) = login(1);
+    assert!(ok, "login through the replica after the primary died: {out}");
+    let (ok, out) = login(1);
+    assert!(!ok, "replay refused by the replica: {out}");
+    let out = r.fail(&["user", "add", "carol"], &[], 1);
+    assert!(out.contains("replica"), "{out}");
+
+    // Promote: the replica takes writes, with a new epoch.
+    let out = r.ok(&["replica", "promote"]);
+    assert!(out.contains("epoch 2"), "{out}");
+    r.ok(&["user", "add", "carol"]);
+    r.ok(&["token", "add", "carol", "--secret", SECRET]);
+    let r_url = r.url("");
+
+    // The old primary comes back believing it is the primary (epoch 1):
+    // the new primary refuses to follow it.
+    p.start();
+    let out = r.fail(&["replica", "demote", "--primary", &p.url(""), "--token", &token, "--pin", &pin], &[], 1);
+    assert!(out.contains("stale primary"), "{out}");
+    p.stop();
+
+    // Demoted (offline, before it serves again), it copies the new
+    // primary's data: nothing the new primary acknowledged is lost.
+    let r_pin = r.ok(&["replica", "token", "--json"]);
+    let r_pin: Value = serde_json::from_str(&r_pin).unwrap();
+    let out =
+        p.ok(&["replica", "demote", "--primary", &r_url, "--token", &token, "--pin", r_pin["pin"].as_str().unwrap()]);
+    assert!(out.contains("epoch 2"), "{out}");
+    p.start();
+    let s: Value = serde_json::from_str(&p.ok(&["replica", "status", "--json"])).unwrap();
+    assert_eq!(s["role"], "replica");
+    assert_eq!(s["epoch"], 2);
+    assert!(
+        p.ok(&["user", "list", "--json"]).contains("carol"),
+        "carol, added on the new primary, reached the old one"
+    );
+    assert_eq!(p.validate("carol", &totp_now(SECRET, 0)).await["result"], "accept");
+    let replay = format!("bob-password{}", super::support::hotp_code(HOTP, 1));
+    assert_eq!(p.validate("bob", &replay).await["result"], "reject", "a code used during the failover stays used");
+    p.stop();
+    r.stop();
+}
