@@ -157,6 +157,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
                     "lag_ms": s.lag_ms,
                     "last_contact_at": s.last_contact_at,
                     "clock_offset_ms": s.clock_offset_ms,
+                    "pruned_through": s.pruned_through,
                 }));
             }
             println!("node:          {}", node.ctx.node);

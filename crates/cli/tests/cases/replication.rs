@@ -35,22 +35,20 @@ where
     None
 }
 
-async fn user_known(n: &TestNode, name: &str) -> bool {
+async fn user_known(n: &TestNode, api_key: &str, name: &str) -> bool {
     n.client()
         .get(n.url(&format!("/api/v1/users/{name}")))
-        .bearer_auth(API_KEY.get().unwrap())
+        .bearer_auth(api_key)
         .send()
         .await
         .is_ok_and(|r| r.status() == 200)
 }
 
-static API_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 #[tokio::test]
 async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     let mut p = TestNode::new();
     p.ok(&["init"]);
-    API_KEY.set(p.ok(&["api-key", "create", "ops"]).trim().to_string()).unwrap();
+    let api_key = p.ok(&["api-key", "create", "ops"]).trim().to_string();
     p.start();
     let t: Value = serde_json::from_str(&p.ok(&["replica", "token", "--json"])).unwrap();
     let (token, pin) = (t["token"].as_str().unwrap().to_string(), t["pin"].as_str().unwrap().to_string());
@@ -80,7 +78,7 @@ async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     p.ok(&["user", "add", "alice"]);
     p.ok(&["token", "add", "alice", "--secret", SECRET]);
     for r in [&r1, &r2] {
-        let took = within(Duration::from_secs(5), || user_known(r, "alice")).await.expect("replicated");
+        let took = within(Duration::from_secs(5), || user_known(r, &api_key, "alice")).await.expect("replicated");
         eprintln!("user visible on a replica after {took:?}");
         assert!(took < Duration::from_secs(2), "replication took {took:?}");
     }
@@ -91,7 +89,7 @@ async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     let r = r1
         .client()
         .post(r1.url("/api/v1/users"))
-        .bearer_auth(API_KEY.get().unwrap())
+        .bearer_auth(&api_key)
         .json(&json!({"username": "bob"}))
         .send()
         .await
@@ -212,4 +210,47 @@ async fn failover_with_pam_radius_promote_fence_and_demote() {
     assert_eq!(p.validate("bob", &replay).await["result"], "reject", "a code used during the failover stays used");
     p.stop();
     r.stop();
+}
+
+/// A replica that was stopped catches up when it returns; one away past
+/// the primary's log retention (a deletion it has not seen was forgotten)
+/// takes a new snapshot by itself.
+#[tokio::test]
+async fn a_replica_away_catches_up_or_resnapshots_past_retention() {
+    let mut p = TestNode::new();
+    p.ok(&["init"]);
+    let key = p.ok(&["api-key", "create", "watcher"]).trim().to_string();
+    p.start_with(&[("TESSERA_REPLICATION_LOG_RETENTION_SECONDS", "2")]);
+    let t: Value = serde_json::from_str(&p.ok(&["replica", "token", "--json"])).unwrap();
+    let (token, pin) = (t["token"].as_str().unwrap(), t["pin"].as_str().unwrap());
+    let mut r = node_with_key_of(&p);
+    r.ok(&["replica", "join", &p.url(""), "--token", token, "--pin", pin]);
+    r.start();
+    p.ok(&["user", "add", "u1"]);
+    assert!(within(Duration::from_secs(5), || user_known(&r, &key, "u1")).await.is_some());
+
+    // Away briefly: additions and changes are never forgotten.
+    r.stop();
+    p.ok(&["user", "add", "u2"]);
+    r.start();
+    assert!(within(Duration::from_secs(5), || user_known(&r, &key, "u2")).await.is_some(), "caught up");
+
+    // Away past the retention: the deletion of u1 is forgotten on the
+    // primary, so only a new snapshot can bring the replica right.
+    r.stop();
+    let position: Value = serde_json::from_str(&r.ok(&["replica", "status", "--json"])).unwrap();
+    p.ok(&["user", "delete", "u1"]);
+    p.ok(&["user", "add", "u3"]);
+    let pruned = within(Duration::from_secs(10), || {
+        let s: Value = serde_json::from_str(&p.ok(&["replica", "status", "--json"])).unwrap();
+        let past = s["pruned_through"].as_i64().unwrap() > position["position"].as_i64().unwrap();
+        async move { past }
+    })
+    .await;
+    assert!(pruned.is_some(), "the primary forgot the deletion");
+    r.start();
+    assert!(within(Duration::from_secs(5), || user_known(&r, &key, "u3")).await.is_some(), "re-snapshotted");
+    assert!(!user_known(&r, &key, "u1").await, "the deletion reached the replica through the snapshot");
+    r.stop();
+    p.stop();
 }

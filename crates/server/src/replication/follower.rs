@@ -152,6 +152,10 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, mut stop: watch::Recei
     // URL, pin and token stay the same.
     let mut client: Option<(ClientId, PrimaryClient)> = None;
     let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    let retention = Duration::from_secs(node.config.replication.log_retention_seconds.max(1));
+    // Often enough that nothing outlives the retention by much, at most hourly.
+    let prune_every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut last_prune: Option<std::time::Instant> = None;
     if let Some(rx) = repl.take_forward_rx().await {
         let (n, r) = (node.clone(), repl.clone());
         let hook_tx = repl.forward_tx.clone();
@@ -172,6 +176,16 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, mut stop: watch::Recei
             }
         };
         if s.role != Role::Replica {
+            if s.role == Role::Primary && last_prune.is_none_or(|t| t.elapsed() >= prune_every) {
+                last_prune = Some(std::time::Instant::now());
+                let before = now_ms() / 1000 - retention.as_secs() as i64;
+                let log = repl.log.clone();
+                match blocking(move || log.prune_deletions(before)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deletions = n, "replication log: forgot deletions past the retention time"),
+                    Err(e) => tracing::error!(error = %e, "replication log: pruning failed"),
+                }
+            }
             pause(&mut stop, IDLE).await;
             continue;
         }
