@@ -78,6 +78,9 @@ pub enum Command {
     /// The master key: export it alone (encrypted), rotate it, show its status.
     #[command(subcommand)]
     Key(crate::commands::key::KeyCmd),
+    /// Primary/replica replication: token, join, status, promote, demote, sync.
+    #[command(subcommand)]
+    Replica(crate::commands::replica::ReplicaCmd),
 }
 
 #[derive(Debug, Args)]

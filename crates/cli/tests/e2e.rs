@@ -29,6 +29,8 @@ mod ops;
 
 #[path = "cases/oob.rs"]
 mod oob;
+#[path = "cases/replication.rs"]
+mod replication;
 
 #[path = "cases/ui.rs"]
 mod ui;

@@ -53,6 +53,7 @@ impl CoreError {
                 | CoreError::NotFound(_)
                 | CoreError::Conflict(_)
                 | CoreError::CodeMismatch
+                | CoreError::Store(StoreError::ReadOnly(_))
                 | CoreError::Password(PasswordError::TooShort | PasswordError::TooLong)
         )
     }

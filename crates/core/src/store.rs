@@ -43,6 +43,10 @@ pub enum StoreError {
     NotInitialised(String),
     #[error("database error: {0}")]
     Backend(String),
+    /// A change refused because this node is a replica (the message names
+    /// the primary; see `replication::read_only_message`).
+    #[error("{0}")]
+    ReadOnly(String),
 }
 
 /// A listing filter for users.
@@ -519,9 +523,17 @@ pub enum MetaKey<'a> {
     /// The last audit record id a node's syslog output has queued (decimal),
     /// so records committed while it was down go out when it is back.
     SyslogCursor(&'a str),
+    /// SHA-256 digests (JSON array of hex) of the tokens replicas join with.
+    ReplicationTokens,
 }
 
 impl MetaKey<'_> {
+    /// Whether the value is the cluster's (replicated to replicas, so only
+    /// the primary may set it) rather than one node's.
+    pub fn replicated(&self) -> bool {
+        matches!(self, MetaKey::KeyCheck | MetaKey::BackupMacKey | MetaKey::KeyRotation | MetaKey::ReplicationTokens)
+    }
+
     /// The `meta` table key.
     pub fn name(&self) -> String {
         match self {
@@ -530,6 +542,7 @@ impl MetaKey<'_> {
             MetaKey::KeyRotation => "key_rotation".into(),
             MetaKey::NodeKey(node) => format!("node_key:{node}"),
             MetaKey::SyslogCursor(node) => format!("syslog_cursor:{node}"),
+            MetaKey::ReplicationTokens => "replication_tokens".into(),
         }
     }
 }

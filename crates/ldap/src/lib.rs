@@ -33,5 +33,5 @@ pub use config::{
 };
 pub use escape::{escape_dn_value, escape_filter_value, first_rdn_value};
 pub use source::{IDLE_MAX, LdapSource, MAX_GROUPS, MAX_PASSWORD_LEN, MAX_USERNAME_LEN};
-pub use tls::cert_sha256_hex;
+pub use tls::{cert_sha256_hex, client_config as tls_client_config};
 pub use verdict::{DirectoryUser, LdapError, LdapVerdict, ServerCheck};

@@ -24,7 +24,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Builds the client configuration once, at `LdapSource::new`.
-pub(crate) fn client_config(ca_file: Option<&Path>, pin: Option<[u8; 32]>) -> Result<Arc<ClientConfig>, LdapError> {
+pub fn client_config(ca_file: Option<&Path>, pin: Option<[u8; 32]>) -> Result<Arc<ClientConfig>, LdapError> {
     let provider = provider();
     let algs = provider.signature_verification_algorithms;
     let builder = ClientConfig::builder_with_provider(provider)

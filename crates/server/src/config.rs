@@ -45,6 +45,7 @@ pub struct Config {
     pub log: LogSection,
     pub metrics: MetricsSection,
     pub syslog: SyslogSection,
+    pub replication: ReplicationSection,
     /// Email and SMS codes (see `crate::oob`): `[oob]`, `[email]`, `[sms]`.
     pub oob: crate::oob::config::OobSection,
     pub email: crate::oob::config::EmailSection,
@@ -89,6 +90,23 @@ impl Default for SyslogSection {
             level: "info".into(),
             audit: true,
         }
+    }
+}
+
+/// `[replication]`: primary/replica mode on the embedded database. The
+/// role, primary and pin are set by `tessera replica join|promote|demote`
+/// and kept in the database, not here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationSection {
+    /// How long a primary remembers deletions for replicas that are away;
+    /// one away longer takes a new snapshot by itself when it returns.
+    pub log_retention_seconds: u64,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        ReplicationSection { log_retention_seconds: 7 * 24 * 3600 }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod oob;
 pub mod qr;
 pub mod radius;
 pub mod reload;
+pub mod replication;
 pub mod runtime;
 pub mod scheduled_backup;
 pub mod sd_notify;

@@ -192,6 +192,8 @@ struct Registry {
     oob_send_failures: [AtomicU64; OobChannel::ALL.len()],
     /// Milliseconds; negative = not replicating (not rendered).
     replication_lag_ms: AtomicI64,
+    /// i64::MIN when never measured.
+    replication_offset_ms: AtomicI64,
     config_reloads_ok: AtomicU64,
     config_reloads_failed: AtomicU64,
     config_last_reload_ok: AtomicI64,
@@ -210,6 +212,7 @@ static REGISTRY: Registry = Registry {
     lockouts: AtomicU64::new(0),
     oob_send_failures: [const { AtomicU64::new(0) }; OobChannel::ALL.len()],
     replication_lag_ms: AtomicI64::new(-1),
+    replication_offset_ms: AtomicI64::new(i64::MIN),
     config_reloads_ok: AtomicU64::new(0),
     config_reloads_failed: AtomicU64::new(0),
     config_last_reload_ok: AtomicI64::new(0),
@@ -286,6 +289,12 @@ pub fn oob_send_failure(channel: OobChannel) {
 pub fn set_replication_lag(lag: Option<Duration>) {
     let ms = lag.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     REGISTRY.replication_lag_ms.store(ms, Ordering::Relaxed);
+}
+
+/// This replica's clock offset from its primary (ms, positive when the
+/// primary is ahead), measured at every contact.
+pub fn set_replication_offset(ms: i64) {
+    REGISTRY.replication_offset_ms.store(ms.max(i64::MIN + 1), Ordering::Relaxed);
 }
 
 /// A configuration reload (SIGHUP) was applied (`ok`) or refused, at
@@ -499,6 +508,15 @@ pub fn render(ext: &External<'_>) -> String {
             "gauge",
             "How far this replica is behind its primary.",
             lag as f64 / 1e3,
+        );
+    }
+    let offset = r.replication_offset_ms.load(Ordering::Relaxed);
+    if offset != i64::MIN {
+        o.single(
+            "tessera_replication_clock_offset_seconds",
+            "gauge",
+            "This replica's clock offset from its primary (positive: the primary is ahead).",
+            offset as f64 / 1e3,
         );
     }
 

@@ -80,6 +80,8 @@ pub struct Node {
     pub key_source: KeySource,
     /// The realms' live first-factor sources (also `ctx.directory`).
     pub directory: Arc<DirectoryService>,
+    /// Primary/replica replication (embedded database only).
+    pub replication: Option<Arc<crate::replication::Replication>>,
 }
 
 impl Node {
@@ -213,9 +215,12 @@ pub fn open(
     let store = SqliteStore::open(&store_options(cfg), &keys, clock.now())
         .map_err(|error| StartupError::Store { path: path.clone(), error })?;
     let store: Arc<dyn Store> = Arc::new(store);
+    let (store, replication) =
+        crate::replication::guard(&path, store).map_err(|error| StartupError::Store { path: path.clone(), error })?;
     let oob = crate::oob::service(cfg).map_err(StartupError::Oob)?;
     let mut node = assemble(cfg, store, keys, clock, hasher, key_source);
     node.auth = node.auth.with_oob(oob);
+    node.replication = Some(replication);
     Ok(node)
 }
 
@@ -246,6 +251,7 @@ pub fn assemble(
         ctx,
         key_source,
         directory,
+        replication: None,
     }
 }
 

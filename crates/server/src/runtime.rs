@@ -76,6 +76,9 @@ pub async fn serve(
         crate::key_watch::KEY_WATCH_INTERVAL,
         stop_rx.clone(),
     )));
+    if let Some(repl) = node.replication.clone() {
+        tasks.push(tokio::spawn(crate::replication::follower::run(node.clone(), repl, stop_rx.clone())));
+    }
     let (radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
     tasks.extend(radius_tasks);
     // Portal-only listeners share the connection bound and the sessions.

@@ -10,6 +10,7 @@ mod inventory;
 pub(crate) mod key;
 mod radius;
 mod realm;
+pub(crate) mod replica;
 mod status;
 mod token;
 pub(crate) mod transfer;
@@ -78,6 +79,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::Audit(c) => admin::audit(&open(&cfg, &env)?, c).await,
         Command::Backup(c) => backup::run(&cfg, config_file.as_deref(), &env, c).await,
         Command::Key(c) => key::run(&cfg, &env, c).await,
+        Command::Replica(c) => replica::run(&open(&cfg, &env)?, c).await,
         Command::Export(c) => transfer::export(&open(&cfg, &env)?, &env, c).await,
         Command::Import(c) => transfer::import(&open(&cfg, &env)?, &env, c).await,
     }

@@ -447,3 +447,82 @@ pub fn radclient_pap(addr: &str, secret: &str, user: &str, password: &str, extra
         format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00{extra}\n");
     radclient(addr, "auth", secret, &attrs, timeout_s)
 }
+
+/// A PAM service using Debian's pam_radius with the given server lines
+/// (`host:port secret timeout`), for driving logins with `pamtester`.
+/// `None` (the test is skipped, with a message) when pamtester or
+/// libpam-radius-auth is missing or the test is not root, unless
+/// `TESSERA_REQUIRE_TOOLS=1`, which makes that a failure. The service file
+/// is removed on drop.
+pub struct PamRadius {
+    service: String,
+    file: PathBuf,
+    _conf_dir: tempfile::TempDir,
+}
+
+impl PamRadius {
+    pub fn new(servers: &[String]) -> Option<PamRadius> {
+        let module = [
+            "/lib/x86_64-linux-gnu/security/pam_radius_auth.so",
+            "/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+        if !require_tool("pamtester") {
+            return None;
+        }
+        let required = std::env::var("TESSERA_REQUIRE_TOOLS").as_deref() == Ok("1");
+        let Some(module) = module else {
+            assert!(!required, "libpam-radius-auth is required");
+            eprintln!("skipping: libpam-radius-auth is not installed");
+            return None;
+        };
+        let root = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+        };
+        if !root {
+            assert!(!required, "writing /etc/pam.d needs root");
+            eprintln!("skipping: writing a PAM service file needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("pam_radius_auth.conf");
+        std::fs::write(&conf, servers.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+        chmod(&conf, 0o600);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let service = format!("tessera-e2e-{}-{n}", std::process::id());
+        let file = Path::new("/etc/pam.d").join(&service);
+        std::fs::write(
+            &file,
+            format!("auth required {module} conf={}\naccount required pam_permit.so\n", conf.display()),
+        )
+        .unwrap();
+        Some(PamRadius { service, file, _conf_dir: dir })
+    }
+
+    /// `pamtester … authenticate` with `password` typed at the prompt:
+    /// whether it succeeded, and its output.
+    pub fn authenticate(&self, user: &str, password: &str) -> (bool, String) {
+        let mut child = Command::new("pamtester")
+            .args(["-v", &self.service, user, "authenticate"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+}
+
+impl Drop for PamRadius {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}

@@ -60,6 +60,7 @@ pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui: ui::Sh
         .route("/api/openapi.json", get(openapi::serve))
         .route("/api/v1/validate", post(validate::validate))
         .merge(admin::routes())
+        .merge(crate::replication::http::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

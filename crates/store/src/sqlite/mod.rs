@@ -11,6 +11,7 @@ mod admins;
 pub mod audit_chain;
 mod inventory;
 mod readers;
+pub mod replication;
 pub(crate) mod rows;
 mod schema;
 mod sealed;

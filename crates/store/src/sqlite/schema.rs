@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_audit_chain.sql")),
     (5, include_str!("../../migrations/sqlite/0005_oob.sql")),
     (6, include_str!("../../migrations/sqlite/0006_admins.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_replication.sql")),
 ];
 
 /// The newest migration's version.

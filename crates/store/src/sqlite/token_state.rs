@@ -77,6 +77,10 @@ impl TokenStates {
         Some(out)
     }
 
+    pub fn entries(&self) -> &[Entry] {
+        &self.0
+    }
+
     pub fn get(&self, token: i64) -> Option<&Entry> {
         self.0.iter().find(|e| e.token == token)
     }

@@ -1513,16 +1513,36 @@ pub struct ReplicationStatus {
 /// database (PostgreSQL) report `shared database`.
 pub fn replication_status(s: &AppState) -> ReplicationStatus {
     let cfg = &s.node.config;
-    ReplicationStatus {
-        node: s.node.ctx.node.clone(),
-        role: "standalone",
-        backend: "SQLite (embedded)".into(),
-        details: vec![
-            ("Database file".into(), cfg.database_path().display().to_string()),
-            ("Synchronous".into(), cfg.database.synchronous.clone()),
-            ("Master key id".into(), s.node.ctx.keys.key_id()),
-        ],
+    let mut details = vec![
+        ("Database file".into(), cfg.database_path().display().to_string()),
+        ("Synchronous".into(), cfg.database.synchronous.clone()),
+        ("Master key id".into(), s.node.ctx.keys.key_id()),
+    ];
+    let mut role = "standalone";
+    if let Some(repl) = &s.node.replication {
+        match repl.state() {
+            Ok(st) => {
+                use tessera_core::replication::Role;
+                role = st.role.as_str();
+                details.push(("Epoch".into(), st.epoch.to_string()));
+                if st.role == Role::Replica {
+                    details.push(("Primary".into(), crate::replication::primary_label(&st)));
+                    details.push(("Applied position".into(), st.position.to_string()));
+                    let ms = |v: Option<i64>| v.map_or("unknown".to_string(), |v| format!("{v} ms"));
+                    details.push(("Lag".into(), ms(st.lag_ms)));
+                    details.push(("Clock offset from the primary".into(), ms(st.clock_offset_ms)));
+                    details.push((
+                        "Last contact".into(),
+                        st.last_contact_at.map_or("never".into(), |t| Timestamp(t).to_rfc3339()),
+                    ));
+                } else if let Ok(head) = repl.log.head() {
+                    details.push(("Change log position".into(), head.to_string()));
+                }
+            }
+            Err(e) => details.push(("Replication state".into(), format!("unreadable: {e}"))),
+        }
     }
+    ReplicationStatus { node: s.node.ctx.node.clone(), role, backend: "SQLite (embedded)".into(), details }
 }
 
 #[derive(Template)]

@@ -1,0 +1,413 @@
+//! A [`Store`] that refuses administrative writes while this node is a
+//! replica (the primary owns the data; its change stream would overwrite
+//! a local edit anyway). Logins and everything node-local go through: a
+//! replica authenticates on its own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use std::sync::RwLock;
+
+use crate::audit::chain::{ChainedAudit, Report as ChainReport};
+use crate::audit::{AuditQuery, AuditRecord};
+use crate::clock::Timestamp;
+use crate::model::{
+    AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId,
+};
+use crate::policy::Policy;
+use crate::realm::Realm;
+use crate::replication::read_only_message;
+use crate::store::{
+    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, InventoryQuery, MetaKey,
+    SealedChange, SealedColumn, SealedValue, Store, StoreError, UserChange, UserQuery,
+};
+
+/// Whether this node takes administrative writes, shared with whatever
+/// follows the primary (which flips it on promotion and demotion).
+#[derive(Default)]
+pub struct WriteGate {
+    /// `Some(primary)` while this node is a replica.
+    replica_of: RwLock<Option<String>>,
+    /// Told the user id of every login a replica accepted, so its new
+    /// login state (used step, used backup code) reaches the primary.
+    on_login: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGate").field("replica_of", &self.replica_of).finish_non_exhaustive()
+    }
+}
+
+impl WriteGate {
+    pub fn set_replica_of(&self, primary: Option<String>) {
+        *self.replica_of.write().unwrap_or_else(|e| e.into_inner()) = primary;
+    }
+
+    /// Sets the login hook (once).
+    pub fn on_login(&self, hook: impl Fn(i64) + Send + Sync + 'static) {
+        let _ = self.on_login.set(Box::new(hook));
+    }
+
+    fn login_accepted(&self, user: i64) {
+        if self.replica_of.read().unwrap_or_else(|e| e.into_inner()).is_some()
+            && let Some(hook) = self.on_login.get()
+        {
+            hook(user);
+        }
+    }
+
+    pub fn replica_of(&self) -> Option<String> {
+        self.replica_of.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[derive(Debug)]
+pub struct GuardedStore {
+    inner: Arc<dyn Store>,
+    gate: Arc<WriteGate>,
+}
+
+impl GuardedStore {
+    pub fn new(inner: Arc<dyn Store>, gate: Arc<WriteGate>) -> Self {
+        GuardedStore { inner, gate }
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        match &*self.gate.replica_of.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(primary) => Err(StoreError::ReadOnly(read_only_message(Some(primary)))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for GuardedStore {
+    async fn create_user(&self, user: &User, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.create_user(user, audit).await
+    }
+
+    async fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError> {
+        self.inner.user_by_name(realm, username).await
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.inner.user_by_id(id).await
+    }
+
+    async fn list_users(&self, query: &UserQuery, now: Timestamp) -> Result<Vec<User>, StoreError> {
+        self.inner.list_users(query, now).await
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        self.inner.count_users().await
+    }
+
+    async fn update_user(&self, id: &UserId, change: UserChange, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.update_user(id, change, audit).await
+    }
+
+    async fn create_token(&self, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.create_token(token, audit).await
+    }
+
+    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        self.inner.token_by_id(id).await
+    }
+
+    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        self.inner.token_by_serial(serial).await
+    }
+
+    async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError> {
+        self.inner.tokens_for_user(user).await
+    }
+
+    async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError> {
+        self.inner.list_tokens(limit, offset).await
+    }
+
+    async fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.delete_token(id, audit).await
+    }
+
+    async fn activate_token(
+        &self,
+        id: &TokenId,
+        matched: i64,
+        drift: i32,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        self.inner.activate_token(id, matched, drift, audit).await
+    }
+
+    async fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.resync_token(id, floor, drift, audit).await
+    }
+
+    async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError> {
+        self.inner.auth_subject(realm, username).await
+    }
+
+    async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+        let user = attempt.user_id;
+        let outcome = self.inner.commit_attempt(attempt).await?;
+        if outcome == AuthOutcome::Accepted {
+            self.gate.login_accepted(user.0);
+        }
+        Ok(outcome)
+    }
+
+    async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError> {
+        let auth = self.inner.authenticate(request).await?;
+        if let Authentication::Decided { user_id, outcome: AuthOutcome::Accepted, .. } = &auth {
+            self.gate.login_accepted(user_id.0);
+        }
+        Ok(auth)
+    }
+
+    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        self.inner.backup_code_unused(user, digest).await
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        digests: &[[u8; 32]],
+        at: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.replace_backup_codes(user, digests, at, audit).await
+    }
+
+    async fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError> {
+        self.inner.backup_codes_left(user).await
+    }
+
+    async fn reserve_oob_code(
+        &self,
+        code: &crate::oob::OobCode,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        self.inner.reserve_oob_code(code, since, limit).await
+    }
+
+    async fn oob_codes(&self, user: &UserId, since: Timestamp) -> Result<Vec<crate::oob::OobCode>, StoreError> {
+        self.inner.oob_codes(user, since).await
+    }
+
+    async fn policy(&self) -> Result<Policy, StoreError> {
+        self.inner.policy().await
+    }
+
+    async fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.set_policy(policy, audit).await
+    }
+
+    async fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.create_api_key(key, audit).await
+    }
+
+    async fn api_key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.api_key_by_digest(digest).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.list_api_keys().await
+    }
+
+    async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.delete_api_key(name, audit).await
+    }
+
+    async fn create_admin(&self, admin: &AdminAccount, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.create_admin(admin, audit).await
+    }
+
+    async fn admin_by_name(&self, name: &str) -> Result<Option<AdminAccount>, StoreError> {
+        self.inner.admin_by_name(name).await
+    }
+
+    async fn admin_by_id(&self, id: &AdminId) -> Result<Option<AdminAccount>, StoreError> {
+        self.inner.admin_by_id(id).await
+    }
+
+    async fn list_admins(&self) -> Result<Vec<AdminAccount>, StoreError> {
+        self.inner.list_admins().await
+    }
+
+    async fn update_admin(&self, id: &AdminId, change: AdminChange, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.update_admin(id, change, audit).await
+    }
+
+    async fn commit_admin_attempt(&self, attempt: AdminAttempt) -> Result<AuthOutcome, StoreError> {
+        self.inner.commit_admin_attempt(attempt).await
+    }
+
+    async fn add_inventory(&self, items: &[InventoryToken], audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.add_inventory(items, audit).await
+    }
+
+    async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryToken>, StoreError> {
+        self.inner.inventory(query).await
+    }
+
+    async fn inventory_item(&self, serial: &str) -> Result<Option<InventoryToken>, StoreError> {
+        self.inner.inventory_item(serial).await
+    }
+
+    async fn assign_inventory(&self, item: i64, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.assign_inventory(item, token, audit).await
+    }
+
+    async fn unassign_inventory(&self, item: i64, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.unassign_inventory(item, audit).await
+    }
+
+    async fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.put_realm(realm, audit).await
+    }
+
+    async fn realms(&self) -> Result<Vec<Realm>, StoreError> {
+        self.inner.realms().await
+    }
+
+    async fn delete_realm(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.delete_realm(name, audit).await
+    }
+
+    async fn directory_cache_generation(&self) -> Result<i64, StoreError> {
+        self.inner.directory_cache_generation().await
+    }
+
+    async fn bump_directory_cache_generation(&self, audit: AuditRecord) -> Result<i64, StoreError> {
+        self.writable()?;
+        self.inner.bump_directory_cache_generation(audit).await
+    }
+
+    async fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.create_radius_client(client, audit).await
+    }
+
+    async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
+        self.inner.radius_clients().await
+    }
+
+    async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.delete_radius_client(name, audit).await
+    }
+
+    async fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError> {
+        self.inner.mark_radius_client_signed(id).await
+    }
+
+    async fn add_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.add_group_member(group, user, audit).await
+    }
+
+    async fn remove_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.remove_group_member(group, user, audit).await
+    }
+
+    async fn groups_of(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        self.inner.groups_of(user).await
+    }
+
+    async fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, StoreError> {
+        self.inner.groups().await
+    }
+
+    async fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.create_reply_rule(rule, audit).await
+    }
+
+    async fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError> {
+        self.inner.reply_rules().await
+    }
+
+    async fn delete_reply_rule(&self, id: i64, audit: AuditRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.inner.delete_reply_rule(id, audit).await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        self.inner.append_audit(record).await
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.audit_log(query).await
+    }
+
+    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.inner.prune_audit(before, limit).await
+    }
+
+    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
+        self.inner.audit_after(after_id, limit).await
+    }
+
+    async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        self.inner.verify_audit_chain().await
+    }
+
+    async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.prune_states(now).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        self.inner.sealed_values(column, after, limit).await
+    }
+
+    async fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError> {
+        self.writable()?;
+        self.inner.replace_sealed(column, changes).await
+    }
+
+    async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.meta_value(key).await
+    }
+
+    async fn set_meta_value(
+        &self,
+        key: MetaKey<'_>,
+        value: Option<Vec<u8>>,
+        audit: Option<AuditRecord>,
+    ) -> Result<(), StoreError> {
+        if key.replicated() {
+            self.writable()?;
+        }
+        self.inner.set_meta_value(key, value, audit).await
+    }
+}

@@ -1,0 +1,173 @@
+//! The primary's replication endpoints. Every one needs a join token
+//! (`Authorization: Bearer`), checked against the digests the primary keeps
+//! (`tessera replica token`). A node answers snapshot and change requests
+//! only while it is not itself a replica; the first replica to fetch a
+//! snapshot from a standalone node makes it a primary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tessera_core::replication::{AuthStateForward, ChangePage, Hello, Role, join_token_allowed};
+use tessera_core::store::MetaKey;
+
+use super::Replication;
+use super::client::now_ms;
+use crate::http::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+
+const MAX_PAGE: u32 = 5000;
+const MAX_WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(50);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/replication/hello", get(hello))
+        .route("/api/v1/replication/snapshot", get(snapshot))
+        .route("/api/v1/replication/changes", get(changes))
+        .route("/api/v1/replication/auth-state", post(auth_state))
+}
+
+/// The replication of an embedded node that accepts this caller's token.
+async fn authorized(state: &AppState, caller: &Caller) -> Result<Arc<Replication>, ApiError> {
+    let Some(repl) = state.node.replication.clone() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "replication needs the embedded database"));
+    };
+    let Some(token) = &caller.bearer else { return Err(ApiError::unauthorized()) };
+    let stored = state.node.ctx.store.meta_value(MetaKey::ReplicationTokens).await?;
+    if !stored.is_some_and(|s| join_token_allowed(&s, token)) {
+        tracing::warn!(
+            address = caller.address.as_deref().unwrap_or("?"),
+            "replication request with a wrong join token"
+        );
+        return Err(ApiError::unauthorized());
+    }
+    Ok(repl)
+}
+
+fn not_primary(primary: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "not_primary", format!("this node is a replica; follow the primary {primary}"))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, tessera_core::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| ApiError::unavailable())?.map_err(ApiError::from)
+}
+
+async fn hello(State(state): State<AppState>, caller: Caller) -> Result<Json<Hello>, ApiError> {
+    let repl = authorized(&state, &caller).await?;
+    let log = repl.log.clone();
+    let (s, head) = blocking(move || Ok((log.state()?, log.head()?))).await?;
+    Ok(Json(Hello {
+        node: state.node.ctx.node.clone(),
+        role: s.role,
+        epoch: s.epoch,
+        head,
+        schema_version: tessera_store::sqlite::SCHEMA_VERSION,
+        key_id: state.node.ctx.keys.key_id(),
+        time_ms: now_ms(),
+    }))
+}
+
+async fn snapshot(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let repl = authorized(&state, &caller).await?;
+    let log = repl.log.clone();
+    let body = blocking(move || {
+        let mut s = log.state()?;
+        if s.role == Role::Replica {
+            return Ok(Err(super::primary_label(&s)));
+        }
+        if s.role == Role::Standalone {
+            s = log.set_state(|s| {
+                s.role = Role::Primary;
+                s.epoch = s.epoch.max(1);
+            })?;
+            tracing::info!(epoch = s.epoch, "a replica joined: this node is now a primary");
+        }
+        let mut lines = Vec::new();
+        let mut rows = 0u64;
+        let position = log.snapshot(|image| {
+            rows += 1;
+            serde_json::to_writer(&mut lines, &image)
+                .map_err(|e| tessera_core::store::StoreError::Backend(e.to_string()))?;
+            lines.push(b'\n');
+            Ok(())
+        })?;
+        let mut out = serde_json::to_vec(&serde_json::json!({"position": position, "epoch": s.epoch, "rows": rows}))
+            .map_err(|e| tessera_core::store::StoreError::Backend(e.to_string()))?;
+        out.push(b'\n');
+        out.extend_from_slice(&lines);
+        Ok(Ok(out))
+    })
+    .await?;
+    match body {
+        Ok(b) => Ok(([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], b).into_response()),
+        Err(primary) => Err(not_primary(&primary)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangesQuery {
+    after: i64,
+    limit: Option<u32>,
+    wait_ms: Option<u64>,
+}
+
+async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ChangesQuery>,
+) -> Result<Json<ChangePage>, ApiError> {
+    let repl = authorized(&state, &caller).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let started = Instant::now();
+    loop {
+        let log = repl.log.clone();
+        let (s, page) = blocking(move || Ok((log.state()?, log.changes_after(q.after, limit)?))).await?;
+        if s.role == Role::Replica {
+            return Err(not_primary(&super::primary_label(&s)));
+        }
+        let Some((head, images)) = page else {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "snapshot_required",
+                "changes after this position were pruned; take a new snapshot",
+            ));
+        };
+        if !images.is_empty() || started.elapsed() >= wait {
+            return Ok(Json(ChangePage { epoch: s.epoch, head, images, time_ms: now_ms() }));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn auth_state(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::http::error::ApiJson(forwards): crate::http::error::ApiJson<Vec<AuthStateForward>>,
+) -> Result<StatusCode, ApiError> {
+    let repl = authorized(&state, &caller).await?;
+    if forwards.len() > 1000 {
+        return Err(ApiError::invalid("at most 1000 users per request"));
+    }
+    let log = repl.log.clone();
+    blocking(move || {
+        for f in &forwards {
+            let used =
+                f.used_codes.iter().filter_map(|(d, at)| hex::decode(d).ok().map(|d| (d, *at))).collect::<Vec<_>>();
+            let ts = (!f.token_state.is_empty()).then_some(f.token_state.as_slice());
+            log.merge_auth_state(f.user, ts, &used)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

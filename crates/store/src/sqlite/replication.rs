@@ -1,0 +1,562 @@
+//! Primary/replica replication on the embedded database (schema 7,
+//! `0007_replication.sql`): reading the change log and snapshots on a
+//! primary, applying them on a replica, and this node's replication state.
+//!
+//! Triggers record the key of every changed replicated row in
+//! `repl_changes`; a page of the stream is the *current* image of each
+//! row changed after a position, read in one transaction. Applying runs on
+//! its own connection with foreign keys off: images arrive in change order,
+//! not parent-before-child order, and a cascade on the replica must never
+//! delete rows the primary still has (the primary's own cascades arrive as
+//! deletions of their own).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tessera_core::replication::{ChangePage, ReplState, ReplValue, Role, RowImage};
+use tessera_core::store::StoreError;
+
+use super::map_err;
+use super::token_state::TokenStates;
+
+/// A user's token state blob and used backup codes (digest, used at).
+pub type LoginState = (Option<Vec<u8>>, Vec<(Vec<u8>, i64)>);
+
+/// The kind of a primary-key column, to bind the logged JSON key.
+#[derive(Debug, Clone, Copy)]
+enum KeyKind {
+    Int,
+    Text,
+    /// Logged as hex.
+    Blob,
+}
+
+struct TableSpec {
+    name: &'static str,
+    key: &'static [(&'static str, KeyKind)],
+}
+
+/// Replicated tables, parents before children (the order a snapshot is
+/// written and read in). Must match the triggers of `0007_replication.sql`.
+const TABLES: &[TableSpec] = &[
+    TableSpec { name: "meta", key: &[("key", KeyKind::Text)] },
+    TableSpec { name: "users", key: &[("id", KeyKind::Int)] },
+    TableSpec { name: "tokens", key: &[("id", KeyKind::Int)] },
+    TableSpec { name: "backup_codes", key: &[("user_id", KeyKind::Int), ("digest", KeyKind::Blob)] },
+    TableSpec { name: "api_keys", key: &[("id", KeyKind::Text)] },
+    TableSpec { name: "radius_clients", key: &[("id", KeyKind::Int)] },
+    TableSpec { name: "group_members", key: &[("group_name", KeyKind::Text), ("user_id", KeyKind::Int)] },
+    TableSpec { name: "reply_rules", key: &[("id", KeyKind::Int)] },
+    TableSpec { name: "realms", key: &[("name", KeyKind::Text)] },
+    TableSpec { name: "inventory", key: &[("id", KeyKind::Int)] },
+    TableSpec { name: "admins", key: &[("id", KeyKind::Int)] },
+];
+
+/// `meta` keys that are the cluster's, not the node's.
+pub const REPLICATED_META: &[&str] = &[
+    "policy",
+    "key_check",
+    "key_id",
+    "backup_mac_key",
+    "directory_cache_generation",
+    "key_rotation",
+    "replication_tokens",
+];
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn spec(table: &str) -> Result<&'static TableSpec, StoreError> {
+    TABLES
+        .iter()
+        .find(|t| t.name == table)
+        .ok_or_else(|| StoreError::Corrupt(format!("replication: `{table}` is not a replicated table")))
+}
+
+fn bad_key(table: &str, key: &str) -> StoreError {
+    StoreError::Corrupt(format!("replication: unreadable key {key} of `{table}`"))
+}
+
+/// The logged JSON key as bind values, in the spec's column order.
+fn key_values(spec: &TableSpec, key: &str) -> Result<Vec<Value>, StoreError> {
+    let parts: Vec<serde_json::Value> = serde_json::from_str(key).map_err(|_| bad_key(spec.name, key))?;
+    if parts.len() != spec.key.len() {
+        return Err(bad_key(spec.name, key));
+    }
+    parts
+        .iter()
+        .zip(spec.key)
+        .map(|(v, (_, kind))| match kind {
+            KeyKind::Int => v.as_i64().map(Value::Integer),
+            KeyKind::Text => v.as_str().map(|s| Value::Text(s.to_string())),
+            KeyKind::Blob => v.as_str().and_then(|s| hex::decode(s).ok()).map(Value::Blob),
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad_key(spec.name, key))
+}
+
+fn key_where(spec: &TableSpec) -> String {
+    spec.key.iter().enumerate().map(|(i, (c, _))| format!("{c} = ?{}", i + 1)).collect::<Vec<_>>().join(" AND ")
+}
+
+fn to_repl(v: ValueRef<'_>) -> ReplValue {
+    match v {
+        ValueRef::Null => ReplValue::Null,
+        ValueRef::Integer(i) => ReplValue::Int(i),
+        ValueRef::Real(f) => ReplValue::Real(f),
+        ValueRef::Text(t) => ReplValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => ReplValue::Blob(b.to_vec()),
+    }
+}
+
+fn to_sql(v: &ReplValue) -> Value {
+    match v {
+        ReplValue::Null => Value::Null,
+        ReplValue::Int(i) => Value::Integer(*i),
+        ReplValue::Real(f) => Value::Real(*f),
+        ReplValue::Text(t) => Value::Text(t.clone()),
+        ReplValue::Blob(b) => Value::Blob(b.clone()),
+    }
+}
+
+fn row_image(conn: &Connection, spec: &TableSpec, key: &str) -> Result<Option<Vec<(String, ReplValue)>>, StoreError> {
+    let binds = key_values(spec, key)?;
+    let sql = format!("SELECT * FROM {} WHERE {}", spec.name, key_where(spec));
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    stmt.query_row(rusqlite::params_from_iter(binds.iter()), |r| {
+        (0..names.len()).map(|i| Ok((names[i].clone(), to_repl(r.get_ref(i)?)))).collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .optional()
+    .map_err(map_err)
+}
+
+/// The replication side of one embedded database file. Uses connections
+/// of its own: reads see one consistent snapshot of the file, and applying
+/// needs foreign keys off, which the store's writer cannot turn off.
+#[derive(Debug, Clone)]
+pub struct ReplicationLog {
+    path: PathBuf,
+}
+
+impl ReplicationLog {
+    pub fn new(path: &Path) -> Self {
+        ReplicationLog { path: path.to_path_buf() }
+    }
+
+    fn connect(&self, write: bool) -> Result<Connection, StoreError> {
+        let flags = if write {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(map_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+        if write {
+            conn.pragma_update(None, "foreign_keys", "OFF").map_err(map_err)?;
+            conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
+        }
+        Ok(conn)
+    }
+
+    pub fn state(&self) -> Result<ReplState, StoreError> {
+        read_state(&self.connect(false)?)
+    }
+
+    /// The newest change sequence number.
+    pub fn head(&self) -> Result<i64, StoreError> {
+        head(&self.connect(false)?)
+    }
+
+    /// Up to `limit` current images of rows changed after `after`, read in
+    /// one transaction. `None` when `after` is behind the pruned horizon
+    /// (the follower needs a snapshot).
+    pub fn changes_after(&self, after: i64, limit: u32) -> Result<Option<(i64, Vec<RowImage>)>, StoreError> {
+        let mut conn = self.connect(false)?;
+        let tx = conn.transaction().map_err(map_err)?;
+        let state = read_state(&tx)?;
+        if after < state.pruned_through {
+            return Ok(None);
+        }
+        let head = head(&tx)?;
+        let mut stmt = tx
+            .prepare_cached("SELECT seq, tbl, pk FROM repl_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(map_err)?;
+        let entries = stmt
+            .query_map(params![after, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        drop(stmt);
+        let mut images = Vec::with_capacity(entries.len());
+        for (seq, table, key) in entries {
+            let spec = spec(&table)?;
+            let row = row_image(&tx, spec, &key)?;
+            images.push(RowImage { seq, table, key, row });
+        }
+        Ok(Some((head, images)))
+    }
+
+    /// Every replicated row, as images at the head position, read in one
+    /// transaction; `sink` receives them table by table, parents first.
+    pub fn snapshot(&self, mut sink: impl FnMut(RowImage) -> Result<(), StoreError>) -> Result<i64, StoreError> {
+        let mut conn = self.connect(false)?;
+        let tx = conn.transaction().map_err(map_err)?;
+        let head = head(&tx)?;
+        for spec in TABLES {
+            let keys = spec.key.iter().map(|(c, k)| match k {
+                KeyKind::Blob => format!("hex({c})"),
+                _ => (*c).to_string(),
+            });
+            let key_sql = format!("json_array({})", keys.collect::<Vec<_>>().join(", "));
+            let filter = if spec.name == "meta" {
+                format!(
+                    " WHERE key IN ({})",
+                    REPLICATED_META.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+                )
+            } else {
+                String::new()
+            };
+            let sql = format!("SELECT {key_sql}, * FROM {}{filter}", spec.name);
+            let mut stmt = tx.prepare(&sql).map_err(map_err)?;
+            let names: Vec<String> = stmt.column_names().skip(1).map(|s| s.to_string()).collect();
+            let mut rows = stmt.query([]).map_err(map_err)?;
+            while let Some(r) = rows.next().map_err(map_err)? {
+                let key: String = r.get(0).map_err(map_err)?;
+                let row = (0..names.len())
+                    .map(|i| Ok((names[i].clone(), to_repl(r.get_ref(i + 1)?))))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(map_err)?;
+                sink(RowImage { seq: head, table: spec.name.to_string(), key, row: Some(row) })?;
+            }
+        }
+        Ok(head)
+    }
+
+    /// Applies a page of the primary's stream and records the new position,
+    /// atomically. Login state only moves forward: a token's counter floor
+    /// and a used backup code are never taken back by an older image.
+    pub fn apply(&self, page: &ChangePage, position: i64) -> Result<(), StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        for image in &page.images {
+            apply_image(&tx, image)?;
+        }
+        tx.execute(
+            "UPDATE repl_state SET position = ?1, epoch = MAX(epoch, ?2) WHERE id = 1",
+            params![position, page.epoch],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    }
+
+    /// Replaces every replicated row with a snapshot's (the images, then
+    /// the position), atomically: a crash mid-way leaves the old state.
+    pub fn install_snapshot(
+        &self,
+        images: impl IntoIterator<Item = RowImage>,
+        position: i64,
+        epoch: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        for spec in TABLES {
+            if spec.name == "meta" {
+                let keys = REPLICATED_META.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+                tx.execute(&format!("DELETE FROM meta WHERE key IN ({keys})"), []).map_err(map_err)?;
+            } else {
+                tx.execute(&format!("DELETE FROM {}", spec.name), []).map_err(map_err)?;
+            }
+        }
+        for image in images {
+            apply_image(&tx, &image)?;
+        }
+        tx.execute("UPDATE repl_state SET position = ?1, epoch = ?2 WHERE id = 1", params![position, epoch])
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    }
+
+    /// Updates this node's settings (role, primary, pin, …).
+    pub fn set_state(&self, change: impl FnOnce(&mut ReplState)) -> Result<ReplState, StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        let mut s = read_state(&tx)?;
+        change(&mut s);
+        tx.execute(
+            "UPDATE repl_state SET role = ?1, epoch = ?2, primary_url = ?3, primary_name = ?4, pin = ?5, \
+             position = ?6, pruned_through = ?7, last_contact_at = ?8, clock_offset_ms = ?9, lag_ms = ?10 WHERE id = 1",
+            params![
+                s.role.as_str(),
+                s.epoch,
+                s.primary_url,
+                s.primary_name,
+                s.pin,
+                s.position,
+                s.pruned_through,
+                s.last_contact_at,
+                s.clock_offset_ms,
+                s.lag_ms
+            ],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(s)
+    }
+
+    /// The sealed join token of a replica (to authenticate to its primary).
+    pub fn join_token(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.connect(false)?
+            .query_row("SELECT join_token FROM repl_state WHERE id = 1", [], |r| r.get(0))
+            .map_err(map_err)
+    }
+
+    pub fn set_join_token(&self, sealed: Option<&[u8]>) -> Result<(), StoreError> {
+        self.connect(true)?
+            .execute("UPDATE repl_state SET join_token = ?1 WHERE id = 1", [sealed])
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    /// Forgets deletions logged before `before` (Unix seconds; they would
+    /// otherwise stay in the log forever). A follower whose position is
+    /// behind the newest forgotten one needs a new snapshot.
+    pub fn prune_deletions(&self, before: i64) -> Result<u64, StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        let candidates = {
+            let mut stmt =
+                tx.prepare("SELECT seq, tbl, pk FROM repl_changes WHERE at < ?1 ORDER BY seq").map_err(map_err)?;
+            stmt.query_map([before], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map_err)?
+        };
+        let mut n = 0u64;
+        let mut through = 0i64;
+        for (seq, table, key) in candidates {
+            if row_image(&tx, spec(&table)?, &key)?.is_none() {
+                n += tx.execute("DELETE FROM repl_changes WHERE seq = ?1", [seq]).map_err(map_err)? as u64;
+                through = through.max(seq);
+            }
+        }
+        tx.execute("UPDATE repl_state SET pruned_through = MAX(pruned_through, ?1) WHERE id = 1", [through])
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(n)
+    }
+
+    /// Merges login state a replica forwards (token counter floors, used
+    /// backup codes) into this node's rows; the result flows back out in
+    /// the change stream, so a code used anywhere is refused everywhere.
+    pub fn merge_auth_state(
+        &self,
+        user: i64,
+        token_state: Option<&[u8]>,
+        used_codes: &[(Vec<u8>, i64)],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        let local: Option<Option<Vec<u8>>> = tx
+            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let Some(local) = local else { return Ok(false) };
+        let merged = merge_token_state(token_state, local.as_deref())?;
+        if merged != local {
+            tx.execute("UPDATE users SET token_state = ?1 WHERE id = ?2", params![merged, user]).map_err(map_err)?;
+        }
+        for (digest, at) in used_codes {
+            tx.execute(
+                "UPDATE backup_codes SET used_at = ?1 WHERE user_id = ?2 AND digest = ?3 AND used_at IS NULL",
+                params![at, user, digest],
+            )
+            .map_err(map_err)?;
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(true)
+    }
+
+    /// A user's login state as a replica forwards it.
+    pub fn auth_state(&self, user: i64) -> Result<Option<LoginState>, StoreError> {
+        let conn = self.connect(false)?;
+        let ts: Option<Option<Vec<u8>>> = conn
+            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let Some(ts) = ts else { return Ok(None) };
+        let mut stmt = conn
+            .prepare_cached("SELECT digest, used_at FROM backup_codes WHERE user_id = ?1 AND used_at IS NOT NULL")
+            .map_err(map_err)?;
+        let used = stmt
+            .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        Ok(Some((ts, used)))
+    }
+}
+
+fn head(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM repl_changes", [], |r| r.get(0)).map_err(map_err)
+}
+
+fn read_state(conn: &Connection) -> Result<ReplState, StoreError> {
+    conn.query_row(
+        "SELECT role, epoch, primary_url, primary_name, pin, position, pruned_through, last_contact_at, \
+         clock_offset_ms, lag_ms FROM repl_state WHERE id = 1",
+        [],
+        |r| {
+            let role: String = r.get(0)?;
+            Ok((
+                role,
+                ReplState {
+                    role: Role::Standalone,
+                    epoch: r.get(1)?,
+                    primary_url: r.get(2)?,
+                    primary_name: r.get(3)?,
+                    pin: r.get(4)?,
+                    position: r.get(5)?,
+                    pruned_through: r.get(6)?,
+                    last_contact_at: r.get(7)?,
+                    clock_offset_ms: r.get(8)?,
+                    lag_ms: r.get(9)?,
+                },
+            ))
+        },
+    )
+    .map_err(map_err)
+    .and_then(|(role, mut s)| {
+        s.role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("replication role `{role}`")))?;
+        Ok(s)
+    })
+}
+
+fn apply_image(conn: &Connection, image: &RowImage) -> Result<(), StoreError> {
+    let spec = spec(&image.table)?;
+    let Some(row) = &image.row else {
+        let binds = key_values(spec, &image.key)?;
+        let sql = format!("DELETE FROM {} WHERE {}", spec.name, key_where(spec));
+        conn.prepare_cached(&sql)
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(binds.iter())))
+            .map_err(map_err)?;
+        return Ok(());
+    };
+    if spec.name == "meta" {
+        let key = row.iter().find(|(c, _)| c == "key").map(|(_, v)| v);
+        if !matches!(key, Some(ReplValue::Text(k)) if REPLICATED_META.contains(&k.as_str())) {
+            return Err(StoreError::Corrupt("replication: a node-local meta key in the stream".into()));
+        }
+    }
+    let mut values: Vec<Value> = row.iter().map(|(_, v)| to_sql(v)).collect();
+    let column = |name: &str| row.iter().position(|(c, _)| c == name);
+    match spec.name {
+        "users" => {
+            if let (Some(id), Some(ts)) = (column("id"), column("token_state")) {
+                let local: Option<Option<Vec<u8>>> = conn
+                    .query_row("SELECT token_state FROM users WHERE id = ?1", [&values[id]], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(local) = local.flatten() {
+                    let incoming = match &values[ts] {
+                        Value::Blob(b) => Some(b.clone()),
+                        _ => None,
+                    };
+                    values[ts] = match merge_token_state(Some(&local), incoming.as_deref())? {
+                        Some(b) => Value::Blob(b),
+                        None => Value::Null,
+                    };
+                }
+            }
+        }
+        "backup_codes" => {
+            if let (Some(user), Some(digest), Some(used)) = (column("user_id"), column("digest"), column("used_at")) {
+                let local: Option<Option<i64>> = conn
+                    .query_row(
+                        "SELECT used_at FROM backup_codes WHERE user_id = ?1 AND digest = ?2",
+                        [&values[user], &values[digest]],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(Some(at)) = local
+                    && values[used] == Value::Null
+                {
+                    values[used] = Value::Integer(at);
+                }
+            }
+        }
+        _ => {}
+    }
+    // Column names come from the primary's rows, which have this schema
+    // (the schema versions are compared before anything is copied); they
+    // are checked against this table's columns anyway, as they are spliced
+    // into SQL.
+    let known: Vec<String> = {
+        let stmt = conn.prepare_cached(&format!("SELECT * FROM {} LIMIT 0", spec.name)).map_err(map_err)?;
+        stmt.column_names().map(|s| s.to_string()).collect()
+    };
+    if let Some((bad, _)) = row.iter().find(|(c, _)| !known.contains(c)) {
+        return Err(StoreError::Corrupt(format!("replication: `{}` has no column `{bad}`", spec.name)));
+    }
+    let cols = row.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
+    let marks = (1..=row.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+    // REPLACE also removes a stale local row holding the same unique value
+    // (its own newer image follows later in the stream); with foreign keys
+    // off that removal cascades nowhere.
+    let sql = format!("INSERT OR REPLACE INTO {} ({cols}) VALUES ({marks})", spec.name);
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(values.iter())))
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Per token, the state with the higher counter floor wins, so a code
+/// used on one node never becomes usable again when another node's image
+/// of the same user arrives.
+pub fn merge_token_state(local: Option<&[u8]>, incoming: Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("token state: {e}"));
+    let mut merged = TokenStates::decode(incoming).map_err(corrupt)?;
+    let local = TokenStates::decode(local).map_err(corrupt)?;
+    for entry in local.entries() {
+        match merged.get(entry.token) {
+            Some(theirs) if theirs.counter >= entry.counter => {}
+            _ => merged.set(*entry),
+        }
+    }
+    Ok(merged.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::token_state::Entry;
+
+    #[test]
+    fn merged_token_state_keeps_the_higher_floor_per_token() {
+        let mut a = TokenStates::default();
+        a.set(Entry { token: 1, counter: 10, drift: 0, last_used: 5 });
+        a.set(Entry { token: 2, counter: 3, drift: 0, last_used: 5 });
+        let mut b = TokenStates::default();
+        b.set(Entry { token: 1, counter: 7, drift: 1, last_used: 9 });
+        b.set(Entry { token: 2, counter: 4, drift: 0, last_used: 9 });
+        b.set(Entry { token: 3, counter: 1, drift: 0, last_used: 9 });
+        let m = merge_token_state(a.encode().as_deref(), b.encode().as_deref()).unwrap();
+        let m = TokenStates::decode(m.as_deref()).unwrap();
+        assert_eq!(m.get(1).unwrap().counter, 10);
+        assert_eq!(m.get(2).unwrap().counter, 4);
+        assert_eq!(m.get(3).unwrap().counter, 1);
+    }
+
+    #[test]
+    fn keys_bind_by_kind_and_refuse_garbage() {
+        let s = spec("backup_codes").unwrap();
+        assert_eq!(key_values(s, r#"[7, "0aff"]"#).unwrap(), vec![Value::Integer(7), Value::Blob(vec![10, 255])]);
+        for bad in ["[7]", "[\"x\", \"00\"]", "[7, \"zz\"]", "nope", "{}"] {
+            assert!(key_values(s, bad).is_err(), "{bad}");
+        }
+        assert!(spec("audit").is_err(), "node-local tables are not replicated");
+    }
+}
