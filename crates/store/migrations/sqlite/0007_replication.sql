@@ -7,6 +7,11 @@
 -- a follower whose position is older than the pruned horizon
 -- (`repl_state.pruned_through`) must take a new snapshot.
 --
+-- The triggers delete and insert rather than INSERT OR REPLACE: a trigger's
+-- conflict clause is overridden by the conflict handling of the statement
+-- that fired it (an upsert, for one), which would turn the replace into a
+-- failed write.
+--
 -- `pk` is the JSON array of the row's primary key (blobs as hex), so one
 -- table serves every replicated table. Node-local tables (audit, its
 -- chain, used challenge states, email/SMS codes) and node-local meta keys
@@ -39,167 +44,200 @@ INSERT INTO repl_state (id) VALUES (1);
 
 CREATE TRIGGER repl_users_insert AFTER INSERT ON users
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'users' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_users_update AFTER UPDATE ON users
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'users' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_users_delete AFTER DELETE ON users
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('users', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'users' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('users', json_array(OLD.id));
 END;
 
 CREATE TRIGGER repl_tokens_insert AFTER INSERT ON tokens
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'tokens' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_tokens_update AFTER UPDATE ON tokens
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'tokens' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_tokens_delete AFTER DELETE ON tokens
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'tokens' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(OLD.id));
 END;
 
 CREATE TRIGGER repl_backup_codes_insert AFTER INSERT ON backup_codes
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
+    DELETE FROM repl_changes WHERE tbl = 'backup_codes' AND pk = json_array(NEW.user_id, hex(NEW.digest));
+    INSERT INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
 END;
 
 CREATE TRIGGER repl_backup_codes_update AFTER UPDATE ON backup_codes
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
+    DELETE FROM repl_changes WHERE tbl = 'backup_codes' AND pk = json_array(NEW.user_id, hex(NEW.digest));
+    INSERT INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
 END;
 
 CREATE TRIGGER repl_backup_codes_delete AFTER DELETE ON backup_codes
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(OLD.user_id, hex(OLD.digest)));
+    DELETE FROM repl_changes WHERE tbl = 'backup_codes' AND pk = json_array(OLD.user_id, hex(OLD.digest));
+    INSERT INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(OLD.user_id, hex(OLD.digest)));
 END;
 
 CREATE TRIGGER repl_api_keys_insert AFTER INSERT ON api_keys
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'api_keys' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_api_keys_update AFTER UPDATE ON api_keys
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'api_keys' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_api_keys_delete AFTER DELETE ON api_keys
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'api_keys' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(OLD.id));
 END;
 
 CREATE TRIGGER repl_radius_clients_insert AFTER INSERT ON radius_clients
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'radius_clients' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_radius_clients_update AFTER UPDATE ON radius_clients
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'radius_clients' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_radius_clients_delete AFTER DELETE ON radius_clients
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'radius_clients' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(OLD.id));
 END;
 
 CREATE TRIGGER repl_group_members_insert AFTER INSERT ON group_members
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
+    DELETE FROM repl_changes WHERE tbl = 'group_members' AND pk = json_array(NEW.group_name, NEW.user_id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
 END;
 
 CREATE TRIGGER repl_group_members_update AFTER UPDATE ON group_members
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
+    DELETE FROM repl_changes WHERE tbl = 'group_members' AND pk = json_array(NEW.group_name, NEW.user_id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
 END;
 
 CREATE TRIGGER repl_group_members_delete AFTER DELETE ON group_members
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(OLD.group_name, OLD.user_id));
+    DELETE FROM repl_changes WHERE tbl = 'group_members' AND pk = json_array(OLD.group_name, OLD.user_id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(OLD.group_name, OLD.user_id));
 END;
 
 CREATE TRIGGER repl_reply_rules_insert AFTER INSERT ON reply_rules
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'reply_rules' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_reply_rules_update AFTER UPDATE ON reply_rules
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'reply_rules' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_reply_rules_delete AFTER DELETE ON reply_rules
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'reply_rules' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(OLD.id));
 END;
 
 CREATE TRIGGER repl_realms_insert AFTER INSERT ON realms
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
+    DELETE FROM repl_changes WHERE tbl = 'realms' AND pk = json_array(NEW.name);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
 END;
 
 CREATE TRIGGER repl_realms_update AFTER UPDATE ON realms
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
+    DELETE FROM repl_changes WHERE tbl = 'realms' AND pk = json_array(NEW.name);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
 END;
 
 CREATE TRIGGER repl_realms_delete AFTER DELETE ON realms
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('realms', json_array(OLD.name));
+    DELETE FROM repl_changes WHERE tbl = 'realms' AND pk = json_array(OLD.name);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('realms', json_array(OLD.name));
 END;
 
 CREATE TRIGGER repl_inventory_insert AFTER INSERT ON inventory
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'inventory' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_inventory_update AFTER UPDATE ON inventory
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'inventory' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_inventory_delete AFTER DELETE ON inventory
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'inventory' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(OLD.id));
 END;
 
 CREATE TRIGGER repl_admins_insert AFTER INSERT ON admins
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'admins' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_admins_update AFTER UPDATE ON admins
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'admins' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
 END;
 
 CREATE TRIGGER repl_admins_delete AFTER DELETE ON admins
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('admins', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'admins' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('admins', json_array(OLD.id));
 END;
 
 CREATE TRIGGER repl_meta_insert AFTER INSERT ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
+    DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(NEW.key);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
 END;
 
 CREATE TRIGGER repl_meta_update AFTER UPDATE ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
+    DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(NEW.key);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
 END;
 
 CREATE TRIGGER repl_meta_delete AFTER DELETE ON meta WHEN OLD.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('meta', json_array(OLD.key));
+    DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(OLD.key);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(OLD.key));
 END;
 
 -- Rows written before this migration are in the log too.
