@@ -7,11 +7,16 @@
 -- a follower whose position is older than the pruned horizon
 -- (`repl_state.pruned_through`) must take a new snapshot.
 --
+-- The triggers delete and insert rather than INSERT OR REPLACE: a trigger's
+-- conflict clause is overridden by the conflict handling of the statement
+-- that fired it (an upsert, for one), which would turn the replace into a
+-- failed write.
+--
 -- `pk` is the JSON array of the row's primary key (blobs as hex), so one
 -- table serves every replicated table. Node-local tables (audit, its
 -- chain, used challenge states, email/SMS codes) and node-local meta keys
 -- (syslog cursor, loaded key, …) have no triggers: they are not replicated.
-CREATE TABLE repl_changes (
+CREATE TABLE IF NOT EXISTS repl_changes (
     seq  INTEGER PRIMARY KEY AUTOINCREMENT,
     tbl  TEXT NOT NULL,
     pk   TEXT NOT NULL,
@@ -21,7 +26,7 @@ CREATE TABLE repl_changes (
 );
 
 -- This node's replication settings and progress (one row; node-local).
-CREATE TABLE repl_state (
+CREATE TABLE IF NOT EXISTS repl_state (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     role            TEXT NOT NULL DEFAULT 'standalone' CHECK (role IN ('standalone', 'primary', 'replica')),
     epoch           INTEGER NOT NULL DEFAULT 0,
@@ -35,171 +40,204 @@ CREATE TABLE repl_state (
     clock_offset_ms INTEGER,
     lag_ms          INTEGER
 );
-INSERT INTO repl_state (id) VALUES (1);
+INSERT OR IGNORE INTO repl_state (id) VALUES (1);
 
-CREATE TRIGGER repl_users_insert AFTER INSERT ON users
+CREATE TRIGGER IF NOT EXISTS repl_users_insert AFTER INSERT ON users
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'users' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_users_update AFTER UPDATE ON users
+CREATE TRIGGER IF NOT EXISTS repl_users_update AFTER UPDATE ON users
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'users' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('users', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_users_delete AFTER DELETE ON users
+CREATE TRIGGER IF NOT EXISTS repl_users_delete AFTER DELETE ON users
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('users', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'users' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('users', json_array(OLD.id));
 END;
 
-CREATE TRIGGER repl_tokens_insert AFTER INSERT ON tokens
+CREATE TRIGGER IF NOT EXISTS repl_tokens_insert AFTER INSERT ON tokens
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'tokens' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_tokens_update AFTER UPDATE ON tokens
+CREATE TRIGGER IF NOT EXISTS repl_tokens_update AFTER UPDATE ON tokens
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'tokens' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_tokens_delete AFTER DELETE ON tokens
+CREATE TRIGGER IF NOT EXISTS repl_tokens_delete AFTER DELETE ON tokens
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'tokens' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('tokens', json_array(OLD.id));
 END;
 
-CREATE TRIGGER repl_backup_codes_insert AFTER INSERT ON backup_codes
+CREATE TRIGGER IF NOT EXISTS repl_backup_codes_insert AFTER INSERT ON backup_codes
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
+    DELETE FROM repl_changes WHERE tbl = 'backup_codes' AND pk = json_array(NEW.user_id, hex(NEW.digest));
+    INSERT INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
 END;
 
-CREATE TRIGGER repl_backup_codes_update AFTER UPDATE ON backup_codes
+CREATE TRIGGER IF NOT EXISTS repl_backup_codes_update AFTER UPDATE ON backup_codes
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
+    DELETE FROM repl_changes WHERE tbl = 'backup_codes' AND pk = json_array(NEW.user_id, hex(NEW.digest));
+    INSERT INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(NEW.user_id, hex(NEW.digest)));
 END;
 
-CREATE TRIGGER repl_backup_codes_delete AFTER DELETE ON backup_codes
+CREATE TRIGGER IF NOT EXISTS repl_backup_codes_delete AFTER DELETE ON backup_codes
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(OLD.user_id, hex(OLD.digest)));
+    DELETE FROM repl_changes WHERE tbl = 'backup_codes' AND pk = json_array(OLD.user_id, hex(OLD.digest));
+    INSERT INTO repl_changes (tbl, pk) VALUES ('backup_codes', json_array(OLD.user_id, hex(OLD.digest)));
 END;
 
-CREATE TRIGGER repl_api_keys_insert AFTER INSERT ON api_keys
+CREATE TRIGGER IF NOT EXISTS repl_api_keys_insert AFTER INSERT ON api_keys
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'api_keys' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_api_keys_update AFTER UPDATE ON api_keys
+CREATE TRIGGER IF NOT EXISTS repl_api_keys_update AFTER UPDATE ON api_keys
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'api_keys' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_api_keys_delete AFTER DELETE ON api_keys
+CREATE TRIGGER IF NOT EXISTS repl_api_keys_delete AFTER DELETE ON api_keys
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'api_keys' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('api_keys', json_array(OLD.id));
 END;
 
-CREATE TRIGGER repl_radius_clients_insert AFTER INSERT ON radius_clients
+CREATE TRIGGER IF NOT EXISTS repl_radius_clients_insert AFTER INSERT ON radius_clients
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'radius_clients' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_radius_clients_update AFTER UPDATE ON radius_clients
+CREATE TRIGGER IF NOT EXISTS repl_radius_clients_update AFTER UPDATE ON radius_clients
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'radius_clients' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_radius_clients_delete AFTER DELETE ON radius_clients
+CREATE TRIGGER IF NOT EXISTS repl_radius_clients_delete AFTER DELETE ON radius_clients
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'radius_clients' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('radius_clients', json_array(OLD.id));
 END;
 
-CREATE TRIGGER repl_group_members_insert AFTER INSERT ON group_members
+CREATE TRIGGER IF NOT EXISTS repl_group_members_insert AFTER INSERT ON group_members
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
+    DELETE FROM repl_changes WHERE tbl = 'group_members' AND pk = json_array(NEW.group_name, NEW.user_id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
 END;
 
-CREATE TRIGGER repl_group_members_update AFTER UPDATE ON group_members
+CREATE TRIGGER IF NOT EXISTS repl_group_members_update AFTER UPDATE ON group_members
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
+    DELETE FROM repl_changes WHERE tbl = 'group_members' AND pk = json_array(NEW.group_name, NEW.user_id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(NEW.group_name, NEW.user_id));
 END;
 
-CREATE TRIGGER repl_group_members_delete AFTER DELETE ON group_members
+CREATE TRIGGER IF NOT EXISTS repl_group_members_delete AFTER DELETE ON group_members
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(OLD.group_name, OLD.user_id));
+    DELETE FROM repl_changes WHERE tbl = 'group_members' AND pk = json_array(OLD.group_name, OLD.user_id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('group_members', json_array(OLD.group_name, OLD.user_id));
 END;
 
-CREATE TRIGGER repl_reply_rules_insert AFTER INSERT ON reply_rules
+CREATE TRIGGER IF NOT EXISTS repl_reply_rules_insert AFTER INSERT ON reply_rules
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'reply_rules' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_reply_rules_update AFTER UPDATE ON reply_rules
+CREATE TRIGGER IF NOT EXISTS repl_reply_rules_update AFTER UPDATE ON reply_rules
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'reply_rules' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_reply_rules_delete AFTER DELETE ON reply_rules
+CREATE TRIGGER IF NOT EXISTS repl_reply_rules_delete AFTER DELETE ON reply_rules
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'reply_rules' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('reply_rules', json_array(OLD.id));
 END;
 
-CREATE TRIGGER repl_realms_insert AFTER INSERT ON realms
+CREATE TRIGGER IF NOT EXISTS repl_realms_insert AFTER INSERT ON realms
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
+    DELETE FROM repl_changes WHERE tbl = 'realms' AND pk = json_array(NEW.name);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
 END;
 
-CREATE TRIGGER repl_realms_update AFTER UPDATE ON realms
+CREATE TRIGGER IF NOT EXISTS repl_realms_update AFTER UPDATE ON realms
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
+    DELETE FROM repl_changes WHERE tbl = 'realms' AND pk = json_array(NEW.name);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('realms', json_array(NEW.name));
 END;
 
-CREATE TRIGGER repl_realms_delete AFTER DELETE ON realms
+CREATE TRIGGER IF NOT EXISTS repl_realms_delete AFTER DELETE ON realms
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('realms', json_array(OLD.name));
+    DELETE FROM repl_changes WHERE tbl = 'realms' AND pk = json_array(OLD.name);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('realms', json_array(OLD.name));
 END;
 
-CREATE TRIGGER repl_inventory_insert AFTER INSERT ON inventory
+CREATE TRIGGER IF NOT EXISTS repl_inventory_insert AFTER INSERT ON inventory
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'inventory' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_inventory_update AFTER UPDATE ON inventory
+CREATE TRIGGER IF NOT EXISTS repl_inventory_update AFTER UPDATE ON inventory
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'inventory' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_inventory_delete AFTER DELETE ON inventory
+CREATE TRIGGER IF NOT EXISTS repl_inventory_delete AFTER DELETE ON inventory
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'inventory' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('inventory', json_array(OLD.id));
 END;
 
-CREATE TRIGGER repl_admins_insert AFTER INSERT ON admins
+CREATE TRIGGER IF NOT EXISTS repl_admins_insert AFTER INSERT ON admins
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'admins' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_admins_update AFTER UPDATE ON admins
+CREATE TRIGGER IF NOT EXISTS repl_admins_update AFTER UPDATE ON admins
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
+    DELETE FROM repl_changes WHERE tbl = 'admins' AND pk = json_array(NEW.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('admins', json_array(NEW.id));
 END;
 
-CREATE TRIGGER repl_admins_delete AFTER DELETE ON admins
+CREATE TRIGGER IF NOT EXISTS repl_admins_delete AFTER DELETE ON admins
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('admins', json_array(OLD.id));
+    DELETE FROM repl_changes WHERE tbl = 'admins' AND pk = json_array(OLD.id);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('admins', json_array(OLD.id));
 END;
 
-CREATE TRIGGER repl_meta_insert AFTER INSERT ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
+CREATE TRIGGER IF NOT EXISTS repl_meta_insert AFTER INSERT ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
+    DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(NEW.key);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
 END;
 
-CREATE TRIGGER repl_meta_update AFTER UPDATE ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
+CREATE TRIGGER IF NOT EXISTS repl_meta_update AFTER UPDATE ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
+    DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(NEW.key);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
 END;
 
-CREATE TRIGGER repl_meta_delete AFTER DELETE ON meta WHEN OLD.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
+CREATE TRIGGER IF NOT EXISTS repl_meta_delete AFTER DELETE ON meta WHEN OLD.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'replication_tokens')
 BEGIN
-    INSERT OR REPLACE INTO repl_changes (tbl, pk) VALUES ('meta', json_array(OLD.key));
+    DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(OLD.key);
+    INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(OLD.key));
 END;
 
 -- Rows written before this migration are in the log too.
