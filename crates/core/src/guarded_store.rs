@@ -30,7 +30,7 @@ pub struct WriteGate {
     replica_of: RwLock<Option<String>>,
     /// Told the user id of every login a replica accepted, so its new
     /// login state (used step, used backup code) reaches the primary.
-    on_login: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
+    on_login: std::sync::OnceLock<Box<dyn Fn(i64, bool) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for WriteGate {
@@ -44,16 +44,22 @@ impl WriteGate {
         *self.replica_of.write().unwrap_or_else(|e| e.into_inner()) = primary;
     }
 
-    /// Sets the login hook (once).
-    pub fn on_login(&self, hook: impl Fn(i64) + Send + Sync + 'static) {
+    /// Sets the login hook (once): user id, and whether the login was accepted
+    /// (else it was a counted failure).
+    pub fn on_login(&self, hook: impl Fn(i64, bool) + Send + Sync + 'static) {
         let _ = self.on_login.set(Box::new(hook));
     }
 
-    fn login_accepted(&self, user: i64) {
+    fn login_decided(&self, user: i64, outcome: &AuthOutcome) {
+        let accepted = match outcome {
+            AuthOutcome::Accepted => true,
+            AuthOutcome::Failed { .. } => false,
+            _ => return,
+        };
         if self.replica_of.read().unwrap_or_else(|e| e.into_inner()).is_some()
             && let Some(hook) = self.on_login.get()
         {
-            hook(user);
+            hook(user, accepted);
         }
     }
 
@@ -158,16 +164,14 @@ impl Store for GuardedStore {
     async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
         let user = attempt.user_id;
         let outcome = self.inner.commit_attempt(attempt).await?;
-        if outcome == AuthOutcome::Accepted {
-            self.gate.login_accepted(user.0);
-        }
+        self.gate.login_decided(user.0, &outcome);
         Ok(outcome)
     }
 
     async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError> {
         let auth = self.inner.authenticate(request).await?;
-        if let Authentication::Decided { user_id, outcome: AuthOutcome::Accepted, .. } = &auth {
-            self.gate.login_accepted(user_id.0);
+        if let Authentication::Decided { user_id, outcome, .. } = &auth {
+            self.gate.login_decided(user_id.0, outcome);
         }
         Ok(auth)
     }

@@ -141,6 +141,14 @@ pub struct AuthStateForward {
     pub token_state: Vec<u8>,
     /// Used backup codes: (digest hex, used at).
     pub used_codes: Vec<(String, i64)>,
+    /// Failed logins on the replica since the last forward, counted on the
+    /// primary toward lockout (after `last_success_at`, when both).
+    #[serde(default)]
+    pub failures: u32,
+    /// The replica's last successful login of the user (Unix ms); clears the
+    /// primary's failure count like a login there would.
+    #[serde(default)]
+    pub last_success_at: Option<i64>,
 }
 
 #[cfg(test)]

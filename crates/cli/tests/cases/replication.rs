@@ -44,6 +44,13 @@ async fn user_known(n: &TestNode, api_key: &str, name: &str) -> bool {
         .is_ok_and(|r| r.status() == 200)
 }
 
+/// Whether `name` is an active user (with a confirmed token) on `n`.
+async fn active(n: &TestNode, name: &str) -> bool {
+    n.fail_or_ok(&["user", "show", name, "--json"])
+        .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+        .is_some_and(|v| v["user"]["status"] == "active")
+}
+
 #[tokio::test]
 async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     let mut p = TestNode::new();
@@ -80,6 +87,7 @@ async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     for r in [&r1, &r2] {
         let took = within(Duration::from_secs(5), || user_known(r, &api_key, "alice")).await.expect("replicated");
         eprintln!("user visible on a replica after {took:?}");
+        assert!(within(Duration::from_secs(5), || active(r, "alice")).await.is_some(), "token replicated");
         assert!(took < Duration::from_secs(2), "replication took {took:?}");
     }
 
@@ -105,6 +113,36 @@ async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(p.validate("alice", &code).await["result"], "reject", "replayed on the primary");
     assert_eq!(r2.validate("alice", &code).await["result"], "reject", "replayed on another replica");
+
+    // Failures on a replica count toward the lock on the primary, and the
+    // lock reaches every replica: 3 wrong codes on r1 + 2 on the primary
+    // lock dave at the default limit of 5.
+    p.ok(&["user", "add", "dave"]);
+    p.ok(&["token", "add", "dave", "--secret", SECRET]);
+    let status = |n: &TestNode| -> Value { serde_json::from_str(&n.ok(&["user", "show", "dave", "--json"])).unwrap() };
+    for r in [&r1, &r2] {
+        assert!(within(Duration::from_secs(5), || active(r, "dave")).await.is_some(), "dave and his token replicated");
+    }
+    for _ in 0..3 {
+        assert_eq!(r1.validate("dave", "000000").await["result"], "reject");
+    }
+    let counted = within(Duration::from_secs(5), || {
+        let f = status(&p)["user"]["failures"].as_u64();
+        async move { f == Some(3) }
+    })
+    .await;
+    assert!(counted.is_some(), "replica failures counted on the primary: {}", status(&p));
+    for _ in 0..2 {
+        assert_eq!(p.validate("dave", "000000").await["result"], "reject");
+    }
+    assert_eq!(status(&p)["user"]["status"], "locked", "{}", status(&p));
+    let locked = within(Duration::from_secs(5), || {
+        let st = status(&r2)["user"]["status"].clone();
+        async move { st == "locked" }
+    })
+    .await;
+    assert!(locked.is_some(), "the lock reached the other replica: {}", status(&r2));
+    assert_eq!(r2.validate("dave", &totp_now(SECRET, 0)).await["result"], "reject", "locked on every node");
 
     // Status shows the role, primary and position.
     let s: Value = serde_json::from_str(&r1.ok(&["replica", "status", "--json"])).unwrap();

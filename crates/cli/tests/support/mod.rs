@@ -118,6 +118,12 @@ impl TestNode {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs a CLI command; its stdout when it succeeded.
+    pub fn fail_or_ok(&self, args: &[&str]) -> Option<String> {
+        let out = self.command(args, &[]).output().unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Runs a CLI command that must fail with `code`; returns stdout+stderr.
     pub fn fail(&self, args: &[&str], env: &[(&str, &str)], code: i32) -> String {
         let out = self.command(args, env).output().unwrap();

@@ -7,7 +7,7 @@
 //! a primary whose epoch is older than this node's (a stale primary that
 //! was replaced by a promotion must not overwrite what the new one wrote).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,10 +159,10 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, mut stop: watch::Recei
     if let Some(rx) = repl.take_forward_rx().await {
         let (n, r) = (node.clone(), repl.clone());
         let hook_tx = repl.forward_tx.clone();
-        repl.gate.on_login(move |user| {
+        repl.gate.on_login(move |user, accepted| {
             // Full queue: the state still reaches the primary with this
             // user's next forwarded login; never block a login on it.
-            let _ = hook_tx.try_send(user);
+            let _ = hook_tx.try_send((user, accepted));
         });
         forwarder = Some(tokio::spawn(forward(n, r, rx, stop.clone())));
     }
@@ -241,39 +241,66 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {
     let _ = tokio::time::timeout(d, stop.changed()).await;
 }
 
+/// What is waiting to be forwarded for one user.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    /// Failures since the last success below.
+    failures: u32,
+    last_success_at: Option<i64>,
+}
+
+impl Pending {
+    fn add(&mut self, accepted: bool) {
+        if accepted {
+            self.failures = 0;
+            self.last_success_at = Some(now_ms());
+        } else {
+            self.failures = self.failures.saturating_add(1);
+        }
+    }
+}
+
+/// Most users remembered for forwarding while the primary is away.
+const MAX_PENDING: usize = 10_000;
+
 /// Sends the login state of users who logged in here to the primary,
 /// batching what queued meanwhile; keeps what failed for the next round.
 async fn forward(
     node: Arc<Node>,
     repl: Arc<Replication>,
-    mut rx: mpsc::Receiver<i64>,
+    mut rx: mpsc::Receiver<(i64, bool)>,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = node;
-    let mut pending: BTreeSet<i64> = BTreeSet::new();
+    let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
+    let note = |pending: &mut BTreeMap<i64, Pending>, (user, accepted): (i64, bool)| {
+        if pending.len() < MAX_PENDING || pending.contains_key(&user) {
+            pending.entry(user).or_default().add(accepted);
+        }
+    };
     loop {
         if pending.is_empty() {
             tokio::select! {
-                u = rx.recv() => match u { Some(u) => { pending.insert(u); } None => return },
+                e = rx.recv() => match e { Some(e) => note(&mut pending, e), None => return },
                 _ = stop.changed() => return,
             }
         }
-        while let Ok(u) = rx.try_recv() {
-            if pending.len() < 10_000 {
-                pending.insert(u);
-            }
+        while let Ok(e) = rx.try_recv() {
+            note(&mut pending, e);
         }
-        let batch: Vec<i64> = pending.iter().copied().take(1000).collect();
+        let batch: Vec<(i64, Pending)> = pending.iter().map(|(u, p)| (*u, *p)).take(1000).collect();
         let log = repl.log.clone();
         let users = batch.clone();
         let states = blocking(move || {
             let mut out = Vec::new();
-            for u in users {
+            for (u, p) in users {
                 if let Some((ts, used)) = log.auth_state(u)? {
                     out.push(AuthStateForward {
                         user: u,
                         token_state: ts.unwrap_or_default(),
                         used_codes: used.into_iter().map(|(d, at)| (hex::encode(d), at)).collect(),
+                        failures: p.failures,
+                        last_success_at: p.last_success_at,
                     });
                 }
             }
@@ -292,8 +319,18 @@ async fn forward(
         };
         match sent {
             Ok(()) => {
-                for u in batch {
-                    pending.remove(&u);
+                tracing::debug!(users = batch.len(), "forwarded login state to the primary");
+                // Only what was sent; logins that arrived meanwhile stay.
+                for (u, sent) in batch {
+                    if let Some(p) = pending.get_mut(&u) {
+                        p.failures = p.failures.saturating_sub(sent.failures);
+                        if p.last_success_at == sent.last_success_at {
+                            p.last_success_at = None;
+                        }
+                        if p.failures == 0 && p.last_success_at.is_none() {
+                            pending.remove(&u);
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tessera_core::replication::{AuthStateForward, ChangePage, Hello, Role, join_token_allowed};
 use tessera_core::store::MetaKey;
+use tessera_store::sqlite::replication::ForwardedLogins;
 
 use super::Replication;
 use super::client::now_ms;
@@ -164,7 +165,8 @@ async fn auth_state(
             let used =
                 f.used_codes.iter().filter_map(|(d, at)| hex::decode(d).ok().map(|d| (d, *at))).collect::<Vec<_>>();
             let ts = (!f.token_state.is_empty()).then_some(f.token_state.as_slice());
-            log.merge_auth_state(f.user, ts, &used)?;
+            let logins = ForwardedLogins { failures: f.failures, last_success_at: f.last_success_at, now: now_ms() };
+            log.merge_auth_state(f.user, ts, &used, &logins)?;
         }
         Ok(())
     })

@@ -25,9 +25,9 @@ use tokio::sync::mpsc;
 pub struct Replication {
     pub log: ReplicationLog,
     pub gate: Arc<WriteGate>,
-    /// Users whose login state changed on this replica, to forward.
-    pub forward_tx: mpsc::Sender<i64>,
-    forward_rx: tokio::sync::Mutex<Option<mpsc::Receiver<i64>>>,
+    /// Logins decided on this replica (user, accepted), to forward.
+    pub forward_tx: mpsc::Sender<(i64, bool)>,
+    forward_rx: tokio::sync::Mutex<Option<mpsc::Receiver<(i64, bool)>>>,
 }
 
 /// Most users queued for forwarding; beyond it a login still succeeds
@@ -50,7 +50,7 @@ impl Replication {
         Ok(s)
     }
 
-    pub async fn take_forward_rx(&self) -> Option<mpsc::Receiver<i64>> {
+    pub async fn take_forward_rx(&self) -> Option<mpsc::Receiver<(i64, bool)>> {
         self.forward_rx.lock().await.take()
     }
 }

@@ -356,6 +356,7 @@ impl ReplicationLog {
         user: i64,
         token_state: Option<&[u8]>,
         used_codes: &[(Vec<u8>, i64)],
+        logins: &ForwardedLogins,
     ) -> Result<bool, StoreError> {
         let mut conn = self.connect(true)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
@@ -374,6 +375,9 @@ impl ReplicationLog {
                 params![at, user, digest],
             )
             .map_err(map_err)?;
+        }
+        if logins.failures > 0 || logins.last_success_at.is_some() {
+            merge_lock(&tx, user, logins)?;
         }
         tx.commit().map_err(map_err)?;
         Ok(true)
@@ -397,6 +401,70 @@ impl ReplicationLog {
             .map_err(map_err)?;
         Ok(Some((ts, used)))
     }
+}
+
+/// Logins a replica decided, for the primary's lockout and last success.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardedLogins {
+    /// Failures counted after the last success below (if any).
+    pub failures: u32,
+    pub last_success_at: Option<i64>,
+    /// The primary's clock, for lock expiry.
+    pub now: i64,
+}
+
+/// Counts a replica's failures toward the user's lock on the primary, with
+/// the primary's policy, as if they had happened here; a success first
+/// clears the count, as a login here would.
+fn merge_lock(conn: &Connection, user: i64, logins: &ForwardedLogins) -> Result<(), StoreError> {
+    use tessera_core::clock::Timestamp;
+    use tessera_core::lockout::LockState;
+    let policy: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'policy'", [], |r| r.get(0)).map_err(map_err)?;
+    let policy: tessera_core::policy::Policy =
+        serde_json::from_str(&policy).map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))?;
+    let (failures, locked_at, lock_until, throttle_until, last_success): (
+        u32,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    ) = conn
+        .query_row(
+            "SELECT failures, locked_at, lock_until, throttle_until, last_success_at FROM users WHERE id = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .map_err(map_err)?;
+    let mut lock = LockState {
+        failures,
+        locked_at: locked_at.map(Timestamp),
+        lock_until: lock_until.map(Timestamp),
+        throttle_until: throttle_until.map(Timestamp),
+    };
+    let mut success = last_success;
+    if let Some(at) = logins.last_success_at
+        && last_success.is_none_or(|s| s < at)
+    {
+        lock = lock.after_success();
+        success = Some(at);
+    }
+    for _ in 0..logins.failures.min(1000) {
+        lock = lock.after_failure(&policy, Timestamp(logins.now));
+    }
+    conn.execute(
+        "UPDATE users SET failures = ?1, locked_at = ?2, lock_until = ?3, throttle_until = ?4, last_success_at = ?5          WHERE id = ?6",
+        params![
+            lock.failures,
+            lock.locked_at.map(|t| t.0),
+            lock.lock_until.map(|t| t.0),
+            lock.throttle_until.map(|t| t.0),
+            success,
+            user
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(())
 }
 
 fn head(conn: &Connection) -> Result<i64, StoreError> {
