@@ -22,7 +22,9 @@
 pub mod audit_chain;
 mod db;
 mod rows;
+mod redact;
 mod schema;
+mod tls;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -49,6 +51,8 @@ use tessera_core::store::{
 use tokio_postgres::error::SqlState;
 
 pub use schema::SCHEMA_VERSION;
+pub use redact::redact_url;
+pub use tls::PgTls;
 
 use crate::sqlite::rows::{API_KEY_COLS, AUDIT_COLS, OOB_CODE_COLS, TOKEN_COLS, USER_COLS, kind_cols, token_kind};
 use db::{DynParams, exec, exec_raw, is_code, map_err, one, opt, pool_err, rows as query};
@@ -67,14 +71,22 @@ pub struct PgOptions {
     /// for a lock that is never released, fails as `Unavailable`); `None`
     /// leaves the server's setting.
     pub statement_timeout: Option<Duration>,
+    /// TLS to the server.
+    pub tls: PgTls,
 }
 
 impl PgOptions {
     /// From a `postgres://user:password@host:port/dbname?…` URL (or a
     /// `key=value` connection string).
+    /// The error never quotes the URL (it may hold a password).
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Backend(format!("invalid database URL: {e}")))?;
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            // The driver's syntax errors can quote one character of the
+            // input ("… but got `x`"), which may be part of the password.
+            let text = e.to_string();
+            let text = text.split(" but got").next().unwrap_or_default();
+            StoreError::Backend(format!("invalid database URL ({text})"))
+        })?;
         Ok(Self::new(config))
     }
 
@@ -84,6 +96,7 @@ impl PgOptions {
             pool_size: 16,
             timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(10)),
+            tls: PgTls::Disable,
         }
     }
 }
@@ -94,6 +107,8 @@ const POLICY_TTL: Duration = Duration::from_secs(1);
 pub struct PgStore {
     pool: Pool,
     policy_cache: parking_lot::Mutex<Option<(std::time::Instant, Policy)>>,
+    /// How far audit ids are final, for [`Store::audit_after`].
+    audit_horizon: tokio::sync::Mutex<audit_chain::Horizon>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -363,7 +378,7 @@ impl PgStore {
             options.push_str(&format!("-c statement_timeout={}", t.as_millis().max(1)));
             config.options(&options);
         }
-        db::build_pool(config, opts.pool_size, opts.timeout)
+        db::build_pool(config, &opts.tls, opts.pool_size, opts.timeout)
     }
 
     /// Opens an initialised database: checks its schema version and that
@@ -380,7 +395,7 @@ impl PgStore {
             verify_key(&c, keys).await?;
             schema::migrate(&mut c, now.0).await?;
         }
-        Ok(PgStore { pool, policy_cache: parking_lot::Mutex::new(None) })
+        Ok(PgStore::with_pool(pool))
     }
 
     /// Initialises an empty database bound to `keys`. Refuses a database
@@ -415,7 +430,15 @@ impl PgStore {
             exec(&tx, ins, &[&"created_at", &created.as_bytes()]).await?;
             tx.commit().await.map_err(map_err)?;
         }
-        Ok(PgStore { pool, policy_cache: parking_lot::Mutex::new(None) })
+        Ok(PgStore::with_pool(pool))
+    }
+
+    fn with_pool(pool: Pool) -> Self {
+        PgStore {
+            pool,
+            policy_cache: parking_lot::Mutex::new(None),
+            audit_horizon: tokio::sync::Mutex::new(audit_chain::Horizon::default()),
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -1320,7 +1343,11 @@ impl Store for PgStore {
 
     async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
         let c = self.client().await?;
-        audit_chain::after(&c, after_id, limit).await
+        // One reader at a time per store; the forwarder is the only caller.
+        let mut horizon = self.audit_horizon.lock().await;
+        let upto = horizon.advance(&c).await?;
+        drop(horizon);
+        audit_chain::after(&c, after_id, upto, limit).await
     }
 
     async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {

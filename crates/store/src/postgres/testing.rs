@@ -100,10 +100,20 @@ impl TestCluster {
     /// Starts a private server; `ErrorKind::NotFound` when the binaries are
     /// not installed.
     pub fn start() -> io::Result<TestCluster> {
+        Self::start_with(None)
+    }
+
+    /// Starts a private server that also accepts TLS (`ssl = on`) with this
+    /// PEM certificate chain and key.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> io::Result<TestCluster> {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> io::Result<TestCluster> {
         let bin = bin_dir()?;
         let mut last = None;
         for _ in 0..4 {
-            match Self::start_once(&bin) {
+            match Self::start_once(&bin, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -111,7 +121,7 @@ impl TestCluster {
         Err(last.unwrap_or_else(|| io::Error::other("postgres did not start")))
     }
 
-    fn start_once(bin: &Path) -> io::Result<TestCluster> {
+    fn start_once(bin: &Path, tls: Option<(&str, &str)>) -> io::Result<TestCluster> {
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("tessera-pg-").tempdir()?.keep();
         let data = dir.join("data");
@@ -135,6 +145,27 @@ impl TestCluster {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            // The server refuses a key file others can read; as root the
+            // files are handed to `postgres` like the rest of the dir.
+            use std::os::unix::fs::PermissionsExt;
+            let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&c, cert)?;
+            std::fs::write(&k, key)?;
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))?;
+            if as_postgres {
+                Command::new("chown").arg("postgres:").arg(&c).arg(&k).status()?;
+            }
+            tls_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", c.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", k.display()),
+            ];
+        }
         let port = free_port()?;
         let mut child = Command::new("sh")
             .arg("-c")
@@ -151,6 +182,7 @@ impl TestCluster {
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=400", "-c", "shared_buffers=32MB"])
+            .args(&tls_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
