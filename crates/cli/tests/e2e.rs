@@ -30,6 +30,9 @@ mod ops;
 #[path = "cases/oob.rs"]
 mod oob;
 
+#[path = "cases/shared_db.rs"]
+mod shared_db;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

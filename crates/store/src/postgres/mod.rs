@@ -90,6 +90,17 @@ impl PgOptions {
         Ok(Self::new(config))
     }
 
+    /// Whether the URL itself says `sslmode=require` (TLS is configured
+    /// with [`PgOptions::tls`]; the two must not disagree).
+    pub fn url_requires_tls(&self) -> bool {
+        self.config.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+    }
+
+    /// Whether the URL names a host (a socket directory counts).
+    pub fn has_host(&self) -> bool {
+        !self.config.get_hosts().is_empty()
+    }
+
     pub fn new(config: tokio_postgres::Config) -> Self {
         PgOptions {
             config,
@@ -379,6 +390,48 @@ impl PgStore {
             config.options(&options);
         }
         db::build_pool(config, &opts.tls, opts.pool_size, opts.timeout)
+    }
+
+    /// Whether the database has been initialised (`create` finished: the
+    /// schema and the key check value exist). Changes nothing.
+    pub async fn is_initialised(opts: &PgOptions) -> Result<bool, StoreError> {
+        let mut one_conn = opts.clone();
+        one_conn.pool_size = 1;
+        let pool = Self::connect(&one_conn).await?;
+        let c = pool.get().await.map_err(pool_err)?;
+        if schema::current_version(&c).await? == 0 {
+            return Ok(false);
+        }
+        Ok(meta_get(&c, "key_check").await?.is_some())
+    }
+
+    /// `tessera audit verify` without the master key (an auditor's view):
+    /// walks every node's chain in one read-only snapshot. `Ok(None)` when
+    /// the database is not initialised.
+    pub async fn verify_audit_chain_readonly(opts: &PgOptions) -> Result<Option<ChainReport>, StoreError> {
+        let mut one_conn = opts.clone();
+        one_conn.pool_size = 1;
+        // Long logs take a while to walk; the statement timeout is for logins.
+        one_conn.statement_timeout = None;
+        let pool = Self::connect(&one_conn).await?;
+        let c = pool.get().await.map_err(pool_err)?;
+        if schema::current_version(&c).await? == 0 {
+            return Ok(None);
+        }
+        Self::walk_audit_chain(c).await.map(Some)
+    }
+
+    async fn walk_audit_chain(mut c: deadpool_postgres::Client) -> Result<ChainReport, StoreError> {
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let report = audit_chain::walk(&tx).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(report)
     }
 
     /// Opens an initialised database: checks its schema version and that
@@ -1351,17 +1404,7 @@ impl Store for PgStore {
     }
 
     async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(map_err)?;
-        let report = audit_chain::walk(&tx).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(report)
+        Self::walk_audit_chain(self.client().await?).await
     }
 
     async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One server for the test process: ours, or the one `DATABASE_URL` names.
+/// A private one can be stopped and started again ([`TestCluster::hold`],
+/// [`TestCluster::resume`]) to test connection loss.
 pub struct TestCluster {
     /// Connection settings for the maintenance database (`postgres`).
     admin: tokio_postgres::Config,
@@ -44,16 +46,24 @@ impl std::fmt::Debug for TestCluster {
 const WATCHDOG: &str = r#"
 dir="$1"; log="$2"; shift 2
 exec 3<&0
-"$@" >>"$log" 2>&1 </dev/null &
-pid=$!
 ( read -r _ <&3
+  touch "$dir/stopping"
   # The postmaster's own pid: `runuser` (as root) does not pass signals on.
   pm=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)
-  [ -n "$pm" ] && kill -INT "$pm" 2>/dev/null
-  kill -INT "$pid" 2>/dev/null ) &
+  [ -n "$pm" ] && kill -INT "$pm" 2>/dev/null ) &
 reader=$!
 exec 3<&-
-wait "$pid"; rc=$?
+while :; do
+  "$@" >>"$log" 2>&1 </dev/null &
+  pid=$!
+  wait "$pid"; rc=$?
+  # A test stopped the server on purpose (`hold`): start it again once the
+  # file is gone, unless the test process has ended meanwhile.
+  while [ -e "$dir/hold" ] && [ ! -e "$dir/stopping" ]; do sleep 0.05; done
+  [ -e "$dir/stopping" ] && break
+  [ -e "$dir/held" ] || break
+  rm -f "$dir/held"
+done
 kill "$reader" 2>/dev/null
 rm -rf "$dir"
 exit "$rc"
@@ -218,6 +228,61 @@ impl TestCluster {
     /// Connection settings for the maintenance database.
     pub fn admin_config(&self) -> &tokio_postgres::Config {
         &self.admin
+    }
+
+    /// A `postgres://` URL for `config` (what `[database] url` takes).
+    pub fn url_of(config: &tokio_postgres::Config) -> String {
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres");
+        let db = config.get_dbname().unwrap_or("postgres");
+        format!("postgres://{user}@{host}:{port}/{db}")
+    }
+
+    /// [`TestCluster::fresh_database`] as a URL.
+    pub async fn fresh_database_url(&self) -> String {
+        Self::url_of(&self.fresh_database().await)
+    }
+
+    fn port(&self) -> u16 {
+        self.admin.get_ports().first().copied().unwrap_or(5432)
+    }
+
+    fn accepts(&self) -> bool {
+        TcpStream::connect_timeout(&([127, 0, 0, 1], self.port()).into(), Duration::from_millis(100)).is_ok()
+    }
+
+    /// Stops a private server (fast shutdown: sessions are cut, as in a
+    /// crash or restart of the database) and keeps it down until
+    /// [`TestCluster::resume`]. Returns once the port refuses connections.
+    pub fn hold(&self) {
+        let dir = self.dir.as_ref().expect("hold() needs a private server");
+        std::fs::write(dir.join("held"), b"").unwrap();
+        std::fs::write(dir.join("hold"), b"").unwrap();
+        let pid = std::fs::read_to_string(dir.join("data/postmaster.pid")).unwrap();
+        let pid = pid.lines().next().unwrap().trim().to_string();
+        let ok = Command::new("kill").arg("-INT").arg(&pid).status().unwrap();
+        assert!(ok.success(), "kill -INT {pid}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.accepts() || dir.join("data/postmaster.pid").exists() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not stop within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a server stopped by [`TestCluster::hold`] again; returns once
+    /// it accepts connections.
+    pub fn resume(&self) {
+        let dir = self.dir.as_ref().expect("resume() needs a private server");
+        std::fs::remove_file(dir.join("hold")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.accepts() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not come back within 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The server log (private servers only).
