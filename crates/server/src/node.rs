@@ -245,7 +245,17 @@ pub async fn open(
     hasher: Arc<dyn PasswordHasher>,
 ) -> Result<Node, StartupError> {
     let pg = cfg.postgres_options()?;
-    let (key, previous, key_source) = load_master_keys(cfg, env)?;
+    let (key, previous, key_source) = match (load_master_keys(cfg, env), &pg) {
+        // No key on a node of an empty shared database: the step missing
+        // is `init`, not the key.
+        (Err(StartupError::KeyMissing(path)), Some(opts)) => {
+            return Err(match PgStore::is_initialised(opts).await {
+                Ok(false) => StartupError::NotInitialised(cfg.database_display()),
+                _ => StartupError::KeyMissing(path),
+            });
+        }
+        (r, _) => r?,
+    };
     let keys = Keyring::with_previous(&key, &previous);
     drop((key, previous));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
