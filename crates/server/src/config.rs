@@ -260,7 +260,8 @@ pub struct MasterKeySection {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` is written out below: the URL may hold a password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSection {
     /// Shared database mode: a PostgreSQL URL
@@ -323,6 +324,23 @@ pub struct LogSection {
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection { node_name: String::new(), data_dir: PathBuf::from("./tessera-data"), issuer: "tessera".into() }
+    }
+}
+
+impl std::fmt::Debug for DatabaseSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSection")
+            .field("url", &tessera_store::redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("connect_timeout_seconds", &self.connect_timeout_seconds)
+            .field("startup_wait_seconds", &self.startup_wait_seconds)
+            .field("synchronous", &self.synchronous)
+            .field("readers", &self.readers)
+            .field("cache_kib", &self.cache_kib)
+            .field("mmap_mib", &self.mmap_mib)
+            .finish()
     }
 }
 
@@ -502,11 +520,9 @@ impl Config {
         }
         let mut opts = tessera_store::PgOptions::from_url(d.url.trim()).map_err(|e| bad(e.to_string()))?;
         if opts.url_requires_tls() && tls == tessera_store::PgTls::Disable {
-            return Err(bad(
-                "the URL asks for sslmode=require but tls = \"disable\"; set [database] tls (require or \
+            return Err(bad("the URL asks for sslmode=require but tls = \"disable\"; set [database] tls (require or \
                  verify-full) instead of sslmode"
-                    .into(),
-            ));
+                .into()));
         }
         if !opts.has_host() {
             return Err(bad("the URL names no host (postgres://user:password@host:port/dbname)".into()));
@@ -682,6 +698,7 @@ mod tests {
         assert!(!shown.contains("db-pass-1234"), "{shown}");
         assert!(shown.contains("postgres://tessera:<redacted>@db1.example:5432/tessera"), "{shown}");
         assert_eq!(c.database_display(), "postgres://tessera:<redacted>@db1.example:5432/tessera");
+        assert!(!format!("{c:?}").contains("db-pass-1234"), "Debug hides it too");
         // a URL the driver cannot parse: the error does not quote it
         let e = Config::load(None, &env(&[("TESSERA_DATABASE_URL", "postgres://u:db-pass-1234@h:port/db")]))
             .unwrap_err()

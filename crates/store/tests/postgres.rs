@@ -387,8 +387,7 @@ async fn tls_modes_encrypt_and_verify_full_checks_chain_and_name() {
     let good = with(PgTls::VerifyFull { ca_file: Some(ca_file.clone()) }, "127.0.0.1");
     let s = PgStore::create(&good, &keys, &OsRandom, at(0)).await.unwrap();
     let c = s.pool().get().await.unwrap();
-    let ssl: bool =
-        c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    let ssl: bool = c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
     assert!(ssl);
     drop(c);
     // require: encrypted, the certificate is not checked

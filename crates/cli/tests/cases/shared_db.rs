@@ -163,19 +163,12 @@ async fn admin_changes_on_one_node_are_seen_by_the_other() {
     b.start();
 
     // disabled through node A's admin API: node B refuses the user at once
-    let r = a
-        .client()
-        .post(a.url("/api/v1/users/carol/disable"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = a.client().post(a.url("/api/v1/users/carol/disable")).bearer_auth(&key).send().await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(b.validate("carol", &totp_now(secret, 0)).await["result"], "reject");
     assert_eq!(audit(&b, "carol")[0]["reason"], "disabled");
     // the API key made on A works on B too; enabled there, A accepts
-    let r =
-        b.client().post(b.url("/api/v1/users/carol/enable")).bearer_auth(&key).send().await.unwrap();
+    let r = b.client().post(b.url("/api/v1/users/carol/enable")).bearer_auth(&key).send().await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(a.validate("carol", &totp_now(secret, 1)).await["result"], "accept");
 

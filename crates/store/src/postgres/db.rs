@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tessera_core::store::StoreError;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::config::SslMode;
 use tokio_postgres::{NoTls, Row};
 
 use super::tls::PgTls;

@@ -21,12 +21,12 @@
 /// The audit hash chain: linking under the head row lock, pruning, verification.
 pub mod audit_chain;
 mod db;
-mod rows;
 mod redact;
+mod rows;
 mod schema;
-mod tls;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod tls;
 
 use std::time::Duration;
 
@@ -50,8 +50,8 @@ use tessera_core::store::{
 };
 use tokio_postgres::error::SqlState;
 
-pub use schema::SCHEMA_VERSION;
 pub use redact::redact_url;
+pub use schema::SCHEMA_VERSION;
 pub use tls::PgTls;
 
 use crate::sqlite::rows::{API_KEY_COLS, AUDIT_COLS, OOB_CODE_COLS, TOKEN_COLS, USER_COLS, kind_cols, token_kind};

@@ -103,10 +103,16 @@ mod tests {
     #[test]
     fn url_passwords_are_hidden() {
         let cases = [
-            ("postgres://tessera:s3cret@db.example:5432/tessera", "postgres://tessera:<redacted>@db.example:5432/tessera"),
+            (
+                "postgres://tessera:s3cret@db.example:5432/tessera",
+                "postgres://tessera:<redacted>@db.example:5432/tessera",
+            ),
             ("postgresql://u:p%40ss@h/db?sslmode=disable", "postgresql://u:<redacted>@h/db?sslmode=disable"),
             ("postgres://u:a@b@h1,h2/db", "postgres://u:<redacted>@h1,h2/db"),
-            ("postgres://u@h/db?password=s3cret&application_name=x", "postgres://u@h/db?password=<redacted>&application_name=x"),
+            (
+                "postgres://u@h/db?password=s3cret&application_name=x",
+                "postgres://u@h/db?password=<redacted>&application_name=x",
+            ),
             ("postgres://h/db", "postgres://h/db"),
             ("", ""),
         ];

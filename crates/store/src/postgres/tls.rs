@@ -97,7 +97,10 @@ pub(crate) fn client_config(mode: &PgTls) -> Result<Option<ClientConfig>, StoreE
     Ok(match mode {
         PgTls::Disable => None,
         PgTls::Require => Some(
-            builder()?.dangerous().with_custom_certificate_verifier(Arc::new(Unverified { algs })).with_no_client_auth(),
+            builder()?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified { algs }))
+                .with_no_client_auth(),
         ),
         PgTls::VerifyFull { ca_file } => {
             Some(builder()?.with_root_certificates(roots(ca_file.as_deref())?).with_no_client_auth())
