@@ -139,7 +139,7 @@ stage() {
   done
   local rc=0
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
-  local total=0 accepts=0 requests=0 p50="" p99=""
+  local total=0 accepts=0 requests=0 p50="" p99="" starved=0
   for f in "${files[@]}"; do
     [ -f "$f" ] || { rc=1; continue; }
     total=$(python3 -c "print($total + $(json "$f" 'throughput_rps'))")
@@ -147,11 +147,15 @@ stage() {
     requests=$((requests + $(json "$f" 'requests')))
     p50="$p50 $(json "$f" 'round(latency_ms["p50"], 2)')"
     p99="$p99 $(json "$f" 'round(latency_ms["p99"], 2)')"
+    starved=$(python3 -c "print(round($starved + $(json "$f" 'code_supply_exhausted_s'), 2))")
   done
   [ $rc = 0 ] || { FAIL=1; echo "   STAGE FAILED"; cat "$TMP/$system-c$c-"*.out | tail -n 20; }
   STAGE_RPS=$(python3 -c "print(round($total))")
   printf '   %-24s c=%-4s %8s req/s  accepted %s of %s  p50 ms:%s  p99 ms:%s\n' \
     "$system" "$c" "$STAGE_RPS" "$accepts" "$requests" "$p50" "$p99"
+  if python3 -c "import sys; sys.exit(0 if $starved > 0.5 else 1)"; then
+    echo "   WARNING: workers waited ${starved} s for codes (too few USERS for this rate): throughput is capped"
+  fi
 }
 
 # ---------------------------------------------------------------- one embedded node
