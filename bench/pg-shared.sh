@@ -68,6 +68,7 @@ start_node() {
   local name=$1 data=$2 port="" pid
   shift 2
   ln -sf "$TS_BIN" "$TMP/tessera-bench-$name"
+  : >"$TMP/$name.out"   # exists before the server's own redirection does
   env "$@" TESSERA_SERVER_DATA_DIR="$data" TESSERA_HTTP_LISTEN=127.0.0.1:0 TESSERA_RADIUS_LISTEN= \
     TESSERA_SERVER_NODE_NAME="$name" "$TMP/tessera-bench-$name" serve >"$TMP/$name.out" 2>>"$TMP/$name.err" &
   pid=$!
