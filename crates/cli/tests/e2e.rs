@@ -38,6 +38,9 @@ mod ui;
 #[path = "cases/ui_browser.rs"]
 mod ui_browser;
 
+#[path = "cases/shared_db.rs"]
+mod shared_db;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -58,12 +58,15 @@ pub fn setup(data: &Path, users: u64, seed: &str, parallel: usize) -> anyhow::Re
     let mut cfg = Config::load(None, &env).context("configuration from the environment")?;
     cfg.server.data_dir = data.to_path_buf();
     let t0 = Instant::now();
-    if !node::is_initialised(&cfg) {
-        let r = node::init(&cfg, &env)?;
-        println!("initialised {} (key {}, created: {})", r.data_dir.display(), r.key, r.key_created);
-    }
-    let node = node::open(&cfg, &env, Arc::new(InlineHasher))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // TESSERA_DATABASE_URL set: the users go into that PostgreSQL instead.
+    let node = rt.block_on(async {
+        if !node::is_initialised(&cfg).await? {
+            let r = node::init(&cfg, &env).await?;
+            println!("initialised {} (key {}, created: {})", r.database, r.key, r.key_created);
+        }
+        anyhow::Ok(node::open(&cfg, &env, Arc::new(InlineHasher)).await?)
+    })?;
     let seed: Arc<str> = seed.into();
     let total = rt.block_on(async move {
         let mut set = JoinSet::new();
@@ -96,7 +99,7 @@ pub fn setup(data: &Path, users: u64, seed: &str, parallel: usize) -> anyhow::Re
     let dt = t0.elapsed().as_secs_f64();
     println!(
         "setup: {users} users in {} ({} created, {} existed, {} tokens added) in {dt:.1}s ({:.0} users/s)",
-        data.display(),
+        cfg.database_display(),
         total.created,
         total.existed,
         total.token_added,

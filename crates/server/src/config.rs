@@ -279,9 +279,28 @@ pub struct MasterKeySection {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` is written out below: the URL may hold a password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSection {
+    /// Shared database mode: a PostgreSQL URL
+    /// (`postgres://user:password@host:port/dbname`); empty = the embedded
+    /// SQLite database in the data directory. Shown redacted.
+    pub url: String,
+    /// PostgreSQL: connections in this node's pool.
+    pub pool_size: usize,
+    /// PostgreSQL: `disable`, `require` (encrypted, certificate not
+    /// checked) or `verify-full` (chain and host name checked).
+    pub tls: String,
+    /// PostgreSQL with `verify-full`: PEM file of the CA(s) to trust;
+    /// empty = the operating system's trust anchors.
+    pub ca_file: PathBuf,
+    /// PostgreSQL: connect / pool checkout timeout, seconds; a request that
+    /// cannot get a connection within it fails closed.
+    pub connect_timeout_seconds: u64,
+    /// PostgreSQL: how long `serve` keeps trying to reach the database at
+    /// start before it gives up (0 = fail at once).
+    pub startup_wait_seconds: u64,
     /// `full`: fsync every group commit (survives power loss);
     /// `normal`: survive process crashes only.
     pub synchronous: String,
@@ -365,9 +384,37 @@ impl Default for ServerSection {
     }
 }
 
+impl std::fmt::Debug for DatabaseSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSection")
+            .field("url", &tessera_store::redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("connect_timeout_seconds", &self.connect_timeout_seconds)
+            .field("startup_wait_seconds", &self.startup_wait_seconds)
+            .field("synchronous", &self.synchronous)
+            .field("readers", &self.readers)
+            .field("cache_kib", &self.cache_kib)
+            .field("mmap_mib", &self.mmap_mib)
+            .finish()
+    }
+}
+
 impl Default for DatabaseSection {
     fn default() -> Self {
-        DatabaseSection { synchronous: "full".into(), readers: 4, cache_kib: 8192, mmap_mib: 0 }
+        DatabaseSection {
+            url: String::new(),
+            pool_size: 16,
+            tls: "disable".into(),
+            ca_file: PathBuf::new(),
+            connect_timeout_seconds: 5,
+            startup_wait_seconds: 30,
+            synchronous: "full".into(),
+            readers: 4,
+            cache_kib: 8192,
+            mmap_mib: 0,
+        }
     }
 }
 
@@ -414,6 +461,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database.synchronous.parse::<tessera_store::Synchronous>().map_err(ConfigError::Invalid)?;
+        self.postgres_options()?;
         for l in &self.http.listen {
             l.parse::<SocketAddr>()
                 .map_err(|_| ConfigError::Invalid(format!("http.listen: `{l}` is not an address:port")))?;
@@ -505,6 +553,58 @@ impl Config {
         self.server.data_dir.join("tessera.db")
     }
 
+    /// Shared database mode: whether `[database] url` names a PostgreSQL.
+    pub fn uses_postgres(&self) -> bool {
+        !self.database.url.trim().is_empty()
+    }
+
+    /// The database for messages: the SQLite file, or the URL without its
+    /// password.
+    pub fn database_display(&self) -> String {
+        if self.uses_postgres() {
+            tessera_store::redact_url(self.database.url.trim())
+        } else {
+            self.database_path().display().to_string()
+        }
+    }
+
+    /// The PostgreSQL connection settings, `None` in embedded mode.
+    pub fn postgres_options(&self) -> Result<Option<tessera_store::PgOptions>, ConfigError> {
+        let d = &self.database;
+        let bad = |m: String| ConfigError::Invalid(format!("database: {m}"));
+        let mut tls: tessera_store::PgTls = d.tls.parse().map_err(bad)?;
+        if !d.ca_file.as_os_str().is_empty() {
+            match &mut tls {
+                tessera_store::PgTls::VerifyFull { ca_file } => *ca_file = Some(d.ca_file.clone()),
+                // A CA file that is never consulted would suggest a check
+                // that does not happen.
+                _ => return Err(bad("ca_file is used only with tls = \"verify-full\"".into())),
+            }
+        }
+        if !self.uses_postgres() {
+            return Ok(None);
+        }
+        let mut opts = tessera_store::PgOptions::from_url(d.url.trim()).map_err(|e| bad(e.to_string()))?;
+        if opts.url_requires_tls() && tls == tessera_store::PgTls::Disable {
+            return Err(bad("the URL asks for sslmode=require but tls = \"disable\"; set [database] tls (require or \
+                 verify-full) instead of sslmode"
+                .into()));
+        }
+        if !opts.has_host() {
+            return Err(bad("the URL names no host (postgres://user:password@host:port/dbname)".into()));
+        }
+        if !(1..=1000).contains(&d.pool_size) {
+            return Err(bad("pool_size must be 1–1000".into()));
+        }
+        if !(1..=300).contains(&d.connect_timeout_seconds) || d.startup_wait_seconds > 3600 {
+            return Err(bad("connect_timeout_seconds must be 1–300 and startup_wait_seconds 0–3600".into()));
+        }
+        opts.pool_size = d.pool_size;
+        opts.timeout = std::time::Duration::from_secs(d.connect_timeout_seconds);
+        opts.tls = tls;
+        Ok(Some(opts))
+    }
+
     pub fn key_file(&self) -> PathBuf {
         if !self.master_key.file.as_os_str().is_empty() {
             return self.master_key.file.clone();
@@ -558,6 +658,7 @@ impl Config {
         if let Some((base, _)) = c.sms.url.split_once('?') {
             c.sms.url = format!("{base}?{R}");
         }
+        c.database.url = tessera_store::redact_url(&c.database.url);
         c.to_toml()
     }
 }
@@ -652,6 +753,54 @@ mod tests {
         }
         assert!(shown.contains("Authorization: <redacted>") && shown.contains("https://sms.example/send?<redacted>"));
         assert!(c.to_toml().contains("clients-conf-secret"), "the unredacted form is unchanged");
+    }
+
+    #[test]
+    fn config_show_and_messages_hide_the_database_password() {
+        let url = "postgres://tessera:db-pass-1234@db1.example:5432/tessera";
+        let c = Config::load(None, &env(&[("TESSERA_DATABASE_URL", url)])).unwrap();
+        assert!(c.uses_postgres());
+        let shown = c.to_toml_redacted();
+        assert!(!shown.contains("db-pass-1234"), "{shown}");
+        assert!(shown.contains("postgres://tessera:<redacted>@db1.example:5432/tessera"), "{shown}");
+        assert_eq!(c.database_display(), "postgres://tessera:<redacted>@db1.example:5432/tessera");
+        assert!(!format!("{c:?}").contains("db-pass-1234"), "Debug hides it too");
+        // a URL the driver cannot parse: the error does not quote it
+        let e = Config::load(None, &env(&[("TESSERA_DATABASE_URL", "postgres://u:db-pass-1234@h:port/db")]))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("db-pass-1234") && e.contains("invalid database URL"), "{e}");
+    }
+
+    #[test]
+    fn database_settings_are_checked() {
+        let url = ("TESSERA_DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db");
+        let opts = Config::load(None, &env(&[url, ("TESSERA_DATABASE_POOL_SIZE", "4")]))
+            .unwrap()
+            .postgres_options()
+            .unwrap()
+            .unwrap();
+        assert_eq!(opts.pool_size, 4);
+        assert_eq!(opts.tls, tessera_store::PgTls::Disable);
+        let c = Config::load(
+            None,
+            &env(&[url, ("TESSERA_DATABASE_TLS", "verify-full"), ("TESSERA_DATABASE_CA_FILE", "/etc/ca.pem")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.postgres_options().unwrap().unwrap().tls,
+            tessera_store::PgTls::VerifyFull { ca_file: Some("/etc/ca.pem".into()) }
+        );
+        assert!(Config::default().postgres_options().unwrap().is_none());
+        for (bad, why) in [
+            (vec![url, ("TESSERA_DATABASE_TLS", "maybe")], "verify-full"),
+            (vec![url, ("TESSERA_DATABASE_CA_FILE", "/etc/ca.pem")], "ca_file"),
+            (vec![url, ("TESSERA_DATABASE_POOL_SIZE", "0")], "pool_size"),
+            (vec![("TESSERA_DATABASE_URL", "postgres://u:p@h/db?sslmode=require")], "sslmode"),
+        ] {
+            let e = Config::load(None, &env(&bad)).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]

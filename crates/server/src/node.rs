@@ -16,9 +16,9 @@ use tessera_core::keys::{KeyError, Keyring, MasterKey};
 use tessera_core::password::PasswordHasher;
 use tessera_core::random::{OsRandom, Random};
 use tessera_core::store::{Store, StoreError};
-use tessera_store::{SqliteOptions, SqliteStore};
+use tessera_store::{PgOptions, PgStore, SqliteOptions, SqliteStore};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::directory::DirectoryService;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +35,17 @@ pub enum StartupError {
     #[error("cannot read {path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
     #[error("{0} is already initialised; refusing to overwrite it")]
-    AlreadyInitialised(PathBuf),
-    #[error("database {path}: {error}")]
-    Store { path: PathBuf, error: StoreError },
+    AlreadyInitialised(String),
+    #[error(
+        "the database {0} is not initialised: run `tessera init` once, from one node, and give every node the same \
+         master key"
+    )]
+    NotInitialised(String),
+    /// `database` is the SQLite file or the URL without its password.
+    #[error("database {database}: {error}")]
+    Store { database: String, error: StoreError },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("TLS certificate: {0}")]
     Tls(String),
     #[error("email/SMS codes: {0}")]
@@ -64,7 +72,8 @@ impl std::fmt::Display for KeySource {
 #[derive(Debug, Clone)]
 pub struct InitReport {
     pub data_dir: PathBuf,
-    pub database: PathBuf,
+    /// The SQLite file, or the PostgreSQL URL without its password.
+    pub database: String,
     pub key: KeySource,
     pub key_created: bool,
     pub key_id: String,
@@ -170,18 +179,33 @@ fn store_options(cfg: &Config) -> SqliteOptions {
     }
 }
 
-/// Whether the data directory already holds a database.
-pub fn is_initialised(cfg: &Config) -> bool {
-    cfg.database_path().exists()
+/// Whether the database is initialised: the SQLite file exists, or the
+/// PostgreSQL database holds a tessera schema and key check.
+pub async fn is_initialised(cfg: &Config) -> Result<bool, StartupError> {
+    match cfg.postgres_options()? {
+        None => Ok(cfg.database_path().exists()),
+        Some(opts) => PgStore::is_initialised(&opts).await.map_err(|error| store_err(cfg, error)),
+    }
+}
+
+fn store_err(cfg: &Config, error: StoreError) -> StartupError {
+    StartupError::Store { database: cfg.database_display(), error }
 }
 
 /// Creates the data directory (0700), the master key file (0600) unless a
-/// key is supplied, and an empty database bound to that key. Never
-/// overwrites anything.
-pub fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitReport, StartupError> {
-    let db = cfg.database_path();
-    if db.exists() {
-        return Err(StartupError::AlreadyInitialised(db));
+/// key is supplied, and an empty database bound to that key: the SQLite
+/// file, or the schema in the configured PostgreSQL. Never overwrites
+/// anything: an initialised database is an error, and in PostgreSQL mode a
+/// key file is only created once the database is known to be empty.
+pub async fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitReport, StartupError> {
+    let pg = cfg.postgres_options()?;
+    let shown = cfg.database_display();
+    let exists = match &pg {
+        None => cfg.database_path().exists(),
+        Some(opts) => PgStore::is_initialised(opts).await.map_err(|e| store_err(cfg, e))?,
+    };
+    if exists {
+        return Err(StartupError::AlreadyInitialised(shown));
     }
     let (key, source, created) = match load_master_key(cfg, env) {
         Ok((k, s)) => (k, s, false),
@@ -195,33 +219,81 @@ pub fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitReport, 
     let dir = &cfg.server.data_dir;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
     let keys = Keyring::new(&key);
-    let store = SqliteStore::create(&store_options(cfg), &keys, &OsRandom, SystemClock.now())
-        .map_err(|error| StartupError::Store { path: db.clone(), error })?;
-    drop(store);
-    Ok(InitReport { data_dir: dir.clone(), database: db, key: source, key_created: created, key_id: keys.key_id() })
+    let result = match &pg {
+        None => SqliteStore::create(&store_options(cfg), &keys, &OsRandom, SystemClock.now()).map(drop),
+        Some(opts) => PgStore::create(opts, &keys, &OsRandom, SystemClock.now()).await.map(drop),
+    };
+    if let Err(error) = result {
+        // Another node initialised the database meanwhile: the key made
+        // here opens nothing, and leaving it would invite confusion.
+        if created
+            && pg.is_some()
+            && let KeySource::File(path) = &source
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(match error {
+            StoreError::Conflict(_) => StartupError::AlreadyInitialised(shown),
+            error => store_err(cfg, error),
+        });
+    }
+    Ok(InitReport { data_dir: dir.clone(), database: shown, key: source, key_created: created, key_id: keys.key_id() })
 }
 
 /// Opens an initialised node.
-pub fn open(
+pub async fn open(
     cfg: &Config,
     env: &BTreeMap<String, String>,
     hasher: Arc<dyn PasswordHasher>,
 ) -> Result<Node, StartupError> {
-    let (key, previous, key_source) = load_master_keys(cfg, env)?;
+    let pg = cfg.postgres_options()?;
+    let (key, previous, key_source) = match (load_master_keys(cfg, env), &pg) {
+        // No key on a node of an empty shared database: the step missing
+        // is `init`, not the key.
+        (Err(StartupError::KeyMissing(path)), Some(opts)) => {
+            return Err(match PgStore::is_initialised(opts).await {
+                Ok(false) => StartupError::NotInitialised(cfg.database_display()),
+                _ => StartupError::KeyMissing(path),
+            });
+        }
+        (r, _) => r?,
+    };
     let keys = Keyring::with_previous(&key, &previous);
     drop((key, previous));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let path = cfg.database_path();
-    let store = SqliteStore::open(&store_options(cfg), &keys, clock.now())
-        .map_err(|error| StartupError::Store { path: path.clone(), error })?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let (store, replication) =
-        crate::replication::guard(&path, store).map_err(|error| StartupError::Store { path: path.clone(), error })?;
+    let (store, replication): (Arc<dyn Store>, _) = match pg {
+        None => {
+            let store = SqliteStore::open(&store_options(cfg), &keys, clock.now()).map_err(|e| store_err(cfg, e))?;
+            // Primary/replica replication is the embedded database's.
+            let (store, replication) =
+                crate::replication::guard(&cfg.database_path(), Arc::new(store)).map_err(|e| store_err(cfg, e))?;
+            (store, Some(replication))
+        }
+        Some(opts) => (Arc::new(open_postgres(cfg, &opts, &keys, clock.now()).await?), None),
+    };
     let oob = crate::oob::service(cfg).map_err(StartupError::Oob)?;
     let mut node = assemble(cfg, store, keys, clock, hasher, key_source);
     node.auth = node.auth.with_oob(oob);
-    node.replication = Some(replication);
+    node.replication = replication;
     Ok(node)
+}
+
+async fn open_postgres(
+    cfg: &Config,
+    opts: &PgOptions,
+    keys: &Keyring,
+    now: tessera_core::clock::Timestamp,
+) -> Result<PgStore, StartupError> {
+    PgStore::open(opts, keys, now).await.map_err(|error| match error {
+        StoreError::NotInitialised(_) => StartupError::NotInitialised(cfg.database_display()),
+        error => store_err(cfg, error),
+    })
+}
+
+/// Whether opening failed only because the database could not be reached
+/// (worth retrying at start); a wrong key or a missing schema is not.
+pub fn is_unreachable(e: &StartupError) -> bool {
+    matches!(e, StartupError::Store { error: StoreError::Unavailable(_), .. })
 }
 
 pub fn assemble(

@@ -32,8 +32,10 @@ pub async fn serve(
     let mut signals = Signals::install()?;
     crate::scheduled_backup::check(&cfg)?;
     let live = Live::new(&cfg, config_file, env.clone())?;
-    if !node::is_initialised(&cfg) {
-        let report = node::init(&cfg, &env).context("first start: initialising the data directory")?;
+    // Shared database mode never initialises by itself: nodes starting
+    // together would each make a master key, and only one could win.
+    if !cfg.uses_postgres() && !node::is_initialised(&cfg).await? {
+        let report = node::init(&cfg, &env).await.context("first start: initialising the data directory")?;
         tracing::info!(
             data_dir = %report.data_dir.display(),
             key = %report.key,
@@ -43,7 +45,7 @@ pub async fn serve(
         );
     }
     let hasher = Arc::new(BlockingHasher::for_this_machine());
-    let node = node::open(&cfg, &env, hasher).context("opening the node")?;
+    let node = open_waiting(&cfg, &env, hasher).await.context("opening the node")?;
     tracing::info!(node = %node.ctx.node, key = %node.key_source, key_id = %node.ctx.keys.key_id(), "node opened");
 
     let (cert, key, generated) = node::ensure_tls_files(&cfg)?;
@@ -138,6 +140,33 @@ pub async fn serve(
     drop(node);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the node; in shared database mode an unreachable database is
+/// retried every second for `[database] startup_wait_seconds` (nodes often
+/// boot before their database). A wrong key or an uninitialised database
+/// fails at once.
+async fn open_waiting(
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+    hasher: Arc<BlockingHasher>,
+) -> Result<node::Node, node::StartupError> {
+    let wait = if cfg.uses_postgres() { cfg.database.startup_wait_seconds } else { 0 };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match node::open(cfg, env, hasher.clone()).await {
+            Err(e) if node::is_unreachable(&e) && std::time::Instant::now() < deadline => {
+                // The error names the URL without its password.
+                if attempt == 1 || attempt.is_multiple_of(10) {
+                    tracing::warn!(error = %e, attempt, wait_seconds = wait, "database unreachable; retrying");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// How often realms (and the cache-flush marker) are re-read.

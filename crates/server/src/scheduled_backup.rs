@@ -43,6 +43,12 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
     if b.dir.is_empty() || b.passphrase_file.is_empty() {
         anyhow::bail!("[backup] interval_seconds is set: dir and passphrase_file are required too");
     }
+    if cfg.uses_postgres() && b.include.split(',').any(|p| p.trim() == "database") {
+        anyhow::bail!(
+            "[backup] include names `database`, but the database is in PostgreSQL (shared database mode): back it up \
+             with PostgreSQL's tools (pg_dump, pg_basebackup) and set include = \"config,tls\""
+        );
+    }
     if !Path::new(&b.passphrase_file).is_file() {
         anyhow::bail!("[backup] passphrase_file {} is not a readable file", b.passphrase_file);
     }

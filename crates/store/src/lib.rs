@@ -8,5 +8,5 @@
 pub mod postgres;
 pub mod sqlite;
 
-pub use postgres::{PgOptions, PgStore};
+pub use postgres::{PgOptions, PgStore, PgTls, redact_url};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};

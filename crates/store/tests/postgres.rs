@@ -285,3 +285,119 @@ async fn a_login_stuck_behind_a_lock_fails_closed() {
     let r = s.commit_attempt(attempt("node-a", &u, Verdict::Failed("wrong_code"), &Policy::default())).await;
     assert!(matches!(r, Ok(AuthOutcome::Failed { failures: 1, .. })), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_after_never_skips_a_lower_id_that_commits_late() {
+    let Some((a, b, _, config)) = two_nodes().await else { return };
+    a.append_audit(on("node-a", "first")).await.unwrap();
+    let first = a.audit_after(0, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let cursor = first[0].record.id;
+
+    // A writer on another connection draws an id the way every audit
+    // insert does (under the draw lock), and is slow to commit.
+    let (mut slow, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let tx = slow.transaction().await.unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&tessera_store::postgres::audit_chain::DRAW_LOCK])
+        .await
+        .unwrap();
+    let low: i64 = tx.query_one("SELECT nextval('audit_id_seq')", &[]).await.unwrap().get(0);
+    tx.execute(
+        "INSERT INTO audit (id, at, node, actor, action, target, source, client, result, reason) \
+         VALUES ($1, $2, 'node-x', 'test', 'late', NULL, NULL, NULL, 'ok', NULL)",
+        &[&low, &at(0).0],
+    )
+    .await
+    .unwrap();
+
+    // Meanwhile a higher id commits on the other node.
+    b.append_audit(on("node-b", "early")).await.unwrap();
+    for _ in 0..3 {
+        let seen = a.audit_after(cursor, 10).await.unwrap();
+        assert!(seen.is_empty(), "delivered past an id still in flight: {:?}", ids(&seen));
+    }
+
+    tx.commit().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got = a.audit_after(cursor, 10).await.unwrap();
+        if got.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let actions: Vec<&str> = got.iter().map(|c| c.record.action.as_str()).collect();
+    assert_eq!(actions, ["late", "early"], "ids {:?}", ids(&got));
+    assert_eq!(got[0].record.id, low);
+}
+
+fn ids(v: &[tessera_core::audit::chain::ChainedAudit]) -> Vec<i64> {
+    v.iter().map(|c| c.record.id).collect()
+}
+
+/// A CA and a server certificate for 127.0.0.1 only, signed by it (PEMs:
+/// CA, certificate, key).
+fn pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "tessera pg test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_encrypt_and_verify_full_checks_chain_and_name() {
+    use tessera_store::PgTls;
+    // The plain shared cluster first: `require` never falls back to clear text.
+    let Some(plain) = testing::shared() else { return };
+    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let mut opts = PgOptions::new(plain.fresh_database().await);
+    opts.tls = PgTls::Require;
+    let r = PgStore::create(&opts, &keys, &OsRandom, at(0)).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "a server without TLS must be refused: {r:?}");
+
+    let (ca, cert, key) = pki();
+    let cluster = testing::TestCluster::start_tls(&cert, &key).expect("a TLS PostgreSQL");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let (other_ca, _, _) = pki();
+    let other_ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, &other_ca).unwrap();
+
+    let config = cluster.fresh_database().await;
+    let with = |tls: PgTls, host: &str| {
+        // `Config::host` adds a host; a new config names only this one.
+        let mut c = tokio_postgres::Config::new();
+        c.host(host).port(config.get_ports()[0]).user(config.get_user().unwrap());
+        c.dbname(config.get_dbname().unwrap());
+        let mut o = PgOptions::new(c);
+        o.tls = tls;
+        o.timeout = Duration::from_secs(3);
+        o
+    };
+    // verify-full with the right CA and the certificate's name: works, and
+    // the session really is encrypted (pg_stat_ssl).
+    let good = with(PgTls::VerifyFull { ca_file: Some(ca_file.clone()) }, "127.0.0.1");
+    let s = PgStore::create(&good, &keys, &OsRandom, at(0)).await.unwrap();
+    let c = s.pool().get().await.unwrap();
+    let ssl: bool = c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(ssl);
+    drop(c);
+    // require: encrypted, the certificate is not checked
+    PgStore::open(&with(PgTls::Require, "127.0.0.1"), &keys, at(0)).await.unwrap();
+    // another CA: refused
+    let r = PgStore::open(&with(PgTls::VerifyFull { ca_file: Some(other_ca_file) }, "127.0.0.1"), &keys, at(0)).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    // the right CA but a name the certificate does not carry: refused
+    let r = PgStore::open(&with(PgTls::VerifyFull { ca_file: Some(ca_file) }, "localhost"), &keys, at(0)).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    // disable against a server that allows clear text: works
+    PgStore::open(&with(PgTls::Disable, "127.0.0.1"), &keys, at(0)).await.unwrap();
+}

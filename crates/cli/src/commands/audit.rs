@@ -1,7 +1,8 @@
 //! `tessera audit verify`: walks every node's audit hash chain in the
-//! database file, read-only and without the master key (an auditor can
-//! check a copy), and names each record that was changed, deleted or
-//! reordered. Exit 1 when anything is wrong.
+//! database file (or, in shared database mode, one read-only snapshot of
+//! the PostgreSQL database), without the master key (an auditor can check
+//! a copy), and names each record that was changed, deleted or reordered.
+//! Exit 1 when anything is wrong.
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -10,10 +11,19 @@ use tessera_server::config::Config;
 
 use crate::{Exit, output};
 
-pub fn verify(cfg: &Config, as_json: bool) -> anyhow::Result<()> {
-    let db = cfg.database_path();
-    let report = tessera_store::sqlite::audit_chain::verify_file(&db)
-        .with_context(|| format!("cannot verify the audit log in {}", db.display()))?;
+pub async fn verify(cfg: &Config, as_json: bool) -> anyhow::Result<()> {
+    let report = match cfg.postgres_options()? {
+        None => {
+            let db = cfg.database_path();
+            tessera_store::sqlite::audit_chain::verify_file(&db)
+                .with_context(|| format!("cannot verify the audit log in {}", db.display()))?
+        }
+        Some(opts) => tessera_store::PgStore::verify_audit_chain_readonly(&opts)
+            .await
+            .with_context(|| format!("cannot verify the audit log in {}", cfg.database_display()))?
+            .ok_or_else(|| anyhow::anyhow!("the database {} is not initialised", cfg.database_display()))
+            .map(Some)?,
+    };
     let Some(report) = report else {
         let why = "the database predates the audit chain; it starts when this version of tessera first opens it";
         if as_json {

@@ -29,6 +29,12 @@ use zeroize::Zeroizing;
 
 use crate::UsageError;
 
+/// Why shared database mode backs up no database (PostgreSQL holds it).
+pub(crate) const PG_NO_DATABASE: &str = "the database is in PostgreSQL (shared database mode), so it is not in \
+     tessera's backups: back it up with PostgreSQL's own tools (`pg_dump -Fc`, or pg_basebackup with WAL archiving), \
+     and move users between installations with `tessera export users --secrets`. `tessera backup create \
+     --include config,tls[,master-key]` backs up this node's own files";
+
 /// A key file is a few dozen bytes; anything much bigger is not one.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
 
@@ -118,8 +124,15 @@ pub async fn run(
         BackupCmd::Create { out, include, passphrase } => {
             let parts = match include {
                 Some(s) => Part::parse_list(&s).map_err(UsageError)?,
+                None if cfg.uses_postgres() => {
+                    println!("note: {PG_NO_DATABASE}");
+                    [Part::Config, Part::Tls].into_iter().collect()
+                }
                 None => Part::DEFAULT.into_iter().collect(),
             };
+            if cfg.uses_postgres() && parts.contains(&Part::Database) {
+                return Err(UsageError(format!("cannot back up the database here: {PG_NO_DATABASE}")).into());
+            }
             let pass = passphrase.read(env, true)?;
             create(cfg, config_file, env, &out, &parts, pass)
         }
@@ -128,6 +141,15 @@ pub async fn run(
             verify(env, cfg, &file, pass)
         }
         BackupCmd::Restore { file, force, passphrase } => {
+            if cfg.uses_postgres() {
+                return Err(UsageError(format!(
+                    "`backup restore` restores the embedded database file; this node uses PostgreSQL ({}). Restore \
+                     the database with PostgreSQL's tools (pg_restore / point-in-time recovery), and this node's \
+                     files (config, TLS, master key) by hand from `age -d FILE | tar x`",
+                    cfg.database_display()
+                ))
+                .into());
+            }
             let pass = passphrase.read(env, false)?;
             restore(cfg, config_file, env, &file, force, pass)
         }

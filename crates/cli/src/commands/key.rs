@@ -80,7 +80,7 @@ pub async fn run(cfg: &Config, env: &BTreeMap<String, String>, cmd: KeyCmd) -> a
         KeyCmd::Rotate { batch, wait_seconds, pause_ms } => {
             rotate(cfg, env, batch, Duration::from_secs(wait_seconds), pause_ms.map(Duration::from_millis)).await
         }
-        KeyCmd::Status { verify, json } => status(&super::open(cfg, env)?, verify, json).await,
+        KeyCmd::Status { verify, json } => status(&super::open(cfg, env).await?, verify, json).await,
     }
 }
 
@@ -114,7 +114,7 @@ async fn rotate(
                 .into()
         ));
     };
-    let node = super::open(cfg, env)?;
+    let node = super::open(cfg, env).await?;
     let store = &*node.ctx.store;
     let keys = &node.ctx.keys;
     let primary_id = key_id_of(&primary);

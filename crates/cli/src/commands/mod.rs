@@ -43,9 +43,9 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
             tessera_server::runtime::serve(cfg, env, config_file).await
         }
         Command::Init => {
-            let r = node::init(&cfg, &env)?;
+            let r = node::init(&cfg, &env).await?;
             println!("initialised {}", r.data_dir.display());
-            println!("  database:   {}", r.database.display());
+            println!("  database:   {}", r.database);
             if r.key_created {
                 println!("  master key: {} (new; keep a copy apart from backups of the data directory)", r.key);
             } else {
@@ -62,32 +62,37 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
             print!("{DEFAULT_CONFIG_TOML}");
             Ok(())
         }
-        Command::User(c) => user::run(&open(&cfg, &env)?, c).await,
-        Command::Token(c) => token::run(&open(&cfg, &env)?, c).await,
-        Command::BackupCodes(u) => token::backup_codes(&open(&cfg, &env)?, u).await,
-        Command::Check(a) => check::run(&open(&cfg, &env)?, a).await,
-        Command::Admin(c) => admins::run(&open(&cfg, &env)?, c).await,
-        Command::ApiKey(c) => admin::api_key(&open(&cfg, &env)?, c).await,
-        Command::Client(c) => radius::client(&open(&cfg, &env)?, c).await,
-        Command::Status { json } => status::run(&open(&cfg, &env)?, &cfg, json).await,
-        Command::Realm(c) => realm::run(&open(&cfg, &env)?, c).await,
-        Command::Group(c) => radius::group(&open(&cfg, &env)?, c).await,
-        Command::Reply(c) => radius::reply(&open(&cfg, &env)?, &cfg, c).await,
-        Command::Policy(c) => admin::policy(&open(&cfg, &env)?, c).await,
-        // Read-only on the database file, without the master key.
-        Command::Audit(AuditCmd::Verify { json }) => audit::verify(&cfg, json),
-        Command::Audit(c) => admin::audit(&open(&cfg, &env)?, c).await,
+        Command::User(c) => user::run(&open(&cfg, &env).await?, c).await,
+        Command::Token(c) => token::run(&open(&cfg, &env).await?, c).await,
+        Command::BackupCodes(u) => token::backup_codes(&open(&cfg, &env).await?, u).await,
+        Command::Check(a) => check::run(&open(&cfg, &env).await?, a).await,
+        Command::Admin(c) => admins::run(&open(&cfg, &env).await?, c).await,
+        Command::ApiKey(c) => admin::api_key(&open(&cfg, &env).await?, c).await,
+        Command::Client(c) => radius::client(&open(&cfg, &env).await?, c).await,
+        Command::Status { json } => status::run(&open(&cfg, &env).await?, &cfg, json).await,
+        Command::Realm(c) => realm::run(&open(&cfg, &env).await?, c).await,
+        Command::Group(c) => radius::group(&open(&cfg, &env).await?, c).await,
+        Command::Reply(c) => radius::reply(&open(&cfg, &env).await?, &cfg, c).await,
+        Command::Policy(c) => admin::policy(&open(&cfg, &env).await?, c).await,
+        // Read-only, without the master key.
+        Command::Audit(AuditCmd::Verify { json }) => audit::verify(&cfg, json).await,
+        Command::Audit(c) => admin::audit(&open(&cfg, &env).await?, c).await,
         Command::Backup(c) => backup::run(&cfg, config_file.as_deref(), &env, c).await,
         Command::Key(c) => key::run(&cfg, &env, c).await,
-        Command::Replica(c) => replica::run(&open(&cfg, &env)?, c).await,
-        Command::Export(c) => transfer::export(&open(&cfg, &env)?, &env, c).await,
-        Command::Import(c) => transfer::import(&open(&cfg, &env)?, &env, c).await,
+        Command::Replica(c) => replica::run(&open(&cfg, &env).await?, c).await,
+        Command::Export(c) => transfer::export(&open(&cfg, &env).await?, &env, c).await,
+        Command::Import(c) => transfer::import(&open(&cfg, &env).await?, &env, c).await,
     }
 }
 
-fn open(cfg: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Node> {
-    node::open(cfg, env, Arc::new(InlineHasher))
-        .with_context(|| format!("cannot open the data directory {}", cfg.server.data_dir.display()))
+async fn open(cfg: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Node> {
+    node::open(cfg, env, Arc::new(InlineHasher)).await.with_context(|| {
+        if cfg.uses_postgres() {
+            format!("cannot open the database {}", cfg.database_display())
+        } else {
+            format!("cannot open the data directory {}", cfg.server.data_dir.display())
+        }
+    })
 }
 
 /// The audit actor for this invocation: `cli:<os user>`.

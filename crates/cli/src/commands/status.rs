@@ -18,6 +18,7 @@ pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
         return output::json(&serde_json::json!({
             "node": node.ctx.node,
             "data_dir": cfg.server.data_dir,
+            "database": cfg.database_display(),
             "master_key": {"id": node.ctx.keys.key_id(), "source": node.key_source.to_string()},
             "users": users,
             "radius_clients": clients,
@@ -32,6 +33,7 @@ pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
     }
     println!("node:            {}", node.ctx.node);
     println!("data dir:        {}", cfg.server.data_dir.display());
+    println!("database:        {}", cfg.database_display());
     println!("master key:      {} (from {})", node.ctx.keys.key_id(), node.key_source);
     println!("users:           {users}");
     println!("RADIUS clients:  {clients}");

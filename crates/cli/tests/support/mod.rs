@@ -25,6 +25,9 @@ pub struct TestNode {
     /// Bound addresses by kind, from the `listening <kind> <addr>` lines.
     listening: std::collections::HashMap<String, String>,
     client: Option<reqwest::Client>,
+    /// Environment for every command and server of this node (e.g. the
+    /// shared database URL and the node name).
+    env: Vec<(String, String)>,
 }
 
 impl TestNode {
@@ -36,6 +39,7 @@ impl TestNode {
             port: 0,
             listening: Default::default(),
             client: None,
+            env: Vec::new(),
         }
     }
 
@@ -48,6 +52,7 @@ impl TestNode {
             port: 0,
             listening: Default::default(),
             client: None,
+            env: self.env.clone(),
         }
     }
 
@@ -55,6 +60,12 @@ impl TestNode {
         let mut n = Self::new();
         n.default_paths = true;
         n
+    }
+
+    /// Sets an environment variable for every later command and server.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     pub fn cwd(&self) -> &Path {
@@ -81,6 +92,7 @@ impl TestNode {
             c.arg("--data").arg(self.data());
         }
         c.args(args);
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c.envs(env.iter().copied());
         // `TESSERA_TEST_LOG=info cargo test …` shows more of the servers' logs.
         c.env("TESSERA_LOG", std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "warn".into()));

@@ -11,6 +11,18 @@
 //! The audit record is always the last statement of a transaction, so the
 //! head lock is held only until its commit and is always taken after any
 //! user row lock (no lock-order cycles).
+//!
+//! Reading in id order ([`after`], the syslog forwarder's cursor) needs
+//! more care than in SQLite: ids come from a sequence before commit, so a
+//! lower id can become visible after a higher one (two nodes, or two
+//! connections of one node writing different nodes' records). Every id is
+//! drawn while its transaction holds a shared advisory lock
+//! ([`DRAW_LOCK`], taken in the same statement, before `nextval`) until
+//! commit. [`Horizon`] reads the sequence, then which transactions hold
+//! that lock: once all of those have ended, every id up to the value read
+//! is final (committed or gone for good), and only such ids are delivered.
+//! Nothing waits on anything: a reader that finds writers in flight
+//! delivers up to the previous safe point and looks again at its next poll.
 
 use deadpool_postgres::GenericClient;
 use tessera_core::audit::AuditRecord;
@@ -28,6 +40,10 @@ const COLS: &str = "id, at, node, actor, action, target, source, client, result,
 /// An arbitrary constant: the advisory lock key for pruning.
 const PRUNE_LOCK: i64 = 0x7465_7373_6572_6102;
 
+/// The advisory lock key every audit writer holds (shared) from drawing
+/// its record's id until its commit. Public for tests that play a writer.
+pub const DRAW_LOCK: i64 = 0x7465_7373_6572_6103;
+
 fn hash32(b: &[u8]) -> Option<Hash> {
     b.try_into().ok()
 }
@@ -35,12 +51,16 @@ fn hash32(b: &[u8]) -> Option<Hash> {
 /// Appends `a` to its node's chain, inside the caller's transaction.
 pub async fn insert<C: GenericClient>(c: &C, a: &AuditRecord) -> Result<(), StoreError> {
     let genesis: &[u8] = &chain::GENESIS[..];
+    // The FROM clause runs before the row is inserted or locked and
+    // RETURNING after, so the draw lock is held before the id exists (a
+    // volatile call in a subquery is never optimised away).
     let head = one(
         c,
         "INSERT INTO audit_chain (node, head_seq, head_id, head_hash, anchor_seq, anchor_id, anchor_hash) \
-         VALUES ($1, 0, 0, $2, 0, 0, $2) ON CONFLICT (node) DO UPDATE SET node = excluded.node \
+         SELECT $1, 0, 0, $2, 0, 0, $2 FROM (SELECT pg_advisory_xact_lock_shared($3)) AS draw \
+         ON CONFLICT (node) DO UPDATE SET node = excluded.node \
          RETURNING head_seq, head_id, head_hash, nextval('audit_id_seq')",
-        &[&a.node, &genesis],
+        &[&a.node, &genesis, &DRAW_LOCK],
     )
     .await?;
     let hash: Vec<u8> = r::get(&head, 2)?;
@@ -126,10 +146,63 @@ fn link_of(seq: Option<i64>, prev: Option<Vec<u8>>, hash: Option<Vec<u8>>) -> Op
     }
 }
 
-/// Records with ids above `after`, oldest first, with their links.
-pub async fn after<C: GenericClient>(c: &C, after: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
-    let sql = format!("SELECT {COLS} FROM audit WHERE id > $1 ORDER BY id LIMIT $2");
-    rows(c, &sql, &[&after, &i64::from(limit)])
+/// How far ids are final, as last seen by one store (see the module doc).
+#[derive(Debug, Default)]
+pub struct Horizon {
+    /// Every id up to this one is committed or will never exist.
+    safe: i64,
+    /// A sequence value read earlier, and the writers (virtual transaction
+    /// ids) that held the draw lock then: `safe` once they have all ended.
+    pending: Option<(i64, Vec<String>)>,
+}
+
+/// The writers holding the draw lock in this database right now.
+async fn drawing<C: GenericClient>(c: &C) -> Result<Vec<String>, StoreError> {
+    let found = rows(
+        c,
+        "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND ((classid::bigint << 32) | objid::bigint) = $1",
+        &[&DRAW_LOCK],
+    )
+    .await?;
+    found.iter().map(|row| r::get(row, 0)).collect()
+}
+
+impl Horizon {
+    /// Advances and returns the safe id. The sequence is read before the
+    /// lock table: a writer whose id is at most that value drew it under
+    /// the lock, so it is either listed or already finished.
+    pub async fn advance<C: GenericClient>(&mut self, c: &C) -> Result<i64, StoreError> {
+        let seq = one(c, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM audit_id_seq", &[]).await?;
+        let seq: i64 = r::get(&seq, 0)?;
+        let now = drawing(c).await?;
+        if let Some((value, waiting)) = &self.pending
+            && !waiting.iter().any(|w| now.contains(w))
+        {
+            self.safe = self.safe.max(*value);
+            self.pending = None;
+        }
+        if now.is_empty() {
+            self.safe = self.safe.max(seq);
+            self.pending = None;
+        } else if self.pending.is_none() {
+            self.pending = Some((seq, now));
+        }
+        Ok(self.safe)
+    }
+}
+
+/// Records with ids above `after` and at most `upto` (a safe point from
+/// [`Horizon::advance`]), oldest first, with their links.
+pub async fn after<C: GenericClient>(
+    c: &C,
+    after: i64,
+    upto: i64,
+    limit: u32,
+) -> Result<Vec<ChainedAudit>, StoreError> {
+    let sql = format!("SELECT {COLS} FROM audit WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3");
+    rows(c, &sql, &[&after, &upto, &i64::from(limit)])
         .await?
         .iter()
         .map(|row| {

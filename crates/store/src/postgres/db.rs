@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tessera_core::store::StoreError;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+
+use super::tls::PgTls;
 
 /// A positional parameter list.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -54,12 +57,29 @@ pub fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-pub fn build_pool(config: tokio_postgres::Config, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
+pub fn build_pool(
+    config: tokio_postgres::Config,
+    tls: &PgTls,
+    size: usize,
+    timeout: Duration,
+) -> Result<Pool, StoreError> {
     let mut config = config;
     config.connect_timeout(timeout);
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(10));
-    let mgr = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let mgr = match super::tls::client_config(tls)? {
+        None => {
+            config.ssl_mode(SslMode::Disable);
+            Manager::from_config(config, NoTls, manager_config)
+        }
+        Some(client) => {
+            // `Require`: the driver never falls back to plain TCP (its
+            // default, `prefer`, would if the server has no TLS).
+            config.ssl_mode(SslMode::Require);
+            Manager::from_config(config, tokio_postgres_rustls::MakeRustlsConnect::new(client), manager_config)
+        }
+    };
     Pool::builder(mgr)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)

@@ -22,10 +22,12 @@
 mod admins;
 pub mod audit_chain;
 mod db;
+mod redact;
 mod rows;
 mod schema;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod tls;
 
 use std::time::Duration;
 
@@ -50,7 +52,9 @@ use tessera_core::store::{
 };
 use tokio_postgres::error::SqlState;
 
+pub use redact::redact_url;
 pub use schema::SCHEMA_VERSION;
+pub use tls::PgTls;
 
 use crate::sqlite::rows::{API_KEY_COLS, AUDIT_COLS, OOB_CODE_COLS, TOKEN_COLS, USER_COLS, kind_cols, token_kind};
 use db::{DynParams, exec, exec_raw, is_code, map_err, one, opt, pool_err, rows as query};
@@ -69,15 +73,34 @@ pub struct PgOptions {
     /// for a lock that is never released, fails as `Unavailable`); `None`
     /// leaves the server's setting.
     pub statement_timeout: Option<Duration>,
+    /// TLS to the server.
+    pub tls: PgTls,
 }
 
 impl PgOptions {
     /// From a `postgres://user:password@host:port/dbname?…` URL (or a
     /// `key=value` connection string).
+    /// The error never quotes the URL (it may hold a password).
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Backend(format!("invalid database URL: {e}")))?;
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            // The driver's syntax errors can quote one character of the
+            // input ("… but got `x`"), which may be part of the password.
+            let text = e.to_string();
+            let text = text.split(" but got").next().unwrap_or_default();
+            StoreError::Backend(format!("invalid database URL ({text})"))
+        })?;
         Ok(Self::new(config))
+    }
+
+    /// Whether the URL itself says `sslmode=require` (TLS is configured
+    /// with [`PgOptions::tls`]; the two must not disagree).
+    pub fn url_requires_tls(&self) -> bool {
+        self.config.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+    }
+
+    /// Whether the URL names a host (a socket directory counts).
+    pub fn has_host(&self) -> bool {
+        !self.config.get_hosts().is_empty()
     }
 
     pub fn new(config: tokio_postgres::Config) -> Self {
@@ -86,6 +109,7 @@ impl PgOptions {
             pool_size: 16,
             timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(10)),
+            tls: PgTls::Disable,
         }
     }
 }
@@ -96,6 +120,8 @@ const POLICY_TTL: Duration = Duration::from_secs(1);
 pub struct PgStore {
     pool: Pool,
     policy_cache: parking_lot::Mutex<Option<(std::time::Instant, Policy)>>,
+    /// How far audit ids are final, for [`Store::audit_after`].
+    audit_horizon: tokio::sync::Mutex<audit_chain::Horizon>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -365,7 +391,49 @@ impl PgStore {
             options.push_str(&format!("-c statement_timeout={}", t.as_millis().max(1)));
             config.options(&options);
         }
-        db::build_pool(config, opts.pool_size, opts.timeout)
+        db::build_pool(config, &opts.tls, opts.pool_size, opts.timeout)
+    }
+
+    /// Whether the database has been initialised (`create` finished: the
+    /// schema and the key check value exist). Changes nothing.
+    pub async fn is_initialised(opts: &PgOptions) -> Result<bool, StoreError> {
+        let mut one_conn = opts.clone();
+        one_conn.pool_size = 1;
+        let pool = Self::connect(&one_conn).await?;
+        let c = pool.get().await.map_err(pool_err)?;
+        if schema::current_version(&c).await? == 0 {
+            return Ok(false);
+        }
+        Ok(meta_get(&c, "key_check").await?.is_some())
+    }
+
+    /// `tessera audit verify` without the master key (an auditor's view):
+    /// walks every node's chain in one read-only snapshot. `Ok(None)` when
+    /// the database is not initialised.
+    pub async fn verify_audit_chain_readonly(opts: &PgOptions) -> Result<Option<ChainReport>, StoreError> {
+        let mut one_conn = opts.clone();
+        one_conn.pool_size = 1;
+        // Long logs take a while to walk; the statement timeout is for logins.
+        one_conn.statement_timeout = None;
+        let pool = Self::connect(&one_conn).await?;
+        let c = pool.get().await.map_err(pool_err)?;
+        if schema::current_version(&c).await? == 0 {
+            return Ok(None);
+        }
+        Self::walk_audit_chain(c).await.map(Some)
+    }
+
+    async fn walk_audit_chain(mut c: deadpool_postgres::Client) -> Result<ChainReport, StoreError> {
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let report = audit_chain::walk(&tx).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(report)
     }
 
     /// Opens an initialised database: checks its schema version and that
@@ -382,7 +450,7 @@ impl PgStore {
             verify_key(&c, keys).await?;
             schema::migrate(&mut c, now.0).await?;
         }
-        Ok(PgStore { pool, policy_cache: parking_lot::Mutex::new(None) })
+        Ok(PgStore::with_pool(pool))
     }
 
     /// Initialises an empty database bound to `keys`. Refuses a database
@@ -417,7 +485,15 @@ impl PgStore {
             exec(&tx, ins, &[&"created_at", &created.as_bytes()]).await?;
             tx.commit().await.map_err(map_err)?;
         }
-        Ok(PgStore { pool, policy_cache: parking_lot::Mutex::new(None) })
+        Ok(PgStore::with_pool(pool))
+    }
+
+    fn with_pool(pool: Pool) -> Self {
+        PgStore {
+            pool,
+            policy_cache: parking_lot::Mutex::new(None),
+            audit_horizon: tokio::sync::Mutex::new(audit_chain::Horizon::default()),
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -1353,21 +1429,15 @@ impl Store for PgStore {
 
     async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
         let c = self.client().await?;
-        audit_chain::after(&c, after_id, limit).await
+        // One reader at a time per store; the forwarder is the only caller.
+        let mut horizon = self.audit_horizon.lock().await;
+        let upto = horizon.advance(&c).await?;
+        drop(horizon);
+        audit_chain::after(&c, after_id, upto, limit).await
     }
 
     async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(map_err)?;
-        let report = audit_chain::walk(&tx).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(report)
+        Self::walk_audit_chain(self.client().await?).await
     }
 
     async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One server for the test process: ours, or the one `DATABASE_URL` names.
+/// A private one can be stopped and started again ([`TestCluster::hold`],
+/// [`TestCluster::resume`]) to test connection loss.
 pub struct TestCluster {
     /// Connection settings for the maintenance database (`postgres`).
     admin: tokio_postgres::Config,
@@ -44,16 +46,24 @@ impl std::fmt::Debug for TestCluster {
 const WATCHDOG: &str = r#"
 dir="$1"; log="$2"; shift 2
 exec 3<&0
-"$@" >>"$log" 2>&1 </dev/null &
-pid=$!
 ( read -r _ <&3
+  touch "$dir/stopping"
   # The postmaster's own pid: `runuser` (as root) does not pass signals on.
   pm=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)
-  [ -n "$pm" ] && kill -INT "$pm" 2>/dev/null
-  kill -INT "$pid" 2>/dev/null ) &
+  [ -n "$pm" ] && kill -INT "$pm" 2>/dev/null ) &
 reader=$!
 exec 3<&-
-wait "$pid"; rc=$?
+while :; do
+  "$@" >>"$log" 2>&1 </dev/null &
+  pid=$!
+  wait "$pid"; rc=$?
+  # A test stopped the server on purpose (`hold`): start it again once the
+  # file is gone, unless the test process has ended meanwhile.
+  while [ -e "$dir/hold" ] && [ ! -e "$dir/stopping" ]; do sleep 0.05; done
+  [ -e "$dir/stopping" ] && break
+  [ -e "$dir/held" ] || break
+  rm -f "$dir/held"
+done
 kill "$reader" 2>/dev/null
 rm -rf "$dir"
 exit "$rc"
@@ -100,10 +110,20 @@ impl TestCluster {
     /// Starts a private server; `ErrorKind::NotFound` when the binaries are
     /// not installed.
     pub fn start() -> io::Result<TestCluster> {
+        Self::start_with(None)
+    }
+
+    /// Starts a private server that also accepts TLS (`ssl = on`) with this
+    /// PEM certificate chain and key.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> io::Result<TestCluster> {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> io::Result<TestCluster> {
         let bin = bin_dir()?;
         let mut last = None;
         for _ in 0..4 {
-            match Self::start_once(&bin) {
+            match Self::start_once(&bin, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -111,7 +131,7 @@ impl TestCluster {
         Err(last.unwrap_or_else(|| io::Error::other("postgres did not start")))
     }
 
-    fn start_once(bin: &Path) -> io::Result<TestCluster> {
+    fn start_once(bin: &Path, tls: Option<(&str, &str)>) -> io::Result<TestCluster> {
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("tessera-pg-").tempdir()?.keep();
         let data = dir.join("data");
@@ -135,6 +155,27 @@ impl TestCluster {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            // The server refuses a key file others can read; as root the
+            // files are handed to `postgres` like the rest of the dir.
+            use std::os::unix::fs::PermissionsExt;
+            let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&c, cert)?;
+            std::fs::write(&k, key)?;
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))?;
+            if as_postgres {
+                Command::new("chown").arg("postgres:").arg(&c).arg(&k).status()?;
+            }
+            tls_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", c.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", k.display()),
+            ];
+        }
         let port = free_port()?;
         let mut child = Command::new("sh")
             .arg("-c")
@@ -151,6 +192,7 @@ impl TestCluster {
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=400", "-c", "shared_buffers=32MB"])
+            .args(&tls_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -186,6 +228,61 @@ impl TestCluster {
     /// Connection settings for the maintenance database.
     pub fn admin_config(&self) -> &tokio_postgres::Config {
         &self.admin
+    }
+
+    /// A `postgres://` URL for `config` (what `[database] url` takes).
+    pub fn url_of(config: &tokio_postgres::Config) -> String {
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres");
+        let db = config.get_dbname().unwrap_or("postgres");
+        format!("postgres://{user}@{host}:{port}/{db}")
+    }
+
+    /// [`TestCluster::fresh_database`] as a URL.
+    pub async fn fresh_database_url(&self) -> String {
+        Self::url_of(&self.fresh_database().await)
+    }
+
+    fn port(&self) -> u16 {
+        self.admin.get_ports().first().copied().unwrap_or(5432)
+    }
+
+    fn accepts(&self) -> bool {
+        TcpStream::connect_timeout(&([127, 0, 0, 1], self.port()).into(), Duration::from_millis(100)).is_ok()
+    }
+
+    /// Stops a private server (fast shutdown: sessions are cut, as in a
+    /// crash or restart of the database) and keeps it down until
+    /// [`TestCluster::resume`]. Returns once the port refuses connections.
+    pub fn hold(&self) {
+        let dir = self.dir.as_ref().expect("hold() needs a private server");
+        std::fs::write(dir.join("held"), b"").unwrap();
+        std::fs::write(dir.join("hold"), b"").unwrap();
+        let pid = std::fs::read_to_string(dir.join("data/postmaster.pid")).unwrap();
+        let pid = pid.lines().next().unwrap().trim().to_string();
+        let ok = Command::new("kill").arg("-INT").arg(&pid).status().unwrap();
+        assert!(ok.success(), "kill -INT {pid}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.accepts() || dir.join("data/postmaster.pid").exists() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not stop within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a server stopped by [`TestCluster::hold`] again; returns once
+    /// it accepts connections.
+    pub fn resume(&self) {
+        let dir = self.dir.as_ref().expect("resume() needs a private server");
+        std::fs::remove_file(dir.join("hold")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.accepts() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not come back within 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The server log (private servers only).

@@ -1513,6 +1513,18 @@ pub struct ReplicationStatus {
 /// database (PostgreSQL) report `shared database`.
 pub fn replication_status(s: &AppState) -> ReplicationStatus {
     let cfg = &s.node.config;
+    if cfg.uses_postgres() {
+        return ReplicationStatus {
+            node: s.node.ctx.node.clone(),
+            role: "shared database",
+            backend: "PostgreSQL".into(),
+            details: vec![
+                ("Database".into(), cfg.database_display()),
+                ("TLS to the database".into(), cfg.database.tls.clone()),
+                ("Master key id".into(), s.node.ctx.keys.key_id()),
+            ],
+        };
+    }
     let mut details = vec![
         ("Database file".into(), cfg.database_path().display().to_string()),
         ("Synchronous".into(), cfg.database.synchronous.clone()),
