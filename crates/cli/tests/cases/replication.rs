@@ -203,7 +203,15 @@ async fn failover_with_pam_radius_promote_fence_and_demote() {
     let (ok, out) = login(0);
     assert!(ok, "login through the primary: {out}");
     // The replica has the used counter before the primary dies.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let used_on_r = within(Duration::from_secs(10), || {
+        let counter = r
+            .fail_or_ok(&["user", "show", "bob", "--json"])
+            .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+            .and_then(|v| v["tokens"][0]["counter"].as_i64());
+        async move { counter.is_some_and(|c| c >= 1) }
+    })
+    .await;
+    assert!(used_on_r.is_some(), "the primary's login reached the replica");
     p.kill9();
     let (ok, out) = login(0);
     assert!(!ok, "a code used on the dead primary is refused by the replica: {out}");
