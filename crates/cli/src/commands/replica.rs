@@ -194,7 +194,7 @@ async fn join(
     }
     let position = resnapshot(repl, &client).await?;
     repl.log.set_join_token(Some(token.as_bytes()))?;
-    repl.log.set_state(|s| {
+    let state = repl.log.set_state(|s| {
         s.role = Role::Replica;
         s.primary_url = Some(client.url().to_string());
         s.primary_name = Some(name.clone());
@@ -203,6 +203,6 @@ async fn join(
         s.epoch = s.epoch.max(epoch);
         s.clock_offset_ms = Some(offset);
     })?;
-    println!("{verb} {name} ({}) at position {position}, epoch {epoch}", client.url());
+    println!("{verb} {name} ({}) at position {position}, epoch {}", client.url(), state.epoch);
     Ok(())
 }
