@@ -18,12 +18,24 @@ use crate::policy::Policy;
 use crate::realm::Realm;
 use crate::replication::read_only_message;
 use crate::store::{
-    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, InventoryQuery, MetaKey,
-    SealedChange, SealedColumn, SealedValue, Store, StoreError, UserChange, UserQuery,
+    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor,
+    InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Store, StoreError, UserChange, UserQuery,
+    Verdict,
 };
 
 /// Whether this node takes administrative writes, shared with whatever
 /// follows the primary (which flips it on promotion and demotion).
+/// The strict replay guard of a replica (`[replication] replay_guard =
+/// "strict"`): before a code is accepted here, the primary takes its step.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync {
+    /// `Some(true)`: the primary took the step; `Some(false)`: another node
+    /// used it (the primary's state has been merged here, so the local
+    /// check now refuses it as a replay); `None`: no answer in time, decide
+    /// locally.
+    async fn claim(&self, user: i64, token: i64, step: i64, drift: i32) -> Option<bool>;
+}
+
 #[derive(Default)]
 pub struct WriteGate {
     /// `Some(primary)` while this node is a replica.
@@ -31,6 +43,7 @@ pub struct WriteGate {
     /// Told the user id of every login a replica accepted, so its new
     /// login state (used step, used backup code) reaches the primary.
     on_login: std::sync::OnceLock<Box<dyn Fn(i64, bool) + Send + Sync>>,
+    replay_guard: std::sync::OnceLock<Arc<dyn ReplayGuard>>,
 }
 
 impl std::fmt::Debug for WriteGate {
@@ -63,6 +76,16 @@ impl WriteGate {
         }
     }
 
+    /// Sets the strict replay guard (once); used only while a replica.
+    pub fn set_replay_guard(&self, guard: Arc<dyn ReplayGuard>) {
+        let _ = self.replay_guard.set(guard);
+    }
+
+    fn strict_guard(&self) -> Option<Arc<dyn ReplayGuard>> {
+        let replica = self.replica_of.read().unwrap_or_else(|e| e.into_inner()).is_some();
+        if replica { self.replay_guard.get().cloned() } else { None }
+    }
+
     pub fn replica_of(&self) -> Option<String> {
         self.replica_of.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -77,6 +100,24 @@ pub struct GuardedStore {
 impl GuardedStore {
     pub fn new(inner: Arc<dyn Store>, gate: Arc<WriteGate>) -> Self {
         GuardedStore { inner, gate }
+    }
+
+    /// A verified token code under the strict guard: the primary takes the
+    /// step first; the local store then applies the attempt as usual (and
+    /// refuses it as a replay if the primary said it was used).
+    async fn commit_guarded(
+        &self,
+        attempt: AuthAttempt,
+        guard: Option<Arc<dyn ReplayGuard>>,
+    ) -> Result<AuthOutcome, StoreError> {
+        if let (Some(guard), Verdict::Verified(Factor::Token { token_id, matched, drift })) = (guard, &attempt.verdict)
+        {
+            let _ = guard.claim(attempt.user_id.0, token_id.0, *matched, *drift).await;
+        }
+        let user = attempt.user_id;
+        let outcome = self.inner.commit_attempt(attempt).await?;
+        self.gate.login_decided(user.0, &outcome);
+        Ok(outcome)
     }
 
     fn writable(&self) -> Result<(), StoreError> {
@@ -162,18 +203,47 @@ impl Store for GuardedStore {
     }
 
     async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
-        let user = attempt.user_id;
-        let outcome = self.inner.commit_attempt(attempt).await?;
-        self.gate.login_decided(user.0, &outcome);
-        Ok(outcome)
+        self.commit_guarded(attempt, self.gate.strict_guard()).await
     }
 
     async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError> {
+        let Some(guard) = self.gate.strict_guard() else {
+            let auth = self.inner.authenticate(request).await?;
+            if let Authentication::Decided { user_id, outcome, .. } = &auth {
+                self.gate.login_decided(user_id.0, outcome);
+            }
+            return Ok(auth);
+        };
+        // Strict: a verified code is not applied inside the store's step
+        // (the primary must be asked first, which cannot happen there); it
+        // is deferred and applied through `commit_attempt` after the claim.
+        let mut request = request;
+        let held: Arc<std::sync::Mutex<Option<Verdict>>> = Arc::default();
+        let evaluate = std::mem::replace(&mut request.evaluate, Box::new(|_| Evaluation::Deferred));
+        let hold = held.clone();
+        request.evaluate = Box::new(move |snapshot| match evaluate(snapshot) {
+            Evaluation::Decided(v @ Verdict::Verified(Factor::Token { .. })) => {
+                *hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+                Evaluation::Deferred
+            }
+            other => other,
+        });
+        let (access, policy, audit) = (request.access.clone(), request.policy.clone(), request.audit.clone());
         let auth = self.inner.authenticate(request).await?;
-        if let Authentication::Decided { user_id, outcome, .. } = &auth {
-            self.gate.login_decided(user_id.0, outcome);
+        let verdict = held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match (auth, verdict) {
+            (Authentication::Deferred { user, .. }, Some(verdict)) => {
+                let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+                let outcome = self.commit_guarded(attempt, Some(guard)).await?;
+                Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
+            }
+            (auth, _) => {
+                if let Authentication::Decided { user_id, outcome, .. } = &auth {
+                    self.gate.login_decided(user_id.0, outcome);
+                }
+                Ok(auth)
+            }
         }
-        Ok(auth)
     }
 
     async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {

@@ -151,6 +151,23 @@ pub struct AuthStateForward {
     pub last_success_at: Option<i64>,
 }
 
+/// Strict replay guard: a replica asks the primary to take a code's step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub user: i64,
+    pub token: i64,
+    pub step: i64,
+    pub drift: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimAnswer {
+    pub claimed: bool,
+    /// The user's token state on the primary (hex), for a refused replica
+    /// to merge so its own check refuses the code too.
+    pub token_state: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,11 +102,23 @@ pub struct ReplicationSection {
     /// How long a primary remembers deletions for replicas that are away;
     /// one away longer takes a new snapshot by itself when it returns.
     pub log_retention_seconds: u64,
+    /// `local`: a replica accepts a code on its own data (used codes reach
+    /// the other nodes within the replication lag). `strict`: the primary
+    /// takes the code's step first, so a code is never accepted twice across
+    /// nodes while the primary is up.
+    pub replay_guard: String,
+    /// Under `strict`, how long a replica waits for the primary before
+    /// deciding on its own (the primary is down or slow).
+    pub strict_timeout_ms: u64,
 }
 
 impl Default for ReplicationSection {
     fn default() -> Self {
-        ReplicationSection { log_retention_seconds: 7 * 24 * 3600 }
+        ReplicationSection {
+            log_retention_seconds: 7 * 24 * 3600,
+            replay_guard: "local".into(),
+            strict_timeout_ms: 500,
+        }
     }
 }
 
@@ -530,6 +542,15 @@ impl Config {
             if let Some(r) = &c.default_realm {
                 tessera_core::names::check_realm(r).map_err(|e| bad(e.to_string()))?;
             }
+        }
+        if !matches!(self.replication.replay_guard.as_str(), "local" | "strict") {
+            return Err(ConfigError::Invalid(format!(
+                "replication.replay_guard: `{}` is not `local` or `strict`",
+                self.replication.replay_guard
+            )));
+        }
+        if !(10..=10_000).contains(&self.replication.strict_timeout_ms) {
+            return Err(ConfigError::Invalid("replication.strict_timeout_ms: between 10 and 10000".into()));
         }
         for a in &self.metrics.allow {
             tessera_core::cidr::Cidr::parse(a).map_err(|m| ConfigError::Invalid(format!("metrics.allow: {m}")))?;

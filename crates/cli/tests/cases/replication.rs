@@ -300,3 +300,36 @@ async fn a_replica_away_catches_up_or_resnapshots_past_retention() {
     r.stop();
     p.stop();
 }
+
+/// `replay_guard = "strict"`: the primary takes a code's step before the
+/// replica accepts it, so the code is refused on the primary at once (not
+/// within the replication lag), and the other way round; with the primary
+/// gone, the replica decides alone after the timeout.
+#[tokio::test]
+async fn strict_replay_guard_claims_steps_at_the_primary() {
+    let mut p = TestNode::new();
+    p.ok(&["init"]);
+    p.ok(&["user", "add", "erin"]);
+    p.ok(&["token", "add", "erin", "--secret", SECRET, "--type", "hotp"]);
+    p.start();
+    let t: Value = serde_json::from_str(&p.ok(&["replica", "token", "--json"])).unwrap();
+    let mut r = node_with_key_of(&p);
+    r.ok(&["replica", "join", &p.url(""), "--token", t["token"].as_str().unwrap(), "--pin", t["pin"].as_str().unwrap()]);
+    r.start_with(&[("TESSERA_REPLICATION_REPLAY_GUARD", "strict"), ("TESSERA_REPLICATION_STRICT_TIMEOUT_MS", "300")]);
+    let code = |n: u64| super::support::hotp_code(SECRET, n);
+
+    // Used on the replica: refused on the primary immediately after.
+    assert_eq!(r.validate("erin", &code(0)).await["result"], "accept");
+    assert_eq!(p.validate("erin", &code(0)).await["result"], "reject", "the primary took the step synchronously");
+    // Used on the primary: the replica asks before accepting, so it refuses
+    // even before the change stream brings the new floor.
+    assert_eq!(p.validate("erin", &code(1)).await["result"], "accept");
+    assert_eq!(r.validate("erin", &code(1)).await["result"], "reject", "claimed at the primary first");
+    // The primary is gone: the replica decides alone after the timeout.
+    p.kill9();
+    let started = Instant::now();
+    assert_eq!(r.validate("erin", &code(2)).await["result"], "accept", "local decision without the primary");
+    assert!(started.elapsed() < Duration::from_secs(3), "bounded by the strict timeout: {:?}", started.elapsed());
+    assert_eq!(r.validate("erin", &code(2)).await["result"], "reject", "and replay still refused locally");
+    r.stop();
+}

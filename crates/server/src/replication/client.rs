@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tessera_core::replication::{AuthStateForward, ChangePage, Hello, RowImage};
+use tessera_core::replication::{AuthStateForward, ChangePage, Claim, ClaimAnswer, Hello, RowImage};
 
 /// Why talking to the primary failed; messages never carry the token.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,20 @@ impl PrimaryClient {
     pub async fn changes(&self, after: i64, limit: u32, wait: Duration) -> Result<ChangePage, ClientError> {
         let path = format!("/api/v1/replication/changes?after={after}&limit={limit}&wait_ms={}", wait.as_millis());
         self.get(&path).await?.json().await.map_err(proto)
+    }
+
+    /// Strict replay guard: asks the primary to take a step, within `timeout`.
+    pub async fn claim(&self, claim: &Claim, timeout: Duration) -> Result<ClaimAnswer, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/replication/claim", self.base))
+            .bearer_auth(&self.token)
+            .json(claim)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        check(r).await?.json().await.map_err(proto)
     }
 
     pub async fn forward(&self, state: &[AuthStateForward]) -> Result<(), ClientError> {

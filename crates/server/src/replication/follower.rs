@@ -145,6 +145,58 @@ async fn follow_once(
 /// What a cached client was made for: the primary's URL, pin and token.
 type ClientId = (Option<String>, Option<String>, String);
 
+/// The strict replay guard: claims each step at the primary before this
+/// replica accepts it; on "already used" merges the primary's token state
+/// so the local check refuses the code as a replay.
+struct StrictGuard {
+    repl: Arc<Replication>,
+    timeout: Duration,
+    /// The client of the last claim, reused while the primary stays the same.
+    client: tokio::sync::Mutex<Option<(ClientId, PrimaryClient)>>,
+}
+
+#[async_trait::async_trait]
+impl tessera_core::guarded_store::ReplayGuard for StrictGuard {
+    async fn claim(&self, user: i64, token: i64, step: i64, drift: i32) -> Option<bool> {
+        let log = self.repl.log.clone();
+        let (s, t) = blocking(move || Ok((log.state()?, log.join_token()?))).await.ok()?;
+        let t = String::from_utf8_lossy(&t?).into_owned();
+        let id = (s.primary_url.clone(), s.pin.clone(), t.clone());
+        let client = {
+            let mut cached = self.client.lock().await;
+            if cached.as_ref().is_none_or(|(k, _)| *k != id) {
+                *cached = Some((id, client_for(&s, &t).ok()?));
+            }
+            cached.as_ref()?.1.clone()
+        };
+        let claim = tessera_core::replication::Claim { user, token, step, drift };
+        match tokio::time::timeout(self.timeout, client.claim(&claim, self.timeout)).await {
+            Ok(Ok(answer)) if answer.claimed => Some(true),
+            Ok(Ok(answer)) => {
+                let state = answer.token_state.and_then(|h| hex::decode(h).ok());
+                let log = self.repl.log.clone();
+                let merged =
+                    blocking(move || log.merge_auth_state(user, state.as_deref(), &[], &Default::default())).await;
+                if let Err(e) = merged {
+                    tracing::error!(error = %e, "strict replay guard: merging the primary's state failed");
+                }
+                Some(false)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "strict replay guard: the primary did not answer; deciding locally");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_ms = self.timeout.as_millis() as u64,
+                    "strict replay guard: the primary did not answer in time; deciding locally"
+                );
+                None
+            }
+        }
+    }
+}
+
 /// Runs for the life of the server; idles while this node is not a replica.
 pub async fn run(node: Arc<Node>, repl: Arc<Replication>, mut stop: watch::Receiver<bool>) {
     let mut last_error: Option<String> = None;
@@ -156,6 +208,10 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, mut stop: watch::Recei
     // Often enough that nothing outlives the retention by much, at most hourly.
     let prune_every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut last_prune: Option<std::time::Instant> = None;
+    if node.config.replication.replay_guard == "strict" {
+        let timeout = Duration::from_millis(node.config.replication.strict_timeout_ms);
+        repl.gate.set_replay_guard(Arc::new(StrictGuard { repl: repl.clone(), timeout, client: Default::default() }));
+    }
     if let Some(rx) = repl.take_forward_rx().await {
         let (n, r) = (node.clone(), repl.clone());
         let hook_tx = repl.forward_tx.clone();

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use tessera_core::replication::{AuthStateForward, ChangePage, Hello, Role, join_token_allowed};
+use tessera_core::replication::{AuthStateForward, ChangePage, Claim, ClaimAnswer, Hello, Role, join_token_allowed};
 use tessera_core::store::MetaKey;
 use tessera_store::sqlite::replication::ForwardedLogins;
 
@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/replication/snapshot", get(snapshot))
         .route("/api/v1/replication/changes", get(changes))
         .route("/api/v1/replication/auth-state", post(auth_state))
+        .route("/api/v1/replication/claim", post(claim))
 }
 
 /// The replication of an embedded node that accepts this caller's token.
@@ -172,4 +173,21 @@ async fn auth_state(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::http::error::ApiJson(c): crate::http::error::ApiJson<Claim>,
+) -> Result<Json<ClaimAnswer>, ApiError> {
+    let repl = authorized(&state, &caller).await?;
+    let log = repl.log.clone();
+    let (claimed, token_state) = blocking(move || {
+        if log.state()?.role == Role::Replica {
+            return Ok((false, None));
+        }
+        log.claim(c.user, c.token, c.step, c.drift, now_ms())
+    })
+    .await?;
+    Ok(Json(ClaimAnswer { claimed, token_state: token_state.map(hex::encode) }))
 }

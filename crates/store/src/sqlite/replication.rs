@@ -383,6 +383,47 @@ impl ReplicationLog {
         Ok(true)
     }
 
+    /// Strict replay guard, on the primary: takes `step` of `token` for
+    /// `user` if no node used it yet (the floor moves to `step + 1`, and the
+    /// change stream carries it to every replica). Returns whether it was
+    /// taken, and the user's token state after, for a refused replica to
+    /// merge.
+    pub fn claim(
+        &self,
+        user: i64,
+        token: i64,
+        step: i64,
+        drift: i32,
+        now_ms: i64,
+    ) -> Result<(bool, Option<Vec<u8>>), StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        let state: Option<Option<Vec<u8>>> = tx
+            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let counter: Option<i64> = tx
+            .query_row(
+                "SELECT counter FROM tokens WHERE id = ?1 AND user_id = ?2 AND state = 'active'",
+                [token, user],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        let (Some(state), Some(counter)) = (state, counter) else { return Ok((false, None)) };
+        let mut states =
+            TokenStates::decode(state.as_deref()).map_err(|e| StoreError::Corrupt(format!("token state: {e}")))?;
+        let floor = states.get(token).map_or(counter, |e| e.counter.max(counter));
+        if step < floor {
+            return Ok((false, state));
+        }
+        states.set(super::token_state::Entry { token, counter: step + 1, drift, last_used: now_ms });
+        let blob = states.encode();
+        tx.execute("UPDATE users SET token_state = ?1 WHERE id = ?2", params![blob, user]).map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok((true, blob))
+    }
+
     /// A user's login state as a replica forwards it.
     pub fn auth_state(&self, user: i64) -> Result<Option<LoginState>, StoreError> {
         let conn = self.connect(false)?;
