@@ -314,7 +314,15 @@ async fn strict_replay_guard_claims_steps_at_the_primary() {
     p.start();
     let t: Value = serde_json::from_str(&p.ok(&["replica", "token", "--json"])).unwrap();
     let mut r = node_with_key_of(&p);
-    r.ok(&["replica", "join", &p.url(""), "--token", t["token"].as_str().unwrap(), "--pin", t["pin"].as_str().unwrap()]);
+    r.ok(&[
+        "replica",
+        "join",
+        &p.url(""),
+        "--token",
+        t["token"].as_str().unwrap(),
+        "--pin",
+        t["pin"].as_str().unwrap(),
+    ]);
     r.start_with(&[("TESSERA_REPLICATION_REPLAY_GUARD", "strict"), ("TESSERA_REPLICATION_STRICT_TIMEOUT_MS", "300")]);
     let code = |n: u64| super::support::hotp_code(SECRET, n);
 
