@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tessera_core::replication::{AuthStateForward, ChangePage, Claim, ClaimAnswer, Hello, RowImage};
+use tessera_core::replication::{AuthStateForward, ChangePage, Claim, ClaimAnswer, Hello};
+use tessera_store::sqlite::replication::SnapshotItem;
 
 /// Why talking to the primary failed; messages never carry the token.
 #[derive(Debug, thiserror::Error)]
@@ -95,22 +96,40 @@ impl PrimaryClient {
         Ok((hello.clone(), hello.time_ms - (sent + rtt / 2)))
     }
 
-    /// Every replicated row (NDJSON: a header line with the position,
-    /// then one image per line).
-    pub async fn snapshot(&self) -> Result<(i64, i64, Vec<RowImage>), ClientError> {
-        let body = self.get("/api/v1/replication/snapshot").await?.bytes().await.map_err(|e| self.unreachable(&e))?;
-        let mut lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-        let header: serde_json::Value =
-            serde_json::from_slice(lines.next().ok_or_else(|| ClientError::Protocol("empty snapshot".into()))?)
-                .map_err(proto)?;
-        let position = header["position"].as_i64().ok_or_else(|| ClientError::Protocol("snapshot header".into()))?;
-        let epoch = header["epoch"].as_i64().ok_or_else(|| ClientError::Protocol("snapshot header".into()))?;
-        let count = header["rows"].as_u64();
-        let images = lines.map(|l| serde_json::from_slice(l).map_err(proto)).collect::<Result<Vec<RowImage>, _>>()?;
-        if count != Some(images.len() as u64) {
-            return Err(ClientError::Protocol("the snapshot was cut short".into()));
+    /// Streams every replicated row into `sink` (NDJSON: one image per
+    /// line, then a trailer with the position, epoch and row count), as it
+    /// arrives; a body without the trailer ends the sink without `End`.
+    pub async fn snapshot_into(&self, sink: std::sync::mpsc::SyncSender<SnapshotItem>) -> Result<(), ClientError> {
+        let mut r = self.get("/api/v1/replication/snapshot").await?;
+        let mut pending: Vec<u8> = Vec::new();
+        let send =
+            |item: SnapshotItem| sink.send(item).map_err(|_| ClientError::Protocol("the installer stopped".into()));
+        loop {
+            let chunk = match r.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return Err(self.unreachable(&e)),
+            };
+            pending.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(n) = pending[start..].iter().position(|b| *b == b'\n') {
+                let line = &pending[start..start + n];
+                start += n + 1;
+                if line.is_empty() {
+                    continue;
+                }
+                if line.starts_with(b"{\"end\"") {
+                    let t: serde_json::Value = serde_json::from_slice(line).map_err(proto)?;
+                    let (Some(position), Some(epoch)) = (t["position"].as_i64(), t["epoch"].as_i64()) else {
+                        return Err(ClientError::Protocol("snapshot trailer".into()));
+                    };
+                    return send(SnapshotItem::End { position, epoch, rows: t["rows"].as_u64() });
+                }
+                send(SnapshotItem::Image(serde_json::from_slice(line).map_err(proto)?))?;
+            }
+            pending.drain(..start);
         }
-        Ok((position, epoch, images))
+        Err(ClientError::Protocol("the snapshot was cut short".into()))
     }
 
     /// Changes after `after`, waiting up to `wait` for one to happen.

@@ -90,10 +90,20 @@ pub async fn check_primary(
 /// Pulls a full snapshot and installs it (the replicated tables are
 /// replaced in one transaction).
 pub async fn resnapshot(repl: &Replication, client: &PrimaryClient) -> Result<i64, FollowError> {
-    let (position, epoch, images) = client.snapshot().await?;
-    let rows = images.len();
+    // The installer applies rows in its transaction while they download;
+    // the bounded channel keeps memory flat whatever the snapshot's size.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
     let log = repl.log.clone();
-    blocking(move || log.install_snapshot(images, position, epoch)).await?;
+    let installer = tokio::task::spawn_blocking(move || log.install_snapshot_from(rx));
+    let fetched = client.snapshot_into(tx).await;
+    let installed = installer.await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let (position, epoch, rows) = match (fetched, installed) {
+        (Ok(()), Ok(done)) => done,
+        // The installer failed first (the download then stopped): its error is the cause.
+        (Err(ClientError::Protocol(_)), Err(e)) => return Err(e.into()),
+        (Err(e), _) => return Err(e.into()),
+        (Ok(()), Err(e)) => return Err(e.into()),
+    };
     tracing::info!(position, epoch, rows, "installed a snapshot from the primary");
     Ok(position)
 }

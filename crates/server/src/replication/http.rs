@@ -78,41 +78,64 @@ async fn hello(State(state): State<AppState>, caller: Caller) -> Result<Json<Hel
     }))
 }
 
+/// Bytes of NDJSON per chunk sent while the snapshot is read.
+const SNAPSHOT_CHUNK: usize = 256 * 1024;
+
 async fn snapshot(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let repl = authorized(&state, &caller).await?;
     let log = repl.log.clone();
-    let body = blocking(move || {
-        let mut s = log.state()?;
-        if s.role == Role::Replica {
-            return Ok(Err(super::primary_label(&s)));
-        }
+    let s = blocking(move || {
+        let s = log.state()?;
         if s.role == Role::Standalone {
-            s = log.set_state(|s| {
+            let s = log.set_state(|s| {
                 s.role = Role::Primary;
                 s.epoch = s.epoch.max(1);
             })?;
             tracing::info!(epoch = s.epoch, "a replica joined: this node is now a primary");
+            return Ok(s);
         }
-        let mut lines = Vec::new();
-        let mut rows = 0u64;
-        let position = log.snapshot(|image| {
-            rows += 1;
-            serde_json::to_writer(&mut lines, &image)
-                .map_err(|e| tessera_core::store::StoreError::Backend(e.to_string()))?;
-            lines.push(b'\n');
-            Ok(())
-        })?;
-        let mut out = serde_json::to_vec(&serde_json::json!({"position": position, "epoch": s.epoch, "rows": rows}))
-            .map_err(|e| tessera_core::store::StoreError::Backend(e.to_string()))?;
-        out.push(b'\n');
-        out.extend_from_slice(&lines);
-        Ok(Ok(out))
+        Ok(s)
     })
     .await?;
-    match body {
-        Ok(b) => Ok(([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], b).into_response()),
-        Err(primary) => Err(not_primary(&primary)),
+    if s.role == Role::Replica {
+        return Err(not_primary(&super::primary_label(&s)));
     }
+    // Streamed: one image per line as the read transaction walks the
+    // tables, then a trailer with the position and the row count (a body
+    // cut short has no trailer and is refused by the replica).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let log = repl.log.clone();
+    let epoch = s.epoch;
+    tokio::task::spawn_blocking(move || {
+        let gone = || tessera_core::store::StoreError::Unavailable("the replica went away".into());
+        let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK + 4096);
+        let mut rows = 0u64;
+        let result = log.snapshot(|image| {
+            rows += 1;
+            serde_json::to_writer(&mut buf, &image)
+                .map_err(|e| tessera_core::store::StoreError::Backend(e.to_string()))?;
+            buf.push(b'\n');
+            if buf.len() >= SNAPSHOT_CHUNK {
+                tx.blocking_send(Ok(bytes::Bytes::from(std::mem::take(&mut buf)))).map_err(|_| gone())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(position) => {
+                let trailer = serde_json::json!({"end": true, "position": position, "epoch": epoch, "rows": rows});
+                buf.extend_from_slice(trailer.to_string().as_bytes());
+                buf.push(b'\n');
+                let _ = tx.blocking_send(Ok(bytes::Bytes::from(buf)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "replication snapshot failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other("snapshot failed")));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(stream))
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,19 @@ use tessera_core::store::StoreError;
 use super::map_err;
 use super::token_state::TokenStates;
 
+/// One item of a snapshot being installed.
+#[derive(Debug)]
+pub enum SnapshotItem {
+    Image(RowImage),
+    /// The last item: the primary's position and epoch, and how many rows
+    /// it sent (checked when known).
+    End {
+        position: i64,
+        epoch: i64,
+        rows: Option<u64>,
+    },
+}
+
 /// A user's token state blob and used backup codes (digest, used at).
 pub type LoginState = (Option<Vec<u8>>, Vec<(Vec<u8>, i64)>);
 
@@ -261,6 +274,22 @@ impl ReplicationLog {
         position: i64,
         epoch: i64,
     ) -> Result<(), StoreError> {
+        let items = images.into_iter().map(SnapshotItem::Image).chain(std::iter::once(SnapshotItem::End {
+            position,
+            epoch,
+            rows: None,
+        }));
+        self.install_snapshot_from(items).map(|_| ())
+    }
+
+    /// Like [`Self::install_snapshot`], reading items as they arrive (a
+    /// snapshot streamed from the primary is never held whole in memory).
+    /// Nothing is committed unless the stream ends with `End` and, when it
+    /// says how many rows it sent, that many arrived.
+    pub fn install_snapshot_from(
+        &self,
+        items: impl IntoIterator<Item = SnapshotItem>,
+    ) -> Result<(i64, i64, u64), StoreError> {
         let mut conn = self.connect(true)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
         for spec in TABLES {
@@ -271,12 +300,31 @@ impl ReplicationLog {
                 tx.execute(&format!("DELETE FROM {}", spec.name), []).map_err(map_err)?;
             }
         }
-        for image in images {
-            apply_image(&tx, &image)?;
+        let mut applied = 0u64;
+        for item in items {
+            match item {
+                SnapshotItem::Image(image) => {
+                    apply_image(&tx, &image)?;
+                    applied += 1;
+                }
+                SnapshotItem::End { position, epoch, rows } => {
+                    if rows.is_some_and(|n| n != applied) {
+                        return Err(StoreError::Corrupt(format!(
+                            "replication: the snapshot announced {} rows but {applied} arrived",
+                            rows.unwrap_or_default()
+                        )));
+                    }
+                    tx.execute(
+                        "UPDATE repl_state SET position = ?1, epoch = ?2 WHERE id = 1",
+                        params![position, epoch],
+                    )
+                    .map_err(map_err)?;
+                    tx.commit().map_err(map_err)?;
+                    return Ok((position, epoch, applied));
+                }
+            }
         }
-        tx.execute("UPDATE repl_state SET position = ?1, epoch = ?2 WHERE id = 1", params![position, epoch])
-            .map_err(map_err)?;
-        tx.commit().map_err(map_err)
+        Err(StoreError::Unavailable("the snapshot was cut short; nothing was changed".into()))
     }
 
     /// Updates this node's settings (role, primary, pin, …).
