@@ -117,3 +117,44 @@ async fn snapshot_then_changes_converge_including_deletions() {
     assert!(plog.changes_after(0, 10).unwrap().is_none());
     assert!(plog.changes_after(head, 10).unwrap().is_some());
 }
+
+/// A login a replica accepted (and may not have forwarded yet) stays used
+/// through a new snapshot from a primary that has not seen it.
+#[tokio::test]
+async fn a_new_snapshot_keeps_codes_used_locally() {
+    use tessera_core::model::AccessRecord;
+    use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let p = SqliteStore::create(&SqliteOptions::new(dir.path().join("p.db")), &keys, &OsRandom, at(0)).unwrap();
+    let r = SqliteStore::create(&SqliteOptions::new(dir.path().join("r.db")), &keys, &OsRandom, at(0)).unwrap();
+    let (plog, rlog) = (ReplicationLog::new(&dir.path().join("p.db")), ReplicationLog::new(&dir.path().join("r.db")));
+    let snapshot = || {
+        let mut images = Vec::new();
+        let head = plog
+            .snapshot(|i| {
+                images.push(i);
+                Ok(())
+            })
+            .unwrap();
+        rlog.install_snapshot(images, head, 1).unwrap();
+    };
+    let alice = user("alice");
+    p.create_user(&alice, audit("user.add")).await.unwrap();
+    let t = token(&alice, "T1", &keys);
+    p.create_token(&t, audit("token.add")).await.unwrap();
+    snapshot();
+
+    let verdict = Verdict::Verified(Factor::Token { token_id: t.id, matched: 5, drift: 0 });
+    let attempt = AuthAttempt {
+        user_id: alice.id,
+        access: AccessRecord { at: at(1), address: None, client: None },
+        verdict,
+        policy: r.policy().await.unwrap(),
+        audit: audit("validate"),
+    };
+    assert_eq!(r.commit_attempt(attempt).await.unwrap(), AuthOutcome::Accepted);
+    snapshot();
+    let floor = r.tokens_for_user(&alice.id).await.unwrap()[0].counter;
+    assert_eq!(floor, 6, "the locally used step stays used after the re-snapshot");
+}

@@ -292,6 +292,9 @@ impl ReplicationLog {
     ) -> Result<(i64, i64, u64), StoreError> {
         let mut conn = self.connect(true)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        // Logins this node accepted that the primary may not know yet: a
+        // snapshot must not make their codes usable again here.
+        let local = local_login_state(&tx)?;
         for spec in TABLES {
             if spec.name == "meta" {
                 let keys = REPLICATED_META.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
@@ -313,6 +316,9 @@ impl ReplicationLog {
                             "replication: the snapshot announced {} rows but {applied} arrived",
                             rows.unwrap_or_default()
                         )));
+                    }
+                    for (user, (token_state, used)) in &local {
+                        merge_login_state(&tx, *user, token_state.as_deref(), used)?;
                     }
                     tx.execute(
                         "UPDATE repl_state SET position = ?1, epoch = ?2 WHERE id = 1",
@@ -408,21 +414,8 @@ impl ReplicationLog {
     ) -> Result<bool, StoreError> {
         let mut conn = self.connect(true)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
-        let local: Option<Option<Vec<u8>>> = tx
-            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
-            .optional()
-            .map_err(map_err)?;
-        let Some(local) = local else { return Ok(false) };
-        let merged = merge_token_state(token_state, local.as_deref())?;
-        if merged != local {
-            tx.execute("UPDATE users SET token_state = ?1 WHERE id = ?2", params![merged, user]).map_err(map_err)?;
-        }
-        for (digest, at) in used_codes {
-            tx.execute(
-                "UPDATE backup_codes SET used_at = ?1 WHERE user_id = ?2 AND digest = ?3 AND used_at IS NULL",
-                params![at, user, digest],
-            )
-            .map_err(map_err)?;
+        if !merge_login_state(&tx, user, token_state, used_codes)? {
+            return Ok(false);
         }
         if logins.failures > 0 || logins.last_success_at.is_some() {
             merge_lock(&tx, user, logins)?;
@@ -490,6 +483,54 @@ impl ReplicationLog {
             .map_err(map_err)?;
         Ok(Some((ts, used)))
     }
+}
+
+/// Merges login state into a user's rows: the higher counter floor per
+/// token, and used backup codes stay used. `false` if the user is gone.
+fn merge_login_state(
+    conn: &Connection,
+    user: i64,
+    token_state: Option<&[u8]>,
+    used_codes: &[(Vec<u8>, i64)],
+) -> Result<bool, StoreError> {
+    let current: Option<Option<Vec<u8>>> = conn
+        .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
+        .optional()
+        .map_err(map_err)?;
+    let Some(current) = current else { return Ok(false) };
+    let merged = merge_token_state(token_state, current.as_deref())?;
+    if merged != current {
+        conn.execute("UPDATE users SET token_state = ?1 WHERE id = ?2", params![merged, user]).map_err(map_err)?;
+    }
+    for (digest, at) in used_codes {
+        conn.execute(
+            "UPDATE backup_codes SET used_at = ?1 WHERE user_id = ?2 AND digest = ?3 AND used_at IS NULL",
+            params![at, user, digest],
+        )
+        .map_err(map_err)?;
+    }
+    Ok(true)
+}
+
+/// Every user's token state and used backup codes, by user id.
+fn local_login_state(conn: &Connection) -> Result<std::collections::BTreeMap<i64, LoginState>, StoreError> {
+    let mut out: std::collections::BTreeMap<i64, LoginState> = Default::default();
+    let mut stmt = conn.prepare("SELECT id, token_state FROM users WHERE token_state IS NOT NULL").map_err(map_err)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(map_err)?;
+    for row in rows {
+        let (user, blob) = row.map_err(map_err)?;
+        out.entry(user).or_default().0 = Some(blob);
+    }
+    let mut stmt =
+        conn.prepare("SELECT user_id, digest, used_at FROM backup_codes WHERE used_at IS NOT NULL").map_err(map_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+        .map_err(map_err)?;
+    for row in rows {
+        let (user, digest, at) = row.map_err(map_err)?;
+        out.entry(user).or_default().1.push((digest, at));
+    }
+    Ok(out)
 }
 
 /// Logins a replica decided, for the primary's lockout and last success.
