@@ -2,6 +2,8 @@
 //! backend is correct when this file passes against it. Backend-specific
 //! cases (file corruption, wrong key on open) follow at the end.
 
+mod common;
+use common::{T0, at, token, user};
 use std::sync::Arc;
 
 use tessera_core::audit::{Actor, AuditQuery, AuditRecord, AuditResult};
@@ -22,48 +24,8 @@ use tessera_core::wildcard::Wildcard;
 use tessera_otp::OtpParams;
 use tessera_store::{PgOptions, PgStore, SqliteOptions, SqliteStore};
 
-const T0: i64 = 1_800_000_000_000;
-
-fn at(offset_s: i64) -> Timestamp {
-    Timestamp(T0 + offset_s * 1000)
-}
-
 fn audit(action: &str) -> AuditRecord {
     AuditRecord::new(at(0), "test-node", &Actor::new("test"), action)
-}
-
-fn user(name: &str) -> User {
-    User {
-        id: UserId::new_random(),
-        realm: "default".into(),
-        username: name.into(),
-        password_hash: None,
-        disabled: false,
-        registered: false,
-        lock: LockState::default(),
-        last_attempt: None,
-        last_success: None,
-        grace_used: 0,
-        created_at: at(0),
-    }
-}
-
-fn token(user: &User, serial: &str, state: TokenState, keys: &Keyring) -> Token {
-    let id = TokenId::new_random();
-    Token {
-        sealed_secret: keys.seal(&OsRandom, Purpose::OtpSecret, &id.to_string(), b"12345678901234567890"),
-        id,
-        user_id: user.id,
-        serial: serial.into(),
-        params: OtpParams::default(),
-        counter: 0,
-        drift: 0,
-        state,
-        description: String::new(),
-        created_at: at(0),
-        last_used_at: None,
-        oob: None,
-    }
 }
 
 fn attempt(user: &User, verdict: Verdict, policy: &Policy, t: Timestamp) -> AuthAttempt {

@@ -4,65 +4,24 @@
 //! `DATABASE_URL` names; skipped with a message when PostgreSQL is not
 //! installed (unless TESSERA_REQUIRE_TOOLS=1).
 
+mod common;
+use common::{active_token, at, user};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_core::audit::{Actor, AuditRecord};
-use tessera_core::clock::Timestamp;
-use tessera_core::keys::{Keyring, MasterKey, Purpose};
-use tessera_core::lockout::LockState;
-use tessera_core::model::{AccessRecord, Token, TokenId, TokenState, User, UserId};
+use tessera_core::keys::{Keyring, MasterKey};
+use tessera_core::model::{AccessRecord, User};
 use tessera_core::policy::Policy;
 use tessera_core::random::OsRandom;
 use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, Store, StoreError, Verdict};
-use tessera_otp::OtpParams;
 use tessera_store::postgres::testing;
 use tessera_store::{PgOptions, PgStore};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-const T0: i64 = 1_800_000_000_000;
-
-fn at(offset_s: i64) -> Timestamp {
-    Timestamp(T0 + offset_s * 1000)
-}
-
 fn on(node: &str, action: &str) -> AuditRecord {
     AuditRecord::new(at(0), node, &Actor::new("test"), action)
-}
-
-fn user(name: &str) -> User {
-    User {
-        id: UserId::new_random(),
-        realm: "default".into(),
-        username: name.into(),
-        password_hash: None,
-        disabled: false,
-        registered: false,
-        lock: LockState::default(),
-        last_attempt: None,
-        last_success: None,
-        grace_used: 0,
-        created_at: at(0),
-    }
-}
-
-fn token(user: &User, serial: &str, keys: &Keyring) -> Token {
-    let id = TokenId::new_random();
-    Token {
-        sealed_secret: keys.seal(&OsRandom, Purpose::OtpSecret, &id.to_string(), b"12345678901234567890"),
-        id,
-        user_id: user.id,
-        serial: serial.into(),
-        params: OtpParams::default(),
-        counter: 0,
-        drift: 0,
-        state: TokenState::Active,
-        description: String::new(),
-        created_at: at(0),
-        last_used_at: None,
-        oob: None,
-    }
 }
 
 fn attempt(node: &str, user: &User, verdict: Verdict, policy: &Policy) -> AuthAttempt {
@@ -106,7 +65,7 @@ async fn two_nodes_stay_exact() {
     let Some((a, b, keys, _)) = two_nodes().await else { return };
     let u = user("shared");
     a.create_user(&u, on("node-a", "user.add")).await.unwrap();
-    let t = token(&u, "S1", &keys);
+    let t = active_token(&u, "S1", &keys);
     b.create_token(&t, on("node-b", "token.add")).await.unwrap();
 
     // the same code on both nodes at once: accepted once

@@ -2,58 +2,18 @@
 //! change stream make a replica's replicated tables equal to the primary's,
 //! deletions included, and login state never moves backwards on apply.
 
+mod common;
+use common::{active_token, at, user};
 use tessera_core::audit::{Actor, AuditRecord};
-use tessera_core::clock::Timestamp;
-use tessera_core::keys::{Keyring, MasterKey, Purpose};
-use tessera_core::lockout::LockState;
-use tessera_core::model::{Token, TokenId, TokenState, User, UserId};
+use tessera_core::keys::{Keyring, MasterKey};
 use tessera_core::random::OsRandom;
 use tessera_core::replication::ChangePage;
 use tessera_core::store::{Store, UserChange};
-use tessera_otp::OtpParams;
 use tessera_store::sqlite::replication::ReplicationLog;
 use tessera_store::{SqliteOptions, SqliteStore};
 
-fn at(s: i64) -> Timestamp {
-    Timestamp(1_800_000_000_000 + s * 1000)
-}
-
 fn audit(action: &str) -> AuditRecord {
     AuditRecord::new(at(0), "n", &Actor::new("test"), action)
-}
-
-fn user(name: &str) -> User {
-    User {
-        id: UserId::new_random(),
-        realm: "default".into(),
-        username: name.into(),
-        password_hash: None,
-        disabled: false,
-        registered: false,
-        lock: LockState::default(),
-        last_attempt: None,
-        last_success: None,
-        grace_used: 0,
-        created_at: at(0),
-    }
-}
-
-fn token(u: &User, serial: &str, keys: &Keyring) -> Token {
-    let id = TokenId::new_random();
-    Token {
-        sealed_secret: keys.seal(&OsRandom, Purpose::OtpSecret, &id.to_string(), b"12345678901234567890"),
-        id,
-        user_id: u.id,
-        serial: serial.into(),
-        params: OtpParams::default(),
-        counter: 0,
-        drift: 0,
-        state: TokenState::Active,
-        description: String::new(),
-        created_at: at(0),
-        last_used_at: None,
-        oob: None,
-    }
 }
 
 fn sync(from: &ReplicationLog, to: &ReplicationLog) {
@@ -77,7 +37,7 @@ async fn snapshot_then_changes_converge_including_deletions() {
 
     let alice = user("alice");
     p.create_user(&alice, audit("user.add")).await.unwrap();
-    p.create_token(&token(&alice, "T1", &keys), audit("token.add")).await.unwrap();
+    p.create_token(&active_token(&alice, "T1", &keys), audit("token.add")).await.unwrap();
     let mut images = Vec::new();
     let head = plog
         .snapshot(|i| {
@@ -95,7 +55,7 @@ async fn snapshot_then_changes_converge_including_deletions() {
     // a deleted token; a child created before its parent's later update.
     let bob = user("bob");
     p.create_user(&bob, audit("user.add")).await.unwrap();
-    p.create_token(&token(&bob, "T2", &keys), audit("token.add")).await.unwrap();
+    p.create_token(&active_token(&bob, "T2", &keys), audit("token.add")).await.unwrap();
     p.update_user(&bob.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
     let t1 = p.tokens_for_user(&alice.id).await.unwrap().remove(0);
     p.delete_token(&t1.id, audit("token.delete")).await.unwrap();
@@ -141,7 +101,7 @@ async fn a_new_snapshot_keeps_codes_used_locally() {
     };
     let alice = user("alice");
     p.create_user(&alice, audit("user.add")).await.unwrap();
-    let t = token(&alice, "T1", &keys);
+    let t = active_token(&alice, "T1", &keys);
     p.create_token(&t, audit("token.add")).await.unwrap();
     snapshot();
 
