@@ -144,6 +144,20 @@ async fn primary_and_two_replicas_follow_refuse_writes_and_share_used_codes() {
     assert!(locked.is_some(), "the lock reached the other replica: {}", status(&r2));
     assert_eq!(r2.validate("dave", &totp_now(SECRET, 0)).await["result"], "reject", "locked on every node");
 
+    // Bad forwarded state is refused whole and changes nothing; a wrong
+    // token is refused before anything is read.
+    let before = status(&p)["user"].clone();
+    let dave_id: i64 = before["id"].as_str().unwrap().parse().unwrap();
+    let forward = |key: &str, body: Value| {
+        p.client().post(p.url("/api/v1/replication/auth-state")).bearer_auth(key.to_string()).json(&body).send()
+    };
+    let bad = json!([{"user": dave_id, "token_state": "", "used_codes": [["zz", 1]], "failures": 3}]);
+    assert_eq!(forward(&token, bad.clone()).await.unwrap().status(), 400);
+    let bad_state = json!([{"user": dave_id, "token_state": "ff00", "used_codes": [], "failures": 3}]);
+    assert_eq!(forward(&token, bad_state).await.unwrap().status(), 400);
+    assert_eq!(forward("tsj_wrong", bad).await.unwrap().status(), 401);
+    assert_eq!(status(&p)["user"], before, "refused input changed nothing");
+
     // Status shows the role, primary and position.
     let s: Value = serde_json::from_str(&r1.ok(&["replica", "status", "--json"])).unwrap();
     assert_eq!(s["role"], "replica");

@@ -186,8 +186,9 @@ async fn check(r: reqwest::Response) -> Result<reqwest::Response, ClientError> {
     Err(ClientError::Refused { status: status.as_u16(), message })
 }
 
+/// Wall-clock Unix ms (replication compares clocks across nodes, so this is
+/// the system clock, not an injected one).
 pub fn now_ms() -> i64 {
-    #[allow(clippy::disallowed_methods)]
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    d.as_millis() as i64
+    use tessera_core::clock::Clock;
+    tessera_core::clock::SystemClock.now().0
 }

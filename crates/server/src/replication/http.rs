@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tessera_core::replication::{AuthStateForward, ChangePage, Claim, ClaimAnswer, Hello, Role, join_token_allowed};
 use tessera_core::store::MetaKey;
-use tessera_store::sqlite::replication::ForwardedLogins;
+use tessera_store::sqlite::replication::{ForwardedLogins, merge_token_state};
 
 use super::Replication;
 use super::client::now_ms;
@@ -183,11 +183,26 @@ async fn auth_state(
     if forwards.len() > 1000 {
         return Err(ApiError::invalid("at most 1000 users per request"));
     }
+    // Checked whole before anything is merged: a bad entry refuses the
+    // request and changes nothing.
+    let mut parsed = Vec::with_capacity(forwards.len());
+    for f in &forwards {
+        if !f.token_state.is_empty() && merge_token_state(Some(&f.token_state), None).is_err() {
+            return Err(ApiError::invalid("token_state: not a token state"));
+        }
+        let used = f
+            .used_codes
+            .iter()
+            .map(|(d, at)| match hex::decode(d) {
+                Ok(d) if d.len() == 32 => Ok((d, *at)),
+                _ => Err(ApiError::invalid("used_codes: each digest is 64 hex digits")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        parsed.push(used);
+    }
     let log = repl.log.clone();
     blocking(move || {
-        for f in &forwards {
-            let used =
-                f.used_codes.iter().filter_map(|(d, at)| hex::decode(d).ok().map(|d| (d, *at))).collect::<Vec<_>>();
+        for (f, used) in forwards.iter().zip(parsed) {
             let ts = (!f.token_state.is_empty()).then_some(f.token_state.as_slice());
             let logins = ForwardedLogins { failures: f.failures, last_success_at: f.last_success_at, now: now_ms() };
             log.merge_auth_state(f.user, ts, &used, &logins)?;
