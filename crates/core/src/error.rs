@@ -53,7 +53,7 @@ impl CoreError {
                 | CoreError::NotFound(_)
                 | CoreError::Conflict(_)
                 | CoreError::CodeMismatch
-                | CoreError::Store(StoreError::ReadOnly(_))
+                | CoreError::Store(StoreError::ReadOnly(_) | StoreError::Fenced(_))
                 | CoreError::Password(PasswordError::TooShort | PasswordError::TooLong)
         )
     }

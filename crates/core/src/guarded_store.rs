@@ -1,7 +1,13 @@
 //! A [`Store`] that refuses administrative writes while this node is a
 //! replica (the primary owns the data; its change stream would overwrite
-//! a local edit anyway). Logins and everything node-local go through: a
-//! replica authenticates on its own.
+//! a local edit anyway) or fenced (it may have been replaced as primary and
+//! has not confirmed its role). Logins and everything node-local go
+//! through: a replica authenticates on its own.
+//!
+//! On a replica it also enforces cluster-wide replay protection: before a
+//! login consumes a code, a backup code or a challenge State, the primary
+//! takes it ([`ReplayGuard`]), so whatever was accepted on one node is
+//! refused on every other node while the primary answers.
 
 use std::sync::Arc;
 
@@ -16,39 +22,55 @@ use crate::model::{
 };
 use crate::policy::Policy;
 use crate::realm::Realm;
-use crate::replication::read_only_message;
+use crate::replication::{ClaimItem, read_only_message};
 use crate::store::{
     AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor,
     InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Store, StoreError, UserChange, UserQuery,
     Verdict,
 };
 
-/// Whether this node takes administrative writes, shared with whatever
-/// follows the primary (which flips it on promotion and demotion).
-/// The strict replay guard of a replica (`[replication] replay_guard =
-/// "strict"`): before a code is accepted here, the primary takes its step.
-#[async_trait]
-pub trait ReplayGuard: Send + Sync {
-    /// `Some(true)`: the primary took the step; `Some(false)`: another node
-    /// used it (the primary's state has been merged here, so the local
-    /// check now refuses it as a replay); `None`: no answer in time, decide
-    /// locally.
-    async fn claim(&self, user: i64, token: i64, step: i64, drift: i32) -> Option<bool>;
+/// What the primary said to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Taken now: this node may accept.
+    Claimed,
+    /// Another node used it first. For a code or backup code the primary's
+    /// state has been merged here, so the local check refuses it as a replay.
+    Used,
+    /// The primary refused it (outside what the policy allows, unknown
+    /// user); audited there. The login is refused, not counted.
+    Refused,
+    /// No answer in time: this node decides on its own data.
+    NoAnswer,
 }
 
+/// Cluster-wide replay protection on a replica: the primary takes each
+/// consumed factor before this node accepts it.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync {
+    async fn claim(&self, item: ClaimItem) -> ClaimOutcome;
+}
+
+/// Whether this node takes administrative writes, shared with whatever
+/// follows the primary (which flips it on promotion, demotion and fencing).
 #[derive(Default)]
 pub struct WriteGate {
     /// `Some(primary)` while this node is a replica.
     replica_of: RwLock<Option<String>>,
-    /// Told the user id of every login a replica accepted, so its new
-    /// login state (used step, used backup code) reaches the primary.
-    on_login: std::sync::OnceLock<Box<dyn Fn(i64, bool) + Send + Sync>>,
+    /// `Some(why)` while this node is fenced.
+    fence: RwLock<Option<String>>,
+    /// Told the user id of every login decided here while a replica, so the
+    /// forwarder wakes up (the login's state itself is in the store's outbox).
+    on_login: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
     replay_guard: std::sync::OnceLock<Arc<dyn ReplayGuard>>,
 }
 
 impl std::fmt::Debug for WriteGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteGate").field("replica_of", &self.replica_of).finish_non_exhaustive()
+        f.debug_struct("WriteGate")
+            .field("replica_of", &self.replica_of)
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,37 +79,52 @@ impl WriteGate {
         *self.replica_of.write().unwrap_or_else(|e| e.into_inner()) = primary;
     }
 
-    /// Sets the login hook (once): user id, and whether the login was accepted
-    /// (else it was a counted failure).
-    pub fn on_login(&self, hook: impl Fn(i64, bool) + Send + Sync + 'static) {
+    pub fn set_fence(&self, why: Option<String>) {
+        *self.fence.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    pub fn fence(&self) -> Option<String> {
+        self.fence.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets the login hook (once).
+    pub fn on_login(&self, hook: impl Fn(i64) + Send + Sync + 'static) {
         let _ = self.on_login.set(Box::new(hook));
     }
 
     fn login_decided(&self, user: i64, outcome: &AuthOutcome) {
-        let accepted = match outcome {
-            AuthOutcome::Accepted => true,
-            AuthOutcome::Failed { .. } => false,
-            _ => return,
-        };
+        if !matches!(outcome, AuthOutcome::Accepted | AuthOutcome::Failed { .. }) {
+            return;
+        }
         if self.replica_of.read().unwrap_or_else(|e| e.into_inner()).is_some()
             && let Some(hook) = self.on_login.get()
         {
-            hook(user, accepted);
+            hook(user);
         }
     }
 
-    /// Sets the strict replay guard (once); used only while a replica.
+    /// Sets the replay guard (once); used only while a replica.
     pub fn set_replay_guard(&self, guard: Arc<dyn ReplayGuard>) {
         let _ = self.replay_guard.set(guard);
     }
 
-    fn strict_guard(&self) -> Option<Arc<dyn ReplayGuard>> {
+    fn replay_guard(&self) -> Option<Arc<dyn ReplayGuard>> {
         let replica = self.replica_of.read().unwrap_or_else(|e| e.into_inner()).is_some();
         if replica { self.replay_guard.get().cloned() } else { None }
     }
 
     pub fn replica_of(&self) -> Option<String> {
         self.replica_of.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if let Some(primary) = &*self.replica_of.read().unwrap_or_else(|e| e.into_inner()) {
+            return Err(StoreError::ReadOnly(read_only_message(Some(primary))));
+        }
+        if let Some(why) = &*self.fence.read().unwrap_or_else(|e| e.into_inner()) {
+            return Err(StoreError::Fenced(format!("this node takes no changes now: {why}")));
+        }
+        Ok(())
     }
 }
 
@@ -102,29 +139,36 @@ impl GuardedStore {
         GuardedStore { inner, gate }
     }
 
-    /// A verified token code under the strict guard: the primary takes the
-    /// step first; the local store then applies the attempt as usual (and
-    /// refuses it as a replay if the primary said it was used).
+    /// A verified code or backup code on a replica: the primary takes it
+    /// first; the local store then applies the attempt as usual (and
+    /// refuses it as a replay if the primary said another node used it).
     async fn commit_guarded(
         &self,
-        attempt: AuthAttempt,
+        mut attempt: AuthAttempt,
         guard: Option<Arc<dyn ReplayGuard>>,
-    ) -> Result<AuthOutcome, StoreError> {
-        if let (Some(guard), Verdict::Verified(Factor::Token { token_id, matched, drift })) = (guard, &attempt.verdict)
+    ) -> Result<(AuthOutcome, Verdict), StoreError> {
+        let item = match &attempt.verdict {
+            Verdict::Verified(Factor::Token { token_id, matched, drift }) => {
+                Some(ClaimItem::Step { user: attempt.user_id.0, token: token_id.0, step: *matched, drift: *drift })
+            }
+            Verdict::Verified(Factor::BackupCode { digest }) => {
+                Some(ClaimItem::BackupCode { user: attempt.user_id.0, digest: digest.to_vec() })
+            }
+            _ => None,
+        };
+        if let (Some(guard), Some(item)) = (guard, item)
+            && guard.claim(item).await == ClaimOutcome::Refused
         {
-            let _ = guard.claim(attempt.user_id.0, token_id.0, *matched, *drift).await;
+            attempt.verdict = Verdict::Refused("refused_by_primary");
         }
-        let user = attempt.user_id;
+        let (user, verdict) = (attempt.user_id, attempt.verdict.clone());
         let outcome = self.inner.commit_attempt(attempt).await?;
         self.gate.login_decided(user.0, &outcome);
-        Ok(outcome)
+        Ok((outcome, verdict))
     }
 
     fn writable(&self) -> Result<(), StoreError> {
-        match &*self.gate.replica_of.read().unwrap_or_else(|e| e.into_inner()) {
-            Some(primary) => Err(StoreError::ReadOnly(read_only_message(Some(primary)))),
-            None => Ok(()),
-        }
+        self.gate.writable()
     }
 }
 
@@ -203,26 +247,34 @@ impl Store for GuardedStore {
     }
 
     async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
-        self.commit_guarded(attempt, self.gate.strict_guard()).await
+        self.commit_guarded(attempt, self.gate.replay_guard()).await.map(|(outcome, _)| outcome)
     }
 
     async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError> {
-        let Some(guard) = self.gate.strict_guard() else {
+        let Some(guard) = self.gate.replay_guard() else {
             let auth = self.inner.authenticate(request).await?;
             if let Authentication::Decided { user_id, outcome, .. } = &auth {
                 self.gate.login_decided(user_id.0, outcome);
             }
             return Ok(auth);
         };
-        // Strict: a verified code is not applied inside the store's step
-        // (the primary must be asked first, which cannot happen there); it
-        // is deferred and applied through `commit_attempt` after the claim.
         let mut request = request;
+        // A challenge State is taken at the primary before anything else: a
+        // State used on another node skips no password here.
+        if let Some(ticket) = request.state {
+            let item = ClaimItem::State { nonce: ticket.nonce.to_vec(), expires_at: ticket.expires_at.0 };
+            if matches!(guard.claim(item).await, ClaimOutcome::Used | ClaimOutcome::Refused) {
+                request.evaluate = Box::new(|_| Evaluation::Decided(Verdict::Refused("state_reused")));
+            }
+        }
+        // A verified code or backup code is not applied inside the store's
+        // step (the primary must be asked first, which cannot happen there);
+        // it is deferred and applied through `commit_attempt` after the claim.
         let held: Arc<std::sync::Mutex<Option<Verdict>>> = Arc::default();
         let evaluate = std::mem::replace(&mut request.evaluate, Box::new(|_| Evaluation::Deferred));
         let hold = held.clone();
         request.evaluate = Box::new(move |snapshot| match evaluate(snapshot) {
-            Evaluation::Decided(v @ Verdict::Verified(Factor::Token { .. })) => {
+            Evaluation::Decided(v @ Verdict::Verified(Factor::Token { .. } | Factor::BackupCode { .. })) => {
                 *hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
                 Evaluation::Deferred
             }
@@ -233,8 +285,8 @@ impl Store for GuardedStore {
         let verdict = held.lock().unwrap_or_else(|e| e.into_inner()).take();
         match (auth, verdict) {
             (Authentication::Deferred { user, .. }, Some(verdict)) => {
-                let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
-                let outcome = self.commit_guarded(attempt, Some(guard)).await?;
+                let attempt = AuthAttempt { user_id: user.id, access, verdict, policy, audit };
+                let (outcome, verdict) = self.commit_guarded(attempt, Some(guard)).await?;
                 Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
             }
             (auth, _) => {

@@ -133,6 +133,11 @@ pub enum Purpose {
     BackupMacKey,
     /// A web-console administrator's own TOTP secret (row = admin id).
     AdminTotp,
+    /// Proof of holding the master key when a node joins a cluster (row =
+    /// the nonce, node and certificate it is bound to); never stored.
+    JoinProof,
+    /// A node's own replication identity key (row = node name).
+    NodeIdentity,
 }
 
 impl Purpose {
@@ -145,6 +150,8 @@ impl Purpose {
             Purpose::RealmSecret => "realm-secret",
             Purpose::BackupMacKey => "backup-mac-key",
             Purpose::AdminTotp => "admin-totp",
+            Purpose::JoinProof => "join-proof",
+            Purpose::NodeIdentity => "node-identity",
         }
     }
 }

@@ -47,6 +47,11 @@ pub enum StoreError {
     /// the primary; see `replication::read_only_message`).
     #[error("{0}")]
     ReadOnly(String),
+    /// A change refused because this node is fenced: it may have been
+    /// replaced as primary and has not confirmed its role (the message says
+    /// why and what to run; see `replication::fencing`).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// A listing filter for users.

@@ -64,6 +64,7 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             CoreError::CodeMismatch => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "code_mismatch", e.to_string()),
             CoreError::Store(StoreError::ReadOnly(m)) => ApiError::new(StatusCode::CONFLICT, "read_only_replica", m),
+            CoreError::Store(StoreError::Fenced(m)) => ApiError::new(StatusCode::CONFLICT, "fenced", m),
             CoreError::Store(StoreError::Unavailable(_)) => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::unavailable()

@@ -9,6 +9,7 @@
 /// The tamper-evident audit chain: linking, pruning anchors, verification.
 mod admins;
 pub mod audit_chain;
+pub mod cluster;
 mod inventory;
 mod readers;
 pub mod replication;
@@ -132,6 +133,9 @@ pub struct SqliteStore {
     writer: Writer,
     policy_cache: parking_lot::Mutex<Option<(std::time::Instant, Policy)>>,
     sql: Sql,
+    /// While this node is a replica, every decided login is also written to
+    /// `repl_outbox` in its own transaction, until the primary has it.
+    login_journal: std::sync::atomic::AtomicBool,
 }
 
 /// Statement texts built once (they are also the statement-cache keys).
@@ -282,6 +286,7 @@ impl SqliteStore {
             writer,
             policy_cache: parking_lot::Mutex::new(None),
             sql: Sql::new(),
+            login_journal: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -289,11 +294,21 @@ impl SqliteStore {
         &self.path
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    /// Turns the login journal (`repl_outbox`) on while this node is a
+    /// replica, off otherwise.
+    pub fn set_login_journal(&self, on: bool) {
+        self.login_journal.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn journal(&self) -> bool {
+        self.login_journal.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         self.readers.with(|c| f(c)).map_err(map_err)
     }
 
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -354,7 +369,7 @@ fn sort_tokens(tokens: &mut [Token]) {
 
 /// Every audit record goes through here, inside the writer's transaction,
 /// and is linked into its node's hash chain (see [`audit_chain`]).
-fn insert_audit(conn: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
+pub(crate) fn insert_audit(conn: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
     audit_chain::insert(conn, a)
 }
 
@@ -472,9 +487,9 @@ fn token_floor(
 
 /// The lock-and-replay decision for one attempt; runs inside the writer's
 /// transaction, so attempts are applied one at a time.
-fn apply_attempt(conn: &Connection, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+fn apply_attempt(conn: &Connection, attempt: AuthAttempt, journal: bool) -> Result<AuthOutcome, StoreError> {
     match read_auth_state(conn, attempt.user_id)? {
-        Some(state) => apply_to(conn, attempt, state),
+        Some(state) => apply_to(conn, attempt, state, journal),
         None => {
             // Deleted between the engine's read and now.
             let mut audit = attempt.audit;
@@ -485,7 +500,12 @@ fn apply_attempt(conn: &Connection, attempt: AuthAttempt) -> Result<AuthOutcome,
     }
 }
 
-fn apply_to(conn: &Connection, attempt: AuthAttempt, state: UserAuthState) -> Result<AuthOutcome, StoreError> {
+fn apply_to(
+    conn: &Connection,
+    attempt: AuthAttempt,
+    state: UserAuthState,
+    journal: bool,
+) -> Result<AuthOutcome, StoreError> {
     let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
     let UserAuthState { disabled, lock, tokens: mut states } = state;
     let now = access.at;
@@ -578,6 +598,9 @@ fn apply_to(conn: &Connection, attempt: AuthAttempt, state: UserAuthState) -> Re
         ])
     })
     .map_err(map_err)?;
+    if journal {
+        cluster::journal_login(conn, user_id.0, now.0, &verdict, &outcome)?;
+    }
     finish_attempt_audit(&mut audit, &verdict, &outcome);
     insert_audit(conn, &audit)?;
     Ok(outcome)
@@ -866,12 +889,14 @@ impl Store for SqliteStore {
     }
 
     async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
-        self.write_hot(move |c| apply_attempt(c, attempt)).await
+        let journal = self.journal();
+        self.write_hot(move |c| apply_attempt(c, attempt, journal)).await
     }
 
     async fn authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
         let user_sql = self.sql.user_by_name.clone();
         let tokens_sql = self.sql.tokens_for_user.clone();
+        let journal = self.journal();
         // Runs on the writer's connection, whose page cache stays warm
         // (readers lose theirs at every commit), in the batch transaction:
         // the read, the evaluation and the update see one state.
@@ -903,8 +928,11 @@ impl Store for SqliteStore {
                 if fresh == 0 {
                     let verdict = Verdict::Refused("state_reused");
                     let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
-                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states))?;
+                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states), journal)?;
                     return Ok(Authentication::Decided { user_id: user.id, verdict, outcome });
+                }
+                if journal {
+                    cluster::journal_state(c, user.id.0, access.at.0, &ticket.nonce, ticket.expires_at.0)?;
                 }
             }
             let snapshot = WriterSnapshot { conn: c, user: &user, tokens: &tokens };
@@ -912,7 +940,7 @@ impl Store for SqliteStore {
                 Evaluation::Deferred => Ok(Authentication::Deferred { user: Box::new(user), tokens }),
                 Evaluation::Decided(verdict) => {
                     let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
-                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states))?;
+                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states), journal)?;
                     Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
                 }
             }

@@ -65,6 +65,7 @@ const TABLES: &[TableSpec] = &[
     TableSpec { name: "realms", key: &[("name", KeyKind::Text)] },
     TableSpec { name: "inventory", key: &[("id", KeyKind::Int)] },
     TableSpec { name: "admins", key: &[("id", KeyKind::Int)] },
+    TableSpec { name: "repl_nodes", key: &[("name", KeyKind::Text)] },
 ];
 
 /// `meta` keys that are the cluster's, not the node's.
@@ -75,7 +76,7 @@ pub const REPLICATED_META: &[&str] = &[
     "backup_mac_key",
     "directory_cache_generation",
     "key_rotation",
-    "replication_tokens",
+    "key_rotation_next",
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -341,7 +342,8 @@ impl ReplicationLog {
         change(&mut s);
         tx.execute(
             "UPDATE repl_state SET role = ?1, epoch = ?2, primary_url = ?3, primary_name = ?4, pin = ?5, \
-             position = ?6, pruned_through = ?7, last_contact_at = ?8, clock_offset_ms = ?9, lag_ms = ?10 WHERE id = 1",
+             position = ?6, pruned_through = ?7, last_contact_at = ?8, clock_offset_ms = ?9, lag_ms = ?10, \
+             fence = ?11 WHERE id = 1",
             params![
                 s.role.as_str(),
                 s.epoch,
@@ -352,26 +354,13 @@ impl ReplicationLog {
                 s.pruned_through,
                 s.last_contact_at,
                 s.clock_offset_ms,
-                s.lag_ms
+                s.lag_ms,
+                s.fence
             ],
         )
         .map_err(map_err)?;
         tx.commit().map_err(map_err)?;
         Ok(s)
-    }
-
-    /// The sealed join token of a replica (to authenticate to its primary).
-    pub fn join_token(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.connect(false)?
-            .query_row("SELECT join_token FROM repl_state WHERE id = 1", [], |r| r.get(0))
-            .map_err(map_err)
-    }
-
-    pub fn set_join_token(&self, sealed: Option<&[u8]>) -> Result<(), StoreError> {
-        self.connect(true)?
-            .execute("UPDATE repl_state SET join_token = ?1 WHERE id = 1", [sealed])
-            .map(|_| ())
-            .map_err(map_err)
     }
 
     /// Forgets deletions logged before `before` (Unix seconds; they would
@@ -402,86 +391,23 @@ impl ReplicationLog {
         Ok(n)
     }
 
-    /// Merges login state a replica forwards (token counter floors, used
-    /// backup codes) into this node's rows; the result flows back out in
-    /// the change stream, so a code used anywhere is refused everywhere.
-    pub fn merge_auth_state(
+    /// Merges the primary's login state of one user into this replica's
+    /// rows (after the primary said a code or backup code was used by
+    /// another node), so the local check refuses it as a replay before the
+    /// change stream brings it. Login state only moves forward.
+    pub fn merge_from_primary(
         &self,
         user: i64,
         token_state: Option<&[u8]>,
         used_codes: &[(Vec<u8>, i64)],
-        logins: &ForwardedLogins,
     ) -> Result<bool, StoreError> {
         let mut conn = self.connect(true)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
         if !merge_login_state(&tx, user, token_state, used_codes)? {
             return Ok(false);
         }
-        if logins.failures > 0 || logins.last_success_at.is_some() {
-            merge_lock(&tx, user, logins)?;
-        }
         tx.commit().map_err(map_err)?;
         Ok(true)
-    }
-
-    /// Strict replay guard, on the primary: takes `step` of `token` for
-    /// `user` if no node used it yet (the floor moves to `step + 1`, and the
-    /// change stream carries it to every replica). Returns whether it was
-    /// taken, and the user's token state after, for a refused replica to
-    /// merge.
-    pub fn claim(
-        &self,
-        user: i64,
-        token: i64,
-        step: i64,
-        drift: i32,
-        now_ms: i64,
-    ) -> Result<(bool, Option<Vec<u8>>), StoreError> {
-        let mut conn = self.connect(true)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
-        let state: Option<Option<Vec<u8>>> = tx
-            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
-            .optional()
-            .map_err(map_err)?;
-        let counter: Option<i64> = tx
-            .query_row(
-                "SELECT counter FROM tokens WHERE id = ?1 AND user_id = ?2 AND state = 'active'",
-                [token, user],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(map_err)?;
-        let (Some(state), Some(counter)) = (state, counter) else { return Ok((false, None)) };
-        let mut states =
-            TokenStates::decode(state.as_deref()).map_err(|e| StoreError::Corrupt(format!("token state: {e}")))?;
-        let floor = states.get(token).map_or(counter, |e| e.counter.max(counter));
-        if step < floor {
-            return Ok((false, state));
-        }
-        states.set(super::token_state::Entry { token, counter: step + 1, drift, last_used: now_ms });
-        let blob = states.encode();
-        tx.execute("UPDATE users SET token_state = ?1 WHERE id = ?2", params![blob, user]).map_err(map_err)?;
-        tx.commit().map_err(map_err)?;
-        Ok((true, blob))
-    }
-
-    /// A user's login state as a replica forwards it.
-    pub fn auth_state(&self, user: i64) -> Result<Option<LoginState>, StoreError> {
-        let conn = self.connect(false)?;
-        let ts: Option<Option<Vec<u8>>> = conn
-            .query_row("SELECT token_state FROM users WHERE id = ?1", [user], |r| r.get(0))
-            .optional()
-            .map_err(map_err)?;
-        let Some(ts) = ts else { return Ok(None) };
-        let mut stmt = conn
-            .prepare_cached("SELECT digest, used_at FROM backup_codes WHERE user_id = ?1 AND used_at IS NOT NULL")
-            .map_err(map_err)?;
-        let used = stmt
-            .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(map_err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(map_err)?;
-        Ok(Some((ts, used)))
     }
 }
 
@@ -533,70 +459,6 @@ fn local_login_state(conn: &Connection) -> Result<std::collections::BTreeMap<i64
     Ok(out)
 }
 
-/// Logins a replica decided, for the primary's lockout and last success.
-#[derive(Debug, Clone, Default)]
-pub struct ForwardedLogins {
-    /// Failures counted after the last success below (if any).
-    pub failures: u32,
-    pub last_success_at: Option<i64>,
-    /// The primary's clock, for lock expiry.
-    pub now: i64,
-}
-
-/// Counts a replica's failures toward the user's lock on the primary, with
-/// the primary's policy, as if they had happened here; a success first
-/// clears the count, as a login here would.
-fn merge_lock(conn: &Connection, user: i64, logins: &ForwardedLogins) -> Result<(), StoreError> {
-    use tessera_core::clock::Timestamp;
-    use tessera_core::lockout::LockState;
-    let policy: String =
-        conn.query_row("SELECT value FROM meta WHERE key = 'policy'", [], |r| r.get(0)).map_err(map_err)?;
-    let policy: tessera_core::policy::Policy =
-        serde_json::from_str(&policy).map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))?;
-    let (failures, locked_at, lock_until, throttle_until, last_success): (
-        u32,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    ) = conn
-        .query_row(
-            "SELECT failures, locked_at, lock_until, throttle_until, last_success_at FROM users WHERE id = ?1",
-            [user],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .map_err(map_err)?;
-    let mut lock = LockState {
-        failures,
-        locked_at: locked_at.map(Timestamp),
-        lock_until: lock_until.map(Timestamp),
-        throttle_until: throttle_until.map(Timestamp),
-    };
-    let mut success = last_success;
-    if let Some(at) = logins.last_success_at
-        && last_success.is_none_or(|s| s < at)
-    {
-        lock = lock.after_success();
-        success = Some(at);
-    }
-    for _ in 0..logins.failures.min(1000) {
-        lock = lock.after_failure(&policy, Timestamp(logins.now));
-    }
-    conn.execute(
-        "UPDATE users SET failures = ?1, locked_at = ?2, lock_until = ?3, throttle_until = ?4, last_success_at = ?5          WHERE id = ?6",
-        params![
-            lock.failures,
-            lock.locked_at.map(|t| t.0),
-            lock.lock_until.map(|t| t.0),
-            lock.throttle_until.map(|t| t.0),
-            success,
-            user
-        ],
-    )
-    .map_err(map_err)?;
-    Ok(())
-}
-
 fn head(conn: &Connection) -> Result<i64, StoreError> {
     conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM repl_changes", [], |r| r.get(0)).map_err(map_err)
 }
@@ -604,7 +466,7 @@ fn head(conn: &Connection) -> Result<i64, StoreError> {
 fn read_state(conn: &Connection) -> Result<ReplState, StoreError> {
     conn.query_row(
         "SELECT role, epoch, primary_url, primary_name, pin, position, pruned_through, last_contact_at, \
-         clock_offset_ms, lag_ms FROM repl_state WHERE id = 1",
+         clock_offset_ms, lag_ms, fence FROM repl_state WHERE id = 1",
         [],
         |r| {
             let role: String = r.get(0)?;
@@ -621,6 +483,7 @@ fn read_state(conn: &Connection) -> Result<ReplState, StoreError> {
                     last_contact_at: r.get(7)?,
                     clock_offset_ms: r.get(8)?,
                     lag_ms: r.get(9)?,
+                    fence: r.get(10)?,
                 },
             ))
         },
