@@ -528,15 +528,13 @@ pub enum MetaKey<'a> {
     /// The last audit record id a node's syslog output has queued (decimal),
     /// so records committed while it was down go out when it is back.
     SyslogCursor(&'a str),
-    /// SHA-256 digests (JSON array of hex) of the tokens replicas join with.
-    ReplicationTokens,
 }
 
 impl MetaKey<'_> {
     /// Whether the value is the cluster's (replicated to replicas, so only
     /// the primary may set it) rather than one node's.
     pub fn replicated(&self) -> bool {
-        matches!(self, MetaKey::KeyCheck | MetaKey::BackupMacKey | MetaKey::KeyRotation | MetaKey::ReplicationTokens)
+        matches!(self, MetaKey::KeyCheck | MetaKey::BackupMacKey | MetaKey::KeyRotation)
     }
 
     /// The `meta` table key.
@@ -547,7 +545,6 @@ impl MetaKey<'_> {
             MetaKey::KeyRotation => "key_rotation".into(),
             MetaKey::NodeKey(node) => format!("node_key:{node}"),
             MetaKey::SyslogCursor(node) => format!("syslog_cursor:{node}"),
-            MetaKey::ReplicationTokens => "replication_tokens".into(),
         }
     }
 }

@@ -94,7 +94,7 @@ impl Default for SyslogSection {
 }
 
 /// `[replication]`: primary/replica mode on the embedded database. The
-/// role, primary and pin are set by `tessera replica join|promote|demote`
+/// role, primary and pin are set by `tessera replica join|promote|demote|repoint`
 /// and kept in the database, not here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -102,23 +102,44 @@ pub struct ReplicationSection {
     /// How long a primary remembers deletions for replicas that are away;
     /// one away longer takes a new snapshot by itself when it returns.
     pub log_retention_seconds: u64,
-    /// `local`: a replica accepts a code on its own data (used codes reach
-    /// the other nodes within the replication lag). `strict`: the primary
-    /// takes the code's step first, so a code is never accepted twice across
-    /// nodes while the primary is up.
+    /// `cluster` (default): before a replica accepts a code, a backup code
+    /// or a challenge State, the primary takes it, so none is accepted twice
+    /// across nodes while the primary answers (`strict` is the old name).
+    /// `local`: a replica decides on its own data; what it consumed reaches
+    /// the other nodes within the replication lag.
     pub replay_guard: String,
-    /// Under `strict`, how long a replica waits for the primary before
+    /// How long a replica waits for the primary's answer to a claim before
     /// deciding on its own (the primary is down or slow).
     pub strict_timeout_ms: u64,
+    /// This node's URL for the other nodes (`https://host:8443`); empty:
+    /// derived from the first `[http] listen` address (the host name when it
+    /// listens on every address).
+    pub advertise_url: String,
+    /// A replica further behind than this makes `/readyz` say `degraded`.
+    pub max_lag_seconds: u64,
+    /// A primary that finds it was replaced (a newer epoch elsewhere)
+    /// follows the new primary by itself; `false`: it stays fenced until an
+    /// administrator runs `tessera replica demote`.
+    pub follow_newer_primary: bool,
 }
 
 impl Default for ReplicationSection {
     fn default() -> Self {
         ReplicationSection {
             log_retention_seconds: 7 * 24 * 3600,
-            replay_guard: "local".into(),
+            replay_guard: "cluster".into(),
             strict_timeout_ms: 500,
+            advertise_url: String::new(),
+            max_lag_seconds: 30,
+            follow_newer_primary: true,
         }
+    }
+}
+
+impl ReplicationSection {
+    /// Whether replicas have the primary take what they consume.
+    pub fn cluster_wide_replay(&self) -> bool {
+        matches!(self.replay_guard.as_str(), "cluster" | "strict")
     }
 }
 
@@ -543,9 +564,9 @@ impl Config {
                 tessera_core::names::check_realm(r).map_err(|e| bad(e.to_string()))?;
             }
         }
-        if !matches!(self.replication.replay_guard.as_str(), "local" | "strict") {
+        if !matches!(self.replication.replay_guard.as_str(), "local" | "cluster" | "strict") {
             return Err(ConfigError::Invalid(format!(
-                "replication.replay_guard: `{}` is not `local` or `strict`",
+                "replication.replay_guard: `{}` is not `cluster` or `local`",
                 self.replication.replay_guard
             )));
         }

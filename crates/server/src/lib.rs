@@ -7,6 +7,7 @@
 pub mod config;
 pub mod directory;
 pub mod hasher;
+pub mod health;
 pub mod http;
 pub mod inventory_import;
 pub mod key_watch;

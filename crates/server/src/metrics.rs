@@ -194,6 +194,13 @@ struct Registry {
     replication_lag_ms: AtomicI64,
     /// i64::MIN when never measured.
     replication_offset_ms: AtomicI64,
+    /// 1 following, 0 not following, -1 not a replica (not rendered).
+    replication_following: AtomicI64,
+    replication_claims: [AtomicU64; ClaimMetric::ALL.len()],
+    /// Logins journalled on a replica, not yet taken by the primary (-1: not a replica).
+    replication_outbox: AtomicI64,
+    /// 1 while this node refuses administrative writes as fenced.
+    replication_fenced: AtomicI64,
     config_reloads_ok: AtomicU64,
     config_reloads_failed: AtomicU64,
     config_last_reload_ok: AtomicI64,
@@ -213,6 +220,10 @@ static REGISTRY: Registry = Registry {
     oob_send_failures: [const { AtomicU64::new(0) }; OobChannel::ALL.len()],
     replication_lag_ms: AtomicI64::new(-1),
     replication_offset_ms: AtomicI64::new(i64::MIN),
+    replication_following: AtomicI64::new(-1),
+    replication_claims: [const { AtomicU64::new(0) }; ClaimMetric::ALL.len()],
+    replication_outbox: AtomicI64::new(-1),
+    replication_fenced: AtomicI64::new(0),
     config_reloads_ok: AtomicU64::new(0),
     config_reloads_failed: AtomicU64::new(0),
     config_last_reload_ok: AtomicI64::new(0),
@@ -295,6 +306,47 @@ pub fn set_replication_lag(lag: Option<Duration>) {
 /// primary is ahead), measured at every contact.
 pub fn set_replication_offset(ms: i64) {
     REGISTRY.replication_offset_ms.store(ms.max(i64::MIN + 1), Ordering::Relaxed);
+}
+
+/// What the primary said to a replica's claim (cluster-wide replay protection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimMetric {
+    Claimed,
+    Used,
+    Refused,
+    /// No answer in time: the replica decided on its own data.
+    NoAnswer,
+}
+
+impl ClaimMetric {
+    pub const ALL: [ClaimMetric; 4] = [ClaimMetric::Claimed, ClaimMetric::Used, ClaimMetric::Refused, ClaimMetric::NoAnswer];
+
+    fn label(self) -> &'static str {
+        match self {
+            ClaimMetric::Claimed => "claimed",
+            ClaimMetric::Used => "used",
+            ClaimMetric::Refused => "refused",
+            ClaimMetric::NoAnswer => "no_answer",
+        }
+    }
+}
+
+pub fn replication_claim(outcome: ClaimMetric) {
+    inc(&REGISTRY.replication_claims[outcome as usize]);
+}
+
+/// Whether this replica follows its primary (`None`: not a replica).
+pub fn set_replication_following(following: Option<bool>) {
+    REGISTRY.replication_following.store(following.map_or(-1, i64::from), Ordering::Relaxed);
+}
+
+/// Logins journalled on this replica that the primary has not taken yet.
+pub fn set_replication_outbox(pending: Option<u64>) {
+    REGISTRY.replication_outbox.store(pending.map_or(-1, |n| n.min(i64::MAX as u64) as i64), Ordering::Relaxed);
+}
+
+pub fn set_replication_fenced(fenced: bool) {
+    REGISTRY.replication_fenced.store(i64::from(fenced), Ordering::Relaxed);
 }
 
 /// A configuration reload (SIGHUP) was applied (`ok`) or refused, at
@@ -510,6 +562,42 @@ pub fn render(ext: &External<'_>) -> String {
             lag as f64 / 1e3,
         );
     }
+    let following = r.replication_following.load(Ordering::Relaxed);
+    if following >= 0 {
+        o.single(
+            "tessera_replication_following",
+            "gauge",
+            "1 while this replica follows its primary's change stream, 0 while it cannot.",
+            following as f64,
+        );
+    }
+    let pending = r.replication_outbox.load(Ordering::Relaxed);
+    if pending >= 0 {
+        o.single(
+            "tessera_replication_outbox",
+            "gauge",
+            "Logins decided on this replica that the primary has not taken yet.",
+            pending as f64,
+        );
+    }
+    o.header(
+        "tessera_replication_claims_total",
+        "counter",
+        "Cluster-wide replay protection on a replica: what the primary said to each claim (no_answer: decided locally).",
+    );
+    for c in ClaimMetric::ALL {
+        o.sample(
+            "tessera_replication_claims_total",
+            &format!("outcome=\"{}\"", c.label()),
+            get(&r.replication_claims[c as usize]),
+        );
+    }
+    o.single(
+        "tessera_replication_fenced",
+        "gauge",
+        "1 while this node refuses administrative writes because it may have been replaced as primary.",
+        r.replication_fenced.load(Ordering::Relaxed) as f64,
+    );
     let offset = r.replication_offset_ms.load(Ordering::Relaxed);
     if offset != i64::MIN {
         o.single(

@@ -79,7 +79,8 @@ pub async fn serve(
         stop_rx.clone(),
     )));
     if let Some(repl) = node.replication.clone() {
-        tasks.push(tokio::spawn(crate::replication::follower::run(node.clone(), repl, stop_rx.clone())));
+        let bound = listeners.first().and_then(|l| l.local_addr().ok());
+        tasks.extend(crate::replication::start(node.clone(), repl, bound, stop_rx.clone()).await);
     }
     let (radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
     tasks.extend(radius_tasks);

@@ -476,6 +476,29 @@ fn restore(
         );
     }
 
+    // A primary restored from a backup may be an old copy of a cluster
+    // whose primary lives on: it takes no change until an administrator
+    // names its role (`tessera replica confirm-primary` or `repoint`).
+    if info.schema_version >= 8 {
+        let log = tessera_store::sqlite::replication::ReplicationLog::new(&staged_db);
+        let s = log.state().context("reading the backup's replication state")?;
+        if s.role == tessera_core::replication::Role::Primary {
+            log.set_state(|s| {
+                s.fence = Some(format!(
+                    "{}: confirm it is the cluster's primary with `tessera replica confirm-primary`, or follow the \
+                     live primary with `tessera replica repoint URL`",
+                    tessera_server::replication::fencing::RESTORED
+                ))
+            })
+            .context("fencing the restored primary")?;
+            println!(
+                "  the backup was taken on a primary (epoch {}): the restored node is fenced until you run `tessera \
+                 replica confirm-primary` (it is the primary) or `tessera replica repoint URL` (another node is)",
+                s.epoch
+            );
+        }
+    }
+
     // Where every staged file goes.
     let mut moves: Vec<(PathBuf, PathBuf)> = vec![(staged_db, db.clone())];
     if manifest.file(tessera_backup::TLS_CERT_FILE).is_some() {

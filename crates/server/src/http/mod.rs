@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod replication;
 pub mod serve;
 pub mod ui;
 pub mod validate;
@@ -38,6 +39,10 @@ pub struct AppState {
     pub ui: ui::Shared,
     /// Which listener the request came through.
     pub surface: ui::Surface,
+    /// Outstanding join challenges (replication).
+    pub challenges: std::sync::Arc<replication::Challenges>,
+    /// Enrolled nodes' last reports, written to the database now and then.
+    pub peer_reports: std::sync::Arc<replication::PeerReports>,
 }
 
 /// The TCP peer, inserted per connection by the accept loop.
@@ -50,7 +55,14 @@ pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui: ui::Sh
     let max_body = node.config.http.max_body_bytes;
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
     let ui_cfg = node.config.ui.clone();
-    let state = AppState { node, live, ui, surface: ui::Surface::Main };
+    let state = AppState {
+        node,
+        live,
+        ui,
+        surface: ui::Surface::Main,
+        challenges: Default::default(),
+        peer_reports: Default::default(),
+    };
     // The API's headers (CSP `default-src 'none'`, …) are layered on the API
     // routes only; the UI routes, merged after, carry their own (ui::CSP).
     let api = Router::new()
@@ -60,7 +72,7 @@ pub fn router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui: ui::Sh
         .route("/api/openapi.json", get(openapi::serve))
         .route("/api/v1/validate", post(validate::validate))
         .merge(admin::routes())
-        .merge(crate::replication::http::routes())
+        .merge(replication::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -91,7 +103,14 @@ pub fn portal_router(node: std::sync::Arc<Node>, live: std::sync::Arc<Live>, ui:
     let max_body = node.config.http.max_body_bytes;
     let timeout = Duration::from_secs(node.config.http.request_timeout_seconds.max(1));
     let ui_cfg = node.config.ui.clone();
-    let state = AppState { node, live, ui, surface: ui::Surface::PortalOnly };
+    let state = AppState {
+        node,
+        live,
+        ui,
+        surface: ui::Surface::PortalOnly,
+        challenges: Default::default(),
+        peer_reports: Default::default(),
+    };
     ui::secure(
         ui::routes(ui::Surface::PortalOnly, &ui_cfg)
             .layer(axum::middleware::from_fn_with_state(state.clone(), ui::csrf_guard))

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::PeerAddr;
+use super::replication::PeerCert;
 
 /// A client that opens a connection and never finishes the handshake is
 /// cut off after this long.
@@ -49,10 +50,15 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| TlsSetupError::Key { path: key.display().to_string(), error: e.to_string() })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // Client certificates are asked for but optional: browsers and API
+    // clients connect as before (the request names only the tessera node
+    // issuer, so a browser with certificates of its own is not prompted);
+    // other nodes present theirs, and the replication endpoints look it up
+    // in the enrolled list (`replication.rs`).
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsSetupError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(tessera_tls::NodeClientVerifier::new())
         .with_single_cert(certs, key)
         .map_err(|e| TlsSetupError::Config(e.to_string()))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -103,7 +109,8 @@ pub async fn serve(
                     return;
                 }
             };
-            serve_connection(tls, peer, app, watcher).await;
+            let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| tessera_tls::cert_sha256(c));
+            serve_connection(tls, peer, PeerCert(cert), app, watcher).await;
         });
     }
     drop(listener);
@@ -112,12 +119,18 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    cert: PeerCert,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
+        req.extensions_mut().insert(cert);
         app.clone().oneshot(req)
     });
     let conn = http1::Builder::new()

@@ -1,79 +1,90 @@
-//! A replica's HTTPS client for its primary. The certificate is verified
-//! against the operating system's CAs (or a CA file), or, when the
-//! administrator pinned one, must be exactly the pinned certificate.
+//! The HTTPS client nodes talk to each other with. The peer's certificate
+//! is verified against the operating system's CAs, or, when pinned, must be
+//! exactly the pinned certificate; this node presents its own client
+//! certificate (mutual TLS), which is its only credential once enrolled.
+//! A join token is sent only to the two join endpoints.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tessera_core::replication::{AuthStateForward, ChangePage, Claim, ClaimAnswer, Hello};
+use tessera_core::replication::join::{JoinAnswer, JoinChallenge, JoinChallengeRequest, JoinRequest};
+use tessera_core::replication::{
+    ChangePage, ClaimRequest, ClaimResult, ForwardAnswer, Hello, LoginEvent, NodeReport,
+};
 use tessera_store::sqlite::replication::SnapshotItem;
+use tessera_tls::{ClientIdentity, ServerTrust};
 
-/// Why talking to the primary failed; messages never carry the token.
+use super::now_ms;
+
+/// Why talking to a peer failed; messages never carry a token or key.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{0}")]
     Config(String),
-    #[error("cannot reach the primary at {url}: {reason}")]
+    #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("the primary refused the join token")]
-    Unauthorized,
+    #[error("{url} refused this node's credentials ({message})")]
+    Unauthorized { url: String, message: String },
     #[error("the primary has forgotten changes this node has not seen; a new snapshot is needed")]
     SnapshotRequired,
-    #[error("the primary answered {status}: {message}")]
-    Refused { status: u16, message: String },
-    #[error("unreadable answer from the primary: {0}")]
-    Protocol(String),
+    #[error("{url} answered {status}: {message}")]
+    Refused { url: String, status: u16, code: String, message: String },
+    #[error("unreadable answer from {url}: {reason}")]
+    Protocol { url: String, reason: String },
 }
 
+impl ClientError {
+    /// Whether the peer could not be reached at all (as opposed to refusing).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+}
+
+/// A client for one peer.
 #[derive(Debug, Clone)]
-pub struct PrimaryClient {
+pub struct PeerClient {
     base: String,
-    token: String,
     http: reqwest::Client,
 }
 
-/// Parses `ab:cd:…` or plain hex into the 32 bytes of a SHA-256 pin.
-pub fn parse_pin(pin: &str) -> Result<[u8; 32], ClientError> {
-    let hex: String = pin.chars().filter(|c| *c != ':').collect();
-    hex::decode(&hex)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| ClientError::Config("the pin must be the certificate's SHA-256 (64 hex digits)".into()))
+/// How a peer's certificate is checked: by pin when one is known.
+pub fn trust_for(pin: Option<&str>) -> Result<ServerTrust, ClientError> {
+    match pin {
+        Some(p) => tessera_tls::parse_pin(p).map(ServerTrust::Pinned).map_err(|e| ClientError::Config(e.to_string())),
+        None => Ok(ServerTrust::System),
+    }
 }
 
-impl PrimaryClient {
-    pub fn new(url: &str, token: &str, pin: Option<&str>, ca_file: Option<&Path>) -> Result<Self, ClientError> {
+impl PeerClient {
+    /// A client for the peer at `url` (https only), checking its
+    /// certificate by `pin` when given (else the OS's CAs and the host
+    /// name), presenting `identity` when given.
+    pub fn new(url: &str, pin: Option<&str>, identity: Option<&ClientIdentity>) -> Result<Self, ClientError> {
         let base = url.trim_end_matches('/').to_string();
         if !base.starts_with("https://") {
-            return Err(ClientError::Config(format!("the primary's URL must start with https:// (got {base})")));
+            return Err(ClientError::Config(format!("a peer's URL must start with https:// (got {base})")));
         }
-        let pin = pin.map(parse_pin).transpose()?;
-        let tls = tessera_ldap::tls_client_config(ca_file, pin).map_err(|e| ClientError::Config(e.to_string()))?;
+        let trust = trust_for(pin)?;
+        let tls = tessera_tls::client_config(&trust, identity).map_err(|e| match e {
+            tessera_tls::TlsError::NoSystemRoots => ClientError::Config(
+                "no trust anchors in the operating system store; pin the peer's certificate (--pin)".into(),
+            ),
+            e => ClientError::Config(e.to_string()),
+        })?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured((*tls).clone())
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(120))
-            .user_agent(concat!("tessera-replica/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("tessera-node/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        Ok(PrimaryClient { base, token: token.to_string(), http })
+        Ok(PeerClient { base, http })
     }
 
     pub fn url(&self) -> &str {
         &self.base
-    }
-
-    async fn get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        check(r).await
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
@@ -86,24 +97,97 @@ impl PrimaryClient {
         ClientError::Unreachable { url: self.base.clone(), reason }
     }
 
-    /// The primary's hello, and this node's clock offset from it (ms,
-    /// positive when the primary is ahead), measured at the round trip's middle.
-    pub async fn hello(&self) -> Result<(Hello, i64), ClientError> {
+    fn proto(&self, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Protocol { url: self.base.clone(), reason: e.to_string() }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let r = req.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = r.status();
+        if status.is_success() {
+            return Ok(r);
+        }
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        let message: String = body["message"].as_str().unwrap_or("no message").chars().take(300).collect();
+        let code = body["code"].as_str().unwrap_or_default().to_string();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(ClientError::Unauthorized { url: self.base.clone(), message });
+        }
+        if code == "snapshot_required" {
+            return Err(ClientError::SnapshotRequired);
+        }
+        Err(ClientError::Refused { url: self.base.clone(), status: status.as_u16(), code, message })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        self.send(req).await?.json().await.map_err(|e| self.proto(e))
+    }
+
+    fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.base)
+    }
+
+    /// The peer's hello, and this node's clock offset from it (ms,
+    /// positive when the peer is ahead), measured at the round trip's middle.
+    pub async fn hello(&self, timeout: Duration) -> Result<(Hello, i64), ClientError> {
         let sent = now_ms();
         let started = Instant::now();
-        let hello: Hello = self.get("/api/v1/replication/hello").await?.json().await.map_err(proto)?;
+        let hello: Hello = self.json(self.http.get(self.path("/api/v1/replication/hello")).timeout(timeout)).await?;
         let rtt = started.elapsed().as_millis() as i64;
-        Ok((hello.clone(), hello.time_ms - (sent + rtt / 2)))
+        let offset = hello.time_ms - (sent + rtt / 2);
+        Ok((hello, offset))
+    }
+
+    /// Step 1 of a join, with the join token.
+    pub async fn join_challenge(&self, token: &str, req: &JoinChallengeRequest) -> Result<JoinChallenge, ClientError> {
+        self.json(
+            self.http
+                .post(self.path("/api/v1/replication/join/challenge"))
+                .bearer_auth(token)
+                .json(req)
+                .timeout(Duration::from_secs(10)),
+        )
+        .await
+    }
+
+    /// Step 2 of a join, with the join token.
+    pub async fn join(&self, token: &str, req: &JoinRequest) -> Result<JoinAnswer, ClientError> {
+        self.json(
+            self.http
+                .post(self.path("/api/v1/replication/join"))
+                .bearer_auth(token)
+                .json(req)
+                .timeout(Duration::from_secs(10)),
+        )
+        .await
+    }
+
+    /// Tells the primary how this node is doing; answered with its hello.
+    pub async fn checkin(&self, report: &NodeReport) -> Result<(Hello, i64), ClientError> {
+        let sent = now_ms();
+        let started = Instant::now();
+        let hello: Hello = self
+            .json(
+                self.http
+                    .post(self.path("/api/v1/replication/checkin"))
+                    .json(report)
+                    .timeout(Duration::from_secs(5)),
+            )
+            .await?;
+        let rtt = started.elapsed().as_millis() as i64;
+        let offset = hello.time_ms - (sent + rtt / 2);
+        Ok((hello, offset))
     }
 
     /// Streams every replicated row into `sink` (NDJSON: one image per
     /// line, then a trailer with the position, epoch and row count), as it
     /// arrives; a body without the trailer ends the sink without `End`.
     pub async fn snapshot_into(&self, sink: std::sync::mpsc::SyncSender<SnapshotItem>) -> Result<(), ClientError> {
-        let mut r = self.get("/api/v1/replication/snapshot").await?;
+        let mut r = self.send(self.http.get(self.path("/api/v1/replication/snapshot"))).await?;
         let mut pending: Vec<u8> = Vec::new();
-        let send =
-            |item: SnapshotItem| sink.send(item).map_err(|_| ClientError::Protocol("the installer stopped".into()));
+        let send = |item: SnapshotItem| {
+            sink.send(item).map_err(|_| ClientError::Protocol { url: self.base.clone(), reason: "the installer stopped".into() })
+        };
         loop {
             let chunk = match r.chunk().await {
                 Ok(Some(c)) => c,
@@ -119,76 +203,35 @@ impl PrimaryClient {
                     continue;
                 }
                 if line.starts_with(b"{\"end\"") {
-                    let t: serde_json::Value = serde_json::from_slice(line).map_err(proto)?;
+                    let t: serde_json::Value = serde_json::from_slice(line).map_err(|e| self.proto(e))?;
                     let (Some(position), Some(epoch)) = (t["position"].as_i64(), t["epoch"].as_i64()) else {
-                        return Err(ClientError::Protocol("snapshot trailer".into()));
+                        return Err(self.proto("snapshot trailer"));
                     };
                     return send(SnapshotItem::End { position, epoch, rows: t["rows"].as_u64() });
                 }
-                send(SnapshotItem::Image(serde_json::from_slice(line).map_err(proto)?))?;
+                send(SnapshotItem::Image(serde_json::from_slice(line).map_err(|e| self.proto(e))?))?;
             }
             pending.drain(..start);
         }
-        Err(ClientError::Protocol("the snapshot was cut short".into()))
+        Err(self.proto("the snapshot was cut short"))
     }
 
     /// Changes after `after`, waiting up to `wait` for one to happen.
     pub async fn changes(&self, after: i64, limit: u32, wait: Duration) -> Result<ChangePage, ClientError> {
         let path = format!("/api/v1/replication/changes?after={after}&limit={limit}&wait_ms={}", wait.as_millis());
-        self.get(&path).await?.json().await.map_err(proto)
+        // A peer that stops answering (cut off, not closed) is noticed
+        // shortly after the long poll should have returned.
+        self.json(self.http.get(self.path(&path)).timeout(wait + Duration::from_secs(2))).await
     }
 
-    /// Strict replay guard: asks the primary to take a step, within `timeout`.
-    pub async fn claim(&self, claim: &Claim, timeout: Duration) -> Result<ClaimAnswer, ClientError> {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/replication/claim", self.base))
-            .bearer_auth(&self.token)
-            .json(claim)
-            .timeout(timeout)
-            .send()
+    /// Cluster-wide replay protection: asks the primary to take items.
+    pub async fn claims(&self, req: &ClaimRequest, timeout: Duration) -> Result<Vec<ClaimResult>, ClientError> {
+        self.json(self.http.post(self.path("/api/v1/replication/claims")).json(req).timeout(timeout)).await
+    }
+
+    /// Sends journalled logins to the primary.
+    pub async fn forward(&self, events: &[LoginEvent]) -> Result<ForwardAnswer, ClientError> {
+        self.json(self.http.post(self.path("/api/v1/replication/logins")).json(events).timeout(Duration::from_secs(10)))
             .await
-            .map_err(|e| self.unreachable(&e))?;
-        check(r).await?.json().await.map_err(proto)
     }
-
-    pub async fn forward(&self, state: &[AuthStateForward]) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/replication/auth-state", self.base))
-            .bearer_auth(&self.token)
-            .json(state)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        check(r).await.map(|_| ())
-    }
-}
-
-fn proto(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Protocol(e.to_string())
-}
-
-async fn check(r: reqwest::Response) -> Result<reqwest::Response, ClientError> {
-    let status = r.status();
-    if status.is_success() {
-        return Ok(r);
-    }
-    if status == reqwest::StatusCode::UNAUTHORIZED {
-        return Err(ClientError::Unauthorized);
-    }
-    let body: serde_json::Value = r.json().await.unwrap_or_default();
-    if body["code"] == "snapshot_required" {
-        return Err(ClientError::SnapshotRequired);
-    }
-    let message = body["message"].as_str().unwrap_or("no message").chars().take(300).collect();
-    Err(ClientError::Refused { status: status.as_u16(), message })
-}
-
-/// Wall-clock Unix ms (replication compares clocks across nodes, so this is
-/// the system clock, not an injected one).
-pub fn now_ms() -> i64 {
-    use tessera_core::clock::Clock;
-    tessera_core::clock::SystemClock.now().0
 }

@@ -109,19 +109,19 @@ DROP TRIGGER IF EXISTS repl_meta_insert;
 DROP TRIGGER IF EXISTS repl_meta_update;
 DROP TRIGGER IF EXISTS repl_meta_delete;
 
-CREATE TRIGGER IF NOT EXISTS repl_meta_insert AFTER INSERT ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'key_rotation_next')
+CREATE TRIGGER IF NOT EXISTS repl_meta_insert AFTER INSERT ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation')
 BEGIN
     DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(NEW.key);
     INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
 END;
 
-CREATE TRIGGER IF NOT EXISTS repl_meta_update AFTER UPDATE ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'key_rotation_next')
+CREATE TRIGGER IF NOT EXISTS repl_meta_update AFTER UPDATE ON meta WHEN NEW.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation')
 BEGIN
     DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(NEW.key);
     INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(NEW.key));
 END;
 
-CREATE TRIGGER IF NOT EXISTS repl_meta_delete AFTER DELETE ON meta WHEN OLD.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation', 'key_rotation_next')
+CREATE TRIGGER IF NOT EXISTS repl_meta_delete AFTER DELETE ON meta WHEN OLD.key IN ('policy', 'key_check', 'key_id', 'backup_mac_key', 'directory_cache_generation', 'key_rotation')
 BEGIN
     DELETE FROM repl_changes WHERE tbl = 'meta' AND pk = json_array(OLD.key);
     INSERT INTO repl_changes (tbl, pk) VALUES ('meta', json_array(OLD.key));

@@ -76,7 +76,6 @@ pub const REPLICATED_META: &[&str] = &[
     "backup_mac_key",
     "directory_cache_generation",
     "key_rotation",
-    "key_rotation_next",
 ];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
