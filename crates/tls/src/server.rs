@@ -30,6 +30,7 @@ pub struct NodeClientVerifier {
 }
 
 impl NodeClientVerifier {
+    /// For `ServerConfig::builder…().with_client_cert_verifier(…)`.
     pub fn new() -> Arc<Self> {
         Arc::new(NodeClientVerifier { hints: vec![node_cert_dn()], algs: provider().signature_verification_algorithms })
     }
