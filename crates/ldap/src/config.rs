@@ -1,12 +1,14 @@
 //! What an LDAP first-factor source is configured with, and the checks run on
 //! it before any connection is made ([`LdapConfig::validate`]).
 //!
-//! No I/O here apart from nothing: loading the CA file happens in `tls.rs`.
+//! No I/O here: the CA file is loaded by tessera-tls when `LdapSource::new`
+//! builds the client configuration from [`LdapConfig::server_trust`].
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tessera_tls::ServerTrust;
 use zeroize::Zeroizing;
 
 use crate::LdapError;
@@ -130,6 +132,13 @@ impl LdapConfig {
             parse_pin(pin)?;
         }
         Ok(())
+    }
+
+    /// Which server certificates to trust: the pin when set (it replaces CA
+    /// verification), else the CA file, else the operating system's anchors.
+    pub(crate) fn server_trust(&self) -> Result<ServerTrust, LdapError> {
+        let pin = self.pinned_sha256.as_deref().map(parse_pin).transpose()?;
+        Ok(server_trust(self.ca_file.as_deref(), pin))
     }
 
     /// Whether any connection uses TLS (so a TLS client configuration, and
@@ -256,13 +265,19 @@ pub(crate) fn parse_url(url: &str) -> Result<ServerUrl, LdapError> {
     Ok(ServerUrl { url: url.to_string(), ldaps })
 }
 
-/// `ab:cd:…` / `ABCD…` → 32 bytes.
+/// `ab:cd:…` / `ABCD…` → 32 bytes; the error names the setting.
 pub(crate) fn parse_pin(pin: &str) -> Result<[u8; 32], LdapError> {
-    let hex: String = pin.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect();
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(&hex, &mut out)
-        .map_err(|_| config("pinned_sha256 must be 64 hex digits (a SHA-256 of the certificate DER)"))?;
-    Ok(out)
+    tessera_tls::parse_pin(pin).map_err(|e| config(format!("pinned_sha256: {e}")))
+}
+
+/// The trust a CA file and a pin amount to; the pin wins, as documented on
+/// [`LdapConfig::pinned_sha256`].
+pub(crate) fn server_trust(ca_file: Option<&Path>, pin: Option<[u8; 32]>) -> ServerTrust {
+    match (pin, ca_file) {
+        (Some(pin), _) => ServerTrust::Pinned(pin),
+        (None, Some(path)) => ServerTrust::CaFile(path.to_path_buf()),
+        (None, None) => ServerTrust::System,
+    }
 }
 
 fn check_attribute(what: &str, name: &str) -> Result<(), LdapError> {
@@ -346,6 +361,18 @@ mod tests {
     fn pin_accepts_colons_and_case() {
         let hex = "AB:".repeat(31) + "ab";
         assert_eq!(parse_pin(&hex).unwrap(), [0xab; 32]);
+        let e = parse_pin("abcd").unwrap_err().to_string();
+        assert!(e.contains("pinned_sha256") && e.contains("64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn pin_replaces_the_ca_file() {
+        let mut c = LdapConfig::new(vec!["ldaps://h".into()], search());
+        assert_eq!(c.server_trust().unwrap(), ServerTrust::System);
+        c.ca_file = Some("/etc/ca.pem".into());
+        assert_eq!(c.server_trust().unwrap(), ServerTrust::CaFile("/etc/ca.pem".into()));
+        c.pinned_sha256 = Some("ab".repeat(32));
+        assert_eq!(c.server_trust().unwrap(), ServerTrust::Pinned([0xab; 32]));
     }
 
     #[test]

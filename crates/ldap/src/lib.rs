@@ -12,16 +12,21 @@
 //! * `config.rs`: [`LdapConfig`] and its validation (no I/O).
 //! * `escape.rs`: RFC 4515 / RFC 4514 escaping (pure).
 //! * `verdict.rs`: result types and bind-result mapping (pure).
-//! * `tls.rs`: the rustls client configuration and the pinning verifier.
 //! * `source.rs`: [`LdapSource`], the only code with sockets.
 //! * `testing` (feature `test-support`): a private OpenLDAP `slapd` for tests.
+//!
+//! TLS trust (CA file, OS anchors, pin) and its verifiers live in
+//! tessera-tls, shared with the PostgreSQL connector; `config.rs` only says
+//! which [`tessera_tls::ServerTrust`] the settings amount to.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::path::Path;
+use std::sync::Arc;
 
 mod config;
 mod escape;
 mod source;
-mod tls;
 mod verdict;
 
 #[cfg(feature = "test-support")]
@@ -33,5 +38,18 @@ pub use config::{
 };
 pub use escape::{escape_dn_value, escape_filter_value, first_rdn_value};
 pub use source::{IDLE_MAX, LdapSource, MAX_GROUPS, MAX_PASSWORD_LEN, MAX_USERNAME_LEN};
-pub use tls::{cert_sha256_hex, client_config as tls_client_config};
 pub use verdict::{DirectoryUser, LdapError, LdapVerdict, ServerCheck};
+
+// Kept for server/src/replication until it uses tessera-tls directly.
+pub use tessera_tls::cert_sha256_hex;
+
+// Kept for server/src/replication until it uses tessera-tls directly.
+/// The TLS configuration for a CA file (else the OS anchors) or a pin
+/// (which wins), with no client certificate: the same trust as an LDAP
+/// source with those settings.
+pub fn tls_client_config(
+    ca_file: Option<&Path>,
+    pin: Option<[u8; 32]>,
+) -> Result<Arc<rustls::ClientConfig>, LdapError> {
+    Ok(tessera_tls::client_config(&config::server_trust(ca_file, pin), None)?)
+}

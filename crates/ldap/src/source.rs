@@ -44,10 +44,9 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOpt
 use rustls::ClientConfig;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::config::{
-    BindMode, GroupMode, LdapConfig, ServerUrl, parse_pin, parse_url, render_bind_name, render_filter,
-};
-use crate::tls::{CaptureVerifier, cert_sha256_hex, client_config};
+use tessera_tls::{CaptureVerifier, cert_sha256_hex};
+
+use crate::config::{BindMode, GroupMode, LdapConfig, ServerUrl, parse_url, render_bind_name, render_filter};
 use crate::verdict::{BindOutcome, classify_bind, short};
 use crate::{DirectoryUser, LdapError, LdapVerdict, ServerCheck, escape_filter_value, first_rdn_value};
 
@@ -120,12 +119,7 @@ impl LdapSource {
     pub fn new(cfg: LdapConfig) -> Result<Self, LdapError> {
         cfg.validate()?;
         let servers = cfg.urls.iter().map(|u| parse_url(u)).collect::<Result<Vec<_>, _>>()?;
-        let tls = if cfg.uses_tls() {
-            let pin = cfg.pinned_sha256.as_deref().map(parse_pin).transpose()?;
-            Some(client_config(cfg.ca_file.as_deref(), pin)?)
-        } else {
-            None
-        };
+        let tls = if cfg.uses_tls() { Some(tessera_tls::client_config(&cfg.server_trust()?, None)?) } else { None };
         for s in servers.iter().filter(|s| !s.ldaps && !cfg.starttls) {
             tracing::warn!(server = %s.url, "LDAP without TLS: passwords cross the network in clear text");
         }
@@ -649,9 +643,9 @@ impl Inner {
     /// The certificate server `idx` presents, fetched over a handshake that
     /// is deliberately aborted (nothing is sent). For `test` messages only.
     async fn capture_certificate(&self, idx: usize) -> Option<String> {
-        let (verifier, config) = CaptureVerifier::config()?;
+        let (verifier, config) = CaptureVerifier::config().ok()?;
         let _ = self.open(idx, Some(config)).await;
-        let der = verifier.seen.lock().ok()?.take()?;
+        let der = verifier.take()?;
         Some(cert_sha256_hex(&der))
     }
 }

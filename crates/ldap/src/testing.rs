@@ -27,9 +27,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
+use tessera_tls::cert_sha256_hex;
 use zeroize::Zeroizing;
 
-use crate::{BindMode, GroupMode, LdapConfig, cert_sha256_hex, escape_dn_value};
+use crate::{BindMode, GroupMode, LdapConfig, escape_dn_value};
 
 /// The directory's contents. Every user's password is `<uid>-Pa55` except
 /// where noted.

@@ -57,6 +57,18 @@ pub enum LdapError {
     Protocol(String),
 }
 
+/// A TLS client configuration that cannot be built is a configuration
+/// error: a bad CA file or pin does not get better by retrying.
+impl From<tessera_tls::TlsError> for LdapError {
+    fn from(e: tessera_tls::TlsError) -> Self {
+        match e {
+            // Only the LDAP settings know what fixes an empty OS store.
+            tessera_tls::TlsError::NoSystemRoots => LdapError::Config(format!("{e}; set ca_file or pinned_sha256")),
+            e => LdapError::Config(e.to_string()),
+        }
+    }
+}
+
 /// The result of checking one server, for `tessera realm test`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerCheck {

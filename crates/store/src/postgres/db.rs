@@ -77,6 +77,7 @@ pub fn build_pool(
             // `Require`: the driver never falls back to plain TCP (its
             // default, `prefer`, would if the server has no TLS).
             config.ssl_mode(SslMode::Require);
+            let client = std::sync::Arc::unwrap_or_clone(client);
             Manager::from_config(config, tokio_postgres_rustls::MakeRustlsConnect::new(client), manager_config)
         }
     };

@@ -10,18 +10,16 @@
 //! * `verify-full`: TLS, and the server certificate must chain to the CA file
 //!   (or the operating system's trust anchors) and name the host of the URL.
 //!
-//! The provider is aws-lc-rs, named explicitly (as in the LDAP client) so the
-//! process-wide default does not matter.
+//! The verifiers, CA loading and the aws-lc-rs provider are tessera-tls's
+//! (shared with the LDAP client); this file only maps `sslmode` names onto
+//! its [`ServerTrust`] and its errors onto [`StoreError`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::ClientConfig;
 use tessera_core::store::StoreError;
+use tessera_tls::{ServerTrust, TlsError};
 
 /// How the pool's connections are protected.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,103 +48,23 @@ impl std::str::FromStr for PgTls {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-fn tls_err(msg: String) -> StoreError {
-    StoreError::Backend(format!("database TLS: {msg}"))
-}
-
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, StoreError> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path).map_err(|e| tls_err(format!("CA file {shown}: {e}")))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| tls_err(format!("CA file {shown}: {e}")))?;
-                roots.add(cert).map_err(|e| tls_err(format!("CA file {shown}: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(tls_err(format!("CA file {shown} holds no PEM certificate")));
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                // A malformed OS anchor is skipped, like every TLS client does.
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                return Err(tls_err("no trust anchors in the operating system store; set database.ca_file".into()));
-            }
-        }
-    }
-    Ok(roots)
-}
-
 /// The rustls client configuration for `mode`; `None` for `Disable`.
-pub(crate) fn client_config(mode: &PgTls) -> Result<Option<ClientConfig>, StoreError> {
-    let provider = provider();
-    let algs = provider.signature_verification_algorithms;
-    let builder = || {
-        ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err(e.to_string()))
+pub(crate) fn client_config(mode: &PgTls) -> Result<Option<Arc<ClientConfig>>, StoreError> {
+    let trust = match mode {
+        PgTls::Disable => return Ok(None),
+        PgTls::Require => ServerTrust::Unverified,
+        PgTls::VerifyFull { ca_file: Some(path) } => ServerTrust::CaFile(path.clone()),
+        PgTls::VerifyFull { ca_file: None } => ServerTrust::System,
     };
-    Ok(match mode {
-        PgTls::Disable => None,
-        PgTls::Require => Some(
-            builder()?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified { algs }))
-                .with_no_client_auth(),
-        ),
-        PgTls::VerifyFull { ca_file } => {
-            Some(builder()?.with_root_certificates(roots(ca_file.as_deref())?).with_no_client_auth())
-        }
-    })
+    tessera_tls::client_config(&trust, None).map(Some).map_err(tls_err)
 }
 
-/// `require`: any certificate is taken (libpq's `sslmode=require` without a
-/// root file), but the handshake signatures are still checked, so the
-/// session keys belong to whoever holds the presented certificate's key.
-#[derive(Debug)]
-struct Unverified {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+/// The store's edge for TLS errors: the backend error the operator sees,
+/// prefixed like every other database TLS message.
+fn tls_err(e: TlsError) -> StoreError {
+    match e {
+        // Only the database settings know what fixes an empty OS store.
+        TlsError::NoSystemRoots => StoreError::Backend(format!("database TLS: {e}; set database.ca_file")),
+        e => StoreError::Backend(format!("database TLS: {e}")),
     }
 }
