@@ -21,9 +21,6 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use std::path::Path;
-use std::sync::Arc;
-
 mod config;
 mod escape;
 mod source;
@@ -39,17 +36,3 @@ pub use config::{
 pub use escape::{escape_dn_value, escape_filter_value, first_rdn_value};
 pub use source::{IDLE_MAX, LdapSource, MAX_GROUPS, MAX_PASSWORD_LEN, MAX_USERNAME_LEN};
 pub use verdict::{DirectoryUser, LdapError, LdapVerdict, ServerCheck};
-
-// Kept for server/src/replication until it uses tessera-tls directly.
-pub use tessera_tls::cert_sha256_hex;
-
-// Kept for server/src/replication until it uses tessera-tls directly.
-/// The TLS configuration for a CA file (else the OS anchors) or a pin
-/// (which wins), with no client certificate: the same trust as an LDAP
-/// source with those settings.
-pub fn tls_client_config(
-    ca_file: Option<&Path>,
-    pin: Option<[u8; 32]>,
-) -> Result<Arc<rustls::ClientConfig>, LdapError> {
-    Ok(tessera_tls::client_config(&config::server_trust(ca_file, pin), None)?)
-}

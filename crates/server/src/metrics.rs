@@ -319,7 +319,8 @@ pub enum ClaimMetric {
 }
 
 impl ClaimMetric {
-    pub const ALL: [ClaimMetric; 4] = [ClaimMetric::Claimed, ClaimMetric::Used, ClaimMetric::Refused, ClaimMetric::NoAnswer];
+    pub const ALL: [ClaimMetric; 4] =
+        [ClaimMetric::Claimed, ClaimMetric::Used, ClaimMetric::Refused, ClaimMetric::NoAnswer];
 
     fn label(self) -> &'static str {
         match self {

@@ -10,13 +10,13 @@ use clap::{Args, Subcommand};
 use tessera_core::audit::{AuditRecord, AuditResult};
 use tessera_core::clock::Timestamp;
 use tessera_core::random::{OsRandom, Random};
-use tessera_core::replication::join::{
-    self, JoinChallengeRequest, JoinRequest, MAX_TOKEN_TTL_SECONDS, NONCE_LEN,
-};
+use tessera_core::replication::join::{self, JoinChallengeRequest, JoinRequest, MAX_TOKEN_TTL_SECONDS, NONCE_LEN};
 use tessera_core::replication::{ReplState, Role};
 use tessera_server::node::Node;
 use tessera_server::replication::client::PeerClient;
-use tessera_server::replication::follower::{CONTACT_FRESH_MS, OFFSET_WARN_MS, PEER_TIMEOUT, check_primary, resnapshot};
+use tessera_server::replication::follower::{
+    CONTACT_FRESH_MS, OFFSET_WARN_MS, PEER_TIMEOUT, check_primary, resnapshot,
+};
 use tessera_server::replication::{Replication, identity, now_ms, primary_label};
 
 use crate::{UsageError, output};
@@ -244,7 +244,9 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
         ReplicaCmd::Demote { primary, pin, token } => {
             let s = repl.state()?;
             if s.role == Role::Replica {
-                anyhow::bail!("this node is already a replica; use `tessera replica repoint` to follow another primary");
+                anyhow::bail!(
+                    "this node is already a replica; use `tessera replica repoint` to follow another primary"
+                );
             }
             let done = match token {
                 Some(t) => join(node, &repl, &primary, &t, pin).await?,
@@ -381,7 +383,9 @@ async fn join(
     check_primary(node, &as_primary, &mine)?;
     let offset = hello.time_ms - now_ms();
     if offset.abs() > OFFSET_WARN_MS {
-        eprintln!("warning: this node's clock is about {offset} ms off the primary's; TOTP codes may be refused (fix NTP)");
+        eprintln!(
+            "warning: this node's clock is about {offset} ms off the primary's; TOTP codes may be refused (fix NTP)"
+        );
     }
     let _ = tessera_server::node::ensure_tls_files(cfg);
     let proof = join::joiner_proof(keys, &OsRandom, &challenge.nonce, &id.name, &id.cert_sha256);

@@ -120,11 +120,7 @@ mod tests {
         let d = decide("p", 1, &[("r1".into(), PeerAnswer::Unreachable), ("r2".into(), PeerAnswer::Hello(&r2))]);
         assert_eq!(
             d,
-            RoleDecision::Follow(NewerPrimary {
-                name: "r1".into(),
-                url: Some("https://r1:8443".into()),
-                epoch: 2
-            })
+            RoleDecision::Follow(NewerPrimary { name: "r1".into(), url: Some("https://r1:8443".into()), epoch: 2 })
         );
     }
 

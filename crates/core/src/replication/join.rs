@@ -85,7 +85,13 @@ fn primary_row(client_nonce: &[u8], primary: &str) -> String {
 }
 
 /// The joining node's proof that it holds the master key.
-pub fn joiner_proof(keys: &Keyring, rng: &dyn Random, server_nonce: &[u8], node: &str, cert_sha256: &[u8; 32]) -> Vec<u8> {
+pub fn joiner_proof(
+    keys: &Keyring,
+    rng: &dyn Random,
+    server_nonce: &[u8],
+    node: &str,
+    cert_sha256: &[u8; 32],
+) -> Vec<u8> {
     keys.seal(rng, Purpose::JoinProof, &joiner_row(server_nonce, node, cert_sha256), PROOF_TEXT)
 }
 

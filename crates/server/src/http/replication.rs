@@ -104,7 +104,10 @@ impl FromRequestParts<AppState> for NodeCaller {
         let repl = replication(state)?;
         let Ok(caller) = Caller::from_request_parts(parts, state).await;
         let Some(PeerCert(Some(cert))) = parts.extensions.get::<PeerCert>().copied() else {
-            tracing::warn!(peer = caller.address.as_deref().unwrap_or("?"), "replication request without a node certificate");
+            tracing::warn!(
+                peer = caller.address.as_deref().unwrap_or("?"),
+                "replication request without a node certificate"
+            );
             return Err(node_credentials_needed());
         };
         match repl.directory.node(&cert) {
@@ -479,7 +482,10 @@ async fn logins(
 /// Node reports, written to the database at most every few seconds per
 /// node (they arrive with every follow round).
 #[derive(Debug, Default)]
-pub struct PeerReports(Mutex<HashMap<String, (Instant, NodeReport, Option<String>)>>);
+pub struct PeerReports(Mutex<HashMap<String, LastReport>>);
+
+/// When a node's report was last written, what it said, and from where.
+type LastReport = (Instant, NodeReport, Option<String>);
 
 /// How often a peer's report is written even if nothing changed.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -489,9 +495,7 @@ impl PeerReports {
         let due = {
             let map = self.0.lock();
             match map.get(&caller.node.name) {
-                Some((at, last, addr)) => {
-                    at.elapsed() >= REPORT_EVERY || last != report || *addr != caller.address
-                }
+                Some((at, last, addr)) => at.elapsed() >= REPORT_EVERY || last != report || *addr != caller.address,
                 None => true,
             }
         };
@@ -506,7 +510,8 @@ impl PeerReports {
         if (report.url.is_some() && report.url != caller.node.url)
             || (report.https_pin.is_some() && report.https_pin != caller.node.https_pin)
         {
-            if let Err(e) = cluster.update_address(&caller.node.name, report.url.clone(), report.https_pin.clone()).await
+            if let Err(e) =
+                cluster.update_address(&caller.node.name, report.url.clone(), report.https_pin.clone()).await
             {
                 tracing::warn!(error = %e, node = %caller.node.name, "cannot record a node's address");
             }

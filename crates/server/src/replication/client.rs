@@ -7,9 +7,7 @@
 use std::time::{Duration, Instant};
 
 use tessera_core::replication::join::{JoinAnswer, JoinChallenge, JoinChallengeRequest, JoinRequest};
-use tessera_core::replication::{
-    ChangePage, ClaimRequest, ClaimResult, ForwardAnswer, Hello, LoginEvent, NodeReport,
-};
+use tessera_core::replication::{ChangePage, ClaimRequest, ClaimResult, ForwardAnswer, Hello, LoginEvent, NodeReport};
 use tessera_store::sqlite::replication::SnapshotItem;
 use tessera_tls::{ClientIdentity, ServerTrust};
 
@@ -167,12 +165,7 @@ impl PeerClient {
         let sent = now_ms();
         let started = Instant::now();
         let hello: Hello = self
-            .json(
-                self.http
-                    .post(self.path("/api/v1/replication/checkin"))
-                    .json(report)
-                    .timeout(Duration::from_secs(5)),
-            )
+            .json(self.http.post(self.path("/api/v1/replication/checkin")).json(report).timeout(Duration::from_secs(5)))
             .await?;
         let rtt = started.elapsed().as_millis() as i64;
         let offset = hello.time_ms - (sent + rtt / 2);
@@ -186,7 +179,8 @@ impl PeerClient {
         let mut r = self.send(self.http.get(self.path("/api/v1/replication/snapshot"))).await?;
         let mut pending: Vec<u8> = Vec::new();
         let send = |item: SnapshotItem| {
-            sink.send(item).map_err(|_| ClientError::Protocol { url: self.base.clone(), reason: "the installer stopped".into() })
+            sink.send(item)
+                .map_err(|_| ClientError::Protocol { url: self.base.clone(), reason: "the installer stopped".into() })
         };
         loop {
             let chunk = match r.chunk().await {

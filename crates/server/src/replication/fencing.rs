@@ -138,7 +138,16 @@ async fn check(node: &Node, repl: &Replication) {
             let _ = set_fence(repl, Some(why)).await;
             audit(node, &format!("fenced: replaced by {} at epoch {}", newer.name, newer.epoch)).await;
             if node.config.replication.follow_newer_primary {
-                match repoint_to(node, repl, &newer.name, newer.url.clone(), newer.epoch, "this node was replaced as primary").await {
+                match repoint_to(
+                    node,
+                    repl,
+                    &newer.name,
+                    newer.url.clone(),
+                    newer.epoch,
+                    "this node was replaced as primary",
+                )
+                .await
+                {
                     Ok(()) => tracing::warn!(primary = %newer.name, "now a replica of the new primary"),
                     Err(e) => tracing::error!(error = %e, "cannot follow the new primary; staying fenced"),
                 }

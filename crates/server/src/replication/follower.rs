@@ -89,8 +89,15 @@ pub fn check_primary(node: &Node, hello: &Hello, mine: &ReplState) -> Result<(),
     }
     if hello.role == Role::Replica {
         return match (&hello.primary_name, &hello.primary_url) {
-            (Some(name), Some(url)) if hello.epoch > mine.epoch || mine.primary_name.as_deref() == Some(&hello.node) => {
-                Err(FollowError::Moved { from: hello.node.clone(), name: name.clone(), url: url.clone(), epoch: hello.epoch })
+            (Some(name), Some(url))
+                if hello.epoch > mine.epoch || mine.primary_name.as_deref() == Some(&hello.node) =>
+            {
+                Err(FollowError::Moved {
+                    from: hello.node.clone(),
+                    name: name.clone(),
+                    url: url.clone(),
+                    epoch: hello.epoch,
+                })
             }
             _ => Err(FollowError::Refused(format!("{} is a replica, not a primary", hello.node))),
         };
@@ -347,7 +354,10 @@ async fn look_around(node: &Node, repl: &Replication, s: &ReplState) {
         && newer.epoch > s.epoch
     {
         tracing::warn!(primary = %newer.name, epoch = newer.epoch, "found a newer primary while the old one is away");
-        if let Err(e) = repoint_to(node, repl, &newer.name, newer.url.clone(), newer.epoch, "found while the old primary was away").await {
+        if let Err(e) =
+            repoint_to(node, repl, &newer.name, newer.url.clone(), newer.epoch, "found while the old primary was away")
+                .await
+        {
             tracing::error!(error = %e, "cannot move to the newer primary");
         }
     }
@@ -426,12 +436,14 @@ pub async fn report_health(node: Arc<Node>, repl: Arc<Replication>, mut stop: wa
             let error = repl.status.error.read().clone();
             health::set(
                 Degradation::ReplicationNotFollowing,
-                (!following).then(|| format!("not following the primary: {}", error.unwrap_or_else(|| "starting".into()))),
+                (!following)
+                    .then(|| format!("not following the primary: {}", error.unwrap_or_else(|| "starting".into()))),
             );
             health::set(
                 Degradation::ReplicationLag,
-                lag.filter(|l| *l > max_lag_ms)
-                    .map(|l| format!("replication lag {:.1} s above the {} s limit", l as f64 / 1e3, max_lag_ms / 1000)),
+                lag.filter(|l| *l > max_lag_ms).map(|l| {
+                    format!("replication lag {:.1} s above the {} s limit", l as f64 / 1e3, max_lag_ms / 1000)
+                }),
             );
         } else {
             crate::metrics::set_replication_following(None);

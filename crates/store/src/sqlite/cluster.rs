@@ -435,13 +435,18 @@ impl Cluster {
                 let result: String = r.get(3)?;
                 let mut factors = Vec::new();
                 if let (Some(token), Some(step)) = (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<i64>>(5)?) {
-                    factors.push(ForwardedFactor::Step { token, step, drift: r.get::<_, Option<i32>>(6)?.unwrap_or(0) });
+                    factors.push(ForwardedFactor::Step {
+                        token,
+                        step,
+                        drift: r.get::<_, Option<i32>>(6)?.unwrap_or(0),
+                    });
                 }
                 if let Some(digest) = r.get::<_, Option<Vec<u8>>>(7)? {
                     factors.push(ForwardedFactor::BackupCode { digest });
                 }
                 if let Some(nonce) = r.get::<_, Option<Vec<u8>>>(8)? {
-                    factors.push(ForwardedFactor::State { nonce, expires_at: r.get::<_, Option<i64>>(9)?.unwrap_or(0) });
+                    factors
+                        .push(ForwardedFactor::State { nonce, expires_at: r.get::<_, Option<i64>>(9)?.unwrap_or(0) });
                 }
                 Ok(LoginEvent {
                     id: r.get(0)?,
@@ -457,7 +462,9 @@ impl Cluster {
     }
 
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.store.read(|c| c.query_row("SELECT count(*) FROM repl_outbox", [], |r| r.get::<_, i64>(0))).map(|n| n as u64)
+        self.store
+            .read(|c| c.query_row("SELECT count(*) FROM repl_outbox", [], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
     }
 
     /// Forgets journalled logins the primary has handled.
@@ -652,7 +659,11 @@ fn claim_one(c: &Connection, item: &ClaimItem, now_ms: i64, policy: &Policy) -> 
                 .prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2")
                 .and_then(|mut s| s.exists(params![user, digest]))
                 .map_err(map_err)?;
-            Ok(if exists { ClaimResult { claimed: false, reason: Some("used".into()), token_state: None } } else { refused("unknown") })
+            Ok(if exists {
+                ClaimResult { claimed: false, reason: Some("used".into()), token_state: None }
+            } else {
+                refused("unknown")
+            })
         }
         ClaimItem::State { nonce, expires_at } => {
             if nonce.len() != 16 {
@@ -785,16 +796,14 @@ pub(crate) fn journal_login(
         AuthOutcome::Failed { .. } => "failed",
         _ => return Ok(()),
     };
-    let (token, step, drift, digest): (Option<i64>, Option<i64>, Option<i32>, Option<&[u8]>) =
-        match (outcome, verdict) {
-            (AuthOutcome::Accepted, Verdict::Verified(Factor::Token { token_id, matched, drift })) => {
-                (Some(token_id.0), Some(*matched), Some(*drift), None)
-            }
-            (AuthOutcome::Accepted, Verdict::Verified(Factor::BackupCode { digest })) => {
-                (None, None, None, Some(&digest[..]))
-            }
-            _ => (None, None, None, None),
-        };
+    let (mut token, mut step, mut drift, mut digest) = (None, None, None, None);
+    match (outcome, verdict) {
+        (AuthOutcome::Accepted, Verdict::Verified(Factor::Token { token_id, matched, drift: d })) => {
+            (token, step, drift) = (Some(token_id.0), Some(*matched), Some(*d));
+        }
+        (AuthOutcome::Accepted, Verdict::Verified(Factor::BackupCode { digest: d })) => digest = Some(&d[..]),
+        _ => {}
+    }
     c.prepare_cached(
         "INSERT INTO repl_outbox (user_id, at, result, token_id, step, drift, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
@@ -811,10 +820,8 @@ pub(crate) fn journal_state(
     nonce: &[u8],
     expires_at: i64,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO repl_outbox (user_id, at, result, nonce, expires_at) VALUES (?1, ?2, 'none', ?3, ?4)",
-    )
-    .and_then(|mut s| s.execute(params![user, at, nonce, expires_at]))
-    .map(|_| ())
-    .map_err(map_err)
+    c.prepare_cached("INSERT INTO repl_outbox (user_id, at, result, nonce, expires_at) VALUES (?1, ?2, 'none', ?3, ?4)")
+        .and_then(|mut s| s.execute(params![user, at, nonce, expires_at]))
+        .map(|_| ())
+        .map_err(map_err)
 }

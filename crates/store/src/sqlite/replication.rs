@@ -69,14 +69,8 @@ const TABLES: &[TableSpec] = &[
 ];
 
 /// `meta` keys that are the cluster's, not the node's.
-pub const REPLICATED_META: &[&str] = &[
-    "policy",
-    "key_check",
-    "key_id",
-    "backup_mac_key",
-    "directory_cache_generation",
-    "key_rotation",
-];
+pub const REPLICATED_META: &[&str] =
+    &["policy", "key_check", "key_id", "backup_mac_key", "directory_cache_generation", "key_rotation"];
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
