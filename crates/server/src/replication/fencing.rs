@@ -89,6 +89,10 @@ pub async fn watch(node: Arc<Node>, repl: Arc<Replication>, mut stop: watch::Rec
 /// Asks the peers and acts on the decision.
 async fn check(node: &Node, repl: &Replication) {
     let Ok(s) = repl.state() else { return };
+    // Only a primary that has not confirmed its role since it started is
+    // fenced for reaching nobody: a running primary whose replicas are down
+    // (maintenance) keeps taking changes; a newer epoch still fences it.
+    let confirming = s.fence.is_some();
     // A fence an administrator must lift (restored from a backup) is not
     // lifted by peers answering.
     if s.fence.as_deref().is_some_and(|f| f.starts_with(RESTORED)) {
@@ -109,6 +113,7 @@ async fn check(node: &Node, repl: &Replication) {
                 audit(node, "confirmed as primary by the other nodes").await;
             }
         }
+        RoleDecision::Isolated if !confirming => {}
         RoleDecision::Isolated => {
             let why = "no other enrolled node answers, so this node cannot know whether it was replaced; it answers \
                        logins but takes no change until a node answers or an administrator runs `tessera replica \

@@ -169,13 +169,14 @@ async fn follow_once(
         if offset.abs() > OFFSET_WARN_MS {
             tracing::warn!(primary = %hello.node, offset_ms = offset, "clock offset from the primary above 2 s: TOTP codes may be refused; fix NTP");
         }
-        let (name, epoch) = (hello.node.clone(), hello.epoch);
+        let (name, epoch, now) = (hello.node.clone(), hello.epoch, now_ms());
         let log = repl.log.clone();
         blocking(move || {
             log.set_state(|st| {
                 st.primary_name = Some(name);
                 st.clock_offset_ms = Some(offset);
                 st.epoch = st.epoch.max(epoch);
+                st.last_contact_at = Some(now);
             })
         })
         .await?;

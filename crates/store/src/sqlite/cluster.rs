@@ -192,10 +192,15 @@ impl Cluster {
                     .map_err(map_err)?;
                 match current {
                     Some((cert, url, pin)) if cert == cert_sha256 => {
-                        if url != node.url || pin != node.https_pin {
+                        // Unknown values (a CLI process does not know the
+                        // server's bound address) keep what is recorded.
+                        let url = node.url.or(url.clone()).filter(|u| Some(u) != url.as_ref());
+                        let pin = node.https_pin.or(pin.clone()).filter(|p| Some(p) != pin.as_ref());
+                        if url.is_some() || pin.is_some() {
                             c.execute(
-                                "UPDATE repl_nodes SET url = ?1, https_pin = ?2 WHERE name = ?3",
-                                params![node.url, node.https_pin, node.name],
+                                "UPDATE repl_nodes SET url = COALESCE(?1, url), https_pin = COALESCE(?2, https_pin) \
+                                 WHERE name = ?3",
+                                params![url, pin, node.name],
                             )
                             .map_err(map_err)?;
                         }

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_oob.sql")),
     (6, include_str!("../../migrations/sqlite/0006_admins.sql")),
     (7, include_str!("../../migrations/sqlite/0007_replication.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_cluster_trust.sql")),
 ];
 
 /// The newest migration's version.
