@@ -32,6 +32,9 @@ mod oob;
 #[path = "cases/replication.rs"]
 mod replication;
 
+#[path = "cases/cluster.rs"]
+mod cluster;
+
 #[path = "cases/ui.rs"]
 mod ui;
 

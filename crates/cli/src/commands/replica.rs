@@ -302,8 +302,8 @@ async fn mint_token(node: &Node, repl: &Replication, ttl: &str, json: bool) -> a
         anyhow::bail!("this node is a replica: make join tokens on the primary {}", primary_label(&s));
     }
     let ttl = join::parse_age_seconds(ttl)
-        .filter(|t| (60..=MAX_TOKEN_TTL_SECONDS).contains(t))
-        .ok_or_else(|| UsageError(format!("--ttl `{ttl}`: between 60s and 7d, e.g. 15m, 1h, 2d")))?;
+        .filter(|t| (1..=MAX_TOKEN_TTL_SECONDS).contains(t))
+        .ok_or_else(|| UsageError(format!("--ttl `{ttl}`: up to 7d, e.g. 15m, 1h, 2d")))?;
     // The primary needs its own identity for the cluster to know it.
     tessera_server::replication::enrol_self(node, repl).await?;
     let token = join::new_token(&OsRandom);
@@ -453,7 +453,9 @@ fn status(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
     let now = now_ms();
     // The server records its last contact; an old one means it is not
     // following now (stopped, or the primary is away).
-    let following = s.role == Role::Replica && s.last_contact_at.is_some_and(|t| now - t <= CONTACT_FRESH_MS);
+    let following = s.role == Role::Replica
+        && s.follow_error.is_none()
+        && s.last_contact_at.is_some_and(|t| now - t <= CONTACT_FRESH_MS);
     let pending = repl.cluster.outbox_len()?;
     if json {
         return output::json(&serde_json::json!({
@@ -469,6 +471,7 @@ fn status(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
             "clock_offset_ms": s.clock_offset_ms,
             "pruned_through": s.pruned_through,
             "fence": s.fence,
+            "follow_error": s.follow_error,
             "journalled_logins": pending,
         }));
     }
@@ -482,7 +485,11 @@ fn status(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
         println!("primary:       {}", primary_label(&s));
         println!(
             "following:     {}",
-            if following { "yes".to_string() } else { "NO (no contact with the primary lately)".into() }
+            match (following, &s.follow_error) {
+                (true, _) => "yes".to_string(),
+                (false, Some(e)) => format!("NO: {e}"),
+                (false, None) => "NO (no contact with the primary lately; is `tessera serve` running?)".into(),
+            }
         );
         println!("position:      {}", s.position);
         let lag = match (following, s.lag_ms, s.last_contact_at) {

@@ -271,6 +271,14 @@ impl TestNode {
         self.port
     }
 
+    /// Starts the server again on the ports it had (a node coming back at
+    /// the address its peers know).
+    pub fn restart_same_ports(&mut self) {
+        let https = format!("127.0.0.1:{}", self.port);
+        let radius = self.listening.get("radius").cloned().unwrap_or_else(|| "127.0.0.1:0".into());
+        self.start_with(&[("TESSERA_HTTP_LISTEN", &https), ("TESSERA_RADIUS_LISTEN", &radius)]);
+    }
+
     /// The address a listener of `kind` (`radius`, `radsec`, …) bound.
     pub fn listening(&self, kind: &str) -> String {
         self.listening.get(kind).cloned().unwrap_or_else(|| panic!("no `{kind}` listener: {:?}", self.listening))
@@ -300,6 +308,84 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Cluster helpers: named nodes sharing a master key, joining with fresh
+/// single-use tokens.
+pub mod cluster {
+    use super::*;
+
+    /// An initialised node called `name` (node names must differ within a
+    /// cluster; every test node runs on this one host).
+    pub fn named(name: &str) -> TestNode {
+        let mut n = TestNode::new();
+        n.set_env("TESSERA_SERVER_NODE_NAME", name);
+        n.ok(&["init"]);
+        n
+    }
+
+    /// A node called `name` with `primary`'s key file, initialised, not started.
+    pub fn with_key_of(primary: &TestNode, name: &str) -> TestNode {
+        let mut n = TestNode::new();
+        n.set_env("TESSERA_SERVER_NODE_NAME", name);
+        std::fs::copy(primary.key_file(), n.key_file()).unwrap();
+        chmod(&n.key_file(), 0o600);
+        n.ok(&["init"]);
+        n
+    }
+
+    /// A fresh join token from `primary` (running), and its certificate pin.
+    pub fn token(primary: &TestNode) -> (String, String) {
+        let t: Value = serde_json::from_str(&primary.ok(&["replica", "token", "--json"])).unwrap();
+        (t["token"].as_str().unwrap().to_string(), t["pin"].as_str().unwrap().to_string())
+    }
+
+    /// Joins `replica` (stopped) to `primary` (running) with a new token.
+    pub fn join(primary: &TestNode, replica: &TestNode) {
+        let (token, pin) = token(primary);
+        let out = replica.ok(&["replica", "join", &primary.url(""), "--token", &token, "--pin", &pin]);
+        assert!(out.starts_with("joined "), "{out}");
+    }
+
+    /// Polls `f` every 50 ms until it is true, at most `limit`; the time it took.
+    pub async fn within<F, Fut>(limit: Duration, mut f: F) -> Option<Duration>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if f().await {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// `user show NAME --json` on `n`, if the user exists there.
+    pub fn user(n: &TestNode, name: &str) -> Option<Value> {
+        n.fail_or_ok(&["user", "show", name, "--json"]).and_then(|o| serde_json::from_str::<Value>(&o).ok())
+    }
+
+    /// Whether `name` is an active user (with a confirmed token) on `n`.
+    pub fn active(n: &TestNode, name: &str) -> bool {
+        user(n, name).is_some_and(|v| v["user"]["status"] == "active")
+    }
+
+    /// `replica status --json`.
+    pub fn status(n: &TestNode) -> Value {
+        serde_json::from_str(&n.ok(&["replica", "status", "--json"])).unwrap()
+    }
+
+    /// Audit records on `n` of `action` (JSON lines of `audit list`).
+    pub fn audit(n: &TestNode, action: &str) -> Vec<Value> {
+        let out = n.ok(&["audit", "list", "--action", action, "--json", "--limit", "1000"]);
+        match serde_json::from_str::<Value>(&out) {
+            Ok(Value::Array(v)) => v,
+            _ => out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+        }
     }
 }
 

@@ -140,6 +140,9 @@ pub struct ReplState {
     /// Why this node refuses administrative writes although it is not a
     /// replica (see [`crate::replication::fencing`]); `None`: not fenced.
     pub fence: Option<String>,
+    /// Why a replica's server cannot follow its primary now; `None` while
+    /// it follows (or no server runs).
+    pub follow_error: Option<String>,
 }
 
 /// The message a write refused on a replica carries.

@@ -130,9 +130,13 @@ async fn method_not_allowed() -> ApiError {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` when the node can serve authentications.
+    /// `ok` when the node can serve authentications; `degraded` when it
+    /// serves but something needs an operator (see `reasons`).
     pub status: &'static str,
     pub node: String,
+    /// Why the node is degraded (absent when it is not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// Liveness: 200 while the process serves HTTP (nothing else is checked,
@@ -140,7 +144,7 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> Response {
-    Json(Health { status: "ok", node: s.node.ctx.node.clone() }).into_response()
+    Json(Health { status: "ok", node: s.node.ctx.node.clone(), reasons: Vec::new() }).into_response()
 }
 
 /// Readiness: 200 when the node can take traffic — the store answers,
@@ -156,7 +160,9 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         problems.insert(0, "store unreachable".into());
     }
     if problems.is_empty() {
-        Json(Health { status: "ok", node: s.node.ctx.node.clone() }).into_response()
+        let reasons = crate::health::reasons();
+        let status = if reasons.is_empty() { "ok" } else { "degraded" };
+        Json(Health { status, node: s.node.ctx.node.clone(), reasons }).into_response()
     } else {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not ready: {}", problems.join("; ")))
             .into_response()

@@ -269,7 +269,7 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, link: Arc<PrimaryLink>
         let client = match link.client(&repl) {
             Ok(c) => c,
             Err(e) => {
-                fail(&repl, &mut last_error, e.to_string());
+                fail(&repl, &mut last_error, e.to_string()).await;
                 pause(&mut stop, IDLE).await;
                 continue;
             }
@@ -283,20 +283,21 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, link: Arc<PrimaryLink>
                 repl.status.following.store(true, Ordering::Relaxed);
                 *repl.status.error.write() = None;
                 lost_since = None;
-                if last_error.take().is_some() {
+                if last_error.take().is_some() || s.follow_error.is_some() {
                     tracing::info!("following the primary again");
+                    record_error(&repl, None).await;
                 }
             }
             Err(FollowError::Moved { from, name, url, epoch }) => {
                 tracing::warn!(%from, primary = %name, %url, epoch, "the primary was replaced: following the new one");
                 last_checkin = None;
                 if let Err(e) = repoint_to(&node, &repl, &name, Some(url), epoch, "its old primary follows it").await {
-                    fail(&repl, &mut last_error, e.to_string());
+                    fail(&repl, &mut last_error, e.to_string()).await;
                     pause(&mut stop, IDLE).await;
                 }
             }
             Err(e) => {
-                fail(&repl, &mut last_error, e.to_string());
+                fail(&repl, &mut last_error, e.to_string()).await;
                 last_checkin = None;
                 let since = *lost_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= LOOK_AROUND_AFTER && asked_around.is_none_or(|t| t.elapsed() >= LOOK_AROUND_AFTER)
@@ -310,13 +311,21 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, link: Arc<PrimaryLink>
     }
 }
 
-fn fail(repl: &Replication, last: &mut Option<String>, e: String) {
+async fn fail(repl: &Replication, last: &mut Option<String>, e: String) {
     repl.status.following.store(false, Ordering::Relaxed);
     *repl.status.error.write() = Some(e.clone());
     if last.as_deref() != Some(e.as_str()) {
         tracing::error!(error = %e, "replication: cannot follow the primary");
-        *last = Some(e);
+        *last = Some(e.clone());
+        record_error(repl, Some(e)).await;
     }
+}
+
+/// Keeps the database's copy of why following fails (for `replica status`
+/// in another process) in step, writing only when it changes.
+async fn record_error(repl: &Replication, e: Option<String>) {
+    let log = repl.log.clone();
+    let _ = blocking(move || log.set_state(|s| s.follow_error = e)).await;
 }
 
 async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {

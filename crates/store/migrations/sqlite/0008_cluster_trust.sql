@@ -98,6 +98,9 @@ CREATE TABLE IF NOT EXISTS repl_outbox (
 -- (confirming its epoch after a restart, restored from a backup, a newer
 -- primary exists); NULL when it is not fenced.
 ALTER TABLE repl_state ADD COLUMN fence TEXT;
+-- Why a replica's server cannot follow its primary right now (NULL while
+-- it follows), so `replica status` tells the truth from another process.
+ALTER TABLE repl_state ADD COLUMN follow_error TEXT;
 -- Join tokens are no longer kept by replicas.
 UPDATE repl_state SET join_token = NULL;
 

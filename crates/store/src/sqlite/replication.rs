@@ -336,7 +336,7 @@ impl ReplicationLog {
         tx.execute(
             "UPDATE repl_state SET role = ?1, epoch = ?2, primary_url = ?3, primary_name = ?4, pin = ?5, \
              position = ?6, pruned_through = ?7, last_contact_at = ?8, clock_offset_ms = ?9, lag_ms = ?10, \
-             fence = ?11 WHERE id = 1",
+             fence = ?11, follow_error = ?12 WHERE id = 1",
             params![
                 s.role.as_str(),
                 s.epoch,
@@ -348,7 +348,8 @@ impl ReplicationLog {
                 s.last_contact_at,
                 s.clock_offset_ms,
                 s.lag_ms,
-                s.fence
+                s.fence,
+                s.follow_error
             ],
         )
         .map_err(map_err)?;
@@ -459,7 +460,7 @@ fn head(conn: &Connection) -> Result<i64, StoreError> {
 fn read_state(conn: &Connection) -> Result<ReplState, StoreError> {
     conn.query_row(
         "SELECT role, epoch, primary_url, primary_name, pin, position, pruned_through, last_contact_at, \
-         clock_offset_ms, lag_ms, fence FROM repl_state WHERE id = 1",
+         clock_offset_ms, lag_ms, fence, follow_error FROM repl_state WHERE id = 1",
         [],
         |r| {
             let role: String = r.get(0)?;
@@ -477,6 +478,7 @@ fn read_state(conn: &Connection) -> Result<ReplState, StoreError> {
                     clock_offset_ms: r.get(8)?,
                     lag_ms: r.get(9)?,
                     fence: r.get(10)?,
+                    follow_error: r.get(11)?,
                 },
             ))
         },
