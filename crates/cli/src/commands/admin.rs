@@ -68,16 +68,8 @@ fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, UsageError> {
     if let Some(t) = Timestamp::parse_rfc3339(s) {
         return Ok(t);
     }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => 0,
-    };
-    match num.parse::<i64>() {
-        Ok(n) if mult > 0 && n >= 0 => Ok(now.plus_seconds(-n * mult)),
+    match tessera_core::clock::parse_age_seconds(s) {
+        Some(n) => Ok(now.plus_seconds(-n)),
         _ => Err(UsageError(format!("`{s}`: expected an RFC 3339 time, a date, or an age such as 15m, 2h, 7d"))),
     }
 }

@@ -44,22 +44,7 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// An age like `90s`, `15m`, `2h`, `7d` (or plain seconds), in seconds.
-pub fn parse_age_seconds(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i64>() {
-        return (n >= 0).then_some(n);
-    }
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    num.parse::<i64>().ok().filter(|n| *n >= 0).and_then(|n| n.checked_mul(mult))
-}
+pub use crate::clock::parse_age_seconds;
 
 /// Node names: what `replica nodes` lists and `replica remove` takes.
 pub fn check_node_name(name: &str) -> Result<(), String> {
