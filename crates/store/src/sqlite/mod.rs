@@ -1490,4 +1490,8 @@ impl Store for SqliteStore {
         let name = key.name();
         self.write(move |c| sealed::set_meta_value(c, &name, value.as_deref(), audit.as_ref())).await
     }
+
+    async fn node_key_reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.readers.with(sealed::node_key_reports)
+    }
 }

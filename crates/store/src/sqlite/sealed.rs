@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use tessera_core::audit::AuditRecord;
 use tessera_core::keys::sealed_key_id;
-use tessera_core::store::{SealedColumn, SealedValue, StoreError};
+use tessera_core::store::{MetaKey, SealedColumn, SealedValue, StoreError};
 
 use super::{insert_audit, map_err};
 
@@ -105,6 +105,21 @@ pub fn meta_value(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, Store
         .query_row([key], |r| r.get(0))
         .optional()
         .map_err(map_err)
+}
+
+/// Every node's key report (`node_key:<node>`), by node name.
+pub fn node_key_reports(conn: &Connection) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let prefix = MetaKey::NODE_KEY_PREFIX;
+    let mut stmt = conn
+        .prepare_cached("SELECT key, value FROM meta WHERE substr(key, 1, ?1) = ?2 ORDER BY key")
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![prefix.len() as i64, prefix], |r| {
+            let key: String = r.get(0)?;
+            Ok((key[prefix.len()..].to_string(), r.get(1)?))
+        })
+        .map_err(map_err)?;
+    rows.collect::<Result<_, _>>().map_err(map_err)
 }
 
 pub fn set_meta_value(
