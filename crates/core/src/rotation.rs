@@ -155,10 +155,7 @@ pub const NODE_ALIVE_SECONDS: i64 = 120;
 /// Every node's last report, by node name. Stores that cannot list them
 /// (see [`Store::node_key_reports`]) give only `this_node`'s. Reports that
 /// do not parse are skipped (a node of another version).
-pub async fn node_reports(
-    store: &dyn Store,
-    this_node: &str,
-) -> Result<Vec<(String, NodeKeyReport)>, RotationError> {
+pub async fn node_reports(store: &dyn Store, this_node: &str) -> Result<Vec<(String, NodeKeyReport)>, RotationError> {
     let raw = match store.node_key_reports().await {
         Ok(all) => all,
         Err(StoreError::Unsupported(_)) => match store.meta_value(MetaKey::NodeKey(this_node)).await? {
@@ -177,10 +174,7 @@ pub fn lagging_nodes<'a>(
     to: &str,
     now: Timestamp,
 ) -> Vec<&'a (String, NodeKeyReport)> {
-    reports
-        .iter()
-        .filter(|(_, r)| r.at > now.plus_seconds(-NODE_ALIVE_SECONDS) && r.key_id != to)
-        .collect()
+    reports.iter().filter(|(_, r)| r.at > now.plus_seconds(-NODE_ALIVE_SECONDS) && r.key_id != to).collect()
 }
 
 /// Purpose and associated-data row of a sealed value.

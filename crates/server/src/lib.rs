@@ -4,9 +4,11 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod clock_watch;
 pub mod config;
 pub mod directory;
 pub mod hasher;
+pub mod health;
 pub mod http;
 pub mod inventory_import;
 pub mod key_watch;

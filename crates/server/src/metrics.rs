@@ -194,6 +194,9 @@ struct Registry {
     replication_lag_ms: AtomicI64,
     /// i64::MIN when never measured.
     replication_offset_ms: AtomicI64,
+    /// Shared database mode; i64::MIN when never measured (not rendered).
+    database_clock_offset_ms: AtomicI64,
+    secrets_unreadable: AtomicU64,
     config_reloads_ok: AtomicU64,
     config_reloads_failed: AtomicU64,
     config_last_reload_ok: AtomicI64,
@@ -213,6 +216,8 @@ static REGISTRY: Registry = Registry {
     oob_send_failures: [const { AtomicU64::new(0) }; OobChannel::ALL.len()],
     replication_lag_ms: AtomicI64::new(-1),
     replication_offset_ms: AtomicI64::new(i64::MIN),
+    database_clock_offset_ms: AtomicI64::new(i64::MIN),
+    secrets_unreadable: AtomicU64::new(0),
     config_reloads_ok: AtomicU64::new(0),
     config_reloads_failed: AtomicU64::new(0),
     config_last_reload_ok: AtomicI64::new(0),
@@ -295,6 +300,17 @@ pub fn set_replication_lag(lag: Option<Duration>) {
 /// primary is ahead), measured at every contact.
 pub fn set_replication_offset(ms: i64) {
     REGISTRY.replication_offset_ms.store(ms.max(i64::MIN + 1), Ordering::Relaxed);
+}
+
+/// This node's clock minus the database server's (ms; positive: this node
+/// is ahead), measured in shared database mode.
+pub fn set_database_clock_offset(ms: i64) {
+    REGISTRY.database_clock_offset_ms.store(ms.max(i64::MIN + 1), Ordering::Relaxed);
+}
+
+/// A login could not be decided because a token secret did not open.
+pub fn secret_unreadable() {
+    inc(&REGISTRY.secrets_unreadable);
 }
 
 /// A configuration reload (SIGHUP) was applied (`ok`) or refused, at
@@ -519,6 +535,22 @@ pub fn render(ext: &External<'_>) -> String {
             offset as f64 / 1e3,
         );
     }
+
+    let offset = r.database_clock_offset_ms.load(Ordering::Relaxed);
+    if offset != i64::MIN {
+        o.single(
+            "tessera_database_clock_offset_seconds",
+            "gauge",
+            "This node's clock minus the database server's (shared database mode; positive: this node is ahead).",
+            offset as f64 / 1e3,
+        );
+    }
+    o.single(
+        "tessera_secrets_unreadable_total",
+        "counter",
+        "Logins answered unavailable because a token secret did not open with this node's master key.",
+        get(&r.secrets_unreadable),
+    );
 
     o.header(
         "tessera_config_reloads_total",

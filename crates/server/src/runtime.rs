@@ -78,6 +78,9 @@ pub async fn serve(
         crate::key_watch::KEY_WATCH_INTERVAL,
         stop_rx.clone(),
     )));
+    if cfg.uses_postgres() {
+        tasks.push(tokio::spawn(crate::clock_watch::watch(node.clone(), stop_rx.clone())));
+    }
     if let Some(repl) = node.replication.clone() {
         tasks.push(tokio::spawn(crate::replication::follower::run(node.clone(), repl, stop_rx.clone())));
     }

@@ -64,6 +64,8 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             CoreError::CodeMismatch => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "code_mismatch", e.to_string()),
             CoreError::Store(StoreError::ReadOnly(m)) => ApiError::new(StatusCode::CONFLICT, "read_only_replica", m),
+            // Logged once per token where it was found (tessera_core::auth).
+            CoreError::SecretUnreadable => ApiError::unavailable(),
             CoreError::Store(StoreError::Unavailable(_)) => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::unavailable()

@@ -111,9 +111,14 @@ async fn method_not_allowed() -> ApiError {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` when the node can serve authentications.
+    /// `ok` when the node can serve authentications; from `/readyz` also
+    /// `degraded`: it serves, but something needs an operator (see `reasons`).
     pub status: &'static str,
     pub node: String,
+    /// With `degraded`: what is wrong, one line each (e.g. `clock: …`,
+    /// `secrets: …`). Absent when `ok`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// Liveness: 200 while the process serves HTTP (nothing else is checked,
@@ -121,15 +126,20 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> Response {
-    Json(Health { status: "ok", node: s.node.ctx.node.clone() }).into_response()
+    Json(Health { status: "ok", node: s.node.ctx.node.clone(), reasons: Vec::new() }).into_response()
 }
 
 /// Readiness: 200 when the node can take traffic — the store answers,
 /// realms are loaded, every listener is up and it is not shutting down;
-/// otherwise 503 `unavailable` whose message lists what is missing.
-/// (Replication state joins in with HA.)
+/// otherwise 503 `unavailable` whose message lists what is missing. A
+/// ready node with a degradation (`crate::health`: its clock is off from
+/// the database's, a secret does not open, replication is not following)
+/// answers 200 with `status` `degraded` and the `reasons`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = error::ErrorBody)))]
+    responses(
+        (status = 200, description = "Ready: `ok`, or `degraded` with reasons", body = Health),
+        (status = 503, description = "Not ready", body = error::ErrorBody),
+    ))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let mut problems: Vec<String> = s.live.ready.problems().into_iter().map(String::from).collect();
     if let Err(e) = s.node.ctx.store.ping().await {
@@ -137,7 +147,9 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         problems.insert(0, "store unreachable".into());
     }
     if problems.is_empty() {
-        Json(Health { status: "ok", node: s.node.ctx.node.clone() }).into_response()
+        let reasons = crate::health::reasons();
+        let status = if reasons.is_empty() { "ok" } else { "degraded" };
+        Json(Health { status, node: s.node.ctx.node.clone(), reasons }).into_response()
     } else {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not ready: {}", problems.join("; ")))
             .into_response()

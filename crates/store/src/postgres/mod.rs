@@ -47,9 +47,9 @@ use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
-    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor,
-    ClockSample, InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError,
-    UserChange, UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
+    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, ClockSample, Evaluation,
+    Factor, InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange,
+    UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
 };
 use tokio_postgres::error::SqlState;
 
@@ -417,6 +417,16 @@ impl PgStore {
             return Ok(false);
         }
         Ok(meta_get(&c, "key_check").await?.is_some())
+    }
+
+    /// The key rotation marker, read without the master key and without
+    /// writing anything (see `SqliteStore::rotation_marker_unverified`).
+    pub async fn rotation_marker_unverified(opts: &PgOptions) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut one_conn = opts.clone();
+        one_conn.pool_size = 1;
+        let pool = Self::connect(&one_conn).await?;
+        let c = pool.get().await.map_err(pool_err)?;
+        meta_get(&c, &MetaKey::KeyRotation.name()).await
     }
 
     /// `tessera audit verify` without the master key (an auditor's view):
