@@ -307,3 +307,49 @@ pub async fn census(store: &dyn Store, keys: &Keyring, open: bool, batch: u32) -
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::OsRandom;
+
+    #[test]
+    fn marker_carries_the_next_key_sealed_and_hides_it_for_display() {
+        let old = MasterKey::generate(&OsRandom);
+        let next = MasterKey::generate(&OsRandom);
+        let ring = Keyring::new(&old);
+        let m = RotationMarker::running(&ring, &OsRandom, &next, Timestamp(5));
+        assert_eq!((m.from.as_str(), m.to.as_str()), (ring.key_id().as_str(), key_id_of(&next).as_str()));
+        let back: RotationMarker = serde_json::from_slice(&m.to_bytes()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(key_id_of(&back.open_next_key(&ring).unwrap()), m.to);
+        // Shown without it.
+        let shown = serde_json::to_string(&m.public()).unwrap();
+        assert!(!shown.contains("next_key"), "{shown}");
+        // A marker written before markers carried keys still reads.
+        let legacy = r#"{"state":"running","from":"aa","to":"bb","started_at":1}"#;
+        let legacy: RotationMarker = serde_json::from_str(legacy).unwrap();
+        assert!(matches!(legacy.open_next_key(&ring), Err(RotationError::NoNextKey { .. })));
+        // `to` changed after sealing: does not open, and says which keys were tried.
+        let mut renamed = m.clone();
+        renamed.to = key_id_of(&MasterKey::generate(&OsRandom));
+        let err = renamed.open_next_key(&ring).unwrap_err().to_string();
+        assert!(err.contains(&renamed.to) && err.contains(&ring.key_id()), "{err}");
+        // A node without the old key cannot take it.
+        let stranger = Keyring::new(&MasterKey::generate(&OsRandom));
+        assert!(matches!(m.open_next_key(&stranger), Err(RotationError::NextKeyUnreadable { .. })));
+        // During the rotation (new primary, old previous) it still opens.
+        let during = Keyring::with_previous(&next, std::slice::from_ref(&old));
+        assert_eq!(key_id_of(&m.open_next_key(&during).unwrap()), m.to);
+    }
+
+    #[test]
+    fn nodes_alive_and_behind() {
+        let r =
+            |key: &str, secs: i64| NodeKeyReport { key_id: key.into(), previous: vec![], at: Timestamp(secs * 1000) };
+        let reports = vec![("a".to_string(), r("new", 100)), ("b".into(), r("old", 100)), ("c".into(), r("old", 1))];
+        let behind: Vec<&str> =
+            lagging_nodes(&reports, "new", Timestamp(130_000)).iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(behind, vec!["b"], "c has been silent for over 2 minutes");
+    }
+}
