@@ -361,15 +361,25 @@ pub fn follow_rotation(
             let Ok(next) = marker.open_next_key(&keys) else { return Ok(None) };
             let mut older = vec![key.clone()];
             older.extend(previous.iter().cloned());
-            if let KeySource::File(path) = source {
-                write_key_file(path, &next, &older)?;
+            match source {
+                KeySource::File(path) => {
+                    write_key_file(path, &next, &older)?;
+                    tracing::warn!(
+                        from = %marker.from,
+                        to = %marker.to,
+                        key = %source,
+                        "a master key rotation is running: took the new key from the database (sealed under this \
+                         node's key) and rewrote the key file"
+                    );
+                }
+                KeySource::Environment => tracing::warn!(
+                    from = %marker.from,
+                    to = %marker.to,
+                    "a master key rotation is running: took the new key from the database (sealed under this node's \
+                     key), in memory only. Set TESSERA_MASTER_KEY to the new key (the first line of the key file on \
+                     the node that ran `tessera key rotate`) before this node restarts"
+                ),
             }
-            tracing::warn!(
-                from = %marker.from,
-                to = %marker.to,
-                key = %source,
-                "a master key rotation is running: took the new key from the database (sealed under this node's key)"
-            );
             Ok(Some((next, older)))
         }
         RotationState::Done => Err(StartupError::MissedRotation {

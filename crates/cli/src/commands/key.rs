@@ -193,6 +193,17 @@ async fn rotate(
     // still seal a new value with the old key only, or fail to open one
     // re-sealed under the new key.
     wait_for_nodes(&node, &new_id, wait).await?;
+    // Two rotations started at once on two nodes: the last marker written
+    // wins, and only its rotation may re-seal (the other's key is not on
+    // every node).
+    match rotation::marker(store).await? {
+        Some(m) if m.state == RotationState::Running && m.to == new_id => {}
+        other => bail!(
+            "the rotation marker changed meanwhile (now: {}); another `tessera key rotate` is running. Nothing was \
+             re-sealed here; let that one finish, or run `tessera key rotate` again on one node",
+            other.map_or_else(|| "none".into(), |m| format!("{:?} to key {}", m.state, m.to).to_lowercase())
+        ),
+    }
 
     let only_new = Keyring::new(&new_key);
     let mut pass = 0;

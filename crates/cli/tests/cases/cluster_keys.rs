@@ -111,8 +111,13 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
     }
     let old_key = std::fs::read_to_string(a.key_file()).unwrap();
     let old_id = status(&a)["key_id"].as_str().unwrap().to_string();
+    // A third node takes its key from TESSERA_MASTER_KEY (no key file): it
+    // follows in memory and says the variable must change.
+    let mut e = pg_node(&url, "node-env");
+    e.set_env("TESSERA_MASTER_KEY", old_key.trim());
     a.start();
     b.start();
+    e.start();
 
     // A login every 20 ms for 30 s, alternating nodes; each a fresh HOTP
     // code (user i % 25 at counter i / 25: 25 is odd, so every user's
@@ -176,11 +181,23 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
         assert_eq!(st["rotation"]["state"], "done");
         assert!(st["rotation"].get("next_key").is_none(), "the sealed key is gone at done: {st}");
         let nodes = st["nodes"].as_array().unwrap();
-        for name in ["node-a", "node-b"] {
+        for name in ["node-a", "node-b", "node-env"] {
             let r = nodes.iter().find(|r| r["node"] == name).unwrap_or_else(|| panic!("{name} in {st}"));
             assert_eq!(r["key_id"], new_id.as_str(), "{st}");
         }
     }
+    // The environment node holds the new key alone, in memory, and wrote no file.
+    let env_node = eventually(
+        Duration::from_secs(5),
+        || status(&a)["nodes"].as_array().unwrap().iter().find(|r| r["node"] == "node-env").unwrap().clone(),
+        |r| r["previous"] == json!([]),
+    )
+    .await;
+    assert_eq!(env_node["previous"], json!([]), "{env_node}");
+    assert!(!e.key_file().exists());
+    let (code, body) = try_validate(&e, "u1", &hotp_code(&secret(1), (results.len() / USERS + 2) as u64)).await;
+    assert_eq!((code, &body["result"]), (200, &json!("accept")), "{body}");
+    e.stop();
     // Nobody locked, no failure counted.
     for u in users(&a) {
         assert_eq!(u["failures"], 0, "{u}");
