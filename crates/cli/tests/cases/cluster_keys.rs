@@ -130,7 +130,7 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
         let mut i = 0usize;
         while began.elapsed() < Duration::from_secs(30) {
             tick.tick().await;
-            let n = if i % 2 == 0 { &a } else { &b };
+            let n = if i.is_multiple_of(2) { &a } else { &b };
             let (user, counter) = (i % USERS, (i / USERS) as u64);
             let (code, body) = try_validate(n, &format!("u{user}"), &hotp_code(&secret(user), counter)).await;
             results.push((i, code, body));
