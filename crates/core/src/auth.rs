@@ -53,9 +53,11 @@ pub struct UnreadableSecrets {
 }
 
 impl UnreadableSecrets {
-    fn failed(&self, token: &Token, error: &KeyError) {
+    /// Logs `token`'s failure unless it was logged already; whether it logged.
+    fn failed(&self, token: &Token, error: &KeyError) -> bool {
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
-        if logged.insert(token.id.0) {
+        let first = logged.insert(token.id.0);
+        if first {
             self.any.store(true, std::sync::atomic::Ordering::Relaxed);
             // The serial and the key ids only: never the sealed bytes.
             tracing::error!(
@@ -66,6 +68,7 @@ impl UnreadableSecrets {
                  `unavailable` (not counted) until it opens (logged once per token)"
             );
         }
+        first
     }
 
     fn opened(&self, token: &Token) {
@@ -1039,4 +1042,41 @@ fn audit_target(realm: &str, username: &str) -> String {
         |s: &str, n: usize| -> String { s.chars().take(n).map(|c| if c.is_control() { '?' } else { c }).collect() };
     let name = clean(username, names::MAX_USERNAME_LEN);
     if realm == DEFAULT_REALM { name } else { format!("{name}@{}", clean(realm, names::MAX_REALM_LEN)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TokenId, TokenState};
+
+    fn token(id: i64) -> Token {
+        Token {
+            id: TokenId(id),
+            user_id: UserId(1),
+            serial: format!("T-{id}"),
+            params: tessera_otp::OtpParams::default(),
+            sealed_secret: vec![1, 2, 3],
+            counter: 0,
+            drift: 0,
+            state: TokenState::Active,
+            description: String::new(),
+            created_at: Timestamp(0),
+            last_used_at: None,
+            oob: None,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_secret_is_logged_once_per_token_until_it_opens_again() {
+        let u = UnreadableSecrets::default();
+        let (a, b) = (token(1), token(2));
+        assert!(u.failed(&a, &KeyError::Corrupt));
+        assert!(!u.failed(&a, &KeyError::Corrupt), "the second login is not logged");
+        assert!(u.failed(&b, &KeyError::Corrupt), "another token is");
+        u.opened(&a);
+        assert!(u.failed(&a, &KeyError::Corrupt), "broken again after opening: logged again");
+        u.opened(&a);
+        u.opened(&b);
+        assert!(!u.any.load(std::sync::atomic::Ordering::Relaxed), "nothing left: the cheap path again");
+    }
 }
