@@ -16,6 +16,9 @@ command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
 # PostgreSQL server binaries for the PostgreSQL store tests (a private
 # cluster per test run, started by tessera_store::postgres::testing).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+# faketime: a node started with its clock 120 s ahead (the shared-database
+# clock check, cases/health.rs).
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 # age: backups must open with the standard tool.
 command -v age >/dev/null 2>&1 || need+=(age)
 # aiosmtpd: the SMTP server that receives email codes (Debian's python3).

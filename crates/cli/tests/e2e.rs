@@ -44,6 +44,12 @@ mod ui_browser;
 #[path = "cases/shared_db.rs"]
 mod shared_db;
 
+#[path = "cases/cluster_keys.rs"]
+mod cluster_keys;
+
+#[path = "cases/health.rs"]
+mod health;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

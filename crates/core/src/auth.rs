@@ -15,7 +15,7 @@ use crate::audit::{Actor, AuditRecord, AuditResult};
 use crate::clock::Timestamp;
 use crate::context::Context;
 use crate::error::CoreError;
-use crate::keys::{Keyring, Purpose};
+use crate::keys::{KeyError, Keyring, Purpose};
 use crate::model::{AccessRecord, OobChannel, Token, TokenState, User, UserId};
 use crate::names::{self, DEFAULT_REALM};
 use crate::oob::{OobCode, OobMessage, OobSender, OobService, PendingMatch};
@@ -36,6 +36,53 @@ pub const MAX_CREDENTIAL_LEN: usize = MAX_PASSWORD_LEN + 16;
 /// users we then spend an argon2 verification so timing does not reveal
 /// that the user does not exist.
 const LONGEST_CODE: usize = BACKUP_CODE_DIGITS;
+
+/// The audit reason of a login that could not be decided because a token
+/// secret it might have been for did not open (see [`CoreError::SecretUnreadable`]).
+pub const SECRET_UNREADABLE: &str = "secret_unreadable";
+
+/// Tokens whose secret did not open, so that each is logged once and not
+/// at every login (a broken token on a busy node would flood the log). A
+/// token that opens again is forgotten, so a second breakage is logged too.
+#[derive(Debug, Default)]
+pub struct UnreadableSecrets {
+    logged: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Whether `logged` may be non-empty: the common case (nothing broken)
+    /// then costs one relaxed load per opened secret instead of a lock.
+    any: std::sync::atomic::AtomicBool,
+}
+
+impl UnreadableSecrets {
+    /// Logs `token`'s failure unless it was logged already; whether it logged.
+    fn failed(&self, token: &Token, error: &KeyError) -> bool {
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let first = logged.insert(token.id.0);
+        if first {
+            self.any.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The serial and the key ids only: never the sealed bytes.
+            tracing::error!(
+                token = %token.serial,
+                user_id = %token.user_id,
+                error = %error,
+                "token secret cannot be opened with this node's master key: its user's logins are answered \
+                 `unavailable` (not counted) until it opens (logged once per token)"
+            );
+        }
+        first
+    }
+
+    fn opened(&self, token: &Token) {
+        if self.any.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+            if logged.remove(&token.id.0) {
+                tracing::info!(token = %token.serial, "token secret opens again");
+            }
+            if logged.is_empty() {
+                self.any.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct ValidateRequest {
@@ -87,6 +134,9 @@ pub struct Validation {
     pub message: Option<String>,
     /// This attempt locked the user (for the lockout counter in metrics).
     pub locked_now: bool,
+    /// A token secret was opened and matched the code: this node's key
+    /// opens secrets (health reporting clears a `secret_unreadable` state on it).
+    pub opened_secret: bool,
 }
 
 /// What the first factor said.
@@ -120,6 +170,8 @@ pub struct Authenticator {
     ctx: Arc<Context>,
     /// Email and SMS codes; nothing is sent unless configured.
     oob: OobService,
+    /// Shared by the clones of this authenticator (one per node).
+    unreadable: Arc<UnreadableSecrets>,
 }
 
 /// A code that went out in the first step of a login.
@@ -159,7 +211,7 @@ fn split_code(input: &str, len: usize, has_password: bool, code_first: bool) -> 
 
 impl Authenticator {
     pub fn new(ctx: Arc<Context>) -> Self {
-        Authenticator { ctx, oob: OobService::disabled() }
+        Authenticator { ctx, oob: OobService::disabled(), unreadable: Arc::default() }
     }
 
     /// Sends email and SMS codes through `oob` (see [`crate::oob`]).
@@ -251,6 +303,7 @@ impl Authenticator {
             let oob_enabled = policy.oob_enabled(&realm, &req.username);
             let sender = self.oob.sender.clone();
             let lookback = self.oob.settings.lookback_seconds();
+            let unreadable = self.unreadable.clone();
             Box::new(move |snap: &dyn Snapshot| -> Evaluation {
                 let user = snap.user();
                 if user.disabled {
@@ -267,7 +320,7 @@ impl Authenticator {
                     None if user.password_hash.is_some() || directory => return Evaluation::Deferred,
                     None => {}
                 }
-                let mut codes = match_codes(&keys, snap.tokens(), &input, &policy, now, false);
+                let mut codes = match_codes(&keys, &unreadable, snap.tokens(), &input, &policy, now, false);
                 if let Some((factor, _)) = codes.matched {
                     return Evaluation::Decided(Verdict::Verified(factor));
                 }
@@ -291,6 +344,11 @@ impl Authenticator {
                         return Evaluation::Decided(Verdict::Verified(factor));
                     }
                     codes.absorb(check);
+                }
+                // Fail closed: the code may have been right for the token
+                // that did not open. Not a counted failure.
+                if codes.unreadable {
+                    return Evaluation::Decided(Verdict::Refused(SECRET_UNREADABLE));
                 }
                 Evaluation::Decided(codes.failure(&FirstFactor::Ok { groups: Vec::new(), source: None }))
             })
@@ -323,6 +381,7 @@ impl Authenticator {
                     directory_groups,
                     message: None,
                     locked_now: false,
+                    opened_secret: false,
                 });
             }
             Authentication::Decided { user_id, verdict, outcome } => (user_id, verdict, outcome),
@@ -380,6 +439,13 @@ impl Authenticator {
                 (user.id, verdict, outcome)
             }
         };
+        // Recorded (audited, not counted) by the store; the caller answers
+        // `unavailable` so the client retries or fails over to a node
+        // whose key opens the secret.
+        if outcome == AuthOutcome::Refused && verdict == Verdict::Refused(SECRET_UNREADABLE) {
+            return Err(CoreError::SecretUnreadable);
+        }
+        let opened_secret = matches!(verdict, Verdict::Verified(Factor::Token { .. }));
         let mut finished = AuditRecord::new(now, "", &actor, "");
         crate::store::finish_attempt_audit(&mut finished, &verdict, &outcome);
         let mut message = None;
@@ -416,6 +482,7 @@ impl Authenticator {
             directory_groups,
             message,
             locked_now,
+            opened_secret,
         })
     }
 
@@ -436,6 +503,7 @@ impl Authenticator {
             directory_groups: Vec::new(),
             message: None,
             locked_now: false,
+            opened_secret: false,
         })
     }
 
@@ -494,7 +562,7 @@ impl Authenticator {
             }
         }
         // 1. Token codes: cheap, so try them first.
-        let mut codes = match_codes(&ctx.keys, tokens, input, policy, login.now, true);
+        let mut codes = match_codes(&ctx.keys, &self.unreadable, tokens, input, policy, login.now, true);
         if let Some((factor, password)) = &codes.matched {
             let ff = self.first_factor(login, password, &mut checked).await;
             return Ok((with_first_factor(&ff, Verdict::Verified(factor.clone())), Some(ff)));
@@ -518,6 +586,12 @@ impl Authenticator {
                 return Ok((with_first_factor(&ff, Verdict::Verified(factor)), Some(ff)));
             }
             codes.absorb(check);
+        }
+        // Fail closed before the password is looked at: the code may have
+        // been right for the token that did not open, and telling a right
+        // password from a wrong one here would make this an oracle.
+        if codes.unreadable {
+            return Ok((Verdict::Refused(SECRET_UNREADABLE), None));
         }
         // 3. No code matched. Was the password part right (then the code was
         //    wrong)? Then: is the whole input the password, for a second step
@@ -743,6 +817,8 @@ struct CodeCheck<'a> {
     replayed: bool,
     /// An email/SMS code that matched but no longer works (expired, worn out).
     stale: Option<&'static str>,
+    /// A token the code could have been for has a secret that did not open.
+    unreadable: bool,
 }
 
 impl<'a> CodeCheck<'a> {
@@ -753,6 +829,7 @@ impl<'a> CodeCheck<'a> {
         }
         self.replayed |= oob.replayed;
         self.stale = self.stale.or(oob.stale);
+        self.unreadable |= oob.unreadable;
     }
 
     /// The verdict when no code matched, given what the first factor said.
@@ -773,14 +850,21 @@ impl<'a> CodeCheck<'a> {
 /// quick (an AEAD open and a few HMACs per token).
 fn match_codes<'a>(
     keys: &Keyring,
+    unreadable: &UnreadableSecrets,
     tokens: &[Token],
     input: &'a str,
     policy: &Policy,
     now: crate::clock::Timestamp,
     has_password: bool,
 ) -> CodeCheck<'a> {
-    let mut check =
-        CodeCheck { matched: None, first_password: None, no_active_token: true, replayed: false, stale: None };
+    let mut check = CodeCheck {
+        matched: None,
+        first_password: None,
+        no_active_token: true,
+        replayed: false,
+        stale: None,
+        unreadable: false,
+    };
     // Email and SMS tokens have no codes of their own (see `check_oob`).
     for token in tokens.iter().filter(|t| t.state == TokenState::Active && t.oob.is_none()) {
         check.no_active_token = false;
@@ -789,9 +873,13 @@ fn match_codes<'a>(
         };
         check.first_password.get_or_insert(split.password);
         let secret = match open_secret(keys, token) {
-            Ok(s) => s,
+            Ok(s) => {
+                unreadable.opened(token);
+                s
+            }
             Err(e) => {
-                tracing::error!(token = %token.serial, error = %e, "token secret cannot be opened; token skipped");
+                unreadable.failed(token, &e);
+                check.unreadable = true;
                 continue;
             }
         };
@@ -827,8 +915,14 @@ fn check_oob<'a>(
     now: Timestamp,
     has_password: bool,
 ) -> CodeCheck<'a> {
-    let mut check =
-        CodeCheck { matched: None, first_password: None, no_active_token: false, replayed: false, stale: None };
+    let mut check = CodeCheck {
+        matched: None,
+        first_password: None,
+        no_active_token: false,
+        replayed: false,
+        stale: None,
+        unreadable: false,
+    };
     let mut lengths: Vec<usize> = usable.iter().map(|t| t.params.digits.get() as usize).collect();
     lengths.sort_unstable();
     lengths.dedup();
@@ -841,6 +935,7 @@ fn check_oob<'a>(
                 return check;
             }
             PendingMatch::Used => check.replayed = true,
+            PendingMatch::Unreadable => check.unreadable = true,
             m => check.stale = check.stale.or(m.failure_reason()),
         }
     }
@@ -947,4 +1042,41 @@ fn audit_target(realm: &str, username: &str) -> String {
         |s: &str, n: usize| -> String { s.chars().take(n).map(|c| if c.is_control() { '?' } else { c }).collect() };
     let name = clean(username, names::MAX_USERNAME_LEN);
     if realm == DEFAULT_REALM { name } else { format!("{name}@{}", clean(realm, names::MAX_REALM_LEN)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TokenId, TokenState};
+
+    fn token(id: i64) -> Token {
+        Token {
+            id: TokenId(id),
+            user_id: UserId(1),
+            serial: format!("T-{id}"),
+            params: tessera_otp::OtpParams::default(),
+            sealed_secret: vec![1, 2, 3],
+            counter: 0,
+            drift: 0,
+            state: TokenState::Active,
+            description: String::new(),
+            created_at: Timestamp(0),
+            last_used_at: None,
+            oob: None,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_secret_is_logged_once_per_token_until_it_opens_again() {
+        let u = UnreadableSecrets::default();
+        let (a, b) = (token(1), token(2));
+        assert!(u.failed(&a, &KeyError::Corrupt));
+        assert!(!u.failed(&a, &KeyError::Corrupt), "the second login is not logged");
+        assert!(u.failed(&b, &KeyError::Corrupt), "another token is");
+        u.opened(&a);
+        assert!(u.failed(&a, &KeyError::Corrupt), "broken again after opening: logged again");
+        u.opened(&a);
+        u.opened(&b);
+        assert!(!u.any.load(std::sync::atomic::Ordering::Relaxed), "nothing left: the cheap path again");
+    }
 }

@@ -20,6 +20,11 @@ pub enum CoreError {
     CodeMismatch,
     #[error("cannot open the secret of token {token}: {source}")]
     Key { token: String, source: KeyError },
+    /// A login could not be decided: a secret of the user's tokens does not
+    /// open with this node's master key (corrupt, or sealed under a key this
+    /// node lacks). Fail closed: answered `unavailable`, never counted.
+    #[error("a token secret of this user cannot be opened with this node's master key; the login was not decided")]
+    SecretUnreadable,
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error(transparent)]

@@ -525,6 +525,18 @@ impl Store for GuardedStore {
         self.inner.meta_value(key).await
     }
 
+    async fn node_key_reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.node_key_reports().await
+    }
+
+    async fn measure_database_clock(&self) -> Result<Option<crate::store::ClockSample>, StoreError> {
+        self.inner.measure_database_clock().await
+    }
+
+    fn connection_clock_sample(&self) -> Option<crate::store::ClockSample> {
+        self.inner.connection_clock_sample()
+    }
+
     async fn set_meta_value(
         &self,
         key: MetaKey<'_>,

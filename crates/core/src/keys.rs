@@ -138,6 +138,10 @@ pub enum Purpose {
     JoinProof,
     /// A node's own replication identity key (row = node name).
     NodeIdentity,
+    /// The next master key during a rotation, sealed under the key being
+    /// replaced (row = the next key's id), so every node holding the old key
+    /// can take the new one from the database instead of a copied file.
+    NextMasterKey,
 }
 
 impl Purpose {
@@ -152,6 +156,7 @@ impl Purpose {
             Purpose::AdminTotp => "admin-totp",
             Purpose::JoinProof => "join-proof",
             Purpose::NodeIdentity => "node-identity",
+            Purpose::NextMasterKey => "next-master-key",
         }
     }
 }
@@ -362,6 +367,29 @@ impl Keyring {
         Ok(())
     }
 
+    /// `next` sealed under the primary key for a rotation (see
+    /// [`Purpose::NextMasterKey`]); bound to `next`'s key id, so the value
+    /// does not open under a marker that names another key.
+    pub fn seal_master_key(&self, rng: &dyn Random, next: &MasterKey) -> Vec<u8> {
+        self.seal(rng, Purpose::NextMasterKey, &key_id_of(next), &next.0[..])
+    }
+
+    /// Opens a value made by [`Keyring::seal_master_key`] that claims to hold
+    /// key `key_id`, and checks that the key inside really has that id.
+    pub fn open_master_key(&self, key_id: &str, sealed: &[u8]) -> Result<MasterKey, KeyError> {
+        let plain = self.open(Purpose::NextMasterKey, key_id, sealed)?;
+        let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        if plain.len() != MASTER_KEY_LEN {
+            return Err(KeyError::Corrupt);
+        }
+        k.copy_from_slice(&plain);
+        let key = MasterKey(k);
+        if key_id_of(&key) != key_id {
+            return Err(KeyError::Corrupt);
+        }
+        Ok(key)
+    }
+
     /// Non-reversible, keyed digest of a backup code, bound to its user.
     pub fn backup_code_digest(&self, user_id: &str, code: &str) -> [u8; 32] {
         let set = self.current();
@@ -443,6 +471,30 @@ mod tests {
         before.replace(&new, &[]);
         assert_eq!(before.key_id(), key_id_of(&new));
         assert_eq!(before.backup_code_digest("u", "12345678"), code);
+    }
+
+    #[test]
+    fn next_master_key_travels_sealed_under_the_old_one() {
+        let old = MasterKey::generate(&OsRandom);
+        let next = MasterKey::generate(&OsRandom);
+        let next_id = key_id_of(&next);
+        let ring = Keyring::new(&old);
+        let sealed = ring.seal_master_key(&OsRandom, &next);
+        assert_eq!(sealed_key_id(&sealed), Some(key_id_of(&old)));
+        let opened = ring.open_master_key(&next_id, &sealed).unwrap();
+        assert_eq!(key_id_of(&opened), next_id);
+        // Bound to the id it claims: another id does not open it.
+        let other = key_id_of(&MasterKey::generate(&OsRandom));
+        assert_eq!(ring.open_master_key(&other, &sealed).err(), Some(KeyError::Corrupt));
+        // Only a holder of the old key opens it.
+        let stranger = Keyring::new(&MasterKey::generate(&OsRandom));
+        assert!(matches!(stranger.open_master_key(&next_id, &sealed), Err(KeyError::WrongKey { .. })));
+        // A value sealed for another purpose is not a key.
+        let otp = ring.seal(&OsRandom, Purpose::OtpSecret, &next_id, &[7u8; 32]);
+        assert_eq!(ring.open_master_key(&next_id, &otp).err(), Some(KeyError::Corrupt));
+        // A 32-byte value under the right label but holding another key is refused.
+        let wrong = ring.seal(&OsRandom, Purpose::NextMasterKey, &next_id, &[7u8; 32]);
+        assert_eq!(ring.open_master_key(&next_id, &wrong).err(), Some(KeyError::Corrupt));
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub enum PendingMatch {
     Exhausted,
     /// No code of this user has this value.
     None,
+    /// None matched, but the secret of a token a code went to did not open,
+    /// so whether one would have is unknown (the login fails closed).
+    Unreadable,
 }
 
 impl PendingMatch {
@@ -176,7 +179,7 @@ impl PendingMatch {
             PendingMatch::Used => Some("replayed_code"),
             PendingMatch::Expired => Some("expired_code"),
             PendingMatch::Exhausted => Some("code_attempts_exceeded"),
-            PendingMatch::Live { .. } | PendingMatch::None => None,
+            PendingMatch::Live { .. } | PendingMatch::None | PendingMatch::Unreadable => None,
         }
     }
 }
@@ -194,6 +197,7 @@ pub fn match_pending(keys: &Keyring, tokens: &[Token], codes: &[OobCode], code: 
         return PendingMatch::None;
     }
     let mut found = PendingMatch::None;
+    let mut unreadable = false;
     for row in codes {
         let Some(token) = oob_tokens(tokens).find(|t| t.id == row.token_id) else { continue };
         let Some(target) = &token.oob else { continue };
@@ -203,7 +207,8 @@ pub fn match_pending(keys: &Keyring, tokens: &[Token], codes: &[OobCode], code: 
         let secret = match open_secret(keys, token) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(token = %token.serial, error = %e, "token secret cannot be opened; token skipped");
+                tracing::debug!(token = %token.serial, error = %e, "token secret cannot be opened");
+                unreadable = true;
                 continue;
             }
         };
@@ -224,7 +229,7 @@ pub fn match_pending(keys: &Keyring, tokens: &[Token], codes: &[OobCode], code: 
             found = m;
         }
     }
-    found
+    if found == PendingMatch::None && unreadable { PendingMatch::Unreadable } else { found }
 }
 
 /// A code about to leave. Its Debug output never shows the code.

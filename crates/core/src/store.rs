@@ -52,6 +52,10 @@ pub enum StoreError {
     /// why and what to run; see `replication::fencing`).
     #[error("{0}")]
     Fenced(String),
+    /// The operation is not available through this store (a wrapper that
+    /// does not pass it on).
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
 }
 
 /// A listing filter for users.
@@ -457,6 +461,45 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         value: Option<Vec<u8>>,
         audit: Option<AuditRecord>,
     ) -> Result<(), StoreError>;
+
+    /// Every [`MetaKey::NodeKey`] value, by node name (in name order): which
+    /// master key each node that shares this store has loaded, so a
+    /// rotation can wait for all of them.
+    ///
+    /// The default is `Unsupported`, for wrappers that do not pass it on;
+    /// callers then fall back to their own node's value
+    /// (`rotation::node_reports`). Both backends implement it.
+    async fn node_key_reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Err(StoreError::Unsupported("listing the nodes' key reports"))
+    }
+
+    // --- clocks (shared database mode)
+    /// Measures this node's clock against the database server's now, on a
+    /// pooled connection. `None` for a store without a server (embedded).
+    async fn measure_database_clock(&self) -> Result<Option<ClockSample>, StoreError> {
+        Ok(None)
+    }
+
+    /// The latest measurement taken when a new connection was opened (every
+    /// new connection is measured), if any.
+    fn connection_clock_sample(&self) -> Option<ClockSample> {
+        None
+    }
+}
+
+/// This node's clock against the database server's, for the clock check
+/// of shared database mode: TOTP codes depend on agreeing clocks, and the
+/// database is the one clock every node talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSample {
+    /// This node's clock minus the database server's, in milliseconds,
+    /// with the node's reading taken halfway through the round trip
+    /// (positive: this node is ahead).
+    pub offset_ms: i64,
+    /// How long the measuring query took; the offset is exact to within half of it.
+    pub round_trip_ms: i64,
+    /// When it was measured, by this node's clock.
+    pub at: Timestamp,
 }
 
 /// A column holding values sealed under the master key.
@@ -475,16 +518,20 @@ pub enum SealedColumn {
     /// `admins.totp_secret` (web console administrators), row = admin id;
     /// NULL values (not yet enrolled) are skipped.
     AdminTotpSecret,
+    /// This node's replication identity key (`repl_identity.key_sealed`,
+    /// embedded database only), row = node name.
+    NodeIdentity,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 6] = [
+    pub const ALL: [SealedColumn; 7] = [
         SealedColumn::TokenSecret,
         SealedColumn::InventorySecret,
         SealedColumn::RadiusClientSecret,
         SealedColumn::RealmSecrets,
         SealedColumn::Meta,
         SealedColumn::AdminTotpSecret,
+        SealedColumn::NodeIdentity,
     ];
 
     pub fn label(self) -> &'static str {
@@ -495,6 +542,7 @@ impl SealedColumn {
             SealedColumn::RealmSecrets => "realm secrets",
             SealedColumn::Meta => "key check and backup code key",
             SealedColumn::AdminTotpSecret => "admin TOTP secrets",
+            SealedColumn::NodeIdentity => "this node's cluster identity",
         }
     }
 }
@@ -531,6 +579,9 @@ pub enum MetaKey<'a> {
 }
 
 impl MetaKey<'_> {
+    /// The prefix of every [`MetaKey::NodeKey`] name (the node name follows).
+    pub const NODE_KEY_PREFIX: &'static str = "node_key:";
+
     /// Whether the value is the cluster's (replicated to replicas, so only
     /// the primary may set it) rather than one node's.
     pub fn replicated(&self) -> bool {
@@ -543,7 +594,7 @@ impl MetaKey<'_> {
             MetaKey::KeyCheck => "key_check".into(),
             MetaKey::BackupMacKey => "backup_mac_key".into(),
             MetaKey::KeyRotation => "key_rotation".into(),
-            MetaKey::NodeKey(node) => format!("node_key:{node}"),
+            MetaKey::NodeKey(node) => format!("{}{node}", Self::NODE_KEY_PREFIX),
             MetaKey::SyslogCursor(node) => format!("syslog_cursor:{node}"),
         }
     }

@@ -4,6 +4,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod clock_watch;
 pub mod config;
 pub mod directory;
 pub mod hasher;

@@ -201,6 +201,9 @@ struct Registry {
     replication_outbox: AtomicI64,
     /// 1 while this node refuses administrative writes as fenced.
     replication_fenced: AtomicI64,
+    /// Shared database mode; i64::MIN when never measured (not rendered).
+    database_clock_offset_ms: AtomicI64,
+    secrets_unreadable: AtomicU64,
     config_reloads_ok: AtomicU64,
     config_reloads_failed: AtomicU64,
     config_last_reload_ok: AtomicI64,
@@ -224,6 +227,8 @@ static REGISTRY: Registry = Registry {
     replication_claims: [const { AtomicU64::new(0) }; ClaimMetric::ALL.len()],
     replication_outbox: AtomicI64::new(-1),
     replication_fenced: AtomicI64::new(0),
+    database_clock_offset_ms: AtomicI64::new(i64::MIN),
+    secrets_unreadable: AtomicU64::new(0),
     config_reloads_ok: AtomicU64::new(0),
     config_reloads_failed: AtomicU64::new(0),
     config_last_reload_ok: AtomicI64::new(0),
@@ -348,6 +353,17 @@ pub fn set_replication_outbox(pending: Option<u64>) {
 
 pub fn set_replication_fenced(fenced: bool) {
     REGISTRY.replication_fenced.store(i64::from(fenced), Ordering::Relaxed);
+}
+
+/// This node's clock minus the database server's (ms; positive: this node
+/// is ahead), measured in shared database mode.
+pub fn set_database_clock_offset(ms: i64) {
+    REGISTRY.database_clock_offset_ms.store(ms.max(i64::MIN + 1), Ordering::Relaxed);
+}
+
+/// A login could not be decided because a token secret did not open.
+pub fn secret_unreadable() {
+    inc(&REGISTRY.secrets_unreadable);
 }
 
 /// A configuration reload (SIGHUP) was applied (`ok`) or refused, at
@@ -608,6 +624,22 @@ pub fn render(ext: &External<'_>) -> String {
             offset as f64 / 1e3,
         );
     }
+
+    let offset = r.database_clock_offset_ms.load(Ordering::Relaxed);
+    if offset != i64::MIN {
+        o.single(
+            "tessera_database_clock_offset_seconds",
+            "gauge",
+            "This node's clock minus the database server's (shared database mode; positive: this node is ahead).",
+            offset as f64 / 1e3,
+        );
+    }
+    o.single(
+        "tessera_secrets_unreadable_total",
+        "counter",
+        "Logins answered unavailable because a token secret did not open with this node's master key.",
+        get(&r.secrets_unreadable),
+    );
 
     o.header(
         "tessera_config_reloads_total",

@@ -15,6 +15,7 @@ use tessera_core::context::Context;
 use tessera_core::keys::{KeyError, Keyring, MasterKey};
 use tessera_core::password::PasswordHasher;
 use tessera_core::random::{OsRandom, Random};
+use tessera_core::rotation::{RotationMarker, RotationState};
 use tessera_core::store::{Store, StoreError};
 use tessera_store::{PgOptions, PgStore, SqliteOptions, SqliteStore};
 
@@ -50,6 +51,14 @@ pub enum StartupError {
     Tls(String),
     #[error("email/SMS codes: {0}")]
     Oob(String),
+    /// The database was re-sealed under a new master key by a rotation this
+    /// node missed (it was stopped until the rotation finished).
+    #[error(
+        "the master key was rotated from key {from} to key {to} while this node was away ({when}); this node still \
+         has only key {from} ({source_name}). Copy the key file from another node (every node that took part holds \
+         key {to}) or set TESSERA_MASTER_KEY to it, then start this node again"
+    )]
+    MissedRotation { from: String, to: String, when: String, source_name: String },
 }
 
 /// Where the master key came from, for start-up messages.
@@ -79,6 +88,31 @@ pub struct InitReport {
     pub key_id: String,
 }
 
+/// The master key(s) behind `ctx.keys` (the primary, then keys that still
+/// open values during a rotation). Kept for the key watcher, which
+/// rewrites this node's key file when a rotation reaches it.
+#[derive(Clone, Default)]
+pub struct MasterKeys(Arc<std::sync::Mutex<Option<KeyPair>>>);
+
+/// A primary master key and the older ones it still opens with.
+type KeyPair = (MasterKey, Vec<MasterKey>);
+
+impl std::fmt::Debug for MasterKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKeys([REDACTED])")
+    }
+}
+
+impl MasterKeys {
+    pub fn get(&self) -> Option<(MasterKey, Vec<MasterKey>)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, primary: &MasterKey, previous: &[MasterKey]) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((primary.clone(), previous.to_vec()));
+    }
+}
+
 /// An opened node: configuration plus the domain services over its store.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -87,6 +121,8 @@ pub struct Node {
     pub auth: Authenticator,
     pub admin: Admin,
     pub key_source: KeySource,
+    /// The master keys `ctx.keys` was made from (set by [`open`]).
+    pub master_keys: MasterKeys,
     /// The realms' live first-factor sources (also `ctx.directory`).
     pub directory: Arc<DirectoryService>,
     /// Primary/replica replication (embedded database only).
@@ -258,24 +294,125 @@ pub async fn open(
         }
         (r, _) => r?,
     };
-    let keys = Keyring::with_previous(&key, &previous);
-    drop((key, previous));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, replication): (Arc<dyn Store>, _) = match pg {
-        None => {
-            let store = SqliteStore::open(&store_options(cfg), &keys, clock.now()).map_err(|e| store_err(cfg, e))?;
-            // Primary/replica replication is the embedded database's.
-            let (store, replication) =
-                crate::replication::guard(&cfg.database_path(), Arc::new(store)).map_err(|e| store_err(cfg, e))?;
-            (store, Some(replication))
+    let opened = open_store(cfg, pg.as_ref(), &key, &previous, clock.now()).await;
+    let (store, key, previous) = match opened {
+        // The database is sealed under a key this node lacks: a rotation it
+        // missed (part of) explains it, and may carry the key.
+        Err(wrong @ StartupError::Store { error: StoreError::WrongKey(_), .. }) => {
+            let raw = match &pg {
+                None => SqliteStore::rotation_marker_unverified(&store_options(cfg)),
+                Some(opts) => PgStore::rotation_marker_unverified(opts).await,
+            };
+            let marker = raw.ok().flatten().and_then(|b| serde_json::from_slice::<RotationMarker>(&b).ok());
+            match marker.map(|m| follow_rotation(&m, &key, &previous, &key_source)).transpose()?.flatten() {
+                Some((next, older)) => {
+                    let store = open_store(cfg, pg.as_ref(), &next, &older, clock.now()).await?;
+                    (store, next, older)
+                }
+                None => return Err(wrong),
+            }
         }
-        Some(opts) => (Arc::new(open_postgres(cfg, &opts, &keys, clock.now()).await?), None),
+        Err(e) => return Err(e),
+        Ok(store) => {
+            // A rotation running while this node was away: take the new key
+            // now rather than a second later in the key watcher, so a CLI
+            // command seals with it too.
+            let marker = tessera_core::rotation::marker(&*store.0).await.ok().flatten();
+            match marker.and_then(|m| follow_rotation(&m, &key, &previous, &key_source).ok().flatten()) {
+                Some((next, older)) => {
+                    store.1.replace(&next, &older);
+                    (store, next, older)
+                }
+                _ => (store, key, previous),
+            }
+        }
     };
+    let ((store, replication), keys) = ((store.0, store.2), store.1);
     let oob = crate::oob::service(cfg).map_err(StartupError::Oob)?;
     let mut node = assemble(cfg, store, keys, clock, hasher, key_source);
+    node.master_keys.set(&key, &previous);
     node.auth = node.auth.with_oob(oob);
     node.replication = replication;
     Ok(node)
+}
+
+/// What a node holding `key` (and `previous`) makes of a rotation marker.
+/// While the rotation runs, the new key is in the marker, sealed under the
+/// old one: a node with the old key only takes it, rewriting its key file
+/// (new key first, then the old), and gets `Some` keys to use. After the
+/// rotation finished, a node with only the old key cannot catch up by
+/// itself: [`StartupError::MissedRotation`]. `None`: nothing to do (or
+/// nothing this marker explains).
+pub fn follow_rotation(
+    marker: &RotationMarker,
+    key: &MasterKey,
+    previous: &[MasterKey],
+    source: &KeySource,
+) -> Result<Option<(MasterKey, Vec<MasterKey>)>, StartupError> {
+    let keys = Keyring::with_previous(key, previous);
+    let held = |id: &str| keys.key_id() == id || keys.previous_key_ids().iter().any(|p| p == id);
+    if held(&marker.to) || !held(&marker.from) {
+        return Ok(None);
+    }
+    match marker.state {
+        RotationState::Running => {
+            // A key that does not open is the key watcher's to report.
+            let Ok(next) = marker.open_next_key(&keys) else { return Ok(None) };
+            let mut older = vec![key.clone()];
+            older.extend(previous.iter().cloned());
+            match source {
+                KeySource::File(path) => {
+                    write_key_file(path, &next, &older)?;
+                    tracing::warn!(
+                        from = %marker.from,
+                        to = %marker.to,
+                        key = %source,
+                        "a master key rotation is running: took the new key from the database (sealed under this \
+                         node's key) and rewrote the key file"
+                    );
+                }
+                KeySource::Environment => tracing::warn!(
+                    from = %marker.from,
+                    to = %marker.to,
+                    "a master key rotation is running: took the new key from the database (sealed under this node's \
+                     key), in memory only. Set TESSERA_MASTER_KEY to the new key (the first line of the key file on \
+                     the node that ran `tessera key rotate`) before this node restarts"
+                ),
+            }
+            Ok(Some((next, older)))
+        }
+        RotationState::Done => Err(StartupError::MissedRotation {
+            from: keys.key_id(),
+            to: marker.to.clone(),
+            when: marker.finished_at.map_or_else(|| "finished".into(), |t| format!("finished {}", t.to_rfc3339())),
+            source_name: source.to_string(),
+        }),
+    }
+}
+
+/// The store (wrapped for replication on the embedded database), the
+/// keyring it was opened with, and the replication handle.
+type Opened = (Arc<dyn Store>, Keyring, Option<Arc<crate::replication::Replication>>);
+
+async fn open_store(
+    cfg: &Config,
+    pg: Option<&PgOptions>,
+    key: &MasterKey,
+    previous: &[MasterKey],
+    now: tessera_core::clock::Timestamp,
+) -> Result<Opened, StartupError> {
+    let keys = Keyring::with_previous(key, previous);
+    match pg {
+        None => {
+            let store = SqliteStore::open(&store_options(cfg), &keys, now).map_err(|e| store_err(cfg, e))?;
+            // Primary/replica replication is the embedded database's.
+            let (store, replication) =
+                crate::replication::guard(&cfg.database_path(), Arc::new(store)).map_err(|e| store_err(cfg, e))?;
+            Ok((store, keys, Some(replication)))
+        }
+        Some(opts) => Ok((Arc::new(open_postgres(cfg, opts, &keys, now).await?), keys, None)),
+    }
 }
 
 async fn open_postgres(
@@ -322,6 +459,7 @@ pub fn assemble(
         admin: Admin::new(ctx.clone()),
         ctx,
         key_source,
+        master_keys: MasterKeys::default(),
         directory,
         replication: None,
     }

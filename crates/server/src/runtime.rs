@@ -78,6 +78,9 @@ pub async fn serve(
         crate::key_watch::KEY_WATCH_INTERVAL,
         stop_rx.clone(),
     )));
+    if cfg.uses_postgres() {
+        tasks.push(tokio::spawn(crate::clock_watch::watch(node.clone(), stop_rx.clone())));
+    }
     if let Some(repl) = node.replication.clone() {
         let bound = listeners.first().and_then(|l| l.local_addr().ok());
         tasks.extend(crate::replication::start(node.clone(), repl, bound, stop_rx.clone()).await);

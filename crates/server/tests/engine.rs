@@ -424,3 +424,61 @@ async fn code_can_come_before_the_password() {
     assert_eq!(h.validate("first", &format!("password after{code}")).await.decision, Decision::Reject);
     assert_eq!(h.validate("first", &format!("{code}password after")).await.decision, Decision::Accept);
 }
+
+/// A token secret that does not open (here: sealed under a key this node
+/// lacks) fails the login closed on both paths — decided in the store's
+/// step (no password) and deferred (local password, right or wrong) — and
+/// never counts: more tries than the lockout threshold lock nobody. A
+/// backup code, which needs no token secret, still works.
+#[tokio::test]
+async fn a_secret_that_does_not_open_fails_closed_and_never_counts() {
+    use tessera_core::keys::Purpose;
+    use tessera_core::store::{SealedChange, SealedColumn};
+    let h = harness();
+    let plain = h.user("plain", None).await;
+    let pw = h.user("pw", Some("correct horse battery")).await;
+    let p = OtpParams::default();
+    let s_plain = h.token(&plain, p).await;
+    let s_pw = h.token(&pw, p).await;
+    let backup = h.admin.regenerate_backup_codes(&h.actor, &plain).await.unwrap();
+    let store = h.auth.context().store.clone();
+    let stranger = Keyring::new(&MasterKey::generate(&OsRandom));
+    for v in store.sealed_values(SealedColumn::TokenSecret, None, 10).await.unwrap() {
+        let new = stranger.seal(&OsRandom, Purpose::OtpSecret, &v.row, &[7u8; 20]);
+        let change = SealedChange { row: v.row.clone(), old: v.sealed.clone(), new };
+        assert_eq!(store.replace_sealed(SealedColumn::TokenSecret, vec![change]).await.unwrap(), 1);
+    }
+    let now = h.now_s();
+    let right = totp_code(&s_plain, p, now, 0);
+    let right_pw = totp_code(&s_pw, p, now, 0);
+    let attempts = [
+        ("plain", right.clone()),
+        ("plain", "000000".to_string()),
+        ("pw", format!("correct horse battery{right_pw}")),
+        // A wrong password is not told apart: no oracle on a broken node.
+        ("pw", format!("wrong horse battery{right_pw}")),
+    ];
+    for (user, input) in &attempts {
+        for _ in 0..6 {
+            let r = h
+                .auth
+                .validate(ValidateRequest {
+                    username: (*user).into(),
+                    password: Zeroizing::new(input.clone()),
+                    ..Default::default()
+                })
+                .await;
+            assert!(matches!(r, Err(CoreError::SecretUnreadable)), "{user}: {r:?}");
+        }
+    }
+    for u in [&plain, &pw] {
+        let u = h.fresh(u).await;
+        assert_eq!((u.lock.failures, u.status(h.clock.now())), (0, UserStatus::Active), "{}", u.username);
+    }
+    let log = h.admin.audit_log(AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let why = log.iter().filter(|a| a.action == "validate" && a.reason.as_deref() == Some("secret_unreadable")).count();
+    assert_eq!(why, attempts.len() * 6);
+    // A backup code does not need the token's secret.
+    let v = h.validate("plain", backup[0].as_str()).await;
+    assert_eq!(v.decision, Decision::Accept, "{v:?}");
+}

@@ -117,6 +117,8 @@ conformance!(
         oob_code_single_use_under_concurrent_submits,
         oob_send_limit_per_user_holds_under_concurrency,
         admins_lifecycle_lockout_replay_and_sealing,
+        node_key_reports_list_every_node,
+        database_clock_is_measured_where_there_is_a_server,
     ]
 );
 
@@ -156,6 +158,8 @@ conformance!(
         oob_code_single_use_under_concurrent_submits,
         oob_send_limit_per_user_holds_under_concurrency,
         admins_lifecycle_lockout_replay_and_sealing,
+        node_key_reports_list_every_node,
+        database_clock_is_measured_where_there_is_a_server,
     ]
 );
 
@@ -1236,13 +1240,67 @@ async fn key_rotation_reseals_everything_and_is_resumable(f: &Fixture) {
         to: rotated.key_id(),
         started_at: at(1),
         finished_at: None,
+        next_key: Some(old.seal_master_key(&OsRandom, &new_master)),
     };
     s.set_meta_value(MetaKey::KeyRotation, Some(m.to_bytes()), Some(audit("key.rotate"))).await.unwrap();
-    assert_eq!(rotation::marker(&**s).await.unwrap(), Some(m));
+    let read = rotation::marker(&**s).await.unwrap().unwrap();
+    assert_eq!(read, m);
+    // Every node holding the old key takes the new one from the marker.
+    assert_eq!(tessera_core::keys::key_id_of(&read.open_next_key(old).unwrap()), rotated.key_id());
     s.set_meta_value(MetaKey::NodeKey("n1"), Some(b"{}".to_vec()), None).await.unwrap();
     assert_eq!(s.meta_value(MetaKey::NodeKey("n1")).await.unwrap().as_deref(), Some(&b"{}"[..]));
     s.set_meta_value(MetaKey::NodeKey("n1"), None, None).await.unwrap();
     assert_eq!(s.meta_value(MetaKey::NodeKey("n1")).await.unwrap(), None);
+}
+
+async fn node_key_reports_list_every_node(f: &Fixture) {
+    use tessera_core::rotation::{self, NodeKeyReport};
+    use tessera_core::store::MetaKey;
+    let s = &f.store;
+    assert_eq!(s.node_key_reports().await.unwrap(), vec![]);
+    let report = |key: &str, secs: i64| NodeKeyReport { key_id: key.into(), previous: vec![], at: at(secs) };
+    // Node names are free text: an underscore or percent sign must not act
+    // as a pattern, and a name that merely starts like the prefix is not one.
+    for (node, r) in [("node-b", report("bbbb", 100)), ("node_a", report("aaaa", 100)), ("n%", report("cccc", 100))] {
+        s.set_meta_value(MetaKey::NodeKey(node), Some(serde_json::to_vec(&r).unwrap()), None).await.unwrap();
+    }
+    s.set_meta_value(MetaKey::SyslogCursor("node-b"), Some(b"17".to_vec()), None).await.unwrap();
+    let listed: Vec<String> = s.node_key_reports().await.unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(listed, vec!["n%", "node-b", "node_a"]);
+    // An update replaces the node's one report.
+    s.set_meta_value(MetaKey::NodeKey("node-b"), Some(serde_json::to_vec(&report("dddd", 200)).unwrap()), None)
+        .await
+        .unwrap();
+    let reports = rotation::node_reports(&**s, "node-b").await.unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports.iter().find(|(n, _)| n == "node-b").unwrap().1, report("dddd", 200));
+    // Who a rotation to `dddd` still waits for at t = 200 s: the two others
+    // (alive); at t = 300 s nobody, they have been silent for 2 minutes.
+    let waiting: Vec<&str> =
+        rotation::lagging_nodes(&reports, "dddd", at(200)).iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(waiting, vec!["n%", "node_a"]);
+    assert!(rotation::lagging_nodes(&reports, "dddd", at(300)).is_empty());
+    s.set_meta_value(MetaKey::NodeKey("node_a"), None, None).await.unwrap();
+    assert_eq!(s.node_key_reports().await.unwrap().len(), 2);
+}
+
+async fn database_clock_is_measured_where_there_is_a_server(f: &Fixture) {
+    // The store's first connection was measured when it was made.
+    let on_connect = f.store.connection_clock_sample();
+    match f.store.measure_database_clock().await.unwrap() {
+        // Embedded: no other clock to compare with.
+        None => assert_eq!(on_connect, None),
+        Some(sample) => {
+            let first = on_connect.expect("a sample from the first connection");
+            // Same machine: the two clocks agree to within the round trip.
+            for s in [first, sample] {
+                assert!(s.offset_ms.abs() <= s.round_trip_ms / 2 + 50, "{s:?}");
+                assert!(s.round_trip_ms < 5_000, "{s:?}");
+            }
+            assert!(sample.at >= first.at);
+            assert_eq!(f.store.connection_clock_sample(), Some(sample), "the latest sample is kept");
+        }
+    }
 }
 
 fn oob_token(user: &User, serial: &str, channel: OobChannel, address: &str, keys: &Keyring) -> Token {

@@ -200,6 +200,24 @@ fn create(
             "a master key rotation is under way (the key file holds two keys); finish it with `tessera key rotate`,              then back up"
         );
     }
+    // The same when this node's key file was not rewritten yet (its server
+    // is down, or its key comes from the environment); besides, a running
+    // rotation's marker holds the new key sealed under the old one, which a
+    // backup must not carry away.
+    if parts.contains(&Part::Database) && cfg.database_path().exists() {
+        let marker = tessera_store::SqliteStore::rotation_marker_unverified(&tessera_store::SqliteOptions::new(
+            cfg.database_path(),
+        ))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<tessera_core::rotation::RotationMarker>(&b).ok());
+        if let Some(m) = marker.filter(|m| m.state == tessera_core::rotation::RotationState::Running) {
+            bail!(
+                "a master key rotation to key {} is under way; finish it with `tessera key rotate`, then back up",
+                m.to
+            );
+        }
+    }
     let db = cfg.database_path();
     let mut sources: Vec<(&'static str, Source)> = Vec::new();
     let mut notes = Vec::new();

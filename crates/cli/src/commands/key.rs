@@ -46,9 +46,10 @@ pub enum KeyCmd {
         /// Values re-sealed per database round trip.
         #[arg(long, default_value_t = DEFAULT_BATCH)]
         batch: u32,
-        /// Seconds to give running servers to load the new key before
-        /// re-sealing (they check every second).
-        #[arg(long, default_value_t = 3)]
+        /// At most this long, running nodes (every node that reported in the
+        /// last 2 minutes) get to load the new key before anything is
+        /// re-sealed; one that does not stops the rotation (resumable).
+        #[arg(long, default_value_t = 30)]
         wait_seconds: u64,
         /// Test hook: sleep this long after each batch, so a test can kill
         /// the rotation halfway.
@@ -106,7 +107,7 @@ async fn rotate(
     pause: Option<Duration>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (primary, previous, source) = node::load_master_keys(cfg, env)?;
+    let (_, _, source) = node::load_master_keys(cfg, env)?;
     let KeySource::File(path) = source else {
         bail!(UsageError(
             "the master key comes from TESSERA_MASTER_KEY; rotation rewrites the key file, so put the key in the \
@@ -114,7 +115,10 @@ async fn rotate(
                 .into()
         ));
     };
+    // Opening takes the new key of a rotation already running elsewhere
+    // (and rewrites the key file with it), so the keys are read after.
     let node = super::open(cfg, env).await?;
+    let (primary, previous) = node.master_keys.get().context("this node's master keys")?;
     let store = &*node.ctx.store;
     let keys = &node.ctx.keys;
     let primary_id = key_id_of(&primary);
@@ -127,16 +131,18 @@ async fn rotate(
                 println!("finishing the rotation to key {primary_id} (the key file already holds only the new key)");
                 primary
             }
-            Some(m) if m.state == RotationState::Running => bail!(
-                "the database records a rotation from key {} to key {} in progress, but {} holds only key \
-                 {primary_id}. Put back the key file with key {} on the first line and key {} on the second, then \
-                 run `tessera key rotate` again",
-                m.from,
-                m.to,
-                path.display(),
-                m.to,
-                m.from
-            ),
+            Some(m) if m.state == RotationState::Running => {
+                let why = m.open_next_key(keys).err().map(|e| e.to_string()).unwrap_or_default();
+                bail!(
+                    "the database records a rotation from key {} to key {} in progress, but {} holds only key \
+                     {primary_id}, which cannot take the new key ({why}). Copy the key file from a node that holds \
+                     key {}, then run `tessera key rotate` again",
+                    m.from,
+                    m.to,
+                    path.display(),
+                    m.to
+                )
+            }
             _ => {
                 // Nothing changes unless every value opens now: a value no
                 // key can open would be lost for good by a rotation.
@@ -153,6 +159,12 @@ async fn rotate(
                 }
                 let new = MasterKey::generate(&OsRandom);
                 let new_id = key_id_of(&new);
+                // The marker first, carrying the new key sealed under the
+                // old: from here every node (this one's file included) can
+                // get the new key from the database, so no value is ever
+                // sealed under a key only one machine has.
+                let m = RotationMarker::running(keys, &OsRandom, &new, now);
+                set_marker(&node, &m, &format!("started: {primary_id} -> {new_id}")).await?;
                 node::write_key_file(&path, &new, std::slice::from_ref(&primary))
                     .context("writing the new key file")?;
                 println!(
@@ -160,29 +172,16 @@ async fn rotate(
                     path.display()
                 );
                 keys.replace(&new, std::slice::from_ref(&primary));
-                let m = RotationMarker {
-                    state: RotationState::Running,
-                    from: primary_id.clone(),
-                    to: new_id.clone(),
-                    started_at: now,
-                    finished_at: None,
-                };
-                set_marker(&node, &m, &format!("started: {primary_id} -> {new_id}")).await?;
                 new
             }
         }
     } else {
         let from = key_id_of(&previous[0]);
         println!("resuming the rotation from key {from} to key {primary_id}");
-        let recorded = marker.as_ref().is_some_and(|m| m.state == RotationState::Running && m.to == primary_id);
-        if !recorded {
-            let m = RotationMarker {
-                state: RotationState::Running,
-                from: from.clone(),
-                to: primary_id.clone(),
-                started_at: now,
-                finished_at: None,
-            };
+        let recorded = marker.as_ref().filter(|m| m.state == RotationState::Running && m.to == primary_id);
+        if recorded.is_none_or(|m| m.next_key.is_none() || m.from != from) {
+            let mut m = RotationMarker::running(&Keyring::new(&previous[0]), &OsRandom, &primary, now);
+            m.started_at = recorded.map_or(now, |r| r.started_at);
             set_marker(&node, &m, &format!("resumed: {from} -> {primary_id}")).await?;
         }
         primary
@@ -190,11 +189,21 @@ async fn rotate(
     let new_id = key_id_of(&new_key);
     let from_id = rotation::marker(store).await?.map(|m| m.from).unwrap_or_default();
 
-    // Running servers re-read the key file when the marker changes; until
-    // they have, one of them could still seal a new value with the old key.
-    let wait = wait.max(KEY_WATCH_INTERVAL * 2);
-    println!("waiting {} s for running servers to load key {new_id}", wait.as_secs());
-    tokio::time::sleep(wait).await;
+    // Until every running node has loaded the new key, one of them could
+    // still seal a new value with the old key only, or fail to open one
+    // re-sealed under the new key.
+    wait_for_nodes(&node, &new_id, wait).await?;
+    // Two rotations started at once on two nodes: the last marker written
+    // wins, and only its rotation may re-seal (the other's key is not on
+    // every node).
+    match rotation::marker(store).await? {
+        Some(m) if m.state == RotationState::Running && m.to == new_id => {}
+        other => bail!(
+            "the rotation marker changed meanwhile (now: {}); another `tessera key rotate` is running. Nothing was \
+             re-sealed here; let that one finish, or run `tessera key rotate` again on one node",
+            other.map_or_else(|| "none".into(), |m| format!("{:?} to key {}", m.state, m.to).to_lowercase())
+        ),
+    }
 
     let only_new = Keyring::new(&new_key);
     let mut pass = 0;
@@ -221,8 +230,8 @@ async fn rotate(
         if pass >= MAX_PASSES {
             bail!(
                 "{} value(s) still do not open with the new key after {pass} passes (is a server running that has \
-                 not loaded the new key? `tessera key status` shows it); the old key stays in {}, run `tessera key \
-                 rotate` again. First: {}",
+                 not loaded the new key? `tessera key status` shows each node's key); the old key stays in {}, run \
+                 `tessera key rotate` again. First: {}",
                 census.unreadable_count.max(census.not_under(&new_id)),
                 path.display(),
                 census.unreadable.join("; ")
@@ -232,12 +241,15 @@ async fn rotate(
     };
 
     node::write_key_file(&path, &new_key, &[]).context("writing the final key file")?;
+    // Done, and without the sealed key: kept, it would let the old key
+    // recover the new one for ever. Nodes now drop the old key.
     let m = RotationMarker {
         state: RotationState::Done,
         from: from_id.clone(),
         to: new_id.clone(),
         started_at: rotation::marker(store).await?.map(|m| m.started_at).unwrap_or(now),
         finished_at: Some(node.ctx.clock.now()),
+        next_key: None,
     };
     set_marker(&node, &m, &format!("finished: {} value(s) under {new_id}", census.total())).await?;
     println!(
@@ -253,6 +265,49 @@ async fn rotate(
     Ok(())
 }
 
+/// Waits (at most `wait`, and at least two key-watch intervals) until every
+/// node alive (reported within `rotation::NODE_ALIVE_SECONDS`) reports
+/// `new_id` as its key. The minimum covers nodes whose reports this store
+/// cannot show (replicas of an embedded primary, which get the marker
+/// through the change stream). A node that does not catch up stops the
+/// rotation here, before anything is re-sealed: it stays running and
+/// resumable, and every node still opens both keys.
+async fn wait_for_nodes(node: &Node, new_id: &str, wait: Duration) -> anyhow::Result<()> {
+    let floor = KEY_WATCH_INTERVAL * 2;
+    let begun = Instant::now();
+    let limit = wait.max(floor + KEY_WATCH_INTERVAL);
+    println!("waiting for every running node to load key {new_id} (at most {} s)", limit.as_secs());
+    loop {
+        let reports = rotation::node_reports(&*node.ctx.store, &node.ctx.node).await?;
+        let now = node.ctx.clock.now();
+        let lagging = rotation::lagging_nodes(&reports, new_id, now);
+        if lagging.is_empty() && begun.elapsed() >= floor {
+            let on_new: Vec<&str> =
+                reports.iter().filter(|(_, r)| r.key_id == new_id).map(|(n, _)| n.as_str()).collect();
+            if !on_new.is_empty() {
+                println!("nodes on key {new_id}: {}", on_new.join(", "));
+            }
+            return Ok(());
+        }
+        if begun.elapsed() >= limit && !lagging.is_empty() {
+            let names: Vec<String> = lagging
+                .iter()
+                .map(|(n, r)| format!("{n} (key {}, reported {} s ago)", r.key_id, (now.0 - r.at.0).max(0) / 1000))
+                .collect();
+            bail!(
+                "not every running node loaded the new key {new_id} within {} s: {}. Nothing was re-sealed; the \
+                 rotation stays running and every node still opens both keys. See that node's log (`master key \
+                 rotation`) and `tessera key status`, then run `tessera key rotate` again (a node that is stopped \
+                 stops counting {} s after its last report)",
+                limit.as_secs(),
+                names.join(", "),
+                rotation::NODE_ALIVE_SECONDS
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 async fn status(node: &Node, verify: bool, json: bool) -> anyhow::Result<()> {
     let store: &dyn Store = &*node.ctx.store;
     let keys = &node.ctx.keys;
@@ -260,12 +315,25 @@ async fn status(node: &Node, verify: bool, json: bool) -> anyhow::Result<()> {
     let census: Census = rotation::census(store, keys, verify, DEFAULT_BATCH).await?;
     let report: Option<rotation::NodeKeyReport> =
         store.meta_value(MetaKey::NodeKey(&node.ctx.node)).await?.and_then(|b| serde_json::from_slice(&b).ok());
+    let nodes = rotation::node_reports(store, &node.ctx.node).await?;
+    let now = node.ctx.clock.now();
+    let alive = |r: &rotation::NodeKeyReport| r.at > now.plus_seconds(-rotation::NODE_ALIVE_SECONDS);
     if json {
+        let nodes: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|(n, r)| {
+                serde_json::json!({
+                    "node": n, "key_id": r.key_id, "previous": r.previous, "at": r.at.to_rfc3339(), "alive": alive(r),
+                })
+            })
+            .collect();
         output::json(&serde_json::json!({
             "key_id": keys.key_id(),
             "previous_key_ids": keys.previous_key_ids(),
             "source": node.key_source.to_string(),
-            "rotation": marker,
+            // Never the sealed next key: with the old key it gives the new one.
+            "rotation": marker.as_ref().map(RotationMarker::public),
+            "nodes": nodes,
             "sealed_values": census.by_key,
             "verified": verify,
             "unreadable": census.unreadable_count,
@@ -292,6 +360,15 @@ async fn status(node: &Node, verify: bool, json: bool) -> anyhow::Result<()> {
         }
         if let Some(r) = &report {
             println!("server here:    last loaded key {} at {}", r.key_id, r.at.to_rfc3339());
+        }
+        for (n, r) in &nodes {
+            let prev = if r.previous.is_empty() {
+                String::new()
+            } else {
+                format!(" (still opening {})", r.previous.join(", "))
+            };
+            let state = if alive(r) { "" } else { ", not heard from for 2 minutes" };
+            println!("node {n}: key {}{prev}, reported {}{state}", r.key_id, r.at.to_rfc3339());
         }
         let parts: Vec<String> = census.by_key.iter().map(|(k, n)| format!("{n} under {k}")).collect();
         println!(

@@ -133,7 +133,14 @@ fn endpoints() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-async fn call(http: &reqwest::Client, node: &TestNode, method: &str, path: &str, body: &Value, bearer: Option<&str>) -> u16 {
+async fn call(
+    http: &reqwest::Client,
+    node: &TestNode,
+    method: &str,
+    path: &str,
+    body: &Value,
+    bearer: Option<&str>,
+) -> u16 {
     let mut r = if method == "GET" { http.get(node.url(path)) } else { http.post(node.url(path)).json(body) };
     if let Some(b) = bearer {
         r = r.bearer_auth(b);
@@ -210,7 +217,11 @@ async fn join_tokens_node_credentials_and_forwarded_state() {
     assert_eq!(stranger.join(&p, &valid_token).await, 401, "the token was revoked after failed proofs");
     let failed = audit(&p, "replica.join");
     assert!(
-        failed.iter().filter(|a| a["result"] == "reject" && a["reason"].as_str().unwrap_or("").contains("master key")).count() >= 3,
+        failed
+            .iter()
+            .filter(|a| a["result"] == "reject" && a["reason"].as_str().unwrap_or("").contains("master key"))
+            .count()
+            >= 3,
         "{failed:?}"
     );
 
@@ -223,7 +234,10 @@ async fn join_tokens_node_credentials_and_forwarded_state() {
     // …but cannot move a token beyond any code's step (the old attack made
     // TOTP unusable for ever with step 9·10¹²), by claim or by forward.
     let alice = user(&p, "alice").unwrap();
-    let (uid, tid) = (alice["user"]["id"].as_str().unwrap().parse::<i64>().unwrap(), alice["tokens"][0]["id"].as_str().unwrap().parse::<i64>().unwrap());
+    let (uid, tid) = (
+        alice["user"]["id"].as_str().unwrap().parse::<i64>().unwrap(),
+        alice["tokens"][0]["id"].as_str().unwrap().parse::<i64>().unwrap(),
+    );
     let claim = json!({"epoch": 1, "items": [{"kind": "step", "user": uid, "token": tid, "step": 9_000_000_000_000i64, "drift": 0}]});
     let (status, results) = rogue.post(&p, "/api/v1/replication/claims", claim).await;
     assert_eq!(status, 200);
@@ -236,16 +250,29 @@ async fn join_tokens_node_credentials_and_forwarded_state() {
     assert_eq!(answer["refused"], 1, "{answer}");
     assert_eq!(p.validate("alice", &super::support::totp_now(SECRET, 0)).await["result"], "accept", "TOTP still works");
     let refusals = audit(&p, "replication.claim");
-    assert!(refusals.iter().any(|a| a["actor"] == "node:rogue" && a["reason"].as_str().unwrap_or("").contains("outside_window")), "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .any(|a| a["actor"] == "node:rogue" && a["reason"].as_str().unwrap_or("").contains("outside_window")),
+        "{refusals:?}"
+    );
     let forwards = audit(&p, "replication.forward");
-    assert!(forwards.iter().any(|a| a["actor"] == "node:rogue" && a["reason"].as_str().unwrap_or("").contains("outside_window")), "{forwards:?}");
+    assert!(
+        forwards
+            .iter()
+            .any(|a| a["actor"] == "node:rogue" && a["reason"].as_str().unwrap_or("").contains("outside_window")),
+        "{forwards:?}"
+    );
     // A replica takes no state writes at all: they go to the primary.
-    assert!(within(Duration::from_secs(5), || {
-        let known = r1.ok(&["replica", "nodes", "--json"]).contains("\"rogue\"");
-        async move { known }
-    })
-    .await
-    .is_some(), "the enrolment reached the replica");
+    assert!(
+        within(Duration::from_secs(5), || {
+            let known = r1.ok(&["replica", "nodes", "--json"]).contains("\"rogue\"");
+            async move { known }
+        })
+        .await
+        .is_some(),
+        "the enrolment reached the replica"
+    );
     let (status, body) = rogue.towards(&r1_pin).post(&r1, "/api/v1/replication/logins", json!([])).await;
     assert_eq!(status, 409, "{body}");
 
@@ -271,12 +298,17 @@ async fn join_tokens_node_credentials_and_forwarded_state() {
     let names: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["p", "r1"], "{nodes}");
     let r1_row = nodes.as_array().unwrap().iter().find(|n| n["name"] == "r1").unwrap();
-    assert!(within(Duration::from_secs(5), || {
-        let seen = serde_json::from_str::<Value>(&p.ok(&["replica", "nodes", "--json"])).unwrap()[1]["last_contact_at"].is_i64();
-        async move { seen }
-    })
-    .await
-    .is_some(), "{r1_row}");
+    assert!(
+        within(Duration::from_secs(5), || {
+            let seen =
+                serde_json::from_str::<Value>(&p.ok(&["replica", "nodes", "--json"])).unwrap()[1]["last_contact_at"]
+                    .is_i64();
+            async move { seen }
+        })
+        .await
+        .is_some(),
+        "{r1_row}"
+    );
     r1.stop();
     p.stop();
 }
@@ -299,16 +331,25 @@ async fn an_old_primary_restarted_without_demote_is_fenced() {
     r1.start();
     r2.start();
     for r in [&r1, &r2] {
-        assert!(within(Duration::from_secs(10), || { let a = active(r, "erin"); async move { a } }).await.is_some());
+        assert!(
+            within(Duration::from_secs(10), || {
+                let a = active(r, "erin");
+                async move { a }
+            })
+            .await
+            .is_some()
+        );
     }
     // Let every node learn the others' addresses (check-ins).
-    assert!(within(Duration::from_secs(10), || {
-        let n: Value = serde_json::from_str(&r2.ok(&["replica", "nodes", "--json"])).unwrap();
-        let all = n.as_array().unwrap().iter().all(|x| x["url"].is_string());
-        async move { all }
-    })
-    .await
-    .is_some());
+    assert!(
+        within(Duration::from_secs(10), || {
+            let n: Value = serde_json::from_str(&r2.ok(&["replica", "nodes", "--json"])).unwrap();
+            let all = n.as_array().unwrap().iter().all(|x| x["url"].is_string());
+            async move { all }
+        })
+        .await
+        .is_some()
+    );
 
     p.kill9();
     r1.ok(&["replica", "promote"]);
@@ -319,11 +360,23 @@ async fn an_old_primary_restarted_without_demote_is_fenced() {
     p.restart_same_ports();
     let out = p.fail(&["user", "add", "mallory"], &[], 1);
     assert!(out.contains("replica") || out.contains("takes no change"), "admin writes refused: {out}");
-    assert_eq!(p.validate("erin", &hotp_code(SECRET, 0)).await["result"], "reject", "the code the new primary accepted");
+    assert_eq!(
+        p.validate("erin", &hotp_code(SECRET, 0)).await["result"],
+        "reject",
+        "the code the new primary accepted"
+    );
     let s = status(&p);
     assert_eq!(s["role"], "replica", "{s}");
     assert_eq!(s["epoch"], 2, "{s}");
-    assert!(within(Duration::from_secs(10), || { let u = user(&p, "frank").is_some(); async move { u } }).await.is_some(), "follows r1");
+    assert!(
+        within(Duration::from_secs(10), || {
+            let u = user(&p, "frank").is_some();
+            async move { u }
+        })
+        .await
+        .is_some(),
+        "follows r1"
+    );
     assert!(audit(&p, "replica.fence").iter().any(|a| a["reason"].as_str().unwrap_or("").contains("replaced by r1")));
 
     // r2 still pointed at the old primary: it moves to the new one by itself.
@@ -333,7 +386,14 @@ async fn an_old_primary_restarted_without_demote_is_fenced() {
     })
     .await;
     assert!(moved.is_some(), "r2 follows r1: {}", status(&r2));
-    assert!(within(Duration::from_secs(10), || { let u = user(&r2, "frank").is_some(); async move { u } }).await.is_some());
+    assert!(
+        within(Duration::from_secs(10), || {
+            let u = user(&r2, "frank").is_some();
+            async move { u }
+        })
+        .await
+        .is_some()
+    );
     assert_eq!(r2.validate("erin", &hotp_code(SECRET, 0)).await["result"], "reject");
     assert_eq!(r1.validate("erin", &hotp_code(SECRET, 1)).await["result"], "accept", "the cluster works on");
 
@@ -389,7 +449,14 @@ async fn the_same_code_backup_code_and_state_are_accepted_once_across_nodes() {
     let mut r = with_key_of(&p, "r");
     join_cluster(&p, &r);
     r.start();
-    assert!(within(Duration::from_secs(10), || { let a = active(&r, "bc9"); async move { a } }).await.is_some());
+    assert!(
+        within(Duration::from_secs(10), || {
+            let a = active(&r, "bc9");
+            async move { a }
+        })
+        .await
+        .is_some()
+    );
     let (p, r) = (Arc::new(p), Arc::new(r));
     let both = |user: String, a: String, b: String, state: Option<String>| {
         let (p, r) = (p.clone(), r.clone());
@@ -440,7 +507,14 @@ async fn health_tells_the_truth_when_the_primary_dies() {
         let url = n.url("/readyz");
         async move { c.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    assert!(within(Duration::from_secs(10), || { let f = ready(&r); async move { f.await["status"] == "ok" } }).await.is_some());
+    assert!(
+        within(Duration::from_secs(10), || {
+            let f = ready(&r);
+            async move { f.await["status"] == "ok" }
+        })
+        .await
+        .is_some()
+    );
     let metric = |n: &TestNode, name: &str| {
         let c = n.client();
         let url = n.url("/metrics");
@@ -469,7 +543,11 @@ async fn health_tells_the_truth_when_the_primary_dies() {
     assert_eq!(s["following"], false, "{s}");
 
     p.restart_same_ports();
-    let back = within(Duration::from_secs(10), || { let f = ready(&r); async move { f.await["status"] == "ok" } }).await;
+    let back = within(Duration::from_secs(10), || {
+        let f = ready(&r);
+        async move { f.await["status"] == "ok" }
+    })
+    .await;
     assert!(back.is_some(), "recovered: {}", ready(&r).await);
     assert_eq!(metric(&r, "tessera_replication_following").await, Some(1.0));
     assert_eq!(metric(&r, "tessera_replication_lag_seconds").await, Some(0.0));
@@ -492,7 +570,14 @@ async fn failures_on_replicas_while_the_primary_is_down_combine_into_a_lock() {
     r1.start();
     r2.start();
     for r in [&r1, &r2] {
-        assert!(within(Duration::from_secs(10), || { let a = active(r, "dave"); async move { a } }).await.is_some());
+        assert!(
+            within(Duration::from_secs(10), || {
+                let a = active(r, "dave");
+                async move { a }
+            })
+            .await
+            .is_some()
+        );
     }
     p.kill9();
     let started = Instant::now();
@@ -514,7 +599,14 @@ async fn failures_on_replicas_while_the_primary_is_down_combine_into_a_lock() {
     .await;
     assert!(locked.is_some(), "3 + 2 failures on two replicas lock at 5: {}", user(&p, "dave").unwrap());
     for r in [&r1, &r2] {
-        assert!(within(Duration::from_secs(10), || { let u = user(r, "dave"); async move { u.is_some_and(|u| u["user"]["status"] == "locked") } }).await.is_some());
+        assert!(
+            within(Duration::from_secs(10), || {
+                let u = user(r, "dave");
+                async move { u.is_some_and(|u| u["user"]["status"] == "locked") }
+            })
+            .await
+            .is_some()
+        );
         assert_eq!(status(r)["journalled_logins"], 0);
     }
     let forwards = audit(&p, "replication.forward");

@@ -99,6 +99,12 @@ impl TestNode {
         c
     }
 
+    /// The CLI command with this node's directory and environment, to run
+    /// as the caller likes (e.g. beside a load in another thread).
+    pub fn cli(&self, args: &[&str]) -> Command {
+        self.command(args, &[])
+    }
+
     /// Runs a CLI command that must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         self.ok_env(args, &[])
@@ -149,10 +155,29 @@ impl TestNode {
     }
 
     pub fn start_with(&mut self, env: &[(&str, &str)]) {
+        self.start_wrapped(&[], env);
+    }
+
+    /// Starts `tessera serve` as the last arguments of `wrapper` (e.g.
+    /// `["faketime", "-f", "+120s"]`), with extra environment variables.
+    pub fn start_wrapped(&mut self, wrapper: &[&str], env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0"), ("TESSERA_RADIUS_LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(env);
-        let mut child = self.command(&["serve"], &all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut command = self.command(&["serve"], &all);
+        if let Some((program, args)) = wrapper.split_first() {
+            let mut wrapped = Command::new(program);
+            wrapped.args(args).arg(command.get_program()).args(command.get_args());
+            wrapped.current_dir(self.dir.path());
+            for (k, v) in command.get_envs() {
+                match v {
+                    Some(v) => wrapped.env(k, v),
+                    None => wrapped.env_remove(k),
+                };
+            }
+            command = wrapped;
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -208,6 +233,24 @@ impl TestNode {
                 let _ = child.kill();
                 panic!("serve kept running although it should have refused to start");
             }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops a server started through a wrapper that waits for it (e.g.
+    /// `faketime`, which does not pass signals on): SIGTERM to the server
+    /// itself (the wrapper's child, by id), then the wrapper exits with it.
+    pub fn stop_wrapped(&mut self) {
+        let Some(c) = self.child.as_ref() else { return };
+        let pid = c.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let _ = Command::new("kill").arg("-TERM").arg(child).status();
+        }
+        let mut c = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while c.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the wrapped server did not stop after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -65,6 +65,8 @@ impl From<CoreError> for ApiError {
             CoreError::CodeMismatch => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "code_mismatch", e.to_string()),
             CoreError::Store(StoreError::ReadOnly(m)) => ApiError::new(StatusCode::CONFLICT, "read_only_replica", m),
             CoreError::Store(StoreError::Fenced(m)) => ApiError::new(StatusCode::CONFLICT, "fenced", m),
+            // Logged once per token where it was found (tessera_core::auth).
+            CoreError::SecretUnreadable => ApiError::unavailable(),
             CoreError::Store(StoreError::Unavailable(_)) => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::unavailable()

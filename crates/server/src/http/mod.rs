@@ -130,12 +130,13 @@ async fn method_not_allowed() -> ApiError {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` when the node can serve authentications; `degraded` when it
-    /// serves but something needs an operator (see `reasons`).
+    /// `ok` when the node can serve authentications; from `/readyz` also
+    /// `degraded`: it serves, but something needs an operator (see `reasons`).
     pub status: &'static str,
     pub node: String,
-    /// Why the node is degraded (absent when it is not).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// With `degraded`: what is wrong, one line each (e.g. `clock: …`,
+    /// `secrets: …`). Absent when `ok`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }
 
@@ -149,10 +150,15 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
 
 /// Readiness: 200 when the node can take traffic — the store answers,
 /// realms are loaded, every listener is up and it is not shutting down;
-/// otherwise 503 `unavailable` whose message lists what is missing.
-/// (Replication state joins in with HA.)
+/// otherwise 503 `unavailable` whose message lists what is missing. A
+/// ready node with a degradation (`crate::health`: its clock is off from
+/// the database's, a secret does not open, replication is not following)
+/// answers 200 with `status` `degraded` and the `reasons`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = error::ErrorBody)))]
+    responses(
+        (status = 200, description = "Ready: `ok`, or `degraded` with reasons", body = Health),
+        (status = 503, description = "Not ready", body = error::ErrorBody),
+    ))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let mut problems: Vec<String> = s.live.ready.problems().into_iter().map(String::from).collect();
     if let Err(e) = s.node.ctx.store.ping().await {

@@ -507,6 +507,18 @@ impl PeerReports {
         if let Err(e) = cluster.record_peer(&caller.node.name, report, caller.address.clone(), now_ms()).await {
             tracing::warn!(error = %e, node = %caller.node.name, "cannot record a node's report");
         }
+        // A replica's key, where `tessera key rotate` on this primary looks
+        // for every live node's (a replica's own report stays on the replica).
+        let key = tessera_core::rotation::NodeKeyReport {
+            key_id: report.key_id.clone(),
+            previous: report.previous_key_ids.clone(),
+            at: state.node.ctx.clock.now(),
+        };
+        let bytes = serde_json::to_vec(&key).unwrap_or_default();
+        let meta = tessera_core::store::MetaKey::NodeKey(&caller.node.name);
+        if let Err(e) = state.node.ctx.store.set_meta_value(meta, Some(bytes), None).await {
+            tracing::warn!(error = %e, node = %caller.node.name, "cannot record a node's master key");
+        }
         if (report.url.is_some() && report.url != caller.node.url)
             || (report.https_pin.is_some() && report.https_pin != caller.node.https_pin)
         {
@@ -517,6 +529,5 @@ impl PeerReports {
             }
             let _ = caller.repl.directory.refresh(cluster);
         }
-        let _ = state;
     }
 }

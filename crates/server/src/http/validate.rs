@@ -61,7 +61,7 @@ pub struct ValidateReply {
         (status = 400, description = "Malformed request", body = super::error::ErrorBody),
         (status = 401, description = "API key required by configuration", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
-        (status = 503, description = "Store unavailable; fail closed", body = super::error::ErrorBody),
+        (status = 503, description = "Not decided, fail closed: the store is unavailable, or a token secret of the user does not open with this node's master key (code `unavailable`; retry on another node)", body = super::error::ErrorBody),
     ))]
 pub async fn validate(
     State(s): State<AppState>,
@@ -91,7 +91,9 @@ pub async fn validate(
         client: Some(caller.client),
         ..Default::default()
     };
-    let v = match s.node.auth.validate(req).await {
+    let result = s.node.auth.validate(req).await;
+    crate::health::observe_login(&result);
+    let v = match result {
         Ok(v) => v,
         Err(e) => {
             metrics::request(Protocol::Rest, Outcome::Error, started.elapsed());

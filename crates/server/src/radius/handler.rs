@@ -392,14 +392,19 @@ impl RadiusService {
             client: Some(label),
             radius_client: Some(client.name.clone()),
         };
-        let v = match self.node.auth.validate(req).await {
+        let result = self.node.auth.validate(req).await;
+        crate::health::observe_login(&result);
+        let v = match result {
             Ok(v) => v,
             Err(e) => {
                 // No answer: the NAS retries or fails over to another server,
-                // which is better than a reject while our store is away.
+                // which is better than a reject while our store is away (or
+                // while a secret does not open with this node's key).
                 bump(&self.stats.errors);
                 metrics::request(protocol, Outcome::Error, started.elapsed());
-                tracing::error!(error = %e, client = %client.name, "RADIUS request could not be decided");
+                if !matches!(e, tessera_core::CoreError::SecretUnreadable) {
+                    tracing::error!(error = %e, client = %client.name, "RADIUS request could not be decided");
+                }
                 return None;
             }
         };

@@ -239,7 +239,15 @@ pub async fn run(node: Arc<Node>, repl: Arc<Replication>, link: Arc<PrimaryLink>
     // Often enough that nothing outlives the retention by much, at most hourly.
     let prune_every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut last_prune: Option<Instant> = None;
+    // The master key this loop last saw: the identity is re-sealed when it changes.
+    let mut key_id = String::new();
     while !*stop.borrow() {
+        if node.ctx.keys.key_id() != key_id {
+            key_id = node.ctx.keys.key_id();
+            if let Err(e) = repl.reseal_identity(&node.ctx.keys, &*node.ctx.random).await {
+                tracing::error!(error = %e, "cannot re-seal this node's cluster identity");
+            }
+        }
         let s = match repl.refresh_gate() {
             Ok(s) => s,
             Err(e) => {

@@ -130,6 +130,26 @@ impl Replication {
         self.identity.read().clone()
     }
 
+    /// Re-seals this node's identity key under the current master key when
+    /// a rotation moved on (the identity is node-local: the rotation run on
+    /// the primary does not reach a replica's). Called when the keys change.
+    pub async fn reseal_identity(
+        &self,
+        keys: &tessera_core::keys::Keyring,
+        rng: &dyn tessera_core::random::Random,
+    ) -> Result<(), identity::IdentityError> {
+        use tessera_core::store::{SealedChange, SealedColumn, Store as _};
+        let Some(stored) = self.cluster.identity()? else { return Ok(()) };
+        if keys.is_current(&stored.key_sealed) {
+            return Ok(());
+        }
+        let new = keys.reseal(rng, tessera_core::keys::Purpose::NodeIdentity, &stored.name, &stored.key_sealed)?;
+        let change = SealedChange { row: stored.name.clone(), old: stored.key_sealed, new };
+        self.store.replace_sealed(SealedColumn::NodeIdentity, vec![change]).await?;
+        tracing::info!("re-sealed this node's cluster identity under master key {}", keys.key_id());
+        Ok(())
+    }
+
     /// Loads this node's identity (after a join made it, or at start).
     pub fn load_identity(&self, keys: &tessera_core::keys::Keyring) -> Result<bool, identity::IdentityError> {
         let id = identity::load(keys, &self.cluster)?;

@@ -62,6 +62,7 @@ pub fn build_pool(
     tls: &PgTls,
     size: usize,
     timeout: Duration,
+    post_create: Option<deadpool_postgres::Hook>,
 ) -> Result<Pool, StoreError> {
     let mut config = config;
     config.connect_timeout(timeout);
@@ -81,7 +82,11 @@ pub fn build_pool(
             Manager::from_config(config, tokio_postgres_rustls::MakeRustlsConnect::new(client), manager_config)
         }
     };
-    Pool::builder(mgr)
+    let mut builder = Pool::builder(mgr);
+    if let Some(hook) = post_create {
+        builder = builder.post_create(hook);
+    }
+    builder
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(timeout))

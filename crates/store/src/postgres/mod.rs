@@ -21,6 +21,7 @@
 /// The audit hash chain: linking under the head row lock, pruning, verification.
 mod admins;
 pub mod audit_chain;
+mod clock;
 mod db;
 mod redact;
 mod rows;
@@ -46,8 +47,8 @@ use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
-    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor,
-    InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange,
+    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, ClockSample, Evaluation,
+    Factor, InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange,
     UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
 };
 use tokio_postgres::error::SqlState;
@@ -119,6 +120,8 @@ const POLICY_TTL: Duration = Duration::from_secs(1);
 
 pub struct PgStore {
     pool: Pool,
+    /// Clock offset samples, one per new connection (see [`clock`]).
+    clock: std::sync::Arc<clock::Samples>,
     policy_cache: parking_lot::Mutex<Option<(std::time::Instant, Policy)>>,
     /// How far audit ids are final, for [`Store::audit_after`].
     audit_horizon: tokio::sync::Mutex<audit_chain::Horizon>,
@@ -381,6 +384,15 @@ const USER_BY_NAME_LOCKED: &str = "FROM users WHERE realm = $1 AND username = $2
 
 impl PgStore {
     async fn connect(opts: &PgOptions) -> Result<Pool, StoreError> {
+        Self::connect_with(opts, None).await
+    }
+
+    /// A pool whose new connections are clock-checked into `samples`.
+    async fn connect_measured(opts: &PgOptions, samples: &std::sync::Arc<clock::Samples>) -> Result<Pool, StoreError> {
+        Self::connect_with(opts, Some(clock::hook(samples.clone()))).await
+    }
+
+    async fn connect_with(opts: &PgOptions, hook: Option<deadpool_postgres::Hook>) -> Result<Pool, StoreError> {
         let mut config = opts.config.clone();
         if let Some(t) = opts.statement_timeout {
             // Added to the URL's own `options`, if any.
@@ -391,7 +403,7 @@ impl PgStore {
             options.push_str(&format!("-c statement_timeout={}", t.as_millis().max(1)));
             config.options(&options);
         }
-        db::build_pool(config, &opts.tls, opts.pool_size, opts.timeout)
+        db::build_pool(config, &opts.tls, opts.pool_size, opts.timeout, hook)
     }
 
     /// Whether the database has been initialised (`create` finished: the
@@ -405,6 +417,16 @@ impl PgStore {
             return Ok(false);
         }
         Ok(meta_get(&c, "key_check").await?.is_some())
+    }
+
+    /// The key rotation marker, read without the master key and without
+    /// writing anything (see `SqliteStore::rotation_marker_unverified`).
+    pub async fn rotation_marker_unverified(opts: &PgOptions) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut one_conn = opts.clone();
+        one_conn.pool_size = 1;
+        let pool = Self::connect(&one_conn).await?;
+        let c = pool.get().await.map_err(pool_err)?;
+        meta_get(&c, &MetaKey::KeyRotation.name()).await
     }
 
     /// `tessera audit verify` without the master key (an auditor's view):
@@ -439,7 +461,8 @@ impl PgStore {
     /// Opens an initialised database: checks its schema version and that
     /// `keys` is the master key it was created with, then migrates.
     pub async fn open(opts: &PgOptions, keys: &Keyring, now: Timestamp) -> Result<Self, StoreError> {
-        let pool = Self::connect(opts).await?;
+        let samples = std::sync::Arc::default();
+        let pool = Self::connect_measured(opts, &samples).await?;
         {
             let mut c = pool.get().await.map_err(pool_err)?;
             let version = schema::current_version(&c).await?;
@@ -450,7 +473,7 @@ impl PgStore {
             verify_key(&c, keys).await?;
             schema::migrate(&mut c, now.0).await?;
         }
-        Ok(PgStore::with_pool(pool))
+        Ok(PgStore::with_pool(pool, samples))
     }
 
     /// Initialises an empty database bound to `keys`. Refuses a database
@@ -461,7 +484,8 @@ impl PgStore {
         rng: &dyn Random,
         now: Timestamp,
     ) -> Result<Self, StoreError> {
-        let pool = Self::connect(opts).await?;
+        let samples = std::sync::Arc::default();
+        let pool = Self::connect_measured(opts, &samples).await?;
         {
             let mut c = pool.get().await.map_err(pool_err)?;
             schema::migrate(&mut c, now.0).await?;
@@ -485,12 +509,13 @@ impl PgStore {
             exec(&tx, ins, &[&"created_at", &created.as_bytes()]).await?;
             tx.commit().await.map_err(map_err)?;
         }
-        Ok(PgStore::with_pool(pool))
+        Ok(PgStore::with_pool(pool, samples))
     }
 
-    fn with_pool(pool: Pool) -> Self {
+    fn with_pool(pool: Pool, clock: std::sync::Arc<clock::Samples>) -> Self {
         PgStore {
             pool,
+            clock,
             policy_cache: parking_lot::Mutex::new(None),
             audit_horizon: tokio::sync::Mutex::new(audit_chain::Horizon::default()),
         }
@@ -545,7 +570,7 @@ fn id_table(column: SealedColumn) -> Option<(&'static str, &'static str)> {
         SealedColumn::InventorySecret => Some(("inventory", "secret")),
         SealedColumn::RadiusClientSecret => Some(("radius_clients", "secret")),
         SealedColumn::AdminTotpSecret => Some(("admins", "totp_secret")),
-        SealedColumn::RealmSecrets | SealedColumn::Meta => None,
+        SealedColumn::RealmSecrets | SealedColumn::Meta | SealedColumn::NodeIdentity => None,
     }
 }
 
@@ -1464,6 +1489,10 @@ impl Store for PgStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError> {
+        // Nodes of a shared database have no cluster identity of their own.
+        if column == SealedColumn::NodeIdentity {
+            return Ok(Vec::new());
+        }
         let c = self.client().await?;
         let limit = i64::from(limit);
         if let Some((table, col)) = id_table(column) {
@@ -1500,6 +1529,9 @@ impl Store for PgStore {
     }
 
     async fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError> {
+        if column == SealedColumn::NodeIdentity {
+            return Ok(0);
+        }
         in_tx!(self, |tx| {
             async {
                 let mut n = 0u64;
@@ -1566,6 +1598,31 @@ impl Store for PgStore {
             }
             .await
         })
+    }
+
+    async fn node_key_reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let c = self.client().await?;
+        let prefix = MetaKey::NODE_KEY_PREFIX;
+        let n = prefix.len() as i32;
+        query(&c, "SELECT key, value FROM meta WHERE left(key, $1) = $2 ORDER BY key", &[&n, &prefix])
+            .await?
+            .iter()
+            .map(|r| {
+                let key: String = rows::get(r, 0)?;
+                Ok((key[prefix.len()..].to_string(), rows::get(r, 1)?))
+            })
+            .collect()
+    }
+
+    async fn measure_database_clock(&self) -> Result<Option<ClockSample>, StoreError> {
+        let c = self.client().await?;
+        let sample = clock::measure(&c).await.map_err(map_err)?;
+        self.clock.record(sample);
+        Ok(Some(sample))
+    }
+
+    fn connection_clock_sample(&self) -> Option<ClockSample> {
+        self.clock.latest()
     }
 }
 

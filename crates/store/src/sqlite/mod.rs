@@ -225,6 +225,15 @@ impl SqliteStore {
         Self::finish_open(conn, opts, now)
     }
 
+    /// The key rotation marker, read without the master key and without
+    /// writing anything: for explaining, at start-up, a key that does not
+    /// match (was the key rotated while this node was away?).
+    pub fn rotation_marker_unverified(opts: &SqliteOptions) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = Connection::open_with_flags(&opts.path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(map_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+        sealed::meta_value(&conn, &MetaKey::KeyRotation.name())
+    }
+
     /// Creates a new database bound to `keys`. Refuses to touch an existing file.
     pub fn create(opts: &SqliteOptions, keys: &Keyring, rng: &dyn Random, now: Timestamp) -> Result<Self, StoreError> {
         // Created empty with owner-only permissions first: SQLite gives its
@@ -1517,5 +1526,9 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let name = key.name();
         self.write(move |c| sealed::set_meta_value(c, &name, value.as_deref(), audit.as_ref())).await
+    }
+
+    async fn node_key_reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.readers.with(sealed::node_key_reports)
     }
 }

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use tessera_core::audit::AuditRecord;
 use tessera_core::keys::sealed_key_id;
-use tessera_core::store::{SealedColumn, SealedValue, StoreError};
+use tessera_core::store::{MetaKey, SealedColumn, SealedValue, StoreError};
 
 use super::{insert_audit, map_err};
 
@@ -18,7 +18,7 @@ fn id_table(column: SealedColumn) -> Option<(&'static str, &'static str)> {
         SealedColumn::InventorySecret => Some(("inventory", "secret")),
         SealedColumn::RadiusClientSecret => Some(("radius_clients", "secret")),
         SealedColumn::AdminTotpSecret => Some(("admins", "totp_secret")),
-        SealedColumn::RealmSecrets | SealedColumn::Meta => None,
+        SealedColumn::RealmSecrets | SealedColumn::Meta | SealedColumn::NodeIdentity => None,
     }
 }
 
@@ -47,6 +47,15 @@ pub fn values(
         return rows.collect::<Result<_, _>>().map_err(map_err);
     }
     let after = after.unwrap_or("");
+    if column == SealedColumn::NodeIdentity {
+        let mut stmt = conn
+            .prepare_cached("SELECT name, key_sealed FROM repl_identity WHERE name > ?1 ORDER BY name LIMIT ?2")
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![after, limit], |r| Ok(SealedValue { row: r.get(0)?, sealed: r.get(1)? }))
+            .map_err(map_err)?;
+        return rows.collect::<Result<_, _>>().map_err(map_err);
+    }
     if column == SealedColumn::RealmSecrets {
         let mut stmt = conn
             .prepare_cached("SELECT name, secrets FROM realms WHERE name > ?1 ORDER BY name LIMIT ?2")
@@ -72,6 +81,11 @@ pub fn replace(conn: &Connection, column: SealedColumn, row: &str, old: &[u8], n
         let id: i64 = row.parse().map_err(|_| bad_row(row))?;
         let sql = format!("UPDATE {table} SET {col} = ?1 WHERE id = ?2 AND {col} = ?3");
         conn.prepare_cached(&sql).map_err(map_err)?.execute(params![new, id, old]).map_err(map_err)?
+    } else if column == SealedColumn::NodeIdentity {
+        conn.prepare_cached("UPDATE repl_identity SET key_sealed = ?1 WHERE name = ?2 AND key_sealed = ?3")
+            .map_err(map_err)?
+            .execute(params![new, row, old])
+            .map_err(map_err)?
     } else if column == SealedColumn::RealmSecrets {
         conn.prepare_cached("UPDATE realms SET secrets = ?1 WHERE name = ?2 AND secrets = ?3")
             .map_err(map_err)?
@@ -105,6 +119,21 @@ pub fn meta_value(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, Store
         .query_row([key], |r| r.get(0))
         .optional()
         .map_err(map_err)
+}
+
+/// Every node's key report (`node_key:<node>`), by node name.
+pub fn node_key_reports(conn: &Connection) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let prefix = MetaKey::NODE_KEY_PREFIX;
+    let mut stmt = conn
+        .prepare_cached("SELECT key, value FROM meta WHERE substr(key, 1, ?1) = ?2 ORDER BY key")
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![prefix.len() as i64, prefix], |r| {
+            let key: String = r.get(0)?;
+            Ok((key[prefix.len()..].to_string(), r.get(1)?))
+        })
+        .map_err(map_err)?;
+    rows.collect::<Result<_, _>>().map_err(map_err)
 }
 
 pub fn set_meta_value(
