@@ -445,7 +445,7 @@ impl Authenticator {
         if outcome == AuthOutcome::Refused && verdict == Verdict::Refused(SECRET_UNREADABLE) {
             return Err(CoreError::SecretUnreadable);
         }
-        let opened_secret = matches!(verdict, Verdict::Verified(Factor::Token { .. }));
+        let opened_secret = matches!(&verdict, Verdict::Verified(f) if matches!(f.base(), Factor::Token { .. }));
         let mut finished = AuditRecord::new(now, "", &actor, "");
         crate::store::finish_attempt_audit(&mut finished, &verdict, &outcome);
         let mut message = None;

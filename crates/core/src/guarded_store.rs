@@ -156,10 +156,16 @@ impl GuardedStore {
             }
             _ => None,
         };
-        if let (Some(guard), Some(item)) = (guard, item)
-            && guard.claim(item).await == ClaimOutcome::Refused
-        {
-            attempt.verdict = Verdict::Refused("refused_by_primary");
+        if let (Some(guard), Some(item)) = (guard, item) {
+            match guard.claim(item).await {
+                ClaimOutcome::Refused => attempt.verdict = Verdict::Refused("refused_by_primary"),
+                ClaimOutcome::Claimed => {
+                    if let Verdict::Verified(f) = &mut attempt.verdict {
+                        *f = Factor::Claimed(Box::new(f.clone()));
+                    }
+                }
+                ClaimOutcome::Used | ClaimOutcome::NoAnswer => {}
+            }
         }
         let (user, verdict) = (attempt.user_id, attempt.verdict.clone());
         let outcome = self.inner.commit_attempt(attempt).await?;

@@ -175,6 +175,23 @@ pub enum Factor {
     /// A code sent by email or SMS (`oob_codes` row `id`) matched; the store
     /// marks it used only if it is still unused, unexpired and not worn out.
     OobCode { id: i64, channel: crate::model::OobChannel },
+    /// A token code or backup code the cluster's primary took for this very
+    /// login (cluster-wide replay protection on a replica). The primary's
+    /// change can reach this node before the login is applied here, so the
+    /// local check accepts state that shows the factor used by that claim
+    /// (floor at most `matched + 1`; a backup code already marked used):
+    /// any other login of the same factor got "used" from the primary.
+    Claimed(Box<Factor>),
+}
+
+impl Factor {
+    /// The factor itself, whether or not the primary took it first.
+    pub fn base(&self) -> &Factor {
+        match self {
+            Factor::Claimed(inner) => inner.base(),
+            other => other,
+        }
+    }
 }
 
 /// What the engine concluded before touching state.
@@ -620,6 +637,14 @@ pub fn blocking_outcome(disabled: bool, lock: &LockState, now: Timestamp) -> Opt
 pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome: &AuthOutcome) {
     use crate::audit::AuditResult::{Accept, Reject};
     let context = audit.reason.take();
+    let base;
+    let verdict = match verdict {
+        Verdict::Verified(f @ Factor::Claimed(_)) => {
+            base = Verdict::Verified(f.base().clone());
+            &base
+        }
+        v => v,
+    };
     let (result, reason): (_, String) = match outcome {
         AuthOutcome::Accepted => (
             Accept,

@@ -359,3 +359,117 @@ async fn a_marker_with_a_key_that_does_not_open_or_does_not_match_is_refused() {
     assert_eq!(n.validate("u0", &hotp_code(&secret(0), counter)).await["result"], "accept");
     n.stop();
 }
+
+/// The same acceptance in primary/replica mode: the primary rotates while
+/// a login every 20 ms for 30 s alternates between it and a replica. The
+/// new key reaches the replica in the change stream (sealed under the old
+/// one), the replica rewrites its own key file and reports its key at its
+/// check-ins, and the rotation waits for it. No login fails; both key
+/// files end with the new key only; the replica, restarted, still follows
+/// (its own cluster identity was re-sealed too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_on_primary_and_replica_reaches_every_node_under_load() {
+    use super::support::cluster;
+    const USERS: usize = 25;
+    let mut a = cluster::named("primary");
+    for i in 0..USERS {
+        a.ok(&["user", "add", &format!("u{i}")]);
+        a.ok(&["token", "add", &format!("u{i}"), "--secret", &secret(i), "--type", "hotp"]);
+    }
+    let old_key = std::fs::read_to_string(a.key_file()).unwrap();
+    let old_id = status(&a)["key_id"].as_str().unwrap().to_string();
+    a.start();
+    let mut b = cluster::with_key_of(&a, "replica");
+    cluster::join(&a, &b);
+    b.start();
+    let replicated = cluster::within(Duration::from_secs(10), || {
+        let ok = cluster::active(&b, &format!("u{}", USERS - 1));
+        async move { ok }
+    })
+    .await;
+    assert!(replicated.is_some(), "the users reached the replica");
+    // The primary has heard from the replica (its key report arrives at check-ins).
+    let reported = eventually(
+        Duration::from_secs(10),
+        || status(&a)["nodes"].as_array().unwrap().iter().any(|r| r["node"] == "replica"),
+        |seen| *seen,
+    )
+    .await;
+    assert!(reported, "the replica's key report reached the primary: {}", status(&a));
+
+    let load = async {
+        let mut results: Vec<(usize, u16, Value)> = Vec::new();
+        let began = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut i = 0usize;
+        while began.elapsed() < Duration::from_secs(30) {
+            tick.tick().await;
+            let n = if i.is_multiple_of(2) { &a } else { &b };
+            let (user, counter) = (i % USERS, (i / USERS) as u64);
+            let (code, body) = try_validate(n, &format!("u{user}"), &hotp_code(&secret(user), counter)).await;
+            results.push((i, code, body));
+            i += 1;
+        }
+        results
+    };
+    let rotate_cmd = a.cli(&["key", "rotate"]);
+    let rotate = async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let began = Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut c = rotate_cmd;
+            c.output().unwrap()
+        })
+        .await
+        .unwrap();
+        (out, began.elapsed())
+    };
+    let (results, (out, took)) = tokio::join!(load, rotate);
+    let report = output_text(&out);
+    assert!(out.status.success(), "key rotate: {report}");
+    assert!(report.contains("replica"), "the rotation waited for the replica: {report}");
+    let failed: Vec<&(usize, u16, Value)> =
+        results.iter().filter(|(_, code, body)| *code != 200 || body["result"] != "accept").collect();
+    eprintln!(
+        "rotation under load (primary/replica): {} logins in 30 s, {} failed; `key rotate` took {:.1} s",
+        results.len(),
+        failed.len(),
+        took.as_secs_f64()
+    );
+    if !failed.is_empty() {
+        eprintln!("replica audit:\n{}", b.ok(&["audit", "list", "--result", "reject", "--limit", "20"]));
+        eprintln!("primary audit:\n{}", a.ok(&["audit", "list", "--result", "reject", "--limit", "20"]));
+    }
+    assert!(failed.is_empty(), "{} failed logins, first: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(results.len() > 300, "too few logins: {}", results.len());
+
+    // Both key files end holding only the new key.
+    let b_lines = eventually(Duration::from_secs(10), || key_lines(&b), |l| l.len() == 1).await;
+    assert_eq!(b_lines.len(), 1, "{b_lines:?}");
+    assert_eq!(key_lines(&a), b_lines);
+    assert_ne!(std::fs::read_to_string(a.key_file()).unwrap(), old_key);
+    for n in [&a, &b] {
+        let st = eventually(Duration::from_secs(10), || status(n), |st| st["unreadable"] == 0).await;
+        assert_ne!(st["key_id"], old_id.as_str(), "{st}");
+        assert_eq!(st["unreadable"], 0, "every value opens with the new key alone: {st}");
+    }
+    for u in users(&a) {
+        assert_eq!(u["failures"], 0, "{u}");
+        assert_ne!(u["status"], "locked", "{u}");
+    }
+    // Restarted on its new key file alone, the replica still follows.
+    b.stop();
+    b.start();
+    let n = results.len();
+    let (code, body) = try_validate(&b, "u0", &hotp_code(&secret(0), (n / USERS + 1) as u64)).await;
+    assert_eq!((code, &body["result"]), (200, &json!("accept")), "{body}");
+    let following = cluster::within(Duration::from_secs(10), || {
+        let s = cluster::status(&b);
+        async move { s["following"] == true }
+    })
+    .await;
+    assert!(following.is_some(), "{}", cluster::status(&b));
+    b.stop();
+    a.stop();
+}

@@ -285,6 +285,12 @@ impl Snapshot for PgSnapshot {
 /// Applies one attempt to a user whose row this transaction has locked.
 async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) -> Result<AuthOutcome, StoreError> {
     let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
+    // Claims are a replica's (embedded database); on a shared database the
+    // conditional update below is the cluster-wide check by itself.
+    let verdict = match verdict {
+        Verdict::Verified(Factor::Claimed(inner)) => Verdict::Verified(inner.base().clone()),
+        v => v,
+    };
     let lock = user.lock;
     let now = access.at;
     let fail = |replay: bool| {
@@ -351,6 +357,8 @@ async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) ->
             }
             Verdict::Refused(_) => (AuthOutcome::Refused, lock),
             Verdict::Challenge => (AuthOutcome::Challenged, lock),
+            // Unwrapped above.
+            Verdict::Verified(Factor::Claimed(_)) => (AuthOutcome::Refused, lock),
         }
     };
     let accepted = outcome == AuthOutcome::Accepted;

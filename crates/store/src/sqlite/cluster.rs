@@ -802,11 +802,15 @@ pub(crate) fn journal_login(
         _ => return Ok(()),
     };
     let (mut token, mut step, mut drift, mut digest) = (None, None, None, None);
-    match (outcome, verdict) {
-        (AuthOutcome::Accepted, Verdict::Verified(Factor::Token { token_id, matched, drift: d })) => {
+    let factor = match verdict {
+        Verdict::Verified(f) => Some(f.base()),
+        _ => None,
+    };
+    match (outcome, factor) {
+        (AuthOutcome::Accepted, Some(Factor::Token { token_id, matched, drift: d })) => {
             (token, step, drift) = (Some(token_id.0), Some(*matched), Some(*d));
         }
-        (AuthOutcome::Accepted, Verdict::Verified(Factor::BackupCode { digest: d })) => digest = Some(&d[..]),
+        (AuthOutcome::Accepted, Some(Factor::BackupCode { digest: d })) => digest = Some(&d[..]),
         _ => {}
     }
     c.prepare_cached(

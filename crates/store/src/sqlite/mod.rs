@@ -537,6 +537,33 @@ fn apply_to(
                     _ => fail(true),
                 }
             }
+            Verdict::Verified(Factor::Claimed(inner)) => match inner.base() {
+                Factor::Token { token_id, matched, drift } => {
+                    // Taken for this login by the primary: its change may
+                    // already be here (floor = matched + 1).
+                    match token_floor(conn, user_id, *token_id, &states)? {
+                        Some(floor) if floor <= matched + 1 => {
+                            let counter = (matched + 1).max(floor);
+                            states.set(Entry { token: token_id.0, counter, drift: *drift, last_used: now.0 });
+                            (AuthOutcome::Accepted, lock.after_success())
+                        }
+                        _ => fail(true),
+                    }
+                }
+                Factor::BackupCode { digest } => {
+                    conn.prepare_cached(
+                        "UPDATE backup_codes SET used_at = ?1 WHERE user_id = ?2 AND digest = ?3 AND used_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![now.0, user_id.0, &digest[..]]))
+                    .map_err(map_err)?;
+                    let exists = conn
+                        .prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2")
+                        .and_then(|mut s| s.exists(params![user_id.0, &digest[..]]))
+                        .map_err(map_err)?;
+                    if exists { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                }
+                _ => fail(true),
+            },
             Verdict::Verified(Factor::BackupCode { digest }) => {
                 let n = conn
                     .prepare_cached(
