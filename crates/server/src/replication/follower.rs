@@ -455,12 +455,12 @@ pub async fn report_health(node: Arc<Node>, repl: Arc<Replication>, mut stop: wa
             health::set(
                 Degradation::ReplicationNotFollowing,
                 (!following)
-                    .then(|| format!("not following the primary: {}", error.unwrap_or_else(|| "starting".into()))),
+                    .then(|| format!("replication: not following the primary: {}", error.unwrap_or_else(|| "starting".into()))),
             );
             health::set(
                 Degradation::ReplicationLag,
                 lag.filter(|l| *l > max_lag_ms).map(|l| {
-                    format!("replication lag {:.1} s above the {} s limit", l as f64 / 1e3, max_lag_ms / 1000)
+                    format!("replication: lag {:.1} s above the {} s limit", l as f64 / 1e3, max_lag_ms / 1000)
                 }),
             );
         } else {
