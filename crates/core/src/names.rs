@@ -63,11 +63,16 @@ pub fn check_description(d: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-pub fn check_key_name(name: &str) -> Result<(), CoreError> {
-    let ok = !name.is_empty()
+/// 1–64 ASCII letters, digits, `.`, `-` or `_`: names typed on command
+/// lines and shown in tables (API keys, cluster nodes).
+pub fn is_short_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok {
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+pub fn check_key_name(name: &str) -> Result<(), CoreError> {
+    if is_short_name(name) {
         Ok(())
     } else {
         Err(CoreError::invalid("name", "must be 1–64 characters of letters, digits, '.', '-' or '_'"))

@@ -14,7 +14,7 @@ use tessera_core::random::OsRandom;
 use tessera_core::rotation::RotationMarker;
 use tessera_store::postgres::testing;
 
-use super::support::{TestNode, chmod, hotp_code};
+use super::support::{TestNode, chmod, hotp_code, on_database};
 
 fn secret(i: usize) -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -32,26 +32,6 @@ fn key_lines(n: &TestNode) -> Vec<String> {
 
 fn status(n: &TestNode) -> Value {
     serde_json::from_str(&n.ok(&["key", "status", "--verify", "--json"])).unwrap()
-}
-
-fn pg_node(url: &str, name: &str) -> TestNode {
-    let mut n = TestNode::new();
-    n.set_env("TESSERA_DATABASE_URL", url);
-    n.set_env("TESSERA_SERVER_NODE_NAME", name);
-    n
-}
-
-/// POST /api/v1/validate without insisting on 200: (status, body).
-async fn try_validate(n: &TestNode, user: &str, code: &str) -> (u16, Value) {
-    let r = n
-        .client()
-        .post(n.url("/api/v1/validate"))
-        .json(&json!({"username": user, "password": code}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Polls `f` every 200 ms for up to `within`; the last value.
@@ -86,6 +66,40 @@ async fn readyz_until(n: &TestNode, want: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// A login every 20 ms for 30 s alternating between `a` and `b`, each a
+/// fresh HOTP code (user i % users at counter i / users: with an odd user
+/// count every user's logins alternate between the nodes too).
+async fn logins_every_20ms(a: &TestNode, b: &TestNode, users: usize) -> Vec<(usize, u16, Value)> {
+    let mut results: Vec<(usize, u16, Value)> = Vec::new();
+    let began = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut i = 0usize;
+    while began.elapsed() < Duration::from_secs(30) {
+        tick.tick().await;
+        let n = if i.is_multiple_of(2) { a } else { b };
+        let (user, counter) = (i % users, (i / users) as u64);
+        let (code, body) = n.try_validate(&format!("u{user}"), &hotp_code(&secret(user), counter)).await;
+        results.push((i, code, body));
+        i += 1;
+    }
+    results
+}
+
+/// `tessera key rotate` on `n`, started after `delay`: its output and how long it took.
+async fn rotate_after(n: &TestNode, delay: Duration) -> (Output, Duration) {
+    let cmd = n.cli(&["key", "rotate"]);
+    tokio::time::sleep(delay).await;
+    let began = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut c = cmd;
+        c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    (out, began.elapsed())
+}
+
 fn output_text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -100,9 +114,9 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
     let Some(cluster) = testing::shared() else { return };
     let url = cluster.fresh_database_url().await;
     const USERS: usize = 25;
-    let mut a = pg_node(&url, "node-a");
+    let mut a = on_database(&url, "node-a");
     a.ok(&["init"]);
-    let mut b = pg_node(&url, "node-b");
+    let mut b = on_database(&url, "node-b");
     std::fs::copy(a.key_file(), b.key_file()).unwrap();
     chmod(&b.key_file(), 0o600);
     for i in 0..USERS {
@@ -113,7 +127,7 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
     let old_id = status(&a)["key_id"].as_str().unwrap().to_string();
     // A third node takes its key from TESSERA_MASTER_KEY (no key file): it
     // follows in memory and says the variable must change.
-    let mut e = pg_node(&url, "node-env");
+    let mut e = on_database(&url, "node-env");
     e.set_env("TESSERA_MASTER_KEY", old_key.trim());
     a.start();
     b.start();
@@ -122,34 +136,8 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
     // A login every 20 ms for 30 s, alternating nodes; each a fresh HOTP
     // code (user i % 25 at counter i / 25: 25 is odd, so every user's
     // logins alternate between the nodes too).
-    let load = async {
-        let mut results: Vec<(usize, u16, Value)> = Vec::new();
-        let began = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut i = 0usize;
-        while began.elapsed() < Duration::from_secs(30) {
-            tick.tick().await;
-            let n = if i.is_multiple_of(2) { &a } else { &b };
-            let (user, counter) = (i % USERS, (i / USERS) as u64);
-            let (code, body) = try_validate(n, &format!("u{user}"), &hotp_code(&secret(user), counter)).await;
-            results.push((i, code, body));
-            i += 1;
-        }
-        results
-    };
-    let rotate_cmd = a.cli(&["key", "rotate"]);
-    let rotate = async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let began = Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut c = rotate_cmd;
-            c.output().unwrap()
-        })
-        .await
-        .unwrap();
-        (out, began.elapsed())
-    };
+    let load = logins_every_20ms(&a, &b, USERS);
+    let rotate = rotate_after(&a, Duration::from_secs(3));
     let (results, (out, took)) = tokio::join!(load, rotate);
     let report = output_text(&out);
     assert!(out.status.success(), "key rotate: {report}");
@@ -195,7 +183,7 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
     .await;
     assert_eq!(env_node["previous"], json!([]), "{env_node}");
     assert!(!e.key_file().exists());
-    let (code, body) = try_validate(&e, "u1", &hotp_code(&secret(1), (results.len() / USERS + 2) as u64)).await;
+    let (code, body) = e.try_validate("u1", &hotp_code(&secret(1), (results.len() / USERS + 2) as u64)).await;
     assert_eq!((code, &body["result"]), (200, &json!("accept")), "{body}");
     e.stop();
     // Nobody locked, no failure counted.
@@ -210,12 +198,12 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
     b.stop();
     b.start();
     let n = results.len();
-    let (code, body) = try_validate(&b, "u0", &hotp_code(&secret(0), (n / USERS + 1) as u64)).await;
+    let (code, body) = b.try_validate("u0", &hotp_code(&secret(0), (n / USERS + 1) as u64)).await;
     assert_eq!((code, &body["result"]), (200, &json!("accept")), "{body}");
 
     // A node that was away for the whole rotation, with only the old key:
     // a clear start-up error naming both keys and what to do.
-    let c = pg_node(&url, "node-c");
+    let c = on_database(&url, "node-c");
     std::fs::write(c.key_file(), &old_key).unwrap();
     chmod(&c.key_file(), 0o600);
     let new_id = status(&a)["key_id"].as_str().unwrap().to_string();
@@ -237,7 +225,7 @@ async fn rotation_on_shared_postgres_reaches_every_node_under_load() {
 async fn a_node_that_never_catches_up_stops_the_rotation_by_name() {
     let Some(cluster) = testing::shared() else { return };
     let url = cluster.fresh_database_url().await;
-    let mut n = pg_node(&url, "node-a");
+    let mut n = on_database(&url, "node-a");
     n.ok(&["init"]);
     for i in 0..3 {
         n.ok(&["user", "add", &format!("u{i}")]);
@@ -397,34 +385,8 @@ async fn rotation_on_primary_and_replica_reaches_every_node_under_load() {
     .await;
     assert!(reported, "the replica's key report reached the primary: {}", status(&a));
 
-    let load = async {
-        let mut results: Vec<(usize, u16, Value)> = Vec::new();
-        let began = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut i = 0usize;
-        while began.elapsed() < Duration::from_secs(30) {
-            tick.tick().await;
-            let n = if i.is_multiple_of(2) { &a } else { &b };
-            let (user, counter) = (i % USERS, (i / USERS) as u64);
-            let (code, body) = try_validate(n, &format!("u{user}"), &hotp_code(&secret(user), counter)).await;
-            results.push((i, code, body));
-            i += 1;
-        }
-        results
-    };
-    let rotate_cmd = a.cli(&["key", "rotate"]);
-    let rotate = async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let began = Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut c = rotate_cmd;
-            c.output().unwrap()
-        })
-        .await
-        .unwrap();
-        (out, began.elapsed())
-    };
+    let load = logins_every_20ms(&a, &b, USERS);
+    let rotate = rotate_after(&a, Duration::from_secs(3));
     let (results, (out, took)) = tokio::join!(load, rotate);
     let report = output_text(&out);
     assert!(out.status.success(), "key rotate: {report}");
@@ -462,7 +424,7 @@ async fn rotation_on_primary_and_replica_reaches_every_node_under_load() {
     b.stop();
     b.start();
     let n = results.len();
-    let (code, body) = try_validate(&b, "u0", &hotp_code(&secret(0), (n / USERS + 1) as u64)).await;
+    let (code, body) = b.try_validate("u0", &hotp_code(&secret(0), (n / USERS + 1) as u64)).await;
     assert_eq!((code, &body["result"]), (200, &json!("accept")), "{body}");
     let following = cluster::within(Duration::from_secs(10), || {
         let s = cluster::status(&b);

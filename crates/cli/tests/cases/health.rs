@@ -31,18 +31,6 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn post_validate(n: &TestNode, user: &str, code: &str) -> (u16, Value) {
-    let r = n
-        .client()
-        .post(n.url("/api/v1/validate"))
-        .json(&json!({"username": user, "password": code}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_that_does_not_open_fails_closed_and_is_never_counted() {
     let mut n = TestNode::new();
@@ -77,7 +65,7 @@ async fn a_secret_that_does_not_open_fails_closed_and_is_never_counted() {
     // Ten logins with the user's valid code: each 503 `unavailable`.
     let code = hotp_code(BROKEN, 0);
     for i in 0..10 {
-        let (status, body) = post_validate(&n, "broken", &code).await;
+        let (status, body) = n.try_validate("broken", &code).await;
         assert_eq!((status, &body["code"]), (503, &json!("unavailable")), "login {i}: {body}");
         assert!(!body.to_string().contains(BROKEN), "no secret in the answer");
     }
@@ -113,7 +101,7 @@ async fn a_secret_that_does_not_open_fails_closed_and_is_never_counted() {
     // the degraded state until the broken token is tried again.
     assert_eq!(n.validate("fine", &hotp_code(FINE, 0)).await["result"], "accept");
     assert_eq!(readyz(&n).await["status"], "ok");
-    assert_eq!(post_validate(&n, "broken", &code).await.0, 503);
+    assert_eq!(n.try_validate("broken", &code).await.0, 503);
     assert_eq!(readyz(&n).await["status"], "degraded");
 
     // The secret back: the same code is accepted (it was never consumed).

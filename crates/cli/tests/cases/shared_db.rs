@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tessera_store::postgres::testing::{self, TestCluster};
 
-use super::support::{TestNode, radclient_pap, require_tool, totp_now};
+use super::support::{TestNode, on_database, radclient_pap, require_tool, totp_now};
 
 const SECRET: &str = "shared-db-radius-secret";
 
@@ -18,20 +18,13 @@ async fn fresh_url() -> Option<String> {
     Some(testing::shared()?.fresh_database_url().await)
 }
 
-fn node(url: &str, name: &str) -> TestNode {
-    let mut n = TestNode::new();
-    n.set_env("TESSERA_DATABASE_URL", url);
-    n.set_env("TESSERA_SERVER_NODE_NAME", name);
-    n
-}
-
 /// Node A runs `tessera init` (schema + master key); node B gets a copy of
 /// the key file, as an operator would hand it over.
 fn two_nodes(url: &str) -> (TestNode, TestNode) {
-    let a = node(url, "node-a");
+    let a = on_database(url, "node-a");
     let out = a.ok(&["init"]);
     assert!(out.contains("postgres://"), "{out}");
-    let b = node(url, "node-b");
+    let b = on_database(url, "node-b");
     std::fs::copy(a.key_file(), b.key_file()).unwrap();
     super::support::chmod(&b.key_file(), 0o600);
     (a, b)
@@ -46,19 +39,6 @@ fn radius_secret_file(n: &TestNode) -> String {
 fn add_radius_client(n: &TestNode, name: &str) {
     let f = radius_secret_file(n);
     n.ok(&["client", "add", name, "--address", "127.0.0.1", "--secret-file", &f]);
-}
-
-/// POST /api/v1/validate without insisting on 200: (status, body).
-async fn try_validate(n: &TestNode, user: &str, code: &str) -> (u16, Value) {
-    let r = n
-        .client()
-        .post(n.url("/api/v1/validate"))
-        .json(&json!({"username": user, "password": code}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 fn audit(n: &TestNode, target: &str) -> Vec<Value> {
@@ -217,7 +197,7 @@ async fn a_node_fails_closed_while_postgresql_is_down_and_recovers_by_itself() {
     // (nor counted as a failure): REST answers 503, RADIUS does not answer.
     let code = totp_now(secret, 0);
     for _ in 0..3 {
-        let (status, body) = try_validate(&a, "dave", &code).await;
+        let (status, body) = a.try_validate("dave", &code).await;
         assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "{body}");
     }
     if radius {
@@ -231,7 +211,7 @@ async fn a_node_fails_closed_while_postgresql_is_down_and_recovers_by_itself() {
     // Recovery needs nobody: the pool reconnects on the next request.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = try_validate(&a, "dave", &code).await;
+        let (status, body) = a.try_validate("dave", &code).await;
         if status == 200 {
             // Not a reject: nothing of the outage consumed the code.
             assert_eq!(body["result"], "accept", "{body}");
@@ -252,7 +232,7 @@ async fn a_node_fails_closed_while_postgresql_is_down_and_recovers_by_itself() {
 async fn wrong_key_unreachable_and_uninitialised_databases_are_clear_errors() {
     let Some(url) = fresh_url().await else { return };
     // not initialised: serve refuses (it never initialises a shared database itself)
-    let fresh = node(&url, "node-a");
+    let fresh = on_database(&url, "node-a");
     let out = fresh.serve_expect_failure(&[]);
     assert!(out.contains("not initialised") && out.contains("tessera init"), "{out}");
     assert!(!fresh.key_file().exists(), "serve made no key");

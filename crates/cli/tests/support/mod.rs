@@ -335,6 +335,19 @@ impl TestNode {
         self.client().get(self.url(path)).send().await.unwrap()
     }
 
+    /// POST /api/v1/validate without insisting on 200: (status, body).
+    pub async fn try_validate(&self, user: &str, password: &str) -> (u16, Value) {
+        let r = self
+            .client()
+            .post(self.url("/api/v1/validate"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn validate(&self, user: &str, password: &str) -> Value {
         let r = self
             .client()
@@ -352,6 +365,14 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A node of the shared PostgreSQL database at `url`, called `name`.
+pub fn on_database(url: &str, name: &str) -> TestNode {
+    let mut n = TestNode::new();
+    n.set_env("TESSERA_DATABASE_URL", url);
+    n.set_env("TESSERA_SERVER_NODE_NAME", name);
+    n
 }
 
 /// Cluster helpers: named nodes sharing a master key, joining with fresh

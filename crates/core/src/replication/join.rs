@@ -48,10 +48,7 @@ pub use crate::clock::parse_age_seconds;
 
 /// Node names: what `replica nodes` lists and `replica remove` takes.
 pub fn check_node_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok {
+    if crate::names::is_short_name(name) {
         Ok(())
     } else {
         Err(format!(

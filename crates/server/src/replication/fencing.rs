@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use tessera_core::audit::{Actor, AuditRecord, AuditResult};
 use tessera_core::replication::Role;
-use tessera_core::replication::fencing::{PeerAnswer, RoleDecision, decide};
+use tessera_core::replication::fencing::{RoleDecision, decide};
 use tokio::sync::watch;
 
 use super::Replication;
-use super::follower::{ask_peers, repoint_to};
+use super::follower::{ask_peers, repoint_to, views};
 use crate::node::Node;
 
 /// How often a running primary asks its peers.
@@ -99,12 +99,8 @@ async fn check(node: &Node, repl: &Replication) {
         return;
     }
     let answers = ask_peers(node, repl).await;
-    let views: Vec<(String, PeerAnswer<'_>)> = answers
-        .iter()
-        .map(|(n, h)| (n.clone(), h.as_ref().map_or(PeerAnswer::Unreachable, PeerAnswer::Hello)))
-        .collect();
     let me = repl.identity().map(|i| i.name).unwrap_or_else(|| node.ctx.node.clone());
-    let decision = decide(&me, s.epoch, &views);
+    let decision = decide(&me, s.epoch, &views(&answers));
     match decision {
         RoleDecision::Confirmed => {
             if s.fence.is_some() {

@@ -360,15 +360,16 @@ pub async fn ask_peers(node: &Node, repl: &Replication) -> Vec<(String, Option<H
     futures_util::future::join_all(asks).await
 }
 
+/// What `ask_peers` found, as the fencing decision reads it.
+pub fn views(answers: &[(String, Option<Hello>)]) -> Vec<(String, PeerAnswer<'_>)> {
+    answers.iter().map(|(n, h)| (n.clone(), h.as_ref().map_or(PeerAnswer::Unreachable, PeerAnswer::Hello))).collect()
+}
+
 /// Without its primary: is there a newer one among the enrolled nodes?
 async fn look_around(node: &Node, repl: &Replication, s: &ReplState) {
     let answers = ask_peers(node, repl).await;
-    let views: Vec<(String, PeerAnswer<'_>)> = answers
-        .iter()
-        .map(|(n, h)| (n.clone(), h.as_ref().map_or(PeerAnswer::Unreachable, PeerAnswer::Hello)))
-        .collect();
     let me = repl.identity().map(|i| i.name).unwrap_or_else(|| node.ctx.node.clone());
-    if let RoleDecision::Follow(newer) = fencing::decide(&me, s.epoch, &views)
+    if let RoleDecision::Follow(newer) = fencing::decide(&me, s.epoch, &views(&answers))
         && newer.epoch > s.epoch
     {
         tracing::warn!(primary = %newer.name, epoch = newer.epoch, "found a newer primary while the old one is away");
@@ -454,8 +455,9 @@ pub async fn report_health(node: Arc<Node>, repl: Arc<Replication>, mut stop: wa
             let error = repl.status.error.read().clone();
             health::set(
                 Degradation::ReplicationNotFollowing,
-                (!following)
-                    .then(|| format!("replication: not following the primary: {}", error.unwrap_or_else(|| "starting".into()))),
+                (!following).then(|| {
+                    format!("replication: not following the primary: {}", error.unwrap_or_else(|| "starting".into()))
+                }),
             );
             health::set(
                 Degradation::ReplicationLag,

@@ -1537,18 +1537,45 @@ pub fn replication_status(s: &AppState) -> ReplicationStatus {
                 use tessera_core::replication::Role;
                 role = st.role.as_str();
                 details.push(("Epoch".into(), st.epoch.to_string()));
+                if let Some(why) = &st.fence {
+                    details.push(("Fenced (takes no change)".into(), why.clone()));
+                }
+                let now = crate::replication::now_ms();
                 if st.role == Role::Replica {
+                    use std::sync::atomic::Ordering;
                     details.push(("Primary".into(), crate::replication::primary_label(&st)));
+                    let following = repl.status.following.load(Ordering::Relaxed);
+                    let why = repl.status.error.read().clone().unwrap_or_default();
+                    details.push(("Following".into(), if following { "yes".into() } else { format!("no: {why}") }));
                     details.push(("Applied position".into(), st.position.to_string()));
                     let ms = |v: Option<i64>| v.map_or("unknown".to_string(), |v| format!("{v} ms"));
-                    details.push(("Lag".into(), ms(st.lag_ms)));
+                    details.push(("Lag".into(), ms(repl.status.lag_ms(now))));
                     details.push(("Clock offset from the primary".into(), ms(st.clock_offset_ms)));
                     details.push((
                         "Last contact".into(),
-                        st.last_contact_at.map_or("never".into(), |t| Timestamp(t).to_rfc3339()),
+                        st.last_contact_at.map_or("never".into(), |t| {
+                            format!("{} ({} s ago)", Timestamp(t).to_rfc3339(), (now - t).max(0) / 1000)
+                        }),
                     ));
+                    if let Ok(n) = repl.cluster.outbox_len() {
+                        details.push(("Logins not yet taken by the primary".into(), n.to_string()));
+                    }
                 } else if let Ok(head) = repl.log.head() {
                     details.push(("Change log position".into(), head.to_string()));
+                }
+                let peers = repl.cluster.peers().unwrap_or_default();
+                for n in repl.directory.all() {
+                    let p = peers.iter().find(|p| p.name == n.name);
+                    let seen = p.and_then(|p| p.last_contact_at).map_or("no contact".to_string(), |t| {
+                        format!("last contact {} s ago", (now - t).max(0) / 1000)
+                    });
+                    let what = format!(
+                        "{} — {}, epoch {}, {seen}",
+                        n.url.clone().unwrap_or_else(|| "address unknown".into()),
+                        p.and_then(|p| p.role.clone()).unwrap_or_else(|| "?".into()),
+                        p.and_then(|p| p.epoch).map_or("?".into(), |e| e.to_string()),
+                    );
+                    details.push((format!("Node {}", n.name), what));
                 }
             }
             Err(e) => details.push(("Replication state".into(), format!("unreadable: {e}"))),
