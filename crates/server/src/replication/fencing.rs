@@ -135,9 +135,11 @@ async fn check(node: &Node, repl: &Replication) {
                 "replaced by {} (epoch {} > {}); run `tessera replica demote --primary <its URL>`",
                 newer.name, newer.epoch, s.epoch
             );
-            tracing::warn!(primary = %newer.name, epoch = newer.epoch, "this node was replaced as primary");
-            let _ = set_fence(repl, Some(why)).await;
-            audit(node, &format!("fenced: replaced by {} at epoch {}", newer.name, newer.epoch)).await;
+            if s.fence.as_deref() != Some(why.as_str()) {
+                tracing::warn!(primary = %newer.name, epoch = newer.epoch, "this node was replaced as primary");
+                let _ = set_fence(repl, Some(why)).await;
+                audit(node, &format!("fenced: replaced by {} at epoch {}", newer.name, newer.epoch)).await;
+            }
             if node.config.replication.follow_newer_primary {
                 match repoint_to(
                     node,

@@ -94,15 +94,34 @@ CREATE TABLE IF NOT EXISTS repl_outbox (
     expires_at INTEGER
 );
 
--- Why this node takes no administrative write although it is not a replica
--- (confirming its epoch after a restart, restored from a backup, a newer
--- primary exists); NULL when it is not fenced.
-ALTER TABLE repl_state ADD COLUMN fence TEXT;
--- Why a replica's server cannot follow its primary right now (NULL while
--- it follows), so `replica status` tells the truth from another process.
-ALTER TABLE repl_state ADD COLUMN follow_error TEXT;
--- Join tokens are no longer kept by replicas.
-UPDATE repl_state SET join_token = NULL;
+-- repl_state gains `fence` (why this node takes no administrative write
+-- although it is not a replica: confirming its epoch after a restart,
+-- restored from a backup, a newer primary exists; NULL when not fenced) and
+-- `follow_error` (why a replica's server cannot follow its primary now),
+-- and loses `join_token` (replicas keep no token). Rebuilt rather than
+-- altered, so the migration can run again (ADD COLUMN cannot).
+CREATE TABLE IF NOT EXISTS repl_state_v8 (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    role            TEXT NOT NULL DEFAULT 'standalone' CHECK (role IN ('standalone', 'primary', 'replica')),
+    epoch           INTEGER NOT NULL DEFAULT 0,
+    primary_url     TEXT,
+    primary_name    TEXT,
+    pin             TEXT,
+    position        INTEGER NOT NULL DEFAULT 0,
+    pruned_through  INTEGER NOT NULL DEFAULT 0,
+    last_contact_at INTEGER,
+    clock_offset_ms INTEGER,
+    lag_ms          INTEGER,
+    fence           TEXT,
+    follow_error    TEXT
+);
+INSERT OR IGNORE INTO repl_state_v8 (id, role, epoch, primary_url, primary_name, pin, position, pruned_through,
+                                     last_contact_at, clock_offset_ms, lag_ms)
+    SELECT id, role, epoch, primary_url, primary_name, pin, position, pruned_through, last_contact_at,
+           clock_offset_ms, lag_ms FROM repl_state;
+DROP TABLE repl_state;
+ALTER TABLE repl_state_v8 RENAME TO repl_state;
+INSERT OR IGNORE INTO repl_state (id) VALUES (1);
 
 -- The old shared join tokens stop working.
 DELETE FROM meta WHERE key = 'replication_tokens';
