@@ -176,6 +176,43 @@ impl GuardedStore {
     fn writable(&self) -> Result<(), StoreError> {
         self.gate.writable()
     }
+
+    /// The path when the primary did not answer for the challenge State: the
+    /// store's own step consumes it here (and journals it for the primary); a
+    /// verified factor is still deferred out of the step, claimed, and
+    /// applied through `commit_attempt`.
+    async fn authenticate_in_step(
+        &self,
+        mut request: AuthenticateRequest,
+        guard: Arc<dyn ReplayGuard>,
+    ) -> Result<Authentication, StoreError> {
+        let held: Arc<std::sync::Mutex<Option<Verdict>>> = Arc::default();
+        let evaluate = std::mem::replace(&mut request.evaluate, Box::new(|_| Evaluation::Deferred));
+        let hold = held.clone();
+        request.evaluate = Box::new(move |snapshot| match evaluate(snapshot) {
+            Evaluation::Decided(v @ Verdict::Verified(Factor::Token { .. } | Factor::BackupCode { .. })) => {
+                *hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+                Evaluation::Deferred
+            }
+            other => other,
+        });
+        let (access, policy, audit) = (request.access.clone(), request.policy.clone(), request.audit.clone());
+        let auth = self.inner.authenticate(request).await?;
+        let verdict = held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match (auth, verdict) {
+            (Authentication::Deferred { user, .. }, Some(verdict)) => {
+                let attempt = AuthAttempt { user_id: user.id, access, verdict, policy, audit };
+                let (outcome, verdict) = self.commit_guarded(attempt, Some(guard)).await?;
+                Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
+            }
+            (auth, _) => {
+                if let Authentication::Decided { user_id, outcome, .. } = &auth {
+                    self.gate.login_decided(user_id.0, outcome);
+                }
+                Ok(auth)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -267,41 +304,57 @@ impl Store for GuardedStore {
         let mut request = request;
         // A challenge State is taken at the primary before anything else: a
         // State used on another node skips no password here.
+        let mut state_taken = request.state.is_none();
         if let Some(ticket) = request.state {
             let item = ClaimItem::State { nonce: ticket.nonce.to_vec(), expires_at: ticket.expires_at.0 };
-            if matches!(guard.claim(item).await, ClaimOutcome::Used | ClaimOutcome::Refused) {
-                request.evaluate = Box::new(|_| Evaluation::Decided(Verdict::Refused("state_reused")));
+            match guard.claim(item).await {
+                ClaimOutcome::Claimed => state_taken = true,
+                ClaimOutcome::Used | ClaimOutcome::Refused => {
+                    request.evaluate = Box::new(|_| Evaluation::Decided(Verdict::Refused("state_reused")));
+                }
+                ClaimOutcome::NoAnswer => {}
             }
         }
-        // A verified code or backup code is not applied inside the store's
-        // step (the primary must be asked first, which cannot happen there);
-        // it is deferred and applied through `commit_attempt` after the claim.
-        let held: Arc<std::sync::Mutex<Option<Verdict>>> = Arc::default();
-        let evaluate = std::mem::replace(&mut request.evaluate, Box::new(|_| Evaluation::Deferred));
-        let hold = held.clone();
-        request.evaluate = Box::new(move |snapshot| match evaluate(snapshot) {
-            Evaluation::Decided(v @ Verdict::Verified(Factor::Token { .. } | Factor::BackupCode { .. })) => {
-                *hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
-                Evaluation::Deferred
+        if !state_taken {
+            return self.authenticate_in_step(request, guard).await;
+        }
+        // The State (if any) is the cluster's now: evaluate on a read, have
+        // the primary take the factor, apply once (one trip through this
+        // node's writer instead of two).
+        let AuthenticateRequest { realm, username, access, policy, audit, state, evaluate } = request;
+        match self.inner.evaluate_read_only(&realm, &username, evaluate).await {
+            Ok(Some((user, tokens, Evaluation::Deferred))) => {
+                Ok(Authentication::Deferred { user: Box::new(user), tokens })
             }
-            other => other,
-        });
-        let (access, policy, audit) = (request.access.clone(), request.policy.clone(), request.audit.clone());
-        let auth = self.inner.authenticate(request).await?;
-        let verdict = held.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match (auth, verdict) {
-            (Authentication::Deferred { user, .. }, Some(verdict)) => {
+            Ok(Some((user, _, Evaluation::Decided(verdict)))) => {
                 let attempt = AuthAttempt { user_id: user.id, access, verdict, policy, audit };
                 let (outcome, verdict) = self.commit_guarded(attempt, Some(guard)).await?;
                 Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
             }
-            (auth, _) => {
-                if let Authentication::Decided { user_id, outcome, .. } = &auth {
-                    self.gate.login_decided(user_id.0, outcome);
-                }
-                Ok(auth)
+            // Unknown here: the store's step audits it (the evaluator is not run).
+            Ok(None) | Err(StoreError::Unsupported(_)) => {
+                let request = AuthenticateRequest {
+                    realm,
+                    username,
+                    access,
+                    policy,
+                    audit,
+                    state,
+                    evaluate: Box::new(|_| Evaluation::Decided(Verdict::Refused("not_evaluated"))),
+                };
+                self.inner.authenticate(request).await
             }
+            Err(e) => Err(e),
         }
+    }
+
+    async fn evaluate_read_only(
+        &self,
+        realm: &str,
+        username: &str,
+        evaluate: crate::store::Evaluator,
+    ) -> Result<Option<(User, Vec<Token>, Evaluation)>, StoreError> {
+        self.inner.evaluate_read_only(realm, username, evaluate).await
     }
 
     async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {

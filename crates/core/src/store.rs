@@ -349,6 +349,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// applies its verdict, all in one serialised step (one round trip to
     /// the store, one consistent state). Durable on return when decided.
     async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError>;
+    /// Runs the evaluator against one consistent read of the user without
+    /// writing anything (no audit, no challenge State consumed): for a
+    /// replica that must have the primary take a factor before it applies
+    /// the verdict, which it then does with [`Store::commit_attempt`] (the
+    /// serialised re-check of lock and replay). `None` when the user does
+    /// not exist (the evaluator is not run). Stores that cannot read
+    /// outside their serialised step answer `Unsupported`.
+    async fn evaluate_read_only(
+        &self,
+        realm: &str,
+        username: &str,
+        evaluate: Evaluator,
+    ) -> Result<Option<(User, Vec<Token>, Evaluation)>, StoreError> {
+        let _ = (realm, username, evaluate);
+        Err(StoreError::Unsupported("evaluating a login outside the store's serialised step"))
+    }
     async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError>;
     /// Replaces the user's backup codes with a fresh set (old ones void).
     async fn replace_backup_codes(

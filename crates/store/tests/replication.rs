@@ -270,7 +270,9 @@ mod cluster {
             Verdict::Verified(Factor::Claimed(Box::new(Factor::Token { token_id: t.id, matched: 2, drift: 0 })));
         assert!(matches!(s.commit_attempt(attempt(older)).await.unwrap(), AuthOutcome::Failed { replay: true, .. }));
         c.outbox_done(journal[1].id).await.unwrap();
-        assert_eq!(c.outbox(10).unwrap().len(), 2, "the later logins stay until acknowledged");
+        let rest = c.outbox(10).unwrap();
+        assert_eq!(rest.len(), 1, "the claimed login was recorded by the primary; the replay stays until acknowledged");
+        assert!(!rest[0].accepted);
     }
 
     #[tokio::test]
@@ -301,6 +303,9 @@ mod cluster {
             TokenCheck::Valid(2),
             "a refused enrolment keeps the token"
         );
+        // The same node (name and certificate) joining again keeps its enrolment.
+        c.enrol(node("r1"), [1; 32], 2, now, audit("replica.join")).await.unwrap();
+        assert_eq!(c.check_join_token(&[9; 32], now).unwrap(), TokenCheck::Used);
         assert_eq!(c.nodes().unwrap().len(), 1);
         assert!(c.remove_node("r1", audit("replica.remove")).await.unwrap());
         assert!(c.nodes().unwrap().is_empty());

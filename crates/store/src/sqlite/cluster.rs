@@ -153,19 +153,33 @@ impl Cluster {
                 if taken != 1 {
                     return Err(StoreError::Conflict("join token (used, revoked or expired meanwhile)".into()));
                 }
-                let exists: Option<String> = c
+                let exists: Option<(String, Vec<u8>)> = c
                     .query_row(
-                        "SELECT name FROM repl_nodes WHERE name = ?1 OR cert_sha256 = ?2",
+                        "SELECT name, cert_sha256 FROM repl_nodes WHERE name = ?1 OR cert_sha256 = ?2",
                         params![node.name, &cert_sha256[..]],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
                     .map_err(map_err)?;
-                if let Some(name) = exists {
-                    return Err(StoreError::Conflict(format!(
-                        "node `{name}` (remove it first with `tessera replica remove {name}`, or give this node \
-                         another [server] node_name)"
-                    )));
+                match exists {
+                    // The same node joining again (a join whose snapshot
+                    // failed, say): its enrolment stands, with a fresh address.
+                    Some((name, cert)) if name == node.name && cert == cert_sha256 => {
+                        c.execute(
+                            "UPDATE repl_nodes SET url = COALESCE(?1, url), https_pin = COALESCE(?2, https_pin) \
+                             WHERE name = ?3",
+                            params![node.url, node.https_pin, node.name],
+                        )
+                        .map_err(map_err)?;
+                        return insert_audit(c, &audit);
+                    }
+                    Some((name, _)) => {
+                        return Err(StoreError::Conflict(format!(
+                            "node `{name}` (remove it first with `tessera replica remove {name}`, or give this node \
+                             another [server] node_name)"
+                        )));
+                    }
+                    None => {}
                 }
                 c.execute(
                     &format!("INSERT INTO repl_nodes ({NODE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
@@ -628,7 +642,76 @@ fn refused(reason: &str) -> ClaimResult {
     ClaimResult { claimed: false, reason: Some(reason.into()), token_state: None }
 }
 
+/// A user's lock state and whether they are disabled (`None`: no such user).
+fn lock_state(c: &Connection, user: i64) -> Result<Option<(bool, LockState, Option<i64>)>, StoreError> {
+    c.prepare_cached(
+        "SELECT disabled, failures, locked_at, lock_until, throttle_until, last_success_at FROM users WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row([user], |r| {
+            let lock = LockState {
+                failures: r.get(1)?,
+                locked_at: r.get::<_, Option<i64>>(2)?.map(Timestamp),
+                lock_until: r.get::<_, Option<i64>>(3)?.map(Timestamp),
+                throttle_until: r.get::<_, Option<i64>>(4)?.map(Timestamp),
+            };
+            Ok((r.get(0)?, lock, r.get(5)?))
+        })
+        .optional()
+    })
+    .map_err(map_err)
+}
+
+fn write_lock(c: &Connection, user: i64, lock: &LockState, last_success: Option<i64>) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "UPDATE users SET failures = ?1, locked_at = ?2, lock_until = ?3, throttle_until = ?4, last_success_at = ?5 \
+         WHERE id = ?6",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            lock.failures,
+            lock.locked_at.map(|t| t.0),
+            lock.lock_until.map(|t| t.0),
+            lock.throttle_until.map(|t| t.0),
+            last_success,
+            user
+        ])
+    })
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+/// A claimed code or backup code is the login's success: the lock is
+/// checked first (a user locked or disabled here is refused everywhere at
+/// once), and the success clears the failures here, so the replica has
+/// nothing left to forward for that login.
 fn claim_one(c: &Connection, item: &ClaimItem, now_ms: i64, policy: &Policy) -> Result<ClaimResult, StoreError> {
+    let user = match item {
+        ClaimItem::Step { user, .. } | ClaimItem::BackupCode { user, .. } => Some(*user),
+        ClaimItem::State { .. } => None,
+    };
+    let before = match user {
+        Some(u) => match lock_state(c, u)? {
+            None => return Ok(refused("unknown")),
+            Some((disabled, lock, last)) => {
+                if tessera_core::store::blocking_outcome(disabled, &lock, Timestamp(now_ms)).is_some() {
+                    return Ok(refused("locked"));
+                }
+                Some((u, lock, last))
+            }
+        },
+        None => None,
+    };
+    let result = claim_factor(c, item, now_ms, policy)?;
+    if result.claimed
+        && let Some((u, lock, last)) = before
+    {
+        write_lock(c, u, &lock.after_success(), Some(last.unwrap_or(0).max(now_ms)))?;
+    }
+    Ok(result)
+}
+
+fn claim_factor(c: &Connection, item: &ClaimItem, now_ms: i64, policy: &Policy) -> Result<ClaimResult, StoreError> {
     match item {
         ClaimItem::Step { user, token, step, drift } => {
             let (Some((kind, counter)), Some(mut states)) = (token_kind(c, *user, *token)?, read_states(c, *user)?)
@@ -744,25 +827,7 @@ fn apply_event(c: &Connection, e: &LoginEvent, now_ms: i64, policy: &Policy) -> 
 /// node's policy, as if it had happened here; a success clears the count
 /// (unless this node saw a later success already).
 fn merge_lock(c: &Connection, user: i64, accepted: bool, at: i64, policy: &Policy) -> Result<(), StoreError> {
-    let (failures, locked_at, lock_until, throttle_until, last_success): (
-        u32,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    ) = c
-        .query_row(
-            "SELECT failures, locked_at, lock_until, throttle_until, last_success_at FROM users WHERE id = ?1",
-            [user],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .map_err(map_err)?;
-    let mut lock = LockState {
-        failures,
-        locked_at: locked_at.map(Timestamp),
-        lock_until: lock_until.map(Timestamp),
-        throttle_until: throttle_until.map(Timestamp),
-    };
+    let Some((_, mut lock, last_success)) = lock_state(c, user)? else { return Ok(()) };
     let mut success = last_success;
     if accepted {
         if last_success.is_none_or(|s| s < at) {
@@ -772,20 +837,7 @@ fn merge_lock(c: &Connection, user: i64, accepted: bool, at: i64, policy: &Polic
     } else {
         lock = lock.after_failure(policy, Timestamp(at));
     }
-    c.execute(
-        "UPDATE users SET failures = ?1, locked_at = ?2, lock_until = ?3, throttle_until = ?4, last_success_at = ?5 \
-         WHERE id = ?6",
-        params![
-            lock.failures,
-            lock.locked_at.map(|t| t.0),
-            lock.lock_until.map(|t| t.0),
-            lock.throttle_until.map(|t| t.0),
-            success,
-            user
-        ],
-    )
-    .map_err(map_err)?;
-    Ok(())
+    write_lock(c, user, &lock, success)
 }
 
 /// Journals a decided login on a replica (inside the login's transaction).

@@ -38,8 +38,8 @@ use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, InventoryQuery, MetaKey,
-    SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Evaluator, Factor, InventoryQuery,
+    MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict,
     blocking_outcome, finish_attempt_audit,
 };
 
@@ -156,8 +156,23 @@ impl Sql {
     }
 }
 
-fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> {
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+/// Waits for another connection's write lock in short steps, up to about
+/// [`BUSY_TIMEOUT`]. SQLite's own busy timeout sleeps 1, 2, 5, 10 … 100 ms
+/// between tries, so a writer that loses a race waits milliseconds for a
+/// lock held for microseconds (seen as the p99 of logins on a replica while
+/// it applies the primary's changes on its own connection).
+pub(crate) fn busy_wait(count: i32) -> bool {
+    const FINE_STEPS: i32 = 100; // 100 µs each: the first 10 ms
+    const COARSE: i32 = (BUSY_TIMEOUT.as_millis() as i32) - 10; // then 1 ms each
+    if count >= FINE_STEPS + COARSE {
+        return false;
+    }
+    std::thread::sleep(if count < FINE_STEPS { Duration::from_micros(100) } else { Duration::from_millis(1) });
+    true
+}
+
+fn configure(conn: &mut Connection, opts: &SqliteOptions) -> Result<(), StoreError> {
+    conn.busy_handler(Some(busy_wait)).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
     // Savepoint journals (one per queued write) stay in memory, not temp files.
@@ -265,21 +280,21 @@ impl SqliteStore {
         Self::finish_open(conn, opts, now)
     }
 
-    fn finish_open(conn: Connection, opts: &SqliteOptions, now: Timestamp) -> Result<Self, StoreError> {
+    fn finish_open(mut conn: Connection, opts: &SqliteOptions, now: Timestamp) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
-        configure(&conn, opts)?;
+        configure(&mut conn, opts)?;
         // The writer's cache holds the hot set (users, tokens, indexes):
         // unlike the readers', it is never invalidated by commits.
         conn.pragma_update(None, "cache_size", -(opts.cache_kib as i64) * WRITER_CACHE_FACTOR).map_err(map_err)?;
         schema::migrate(&conn, now.0)?;
         let mut readers = Vec::with_capacity(opts.readers.max(1));
         for _ in 0..opts.readers.max(1) {
-            let r = Connection::open_with_flags(
+            let mut r = Connection::open_with_flags(
                 &opts.path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(map_err)?;
-            configure(&r, opts)?;
+            configure(&mut r, opts)?;
             readers.push(r);
         }
         let checkpointer = Connection::open_with_flags(&opts.path, open_flags(false)).map_err(map_err)?;
@@ -335,7 +350,8 @@ impl SqliteStore {
     }
 }
 
-/// The evaluator's view from inside the writer's transaction.
+/// The evaluator's view from inside a transaction (the writer's, or a
+/// reader's for `evaluate_read_only`).
 struct WriterSnapshot<'a> {
     conn: &'a Connection,
     user: &'a User,
@@ -634,7 +650,10 @@ fn apply_to(
         ])
     })
     .map_err(map_err)?;
-    if journal {
+    // A factor the primary took for this login was recorded there with the
+    // success (see `cluster::claim`): nothing left to forward.
+    let claimed = matches!(verdict, Verdict::Verified(Factor::Claimed(_)));
+    if journal && !(claimed && outcome == AuthOutcome::Accepted) {
         cluster::journal_login(conn, user_id.0, now.0, &verdict, &outcome)?;
     }
     finish_attempt_audit(&mut audit, &verdict, &outcome);
@@ -920,6 +939,38 @@ impl Store for SqliteStore {
                 Ok(Some((user, tokens)))
             })();
             c.prepare_cached("COMMIT")?.execute([])?;
+            r
+        })
+    }
+
+    async fn evaluate_read_only(
+        &self,
+        realm: &str,
+        username: &str,
+        evaluate: Evaluator,
+    ) -> Result<Option<(User, Vec<Token>, Evaluation)>, StoreError> {
+        // On a reader, not the writer: a replica evaluates here, asks the
+        // primary, then commits once (the writer's queue is waited for once).
+        self.readers.with(|c| {
+            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(map_err)?;
+            let r = (|| {
+                let user = c
+                    .prepare_cached(&self.sql.user_by_name)
+                    .and_then(|mut s| {
+                        s.query_row([realm, username], |r| Ok((rows::user(r)?, rows::token_states(r)?))).optional()
+                    })
+                    .map_err(map_err)?;
+                let Some((user, states)) = user else { return Ok(None) };
+                let mut tokens: Vec<Token> = c
+                    .prepare_cached(&self.sql.tokens_for_user)
+                    .and_then(|mut s| s.query_map([&user.id.0], rows::token)?.collect())
+                    .map_err(map_err)?;
+                tokens.iter_mut().for_each(|t| states.overlay(t));
+                sort_tokens(&mut tokens);
+                let evaluation = evaluate(&WriterSnapshot { conn: c, user: &user, tokens: &tokens });
+                Ok(Some((user, tokens, evaluation)))
+            })();
+            let _ = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
             r
         })
     }

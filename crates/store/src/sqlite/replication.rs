@@ -11,7 +11,6 @@
 //! deletions of their own).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -71,8 +70,6 @@ const TABLES: &[TableSpec] = &[
 /// `meta` keys that are the cluster's, not the node's.
 pub const REPLICATED_META: &[&str] =
     &["policy", "key_check", "key_id", "backup_mac_key", "directory_cache_generation", "key_rotation"];
-
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn spec(table: &str) -> Result<&'static TableSpec, StoreError> {
     TABLES
@@ -141,39 +138,89 @@ fn row_image(conn: &Connection, spec: &TableSpec, key: &str) -> Result<Option<Ve
 
 /// The replication side of one embedded database file. Uses connections
 /// of its own: reads see one consistent snapshot of the file, and applying
-/// needs foreign keys off, which the store's writer cannot turn off.
+/// needs foreign keys off, which the store's writer cannot turn off. They
+/// are kept in a small pool: opening one costs a schema parse (dozens of
+/// triggers), and the follower, the change stream and the role checks ask
+/// many times a second under load.
 #[derive(Debug, Clone)]
 pub struct ReplicationLog {
     path: PathBuf,
+    pool: std::sync::Arc<Pool>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    read: parking_lot::Mutex<Vec<Connection>>,
+    write: parking_lot::Mutex<Vec<Connection>>,
+}
+
+/// Idle connections kept per kind.
+const POOL_IDLE: usize = 4;
+
+/// A pooled connection, back in the pool when dropped.
+struct Pooled<'a> {
+    conn: Option<Connection>,
+    home: &'a parking_lot::Mutex<Vec<Connection>>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take()
+            && c.is_autocommit()
+        {
+            let mut idle = self.home.lock();
+            if idle.len() < POOL_IDLE {
+                idle.push(c);
+            }
+        }
+    }
 }
 
 impl ReplicationLog {
     pub fn new(path: &Path) -> Self {
-        ReplicationLog { path: path.to_path_buf() }
+        ReplicationLog { path: path.to_path_buf(), pool: Default::default() }
     }
 
-    fn connect(&self, write: bool) -> Result<Connection, StoreError> {
+    fn connect(&self, write: bool) -> Result<Pooled<'_>, StoreError> {
+        let home = if write { &self.pool.write } else { &self.pool.read };
+        if let Some(conn) = home.lock().pop() {
+            return Ok(Pooled { conn: Some(conn), home });
+        }
         let flags = if write {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
         } else {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
-        let conn = Connection::open_with_flags(&self.path, flags).map_err(map_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+        let mut conn = Connection::open_with_flags(&self.path, flags).map_err(map_err)?;
+        conn.busy_handler(Some(super::busy_wait)).map_err(map_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
         if write {
             conn.pragma_update(None, "foreign_keys", "OFF").map_err(map_err)?;
             conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
         }
-        Ok(conn)
+        Ok(Pooled { conn: Some(conn), home })
     }
 
     pub fn state(&self) -> Result<ReplState, StoreError> {
-        read_state(&self.connect(false)?)
+        read_state(&*self.connect(false)?)
     }
 
     /// The newest change sequence number.
     pub fn head(&self) -> Result<i64, StoreError> {
-        head(&self.connect(false)?)
+        head(&*self.connect(false)?)
     }
 
     /// Up to `limit` current images of rows changed after `after`, read in
