@@ -85,6 +85,91 @@ async fn readme_walkthrough_serve_with_no_config() {
     n.stop();
 }
 
+/// The README's walk-through as written: its shell blocks are read from
+/// README.md and run in order against a fresh data directory (bash, with
+/// `tessera` bound to this build and `localhost:8443` to the test server's
+/// port; `123456` is the current code of the enrolled secret, `654321` the
+/// next one), and every output the README shows in a `# {…}` comment is
+/// checked, including "the same code again".
+#[tokio::test]
+async fn readme_walkthrough_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find("## Five-minute walk-through").expect("walk-through section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut n = TestNode::in_empty_cwd();
+    n.start();
+    let port = n.https_port();
+    let run = |cmd: &str| -> String {
+        let script = format!("tessera() {{ {} \"$@\"; }}\n{cmd}", env!("CARGO_BIN_EXE_tessera"));
+        let mut c = std::process::Command::new("bash");
+        c.arg("-c").arg(&script).current_dir(n.cwd());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TESSERA_")) {
+            c.env_remove(k);
+        }
+        let out = c.env("TESSERA_LOG", "warn").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "README command failed: {cmd}\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let mut secret: Option<String> = None;
+    let (mut last_cmd, mut last_out) = (String::new(), String::new());
+    let mut ran = 0;
+    let mut in_block = false;
+    let mut pending = String::new();
+    for line in section.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```sh";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let trimmed = line.trim_start();
+        if let Some(shown) = trimmed.strip_prefix("# {") {
+            // An output the README shows for the command above it.
+            let (first, again) = match shown.split_once("-- the same code again:") {
+                Some((a, b)) => (a, Some(b)),
+                None => (shown, None),
+            };
+            let want: Value = serde_json::from_str(&format!("{{{}", first.trim())).unwrap();
+            let got: Value = serde_json::from_str(last_out.trim()).unwrap_or(Value::Null);
+            assert_eq!(got, want, "output of `{last_cmd}`");
+            if let Some(again) = again {
+                let want: Value = serde_json::from_str(again.trim()).unwrap();
+                let got: Value = serde_json::from_str(run(&last_cmd).trim()).unwrap_or(Value::Null);
+                assert_eq!(got, want, "`{last_cmd}` run again");
+            }
+            continue;
+        }
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("alias ") {
+            continue;
+        }
+        // Continuation lines join; a trailing comment (after two spaces) goes.
+        let code = line.split("  #").next().unwrap_or(line).trim_end();
+        if let Some(part) = code.strip_suffix('\\') {
+            pending.push_str(part);
+            pending.push(' ');
+            continue;
+        }
+        let mut cmd = std::mem::take(&mut pending) + code;
+        cmd = cmd.replace("localhost:8443", &format!("localhost:{port}"));
+        if cmd.contains("123456") || cmd.contains("654321") {
+            let s = secret.as_deref().expect("a code before any secret was enrolled");
+            cmd = cmd.replace("123456", &codes::oathtool_or_ours(s, 0));
+            cmd = cmd.replace("654321", &codes::oathtool_or_ours(s, 30));
+        }
+        last_out = run(&cmd);
+        if secret.is_none() && cmd.contains("token enroll") {
+            secret = last_out.lines().find_map(|l| l.strip_prefix("secret:")).map(|s| s.trim().to_string());
+        }
+        last_cmd = cmd;
+        ran += 1;
+    }
+    assert!(ran >= 8, "the walk-through's commands ran: {ran}");
+    n.stop();
+}
+
 #[tokio::test]
 async fn regression_replayed_code_after_sigkill_restart() {
     let mut n = TestNode::new();
@@ -233,6 +318,24 @@ async fn bad_http_input_gets_clear_errors_and_changes_nothing() {
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "case {i}");
     }
     assert_eq!(n.ok(&["audit", "list", "--json"]), audit_before, "malformed requests change nothing");
+    // A value of the wrong type is named by its field and kind, never echoed
+    // (a password sent as a number is still a password).
+    let r = c.post(&url).json(&json!({"username": "dave", "password": 987_654_321_123u64})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("password") && message.contains("invalid type"), "{body}");
+    assert!(!message.contains("987654321123"), "the value is not echoed: {body}");
+    // An explicit limit outside 1–10000 is refused, not silently defaulted.
+    let key = n.ok(&["api-key", "create", "lister"]).trim().to_string();
+    for bad in ["0", "10001", "-1", "x"] {
+        let r = c.get(n.url(&format!("/api/v1/users?limit={bad}"))).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), 400, "limit={bad}");
+        let r = c.get(n.url(&format!("/api/v1/audit?limit={bad}"))).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), 400, "audit limit={bad}");
+    }
+    let r = c.get(n.url("/api/v1/users?limit=1")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     // an unknown user is a normal reject, indistinguishable from a wrong code
     assert_eq!(n.validate("nobody", "123456").await, json!({"result": "reject", "reason": "access_denied"}));
     assert_eq!(n.validate("dave", "000000").await, json!({"result": "reject", "reason": "access_denied"}));

@@ -71,6 +71,14 @@ pub struct UserListParams {
     pub offset: Option<u32>,
 }
 
+/// An explicit `limit` must be 1–10000; absent means the default (0 to core).
+fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        Some(0) => Err(ApiError::invalid(format!("limit: must be 1–{}", tessera_core::admin::MAX_LIST_LIMIT))),
+        l => Ok(l.unwrap_or(0)),
+    }
+}
+
 /// List users.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserListParams), security(("api_key" = [])),
     responses((status = 200, body = Vec<UserView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -81,7 +89,7 @@ pub async fn list_users(
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     let pattern = p.search.as_deref().map(Wildcard::parse).transpose().map_err(ApiError::invalid)?;
     let status = p.status.as_deref().map(str::parse::<UserStatus>).transpose().map_err(ApiError::invalid)?;
-    let q = UserQuery { realm: p.realm, pattern, status, limit: p.limit.unwrap_or(0), offset: p.offset.unwrap_or(0) };
+    let q = UserQuery { realm: p.realm, pattern, status, limit: list_limit(p.limit)?, offset: p.offset.unwrap_or(0) };
     let now = now(&s);
     Ok(Json(s.node.admin.list_users(q).await?.iter().map(|u| UserView::new(u, now)).collect()))
 }
@@ -512,7 +520,7 @@ pub async fn audit_log(
         target: p.target,
         result: p.result.as_deref().map(str::parse::<AuditResult>).transpose().map_err(ApiError::invalid)?,
         before_id: p.before,
-        limit: p.limit.unwrap_or(0),
+        limit: list_limit(p.limit)?,
     };
     Ok(Json(s.node.admin.audit_log(q).await?.iter().map(AuditView::from).collect()))
 }

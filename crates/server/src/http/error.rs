@@ -114,16 +114,61 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
         JsonRejection::JsonSyntaxError(e) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
-            format!("the body is not valid JSON: {}", e.body_text()),
+            format!("the body is not valid JSON: {}", without_values(&e.body_text())),
         ),
         JsonRejection::JsonDataError(e) => {
-            ApiError::invalid(format!("the JSON does not match the schema: {}", e.body_text()))
+            ApiError::invalid(format!("the JSON does not match the schema: {}", without_values(&e.body_text())))
         }
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
         }
         other => ApiError::new(other.status(), "invalid_request", other.body_text()),
     }
+}
+
+/// A serde error message without the values it quotes. serde names the
+/// offending value after "invalid type"/"invalid value" and in "unknown
+/// variant" (`integer \`123456\``, `string "hunter2"`): in a login or
+/// password field that is a secret, so error bodies (and logs) keep the
+/// kind and the field, never the value.
+pub fn without_values(msg: &str) -> String {
+    const PHRASES: [&str; 3] = ["invalid type: ", "invalid value: ", "unknown variant "];
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some((at, phrase)) = PHRASES.iter().filter_map(|p| rest.find(p).map(|i| (i, *p))).min() {
+        out.push_str(&rest[..at + phrase.len()]);
+        rest = &rest[at + phrase.len()..];
+        // The kind words (`integer`, `string`, …) stay; the quoted literal goes.
+        let quote = rest.find(['`', '"']).filter(|q| !rest[..*q].contains(','));
+        let Some(q) = quote else { continue };
+        match rest[..q].trim_end() {
+            "" => out.truncate(out.trim_end().len()),
+            kind => out.push_str(kind),
+        }
+        rest = skip_literal(&rest[q..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text after one quoted literal at the start of `s`: a backtick
+/// literal ends at the next backtick; a double-quoted one is Rust-escaped
+/// (`\"` inside), so escapes are skipped.
+fn skip_literal(s: &str) -> &str {
+    let mut chars = s.char_indices();
+    let Some((_, open)) = chars.next() else { return s };
+    let mut escaped = false;
+    for (i, c) in chars {
+        if open == '"' && !escaped && c == '\\' {
+            escaped = true;
+            continue;
+        }
+        if c == open && !escaped {
+            return &s[i + c.len_utf8()..];
+        }
+        escaped = false;
+    }
+    ""
 }
 
 /// `Query<T>` with our error format.
@@ -141,7 +186,7 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| ApiError::invalid(e.body_text()))
+            .map_err(|e: QueryRejection| ApiError::invalid(without_values(&e.body_text())))
     }
 }
 
@@ -161,5 +206,35 @@ where
             .await
             .map(|p| ApiPath(p.0))
             .map_err(|e: PathRejection| ApiError::invalid(e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn serde_messages_keep_the_field_and_kind_but_not_the_value() {
+        let cases = [
+            (
+                "password: invalid type: integer `123456`, expected a string at line 1 column 30",
+                "password: invalid type: integer, expected a string at line 1 column 30",
+            ),
+            (
+                r#"password: invalid type: string "hunter2 \"quoted\", expected x", expected a map"#,
+                "password: invalid type: string, expected a map",
+            ),
+            (
+                "status: unknown variant `secretish`, expected one of `a`, `b`",
+                "status: unknown variant, expected one of `a`, `b`",
+            ),
+            ("code: invalid value: integer `-1`, expected u32", "code: invalid value: integer, expected u32"),
+            ("invalid type: map, expected a string", "invalid type: map, expected a string"),
+            ("unknown field `passwrd`, expected `username`", "unknown field `passwrd`, expected `username`"),
+            (r#"x: invalid type: string "unterminated"#, "x: invalid type: string"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(without_values(input), want, "{input}");
+        }
     }
 }
