@@ -56,11 +56,13 @@ pub fn decode_secret(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     if let Some(rest) = prefixed("base32:") {
         return secret::base32(rest.trim());
     }
-    if !text.is_empty() && text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Guessed: say so when the guess does not work out, and how to choose.
+    let guessed = if !text.is_empty() && text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         secret::hex(text)
     } else {
         secret::base32(text)
-    }
+    };
+    guessed.map_err(|e| format!("{e} (write hex: or base32: before the secret to say which it is)"))
 }
 
 fn row(fields: &[Field<'_>]) -> Result<ImportedToken, String> {

@@ -12,7 +12,7 @@ fn from_otp(secret: Result<Secret, OtpError>, encoding: &str) -> Result<Zeroizin
     match secret {
         Ok(secret) => Ok(Zeroizing::new(secret.as_bytes().to_vec())),
         Err(OtpError::SecretLength { len, min, max }) => {
-            Err(format!("secret is {len} bytes; it must be {min} to {max} bytes"))
+            Err(format!("secret read as {encoding} is {len} bytes; a secret is {min} to {max} bytes"))
         }
         Err(_) => Err(format!("secret is not valid {encoding}")),
     }
@@ -32,7 +32,7 @@ pub(crate) fn hex(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 /// Checks the shared length rule on raw secret bytes.
 pub(crate) fn check_len(bytes: &[u8]) -> Result<(), String> {
     if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&bytes.len()) {
-        return Err(format!("secret is {} bytes; it must be {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes", bytes.len()));
+        return Err(format!("secret is {} bytes; a secret is {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes", bytes.len()));
     }
     Ok(())
 }
@@ -66,6 +66,6 @@ mod tests {
     fn errors_do_not_echo_the_secret() {
         let e = base32("JBSWY3DPEHPK3PXP!").unwrap_err();
         assert!(!e.contains("JBSW"), "{e}");
-        assert_eq!(hex("0011").unwrap_err(), "secret is 2 bytes; it must be 10 to 128 bytes");
+        assert_eq!(hex("0011").unwrap_err(), "secret read as hex is 2 bytes; a secret is 10 to 128 bytes");
     }
 }

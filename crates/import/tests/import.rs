@@ -66,7 +66,7 @@ fn rfc6030_figure2_minimal_secret_is_too_short() {
     assert_eq!(report.rows.len(), 1);
     assert_eq!(report.rows[0].line_or_index, 1);
     assert_eq!(report.rows[0].serial.as_deref(), Some("12345678"));
-    assert_eq!(error_of(&report, 0), "secret is 4 bytes; it must be 10 to 128 bytes");
+    assert_eq!(error_of(&report, 0), "secret is 4 bytes; a secret is 10 to 128 bytes");
     assert!(report.has_errors());
 }
 
@@ -310,7 +310,7 @@ fn azure_bad_rows_are_reported_per_row() {
     assert_eq!(error_of(&report, 1), "secret is not valid base32");
     assert_eq!(error_of(&report, 2), "duplicate serial number: an earlier row in this file has it");
     assert_eq!(error_of(&report, 3), "time interval must be 30 or 60");
-    assert_eq!(error_of(&report, 4), "secret is 5 bytes; it must be 10 to 128 bytes");
+    assert_eq!(error_of(&report, 4), "secret read as base32 is 5 bytes; a secret is 10 to 128 bytes");
     assert_eq!(error_of(&report, 5), "the row has no secret key field");
     assert_eq!(error_of(&report, 6), "serial number is empty");
     assert_eq!(error_of(&report, 7), "time interval must be 30 or 60");
@@ -372,7 +372,11 @@ fn plain_csv_hex_looking_base32_needs_a_prefix() {
     // "ABCDEF2345ABCDEF" is valid base32 (10 bytes) and valid hex (8 bytes):
     // autodetection reads hex, so it is too short; the prefix settles it.
     let report = plain::parse(b"a,ABCDEF2345ABCDEF\nb,base32:ABCDEF2345ABCDEF\n").unwrap();
-    assert_eq!(error_of(&report, 0), "secret is 8 bytes; it must be 10 to 128 bytes");
+    assert_eq!(
+        error_of(&report, 0),
+        "secret read as hex is 8 bytes; a secret is 10 to 128 bytes (write hex: or base32: before the secret to say \
+         which it is)"
+    );
     assert_eq!(report.rows[1].outcome, Outcome::Ok);
     assert_eq!(report.tokens[0].secret.len(), 10);
 }

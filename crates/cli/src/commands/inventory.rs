@@ -34,20 +34,27 @@ fn parse(a: &ImportArgs) -> anyhow::Result<ImportReport> {
 pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
     let report = parse(&a)?;
     for r in &report.rows {
-        let serial = r.serial.as_deref().unwrap_or("-");
+        let at = match r.serial.as_deref() {
+            Some(serial) => format!("row {} (serial {serial})", r.line_or_index),
+            None => format!("row {}", r.line_or_index),
+        };
         match &r.outcome {
             Outcome::Ok => {}
-            Outcome::Skipped(why) => println!("row {}: {serial}: skipped ({why})", r.line_or_index),
-            Outcome::Error(why) => println!("row {}: {serial}: ERROR {why}", r.line_or_index),
+            Outcome::Skipped(why) => println!("{at}: skipped: {why}"),
+            Outcome::Error(why) => println!("{at}: error: {why}"),
             _ => {}
         }
     }
     let bad = report.errors().count();
     if bad > 0 && !a.skip_bad {
-        println!(
-            "{bad} bad rows: nothing imported (fix them, or --skip-bad to import the {} good ones)",
-            report.tokens.len()
-        );
+        let good = report.tokens.len();
+        let rows = |n: usize| if n == 1 { "1 bad row".to_string() } else { format!("{n} bad rows") };
+        if good == 0 {
+            println!("{}, no good one: nothing imported", rows(bad));
+        } else {
+            let tokens = if good == 1 { "the 1 good row".to_string() } else { format!("the {good} good rows") };
+            println!("{}: nothing imported (fix them, or add --skip-bad to import {tokens})", rows(bad));
+        }
         return Err(Exit(1).into());
     }
     let (items, owners) = inventory_import::prepare(&report).map_err(|e| UsageError(e.to_string()))?;

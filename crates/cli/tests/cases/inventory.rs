@@ -73,6 +73,20 @@ fn azure_csv_creates_and_assigns_users_and_reports_bad_rows() {
     assert!(out.contains("row 3") && out.contains("row 4") && out.contains("nothing imported"), "{out}");
     assert!(!out.contains("not-base32"), "the secret is not echoed: {out}");
     assert!(!n.ok(&["token", "inventory"]).contains("2000001"));
+    assert!(out.contains("row 3 (serial 2000002): error: secret is not valid base32"), "{out}");
+    assert!(
+        out.contains("2 bad rows: nothing imported (fix them, or add --skip-bad to import the 1 good row)"),
+        "{out}"
+    );
+    // A plain CSV whose only secret is too short once decoded: the row, the
+    // serial, how it was read, how to choose; no "import the 0 good ones".
+    let short = n.cwd().join("short.csv");
+    std::fs::write(&short, "1,zz-not-valid\n").unwrap();
+    let out = n.fail(&["token", "import", short.to_str().unwrap(), "--format", "csv"], &[], 1);
+    assert!(out.contains("(serial 1): error: secret read as base32 is 6 bytes; a secret is 10 to 128 bytes"), "{out}");
+    assert!(out.contains("write hex: or base32:"), "{out}");
+    assert!(out.contains("1 bad row, no good one: nothing imported"), "{out}");
+    assert!(!out.contains("zz-not-valid"), "the secret is not echoed: {out}");
     // --skip-bad imports the good row
     let out = n.ok(&["token", "import", bad.to_str().unwrap(), "--format", "azure", "--skip-bad"]);
     assert!(out.contains("imported 1 tokens"), "{out}");

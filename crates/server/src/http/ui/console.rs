@@ -742,10 +742,13 @@ async fn tokens_import(State(s): State<AppState>, headers: HeaderMap, caller: Ca
     }
     let bad_rows = report.errors().count();
     if bad_rows > 0 && !f.skip_bad {
-        result.summary = format!(
-            "{bad_rows} bad row(s): nothing imported. Fix them, or tick \"skip bad rows\" to import the {} good one(s).",
-            report.tokens.len()
-        );
+        let good = report.tokens.len();
+        let rows = if bad_rows == 1 { "1 bad row".to_string() } else { format!("{bad_rows} bad rows") };
+        result.summary = match good {
+            0 => format!("{rows}, no good one: nothing imported."),
+            1 => format!("{rows}: nothing imported. Fix them, or tick \"skip bad rows\" to import the 1 good row."),
+            n => format!("{rows}: nothing imported. Fix them, or tick \"skip bad rows\" to import the {n} good rows."),
+        };
         return tokens_view(&s, &c, &TokensQuery::default(), None, Some(result), StatusCode::BAD_REQUEST).await;
     }
     let (items, owners) = match inventory_import::prepare(&report) {
