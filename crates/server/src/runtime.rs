@@ -85,7 +85,9 @@ pub async fn serve(
         let bound = listeners.first().and_then(|l| l.local_addr().ok());
         tasks.extend(crate::replication::start(node.clone(), repl, bound, stop_rx.clone()).await);
     }
-    let (radius, radius_tasks) = crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
+    let (radius, radius_tasks, radius_bound) =
+        crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
+    ui.listeners.write().extend(radius_bound);
     tasks.extend(radius_tasks);
     // Portal-only listeners share the connection bound and the sessions.
     // Announced before the https lines: scripts wait for those as the

@@ -84,7 +84,14 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
             println!("name:                  {}", v.name);
             println!("address:               {}", v.address);
             println!("message-authenticator: {}", v.message_authenticator);
-            println!("signs its requests:    {}", if v.signs_requests { "yes (seen)" } else { "not seen yet" });
+            let signs = match (v.signs_requests, v.message_authenticator.as_str()) {
+                (false, _) => "not seen yet",
+                (true, "off") => {
+                    "yes (seen); in mode `off` unsigned requests are accepted too (`require` would refuse them)"
+                }
+                (true, _) => "yes (seen)",
+            };
+            println!("signs its requests:    {signs}");
             println!("default realm:         {}", c.default_realm.as_deref().unwrap_or("(policy default)"));
             println!("created:               {}", v.created_at);
         }

@@ -138,6 +138,13 @@ async fn message_authenticator_require_auto_off_and_proxy_state() {
     assert_eq!(unsigned(&totp_now(secret, 0), ", Proxy-State = 0x0102").code, None, "limit_proxy_state");
     let ok = unsigned(&totp_now(secret, 0), "");
     assert_eq!(ok.code.as_deref(), Some("Access-Accept"), "{}", ok.output);
+    // A client in `off` mode that signs is noticed (and told it could require it).
+    assert_eq!(auth(&addr, "alice", "000000", "").code.as_deref(), Some("Access-Reject"));
+    let noticed = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        n.ok(&["client", "show", "loopback"]).contains("yes (seen); in mode `off`")
+    });
+    assert!(noticed, "{}", n.ok(&["client", "show", "loopback"]));
     // auto: unsigned accepted until the client has signed once
     n.ok(&["client", "delete", "loopback"]);
     add_client(&n, "loopback", "auto");

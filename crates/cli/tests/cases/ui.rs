@@ -400,6 +400,7 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
     n.start_with(&[
         ("TESSERA_BACKUP_DIR", backups.to_str().unwrap()),
         ("TESSERA_BACKUP_PASSPHRASE_FILE", pass_file.to_str().unwrap()),
+        ("TESSERA_RADIUS_ACCOUNTING_LISTEN", "127.0.0.1:0"),
     ]);
     for _ in 0..5 {
         n.validate("jo", "000000").await;
@@ -437,6 +438,11 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
     assert!(dash.body.contains("id=\"count-locked\">1<") && dash.body.contains("id=\"count-unregistered\">1<"));
     assert!(dash.body.contains("id=\"locked-users\"") && dash.body.contains(">jo</a>"));
     assert!(dash.body.contains(&format!("127.0.0.1:{}", n.https_port())), "listeners shown");
+    // Every bound socket, as bound (the OS chose these ports): RADIUS
+    // authentication and accounting too.
+    for kind in ["radius", "radius-accounting"] {
+        assert!(dash.body.contains(&n.listening(kind)), "{kind} listener on the dashboard: {}", dash.body);
+    }
     let csrf = dash.csrf();
 
     // A POST without a CSRF token, or with a wrong one, is refused on every form.

@@ -256,8 +256,13 @@ impl RadiusService {
                 false
             }
             MessageAuthenticator::Valid => {
-                if client.mode == MessageAuthenticatorMode::Auto && client.mark_signed() {
-                    tracing::info!(client = %client.name, "client signs its requests; Message-Authenticator now required");
+                // Remembered in every mode, so `client show` can tell an
+                // admin that a client in `off` mode could be set to `require`;
+                // only `auto` changes what is required because of it.
+                if client.mark_signed() {
+                    if client.mode == MessageAuthenticatorMode::Auto {
+                        tracing::info!(client = %client.name, "client signs its requests; Message-Authenticator now required");
+                    }
                     let store = self.node.ctx.store.clone();
                     // A config-file client has no row: remembered in memory only.
                     let Some(id) = client.id else { return true };

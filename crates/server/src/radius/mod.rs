@@ -24,6 +24,9 @@ use handler::RadiusService;
 /// while the server runs) and expired duplicate entries dropped.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
+/// What `start` bound: (kind, address) per socket, for the console.
+pub type Bound = Vec<(String, String)>;
+
 /// Binds every configured RADIUS listener and starts serving; prints one
 /// `listening radius|radius-accounting|radsec <addr>` line per socket.
 pub async fn start(
@@ -32,7 +35,8 @@ pub async fn start(
     tls_cert: &std::path::Path,
     tls_key: &std::path::Path,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<(Arc<RadiusService>, Vec<JoinHandle<()>>)> {
+) -> anyhow::Result<(Arc<RadiusService>, Vec<JoinHandle<()>>, Bound)> {
+    let mut bound = Bound::new();
     let svc = Arc::new(RadiusService::new(node, cfg)?);
     svc.install_config(RadiusService::prepare_config(cfg)?).await?;
     let mut tasks = Vec::new();
@@ -41,6 +45,7 @@ pub async fn start(
         for socket in udp::bind(&Config::addrs(list)).await? {
             let addr = socket.local_addr()?;
             println!("listening {kind} {addr}");
+            bound.push((format!("{kind} (udp)"), addr.to_string()));
             tracing::info!(%addr, kind, clients = svc.clients.len(), "RADIUS listening (udp)");
             tasks.push(tokio::spawn(udp::serve(
                 socket,
@@ -64,6 +69,7 @@ pub async fn start(
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}/tcp (RadSec): {e}"))?;
             let addr = listener.local_addr()?;
             println!("listening radsec {addr}");
+            bound.push(("radsec (tcp)".into(), addr.to_string()));
             tracing::info!(%addr, "RadSec listening");
             tasks.push(tokio::spawn(radsec::serve(listener, tls.clone(), svc.clone(), shutdown.clone())));
         }
@@ -85,5 +91,5 @@ pub async fn start(
         })
     };
     tasks.push(maintenance);
-    Ok((svc, tasks))
+    Ok((svc, tasks, bound))
 }

@@ -282,14 +282,9 @@ async fn dashboard(State(s): State<AppState>, headers: HeaderMap) -> Response {
     } else {
         users.saturating_sub(unregistered.n + locked.n + disabled.n).to_string()
     };
-    let cfg = s.live.config();
-    let mut listeners: Vec<(String, String)> = s.ui.listeners.read().clone();
-    for a in &cfg.radius.listen {
-        listeners.push(("radius (udp, as configured)".into(), a.clone()));
-    }
-    for a in &cfg.radius.radsec_listen {
-        listeners.push(("radsec (tcp, as configured)".into(), a.clone()));
-    }
+    // Every socket this node bound (HTTPS, portal, RADIUS auth and
+    // accounting, RadSec), as bound: ports chosen by the OS included.
+    let listeners: Vec<(String, String)> = s.ui.listeners.read().clone();
     let locked_users = locked_list
         .iter()
         .take(10)
