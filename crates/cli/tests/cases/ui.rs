@@ -157,7 +157,7 @@ pub async fn admin_first_sign_in(w: &mut Web) -> String {
     let login = w.get("/admin/login").await;
     assert_eq!(login.status, 200);
     let r = w
-        .post("/admin/login", &[("csrf", &login.csrf()), ("name", "root"), ("password", "correct horse battery")])
+        .post("/admin/login", &[("csrf", &login.csrf()), ("username", "root"), ("password", "correct horse battery")])
         .await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/admin/enroll")));
     let enroll = w.get("/admin/enroll").await;
@@ -194,11 +194,11 @@ async fn admin_console_sign_in_enrollment_users_table_and_refusals() {
     // A wrong CSRF token or a wrong password is refused.
     let login = w.get("/admin/login").await;
     let bad =
-        w.post("/admin/login", &[("csrf", "nope"), ("name", "root"), ("password", "correct horse battery")]).await;
+        w.post("/admin/login", &[("csrf", "nope"), ("username", "root"), ("password", "correct horse battery")]).await;
     assert_eq!(bad.status, 403);
     let login = if bad.status == 403 { w.get("/admin/login").await } else { login };
     let wrong =
-        w.post("/admin/login", &[("csrf", &login.csrf()), ("name", "root"), ("password", "wrong password")]).await;
+        w.post("/admin/login", &[("csrf", &login.csrf()), ("username", "root"), ("password", "wrong password")]).await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("Sign-in refused"));
 
@@ -253,11 +253,16 @@ async fn admin_console_sign_in_enrollment_users_table_and_refusals() {
     // Second sign-in: password, then the next code (the enrollment code is used).
     let login = w.get("/admin/login").await;
     let r = w
-        .post("/admin/login", &[("csrf", &login.csrf()), ("name", "root"), ("password", "correct horse battery")])
+        .post("/admin/login", &[("csrf", &login.csrf()), ("username", "root"), ("password", "correct horse battery")])
         .await;
     assert_eq!(r.location.as_deref(), Some("/admin/totp"));
     assert_eq!(w.get("/admin/enroll").await.location.as_deref(), Some("/admin/login"), "no second enrollment");
     let totp = w.get("/admin/totp").await;
+    // A mistyped code keeps the code step (the failure still counts toward the lock).
+    let wrong = w.post("/admin/totp", &[("csrf", &totp.csrf()), ("code", "000000")]).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("did not match") && wrong.body.contains("action=\"/admin/totp\""), "{}", wrong.body);
+    assert_eq!(w.get("/admin/totp").await.status, 200, "still at the code step, not back to the password");
     let r = w.post("/admin/totp", &[("csrf", &totp.csrf()), ("code", &totp_now(&secret, 1))]).await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/admin/users")));
     // The session id changed at sign-in: the cookie from before is worthless.
@@ -309,6 +314,10 @@ async fn portal_registration_then_code_or_backup_code_sign_in() {
         .filter(|c| !c.is_empty())
         .collect();
     assert_eq!(codes.len(), 10, "{codes:?}");
+    assert!(
+        codes.iter().all(|c| c.len() == 11 && c.as_bytes()[5] == b'-'),
+        "grouped as the CLI prints them: {codes:?}"
+    );
     let wrong = w.post("/register", &[("csrf", &reg.csrf()), ("code", "000000")]).await;
     assert_eq!(wrong.status, 401);
     let ok = w.post("/register", &[("csrf", &reg.csrf()), ("code", &totp_now(&secret, 0))]).await;
@@ -326,6 +335,7 @@ async fn portal_registration_then_code_or_backup_code_sign_in() {
     let r = w.post("/login", &[("csrf", &form.csrf()), ("username", "bob"), ("password", "bob's long password")]).await;
     assert_eq!(r.location.as_deref(), Some("/code"));
     let code = w.get("/code").await;
+    assert!(code.body.contains(r#"pattern="[0-9 \-]*""#), "the code field takes the dash: {}", code.body);
     let r = w.post("/code", &[("csrf", &code.csrf()), ("code", &codes[0])]).await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/")));
     let home = w.get("/").await;
@@ -348,14 +358,15 @@ async fn admin_sign_in_locks_like_users_and_reset_unlocks_and_re_enrolls() {
     let secret = admin_first_sign_in(&mut w).await;
     for _ in 0..3 {
         let login = w.get("/admin/login").await;
-        let r =
-            w.post("/admin/login", &[("csrf", &login.csrf()), ("name", "root"), ("password", "wrong password")]).await;
+        let r = w
+            .post("/admin/login", &[("csrf", &login.csrf()), ("username", "root"), ("password", "wrong password")])
+            .await;
         assert_eq!(r.status, 401);
     }
     // Locked: the right password is refused too, with the same message.
     let login = w.get("/admin/login").await;
     let r = w
-        .post("/admin/login", &[("csrf", &login.csrf()), ("name", "root"), ("password", "correct horse battery")])
+        .post("/admin/login", &[("csrf", &login.csrf()), ("username", "root"), ("password", "correct horse battery")])
         .await;
     assert_eq!(r.status, 401);
     assert!(r.body.contains("Sign-in refused"));
@@ -365,7 +376,7 @@ async fn admin_sign_in_locks_like_users_and_reset_unlocks_and_re_enrolls() {
     // An unknown name is refused the same way.
     let login = w.get("/admin/login").await;
     let r = w
-        .post("/admin/login", &[("csrf", &login.csrf()), ("name", "nobody"), ("password", "correct horse battery")])
+        .post("/admin/login", &[("csrf", &login.csrf()), ("username", "nobody"), ("password", "correct horse battery")])
         .await;
     assert_eq!(r.status, 401);
     // Reset: unlocked, and the TOTP is enrolled again (a new secret).

@@ -206,7 +206,7 @@ async fn browser_admin_console_and_portal_acceptance_with_screenshots_and_no_csp
     c.goto(&n.url("/admin")).await.unwrap();
     at(&c, "/admin/login").await;
     shot(&c, "admin-login").await;
-    fill(&c, "name", "root").await;
+    fill(&c, "username", "root").await;
     fill(&c, "password", "correct horse battery").await;
     submit(&c).await;
     at(&c, "/admin/enroll").await;
@@ -222,7 +222,7 @@ async fn browser_admin_console_and_portal_acceptance_with_screenshots_and_no_csp
     at(&c, "/admin/login").await;
 
     // Admin, a later sign-in: password + TOTP code.
-    fill(&c, "name", "root").await;
+    fill(&c, "username", "root").await;
     fill(&c, "password", "correct horse battery").await;
     submit(&c).await;
     at(&c, "/admin/totp").await;

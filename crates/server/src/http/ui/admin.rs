@@ -131,7 +131,9 @@ struct LoginForm {
     /// Missing counts as wrong: the 403 page, not a form error.
     #[serde(default)]
     csrf: String,
-    name: String,
+    /// `username`, as on the portal's sign-in form (password managers and
+    /// people see one name for the same thing).
+    username: String,
     /// Moved into `Zeroizing` as soon as it is read.
     password: String,
 }
@@ -141,9 +143,9 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Fo
     if !sess.csrf_ok(&f.csrf) || !matches!(sess.stage, Stage::Anonymous) {
         return stale();
     }
-    let actor = web_actor(format!("admin:{}", f.name.chars().take(64).collect::<String>()), &caller);
+    let actor = web_actor(format!("admin:{}", f.username.chars().take(64).collect::<String>()), &caller);
     let admins = accounts(&s);
-    match admins.check_password(&actor, &f.name, Zeroizing::new(f.password)).await {
+    match admins.check_password(&actor, &f.username, Zeroizing::new(f.password)).await {
         Ok(SignInStep::PasswordOk { admin, enrolled: true }) => {
             advance(&s, &id, Stage::AdminPassword { admin }, "/admin/totp")
         }
@@ -212,9 +214,19 @@ async fn totp(State(s): State<AppState>, headers: HeaderMap, caller: Caller, For
     match admins.check_totp(&web_actor(format!("admin:{name}"), &caller), admin, &f.code).await {
         Ok(SignInStep::Accepted { admin }) => advance(&s, &id, Stage::Admin { admin, name }, "/admin/users"),
         Ok(_) => {
-            // Back to the password: a wrong code costs a full sign-in.
-            s.ui.sessions.remove(&id);
-            login_form(&s, Some(REFUSED), StatusCode::UNAUTHORIZED)
+            // A mistyped code keeps the password step: each wrong code counts
+            // toward the admin's lock like any failure, so this gives no more
+            // tries than starting over would. Locked now: back to the start.
+            let locked = matches!(admins.by_id(admin).await, Ok(Some(a)) if a.lock.is_locked(s.node.ctx.clock.now()));
+            if locked {
+                s.ui.sessions.remove(&id);
+                return login_form(&s, Some(REFUSED), StatusCode::UNAUTHORIZED);
+            }
+            let page = render(&TotpPage {
+                csrf: &sess.csrf,
+                error: Some("That code did not match. Enter the current code from your authenticator."),
+            });
+            with_status(StatusCode::UNAUTHORIZED, page)
         }
         Err(e) => {
             tracing::error!(error = %e, "admin TOTP check failed");

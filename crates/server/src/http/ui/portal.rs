@@ -164,7 +164,7 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, caller: Caller, Fo
                         label: label(&u),
                         secret_b32: reg.enrollment.secret.to_base32(),
                         uri: reg.enrollment.uri,
-                        backup_codes: reg.backup_codes.iter().map(|c| c.as_str().to_string()).collect(),
+                        backup_codes: reg.backup_codes.iter().map(|c| c.display()).collect(),
                     };
                     advance(&s, &id, stage, "/register")
                 }
@@ -322,7 +322,7 @@ async fn backup_codes(
             csrf: &sess.csrf,
             label: l,
             notice: Some("New backup codes made."),
-            backup_codes: codes.iter().map(|c| c.as_str().to_string()).collect(),
+            backup_codes: codes.iter().map(|c| c.display()).collect(),
         }),
         Err(e) => message(StatusCode::BAD_REQUEST, "Not done", &e.to_string(), "/"),
     }
