@@ -4,6 +4,13 @@
 //!
 //! Unknown keys are errors, not warnings: a typo in an authentication
 //! server's config should stop it, not silently weaken it.
+//!
+//! This module is data: the sections, their defaults, and the checks that
+//! need nothing but the values. It imports no subsystem of this crate, so
+//! subsystems can take their section from here without a circle; checks
+//! that need a subsystem's own parsing (syslog targets, email and SMS
+//! templates) run where a configuration is loaded for use,
+//! [`crate::node::load_config`] / [`crate::node::startup_checks`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,9 +54,9 @@ pub struct Config {
     pub syslog: SyslogSection,
     pub replication: ReplicationSection,
     /// Email and SMS codes (see `crate::oob`): `[oob]`, `[email]`, `[sms]`.
-    pub oob: crate::oob::config::OobSection,
-    pub email: crate::oob::config::EmailSection,
-    pub sms: crate::oob::config::SmsSection,
+    pub oob: OobSection,
+    pub email: EmailSection,
+    pub sms: SmsSection,
 }
 
 /// `[syslog]`: audit records and log events to a syslog server or the
@@ -89,6 +96,117 @@ impl Default for SyslogSection {
             hostname: String::new(),
             level: "info".into(),
             audit: true,
+        }
+    }
+}
+
+/// `[oob]`: lifetime, limits and texts of the codes. Checked and turned
+/// into the engine's settings by `crate::oob::config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OobSection {
+    /// Seconds a code works (1–3600).
+    pub ttl_seconds: u32,
+    /// Codes sent to one user per `user_window_seconds` (counted in the
+    /// database, so shared by every node).
+    pub user_limit: u32,
+    pub user_window_seconds: u32,
+    /// Codes this node sends per minute to all users together.
+    pub global_per_minute: u32,
+    /// The text sent: `{code}`, `{minutes}`, `{username}`.
+    pub message: String,
+    /// The challenge prompt: `{address}` is the masked address.
+    pub prompt: String,
+    /// Sent with the reject when no code could be sent.
+    pub failure_message: String,
+}
+
+impl Default for OobSection {
+    fn default() -> Self {
+        let s = tessera_core::oob::OobSettings::default();
+        OobSection {
+            ttl_seconds: s.ttl_seconds,
+            user_limit: s.user_limit,
+            user_window_seconds: s.user_window_seconds,
+            global_per_minute: s.global_per_minute,
+            message: "Your login code is {code}. It expires in {minutes} minutes.".into(),
+            prompt: s.prompt,
+            failure_message: s.failure_message,
+        }
+    }
+}
+
+/// `[email]`: an SMTP submission server. Off while `host` is empty.
+/// Checked, and its transport built, by `crate::oob`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSection {
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (upgrade required), `tls` (implicit TLS, port 465) or
+    /// `none` (only to a loopback host).
+    pub tls: String,
+    /// Extra CA certificates (PEM) besides the system's.
+    pub ca_file: PathBuf,
+    /// SMTP AUTH user; empty = no authentication.
+    pub username: String,
+    /// File whose first line is the SMTP password (required with `username`).
+    pub password_file: PathBuf,
+    /// Sender, `name@domain` or `Name <name@domain>`.
+    pub from: String,
+    /// `{code}`, `{minutes}`, `{username}`, `{message}`.
+    pub subject: String,
+    pub body: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for EmailSection {
+    fn default() -> Self {
+        EmailSection {
+            host: String::new(),
+            port: 587,
+            tls: "starttls".into(),
+            ca_file: PathBuf::new(),
+            username: String::new(),
+            password_file: PathBuf::new(),
+            from: String::new(),
+            subject: "Your login code".into(),
+            body: "{message}\n\nIf you did not just try to log in, tell your administrator.\n".into(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+/// `[sms]`: an HTTP gateway. Off while `url` is empty. Checked, and its
+/// client built, by `crate::oob`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSection {
+    /// `http(s)://…`; `{phone}`, `{message}`, `{code}`, `{username}` are
+    /// percent-encoded into it.
+    pub url: String,
+    /// `POST`, `PUT`, `PATCH` or `GET`.
+    pub method: String,
+    /// `"Name: value"` lines, e.g. `["Content-Type: application/json",
+    /// "Authorization: Bearer …"]`.
+    pub headers: Vec<String>,
+    /// Request body, same placeholders; escaped for JSON or form bodies as
+    /// the Content-Type header says, else inserted as they are.
+    pub body: String,
+    /// Statuses meaning "sent": `200-299`, `200,202`, …
+    pub success_status: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmsSection {
+    fn default() -> Self {
+        SmsSection {
+            url: String::new(),
+            method: "POST".into(),
+            headers: Vec::new(),
+            body: String::new(),
+            success_status: "200-299".into(),
+            timeout_seconds: 10,
         }
     }
 }
@@ -472,7 +590,9 @@ impl Default for LogSection {
 }
 
 impl Config {
-    /// Loads `file` (if given), then applies environment overrides from `env`.
+    /// Loads `file` (if given), then applies environment overrides from `env`,
+    /// and checks the values ([`Config::validate`]). The subsystems' checks
+    /// are not run here: load through [`crate::node::load_config`] for that.
     pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut doc = match file {
             Some(path) => {
@@ -492,6 +612,7 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The checks that need only the values themselves.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database.synchronous.parse::<tessera_store::Synchronous>().map_err(ConfigError::Invalid)?;
         self.postgres_options()?;
@@ -514,7 +635,6 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!("log.format must be text or json (got `{}`)", self.log.format)));
         }
-        crate::syslog::Settings::from_config(&self.syslog, "check").map_err(ConfigError::Invalid)?;
         if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid("http.max_body_bytes must be 1 KiB – 16 MiB".into()));
         }
@@ -579,7 +699,6 @@ impl Config {
         if self.server.issuer.is_empty() || self.server.issuer.contains(':') {
             return Err(ConfigError::Invalid("server.issuer must be non-empty and must not contain ':'".into()));
         }
-        crate::oob::config::validate(self).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -61,6 +61,26 @@ pub enum StartupError {
     MissedRotation { from: String, to: String, when: String, source_name: String },
 }
 
+/// Loads the configuration for use (serve, reload, every CLI command): the
+/// file and the environment ([`Config::load`], which checks the values),
+/// then the subsystems' own checks ([`startup_checks`]).
+pub fn load_config(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    let cfg = Config::load(file, env)?;
+    startup_checks(&cfg)?;
+    Ok(cfg)
+}
+
+/// The checks of a configuration that need a subsystem's parsing: the
+/// syslog target and format, the email/SMS templates and transports. They
+/// live here rather than in `Config::validate` so that `config` stays data
+/// and imports no subsystem (the subsystems import their sections from it).
+/// Failures are `ConfigError::Invalid`, as the other checks of a bad value.
+pub fn startup_checks(cfg: &Config) -> Result<(), ConfigError> {
+    crate::syslog::check(&cfg.syslog).map_err(ConfigError::Invalid)?;
+    crate::oob::config::check(cfg).map_err(ConfigError::Invalid)?;
+    Ok(())
+}
+
 /// Where the master key came from, for start-up messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -493,4 +513,47 @@ pub fn ensure_tls_files(cfg: &Config) -> Result<(PathBuf, PathBuf, bool), Startu
     write_new_private_file(&cert, certificate.pem().as_bytes())?;
     std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).map_err(io(&cert))?;
     Ok((cert, key, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Issue 15 (17): the syslog and email/SMS checks left `Config::validate`
+    /// for [`startup_checks`]; a configuration loaded for use is refused
+    /// with the same messages as before.
+    #[test]
+    fn regression_subsystem_config_errors_still_refuse_a_load() {
+        for (var, value, named) in [
+            ("TESSERA_SYSLOG_TRANSPORT", "carrier-pigeon", "syslog.transport"),
+            ("TESSERA_SYSLOG_ADDRESS", "no-port", "syslog.address"),
+            ("TESSERA_EMAIL_HOST", "smtp.example.com", "email.from"),
+            ("TESSERA_SMS_METHOD", "DELETE", "sms.method"),
+            ("TESSERA_OOB_MESSAGE", "no code here", "{code}"),
+        ] {
+            let e = load_config(None, &env(&[(var, value)])).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid(_)), "{var}: {e:?}");
+            let shown = e.to_string();
+            assert!(shown.starts_with("invalid configuration: ") && shown.contains(named), "{var}: {shown}");
+        }
+        load_config(None, &env(&[])).unwrap();
+    }
+
+    /// `config.rs` is data: it names no module of this crate in code (only
+    /// in comments), so no subsystem can import it back into a circle.
+    #[test]
+    fn config_module_imports_no_subsystem() {
+        let source = include_str!("config.rs");
+        let code_lines: Vec<&str> = source
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| !l.starts_with("//"))
+            .filter(|l| l.contains("crate::"))
+            .collect();
+        assert!(code_lines.is_empty(), "config.rs reaches into the crate: {code_lines:?}");
+    }
 }

@@ -32,7 +32,7 @@ use crate::args::{AuditCmd, Cli, Command, ConfigCmd, PasswordInput};
 
 pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> {
     let config_file = cli.config.clone().or_else(|| Path::new("tessera.toml").exists().then(|| "tessera.toml".into()));
-    let mut cfg = Config::load(config_file.as_deref(), &env)?;
+    let mut cfg = node::load_config(config_file.as_deref(), &env)?;
     if let Some(d) = &cli.data {
         cfg.server.data_dir = d.clone();
     }
