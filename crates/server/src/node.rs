@@ -106,6 +106,22 @@ pub struct InitReport {
     pub key: KeySource,
     pub key_created: bool,
     pub key_id: String,
+    /// What became of the data directory's mode.
+    pub data_dir_mode: DataDirMode,
+}
+
+/// The data directory's mode after `init`: 0700 (the README's promise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDirMode {
+    /// `init` created it, 0700.
+    Created,
+    /// It existed, already without group or other access.
+    AlreadyPrivate,
+    /// It existed with group or other access (`from`); now 0700.
+    Tightened { from: u32 },
+    /// It existed with group or other access and could not be changed (not
+    /// this user's directory): left as it is.
+    Open { mode: u32, error: String },
 }
 
 /// The master key(s) behind `ctx.keys` (the primary, then keys that still
@@ -273,7 +289,7 @@ pub async fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitRe
         Err(e) => return Err(e),
     };
     let dir = &cfg.server.data_dir;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+    let data_dir_mode = private_data_dir(dir)?;
     let keys = Keyring::new(&key);
     let result = match &pg {
         None => SqliteStore::create(&store_options(cfg), &keys, &OsRandom, SystemClock.now()).map(drop),
@@ -293,7 +309,41 @@ pub async fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitRe
             error => store_err(cfg, error),
         });
     }
-    Ok(InitReport { data_dir: dir.clone(), database: shown, key: source, key_created: created, key_id: keys.key_id() })
+    Ok(InitReport {
+        data_dir: dir.clone(),
+        database: shown,
+        key: source,
+        key_created: created,
+        key_id: keys.key_id(),
+        data_dir_mode,
+    })
+}
+
+/// Creates the data directory 0700, or makes an existing one 0700. `init`
+/// changes the mode of a directory it did not create on purpose: it is
+/// about to put the database (user names, backup-code digests, the audit
+/// log) and later the TLS private key there, the README promises 0700, and
+/// an admin who made the directory beforehand (`mkdir`, 0755 under the
+/// usual umask) rarely meant every local account to copy the database.
+/// Only here, when the database is created: afterwards the mode is the
+/// admin's to choose (0750 for a backup group, say), and no later start
+/// changes it back. A directory we may not change is reported, not fatal.
+fn private_data_dir(dir: &Path) -> Result<DataDirMode, StartupError> {
+    let mode = match std::fs::metadata(dir) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+            return Ok(DataDirMode::Created);
+        }
+        Err(e) => return Err(StartupError::Io { path: dir.to_path_buf(), error: e }),
+    };
+    if mode & 0o077 == 0 {
+        return Ok(DataDirMode::AlreadyPrivate);
+    }
+    Ok(match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        Ok(()) => DataDirMode::Tightened { from: mode },
+        Err(e) => DataDirMode::Open { mode, error: e.to_string() },
+    })
 }
 
 /// Opens an initialised node.

@@ -37,14 +37,14 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
         let serial = r.serial.as_deref().unwrap_or("-");
         match &r.outcome {
             Outcome::Ok => {}
-            Outcome::Skipped(why) => println!("row {}: {serial}: skipped ({why})", r.line_or_index),
-            Outcome::Error(why) => println!("row {}: {serial}: ERROR {why}", r.line_or_index),
+            Outcome::Skipped(why) => outln!("row {}: {serial}: skipped ({why})", r.line_or_index),
+            Outcome::Error(why) => outln!("row {}: {serial}: ERROR {why}", r.line_or_index),
             _ => {}
         }
     }
     let bad = report.errors().count();
     if bad > 0 && !a.skip_bad {
-        println!(
+        outln!(
             "{bad} bad rows: nothing imported (fix them, or --skip-bad to import the {} good ones)",
             report.tokens.len()
         );
@@ -52,7 +52,7 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
     }
     let (items, owners) = inventory_import::prepare(&report).map_err(|e| UsageError(e.to_string()))?;
     if a.dry_run {
-        println!(
+        outln!(
             "dry run: {} tokens would be imported ({} assigned to users), {bad} bad rows skipped; nothing changed",
             items.len(),
             owners.len()
@@ -61,9 +61,10 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
     }
     let n = node.admin.import_inventory(&actor(), items).await?;
     let done = inventory_import::assign_owners(&node.admin, &actor(), a.realm.as_deref(), owners).await?;
-    println!(
+    outln!(
         "imported {n} tokens into the inventory; assigned {} (created {} users); {bad} bad rows skipped",
-        done.assigned, done.created
+        done.assigned,
+        done.created
     );
     Ok(())
 }
