@@ -1,6 +1,7 @@
 //! Command-line grammar (clap). Values are parsed raw here and validated by
 //! the domain, so the CLI and the REST API enforce the same rules.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,12 +19,35 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// `TESSERA_*` variables this invocation reads besides the settings
+    /// (`--passphrase-env VAR`): not reported as unknown.
+    pub fn env_read(&self) -> Vec<&str> {
+        use crate::commands::backup::BackupCmd;
+        use crate::commands::key::KeyCmd;
+        use crate::commands::transfer::{ExportCmd, ImportCmd};
+        let passphrase = match &self.command {
+            Command::Backup(
+                BackupCmd::Create { passphrase, .. }
+                | BackupCmd::Verify { passphrase, .. }
+                | BackupCmd::Restore { passphrase, .. },
+            )
+            | Command::Key(KeyCmd::Export { passphrase, .. })
+            | Command::Export(ExportCmd::Config { passphrase, .. } | ExportCmd::Users { passphrase, .. }) => passphrase,
+            Command::Import(ImportCmd::Config(a) | ImportCmd::Users(a)) => &a.passphrase,
+            _ => return Vec::new(),
+        };
+        passphrase.passphrase_env.as_deref().into_iter().collect()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the data directory, the master key file and an empty database.
     Init,
     /// Run the server (initialises the data directory on first start).
-    Serve,
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(ServeArgs),
     /// What this node is and how it is doing (users, clients, realms, last scheduled backup).
     Status {
         #[arg(long)]
@@ -81,6 +105,48 @@ pub enum Command {
     /// Primary/replica replication: token, join, status, promote, demote, sync.
     #[command(subcommand)]
     Replica(crate::commands::replica::ReplicaCmd),
+}
+
+/// Where each listen address is set, for `serve --help`: the quick start
+/// never said how to move off 8443/1812 (issue 15, item 9).
+const SERVE_AFTER_HELP: &str = "\
+Listen addresses, their variables and config keys (a flag wins over the variable, the variable
+over the config file; variables take comma-separated lists, flags may be repeated):
+  HTTPS: API, console, portal     default 127.0.0.1:8443
+      --http-listen     TESSERA_HTTP_LISTEN     [http] listen
+  RADIUS (UDP)                    default 127.0.0.1:1812
+      --radius-listen   TESSERA_RADIUS_LISTEN   [radius] listen
+  RADIUS accounting (UDP)         default off
+      TESSERA_RADIUS_ACCOUNTING_LISTEN   [radius] accounting_listen
+  RadSec (TCP)                    default off
+      TESSERA_RADIUS_RADSEC_LISTEN       [radius] radsec_listen
+  HTTPS, portal only              default off
+      TESSERA_UI_PORTAL_LISTEN           [ui] portal_listen
+Every setting and its variable: `tessera config default`; the effective ones: `tessera config show`.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address(es) for the API, console and portal, e.g. 0.0.0.0:8443
+    /// (overrides [http] listen and TESSERA_HTTP_LISTEN).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', value_parser = clap::value_parser!(SocketAddr))]
+    pub http_listen: Vec<SocketAddr>,
+    /// RADIUS UDP address(es), e.g. 0.0.0.0:1812 (overrides [radius] listen
+    /// and TESSERA_RADIUS_LISTEN).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', value_parser = clap::value_parser!(SocketAddr))]
+    pub radius_listen: Vec<SocketAddr>,
+}
+
+impl ServeArgs {
+    /// Puts the flags given over the loaded settings (file and environment).
+    pub fn apply(&self, cfg: &mut tessera_server::config::Config) {
+        let strings = |addrs: &[SocketAddr]| addrs.iter().map(SocketAddr::to_string).collect();
+        if !self.http_listen.is_empty() {
+            cfg.http.listen = strings(&self.http_listen);
+        }
+        if !self.radius_listen.is_empty() {
+            cfg.radius.listen = strings(&self.radius_listen);
+        }
+    }
 }
 
 #[derive(Debug, Args)]

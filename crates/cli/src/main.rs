@@ -6,9 +6,11 @@
 //! Exit codes: 0 success, 1 failure (not found, conflict, store error,
 //! `check` rejected), 2 bad arguments or invalid input.
 
+// First, so its `out!`/`outln!` macros are in scope in every later module.
+#[macro_use]
+mod output;
 mod args;
 mod commands;
-mod output;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

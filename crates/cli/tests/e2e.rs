@@ -50,6 +50,9 @@ mod cluster_keys;
 #[path = "cases/health.rs"]
 mod health;
 
+#[path = "cases/first_hour_cli.rs"]
+mod first_hour_cli;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

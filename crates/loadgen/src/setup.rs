@@ -11,7 +11,6 @@ use tessera_core::audit::Actor;
 use tessera_core::error::CoreError;
 use tessera_core::password::InlineHasher;
 use tessera_otp::OtpParams;
-use tessera_server::config::Config;
 use tessera_server::node::{self, Node};
 use tokio::task::JoinSet;
 
@@ -55,7 +54,7 @@ async fn ensure_user(node: Node, seed: Arc<str>, i: u64) -> anyhow::Result<Outco
 
 pub fn setup(data: &Path, users: u64, seed: &str, parallel: usize) -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let mut cfg = Config::load(None, &env).context("configuration from the environment")?;
+    let mut cfg = node::load_config(None, &env).context("configuration from the environment")?;
     cfg.server.data_dir = data.to_path_buf();
     let t0 = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -2,8 +2,17 @@
 //! an environment variable `TESSERA_<SECTION>_<KEY>` (e.g.
 //! `TESSERA_HTTP_LISTEN=0.0.0.0:8443`). Running with no file at all works.
 //!
-//! Unknown keys are errors, not warnings: a typo in an authentication
-//! server's config should stop it, not silently weaken it.
+//! Unknown keys in the file are errors, not warnings: a typo in an
+//! authentication server's config should stop it, not silently weaken it.
+//! Unknown `TESSERA_*` variables are reported instead ([`unknown_env`]): the
+//! environment is shared with scripts that use the prefix for themselves.
+//!
+//! This module is data: the sections, their defaults, and the checks that
+//! need nothing but the values. It imports no subsystem of this crate, so
+//! subsystems can take their section from here without a circle; checks
+//! that need a subsystem's own parsing (syslog targets, email and SMS
+//! templates) run where a configuration is loaded for use,
+//! [`crate::node::load_config`] / [`crate::node::startup_checks`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,9 +24,18 @@ use serde::{Deserialize, Serialize};
 /// and documented in the README. A test checks it equals [`Config::default`].
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
 
-/// Environment variables that are not config overrides.
-const NON_CONFIG_ENV: &[&str] =
-    &["TESSERA_MASTER_KEY", "TESSERA_CONFIG", "TESSERA_DATA", "TESSERA_REQUIRE_TOOLS", "TESSERA_LOG"];
+/// `TESSERA_*` variables that are not config overrides: read by the binary
+/// itself (the key, `--config`, `--data`, the log filter), or by the test
+/// tooling in the same shells (`TESSERA_REQUIRE_TOOLS`, `TESSERA_TEST_LOG`).
+/// Never reported as unknown.
+pub const NON_CONFIG_ENV: &[&str] = &[
+    "TESSERA_MASTER_KEY",
+    "TESSERA_CONFIG",
+    "TESSERA_DATA",
+    "TESSERA_LOG",
+    "TESSERA_REQUIRE_TOOLS",
+    "TESSERA_TEST_LOG",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,9 +65,9 @@ pub struct Config {
     pub syslog: SyslogSection,
     pub replication: ReplicationSection,
     /// Email and SMS codes (see `crate::oob`): `[oob]`, `[email]`, `[sms]`.
-    pub oob: crate::oob::config::OobSection,
-    pub email: crate::oob::config::EmailSection,
-    pub sms: crate::oob::config::SmsSection,
+    pub oob: OobSection,
+    pub email: EmailSection,
+    pub sms: SmsSection,
 }
 
 /// `[syslog]`: audit records and log events to a syslog server or the
@@ -89,6 +107,117 @@ impl Default for SyslogSection {
             hostname: String::new(),
             level: "info".into(),
             audit: true,
+        }
+    }
+}
+
+/// `[oob]`: lifetime, limits and texts of the codes. Checked and turned
+/// into the engine's settings by `crate::oob::config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OobSection {
+    /// Seconds a code works (1–3600).
+    pub ttl_seconds: u32,
+    /// Codes sent to one user per `user_window_seconds` (counted in the
+    /// database, so shared by every node).
+    pub user_limit: u32,
+    pub user_window_seconds: u32,
+    /// Codes this node sends per minute to all users together.
+    pub global_per_minute: u32,
+    /// The text sent: `{code}`, `{minutes}`, `{username}`.
+    pub message: String,
+    /// The challenge prompt: `{address}` is the masked address.
+    pub prompt: String,
+    /// Sent with the reject when no code could be sent.
+    pub failure_message: String,
+}
+
+impl Default for OobSection {
+    fn default() -> Self {
+        let s = tessera_core::oob::OobSettings::default();
+        OobSection {
+            ttl_seconds: s.ttl_seconds,
+            user_limit: s.user_limit,
+            user_window_seconds: s.user_window_seconds,
+            global_per_minute: s.global_per_minute,
+            message: "Your login code is {code}. It expires in {minutes} minutes.".into(),
+            prompt: s.prompt,
+            failure_message: s.failure_message,
+        }
+    }
+}
+
+/// `[email]`: an SMTP submission server. Off while `host` is empty.
+/// Checked, and its transport built, by `crate::oob`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSection {
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (upgrade required), `tls` (implicit TLS, port 465) or
+    /// `none` (only to a loopback host).
+    pub tls: String,
+    /// Extra CA certificates (PEM) besides the system's.
+    pub ca_file: PathBuf,
+    /// SMTP AUTH user; empty = no authentication.
+    pub username: String,
+    /// File whose first line is the SMTP password (required with `username`).
+    pub password_file: PathBuf,
+    /// Sender, `name@domain` or `Name <name@domain>`.
+    pub from: String,
+    /// `{code}`, `{minutes}`, `{username}`, `{message}`.
+    pub subject: String,
+    pub body: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for EmailSection {
+    fn default() -> Self {
+        EmailSection {
+            host: String::new(),
+            port: 587,
+            tls: "starttls".into(),
+            ca_file: PathBuf::new(),
+            username: String::new(),
+            password_file: PathBuf::new(),
+            from: String::new(),
+            subject: "Your login code".into(),
+            body: "{message}\n\nIf you did not just try to log in, tell your administrator.\n".into(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+/// `[sms]`: an HTTP gateway. Off while `url` is empty. Checked, and its
+/// client built, by `crate::oob`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSection {
+    /// `http(s)://…`; `{phone}`, `{message}`, `{code}`, `{username}` are
+    /// percent-encoded into it.
+    pub url: String,
+    /// `POST`, `PUT`, `PATCH` or `GET`.
+    pub method: String,
+    /// `"Name: value"` lines, e.g. `["Content-Type: application/json",
+    /// "Authorization: Bearer …"]`.
+    pub headers: Vec<String>,
+    /// Request body, same placeholders; escaped for JSON or form bodies as
+    /// the Content-Type header says, else inserted as they are.
+    pub body: String,
+    /// Statuses meaning "sent": `200-299`, `200,202`, …
+    pub success_status: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmsSection {
+    fn default() -> Self {
+        SmsSection {
+            url: String::new(),
+            method: "POST".into(),
+            headers: Vec::new(),
+            body: String::new(),
+            success_status: "200-299".into(),
+            timeout_seconds: 10,
         }
     }
 }
@@ -472,7 +601,9 @@ impl Default for LogSection {
 }
 
 impl Config {
-    /// Loads `file` (if given), then applies environment overrides from `env`.
+    /// Loads `file` (if given), then applies environment overrides from `env`,
+    /// and checks the values ([`Config::validate`]). The subsystems' checks
+    /// are not run here: load through [`crate::node::load_config`] for that.
     pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut doc = match file {
             Some(path) => {
@@ -492,6 +623,7 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The checks that need only the values themselves.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database.synchronous.parse::<tessera_store::Synchronous>().map_err(ConfigError::Invalid)?;
         self.postgres_options()?;
@@ -514,7 +646,6 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!("log.format must be text or json (got `{}`)", self.log.format)));
         }
-        crate::syslog::Settings::from_config(&self.syslog, "check").map_err(ConfigError::Invalid)?;
         if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid("http.max_body_bytes must be 1 KiB – 16 MiB".into()));
         }
@@ -579,7 +710,6 @@ impl Config {
         if self.server.issuer.is_empty() || self.server.issuer.contains(':') {
             return Err(ConfigError::Invalid("server.issuer must be non-empty and must not contain ':'".into()));
         }
-        crate::oob::config::validate(self).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -720,12 +850,10 @@ pub fn check_radius_secret(secret: &[u8]) -> Result<(), String> {
 /// exact even when keys contain underscores.
 fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     let defaults = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let mut known = Vec::new();
     for (section, table) in &defaults {
         let Some(table) = table.as_table() else { continue };
         for (key, default) in table {
-            let var = format!("TESSERA_{}_{}", section.to_uppercase(), key.to_uppercase());
-            known.push(var.clone());
+            let var = env_name(section, key);
             let Some(raw) = env.get(&var) else { continue };
             let value = match default {
                 toml::Value::Array(_) => toml::Value::Array(
@@ -754,12 +882,97 @@ fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<()
             t.insert(key.clone(), value);
         }
     }
-    for var in env.keys().filter(|k| k.starts_with("TESSERA_")) {
-        if !known.contains(var) && !NON_CONFIG_ENV.contains(&var.as_str()) {
-            return Err(ConfigError::Env { var: var.clone(), message: "not a known setting".into() });
+    // Other `TESSERA_*` variables are left to `unknown_env`: reported, not
+    // refused (see there).
+    Ok(())
+}
+
+fn env_name(section: &str, key: &str) -> String {
+    format!("TESSERA_{}_{}", section.to_uppercase(), key.to_uppercase())
+}
+
+/// Every `TESSERA_<SECTION>_<KEY>` variable that overrides a setting.
+pub fn setting_env_vars() -> Vec<String> {
+    let Ok(defaults) = toml::Table::try_from(Config::default()) else { return Vec::new() };
+    defaults
+        .iter()
+        .filter_map(|(section, table)| Some((section, table.as_table()?)))
+        .flat_map(|(section, table)| table.keys().map(move |key| env_name(section, key)))
+        .collect()
+}
+
+/// A `TESSERA_*` environment variable that is no setting and that tessera
+/// does not read: ignored, and reported with the known names it is closest to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownEnv {
+    pub var: String,
+    /// The known variables it probably meant (empty: none is close).
+    pub suggestions: Vec<String>,
+}
+
+impl std::fmt::Display for UnknownEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "environment variable {} is not a known setting; ignored", self.var)?;
+        match self.suggestions.as_slice() {
+            [] => Ok(()),
+            [one] => write!(f, " (did you mean {one}?)"),
+            many => write!(f, " (did you mean one of {}?)", many.join(", ")),
         }
     }
-    Ok(())
+}
+
+/// The `TESSERA_*` variables in `env` that are neither settings nor read
+/// by tessera (nor named in `also_read`, e.g. the variable of
+/// `--passphrase-env`). The caller warns about them rather than refusing to
+/// run: wrapper scripts export their own `TESSERA_*` names (`TESSERA_BIN`),
+/// and an authentication server that will not start, or a CLI that will not
+/// unlock a user, over a variable meant for a script does more harm than
+/// the typo it would catch — which is still caught: named, with the
+/// setting it is nearest to.
+pub fn unknown_env(env: &BTreeMap<String, String>, also_read: &[&str]) -> Vec<UnknownEnv> {
+    let settings = setting_env_vars();
+    let known: Vec<&str> = settings.iter().map(String::as_str).chain(NON_CONFIG_ENV.iter().copied()).collect();
+    env.keys()
+        .filter(|v| v.starts_with("TESSERA_") && !known.contains(&v.as_str()) && !also_read.contains(&v.as_str()))
+        .map(|var| UnknownEnv { var: var.clone(), suggestions: nearest(var, &known) })
+        .collect()
+}
+
+/// Longest name list in a suggestion.
+const MAX_SUGGESTIONS: usize = 3;
+
+/// The known names `var` is likely a misspelling of: the nearest by edit
+/// distance (over the part after `TESSERA_`, case-insensitive) when it is
+/// close — at most one edit per four characters, at least one, at most
+/// three — else the settings it names without their section
+/// (`TESSERA_DATA_DIR` → `TESSERA_SERVER_DATA_DIR`).
+fn nearest(var: &str, known: &[&str]) -> Vec<String> {
+    let name = var["TESSERA_".len()..].to_uppercase();
+    let limit = (name.chars().count() / 4).clamp(1, 3);
+    let mut scored: Vec<(usize, &str)> =
+        known.iter().map(|k| (edit_distance(&name, &k["TESSERA_".len()..]), *k)).filter(|(d, _)| *d <= limit).collect();
+    if let Some(best) = scored.iter().map(|(d, _)| *d).min() {
+        scored.retain(|(d, _)| *d == best);
+        return scored.into_iter().take(MAX_SUGGESTIONS).map(|(_, k)| k.to_string()).collect();
+    }
+    let suffix = format!("_{name}");
+    known.iter().filter(|k| k.ends_with(&suffix)).take(MAX_SUGGESTIONS).map(|k| k.to_string()).collect()
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -892,6 +1105,54 @@ mod tests {
         assert!(e.to_string().contains("ui.portal_listen"), "{e}");
     }
 
+    /// Issue 15 (10): an unknown `TESSERA_*` variable (a wrapper script's
+    /// `TESSERA_BIN`) no longer stops every command; it is reported, with
+    /// the setting it is nearest to when one is close.
+    #[test]
+    fn regression_unknown_env_vars_are_reported_not_refused() {
+        let vars = env(&[
+            ("TESSERA_BIN", "/usr/local/bin/tessera"),
+            ("TESSERA_HTTP_LISTN", "127.0.0.1:9443"),
+            ("TESSERA_DATA_DIR", "/srv/t"),
+            ("TESSERA_MASTERKEY", "x"),
+            ("TESSERA_BACKUP_PASS", "read through --passphrase-env"),
+            ("TESSERA_MASTER_KEY", "read directly"),
+            ("TESSERA_LOG", "debug"),
+            ("TESSERA_HTTP_LISTEN", "127.0.0.1:8443"),
+            ("OTHER_TOOL_SETTING", "not ours"),
+        ]);
+        assert_eq!(Config::load(None, &vars).unwrap().http.listen, ["127.0.0.1:8443"], "the rest still applies");
+        let unknown = unknown_env(&vars, &["TESSERA_BACKUP_PASS"]);
+        let shown: Vec<(String, Vec<String>)> =
+            unknown.iter().map(|u| (u.var.clone(), u.suggestions.clone())).collect();
+        let pair = |v: &str, s: &[&str]| (v.to_string(), s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            shown,
+            [
+                pair("TESSERA_BIN", &[]),
+                pair("TESSERA_DATA_DIR", &["TESSERA_SERVER_DATA_DIR"]),
+                pair("TESSERA_HTTP_LISTN", &["TESSERA_HTTP_LISTEN"]),
+                pair("TESSERA_MASTERKEY", &["TESSERA_MASTER_KEY"]),
+            ]
+        );
+        assert_eq!(
+            unknown[2].to_string(),
+            "environment variable TESSERA_HTTP_LISTN is not a known setting; ignored (did you mean \
+             TESSERA_HTTP_LISTEN?)"
+        );
+        assert_eq!(unknown[0].to_string(), "environment variable TESSERA_BIN is not a known setting; ignored");
+        assert!(setting_env_vars().contains(&"TESSERA_RADIUS_ACCOUNTING_LISTEN".to_string()));
+    }
+
+    #[test]
+    fn edit_distances() {
+        for (a, b, d) in [("", "", 0), ("LISTN", "LISTEN", 1), ("KITTEN", "SITTING", 3), ("ABC", "", 3), ("Ä", "A", 1)]
+        {
+            assert_eq!(edit_distance(a, b), d, "{a} {b}");
+            assert_eq!(edit_distance(b, a), d, "{b} {a}");
+        }
+    }
+
     #[test]
     fn bad_input_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -902,8 +1163,6 @@ mod tests {
         assert!(matches!(Config::load(Some(&f), &env(&[])), Err(ConfigError::Parse { .. })));
         let e = Config::load(None, &env(&[("TESSERA_HTTP_MAX_BODY_BYTES", "lots")])).unwrap_err();
         assert!(e.to_string().contains("TESSERA_HTTP_MAX_BODY_BYTES"), "{e}");
-        let e = Config::load(None, &env(&[("TESSERA_HTTP_LISTN", "x")])).unwrap_err();
-        assert!(e.to_string().contains("not a known setting"), "{e}");
         let e = Config::load(None, &env(&[("TESSERA_HTTP_LISTEN", "nonsense")])).unwrap_err();
         assert!(e.to_string().contains("nonsense"), "{e}");
         let e = Config::load(None, &env(&[("TESSERA_DATABASE_SYNCHRONOUS", "sometimes")])).unwrap_err();

@@ -61,6 +61,26 @@ pub enum StartupError {
     MissedRotation { from: String, to: String, when: String, source_name: String },
 }
 
+/// Loads the configuration for use (serve, reload, every CLI command): the
+/// file and the environment ([`Config::load`], which checks the values),
+/// then the subsystems' own checks ([`startup_checks`]).
+pub fn load_config(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    let cfg = Config::load(file, env)?;
+    startup_checks(&cfg)?;
+    Ok(cfg)
+}
+
+/// The checks of a configuration that need a subsystem's parsing: the
+/// syslog target and format, the email/SMS templates and transports. They
+/// live here rather than in `Config::validate` so that `config` stays data
+/// and imports no subsystem (the subsystems import their sections from it).
+/// Failures are `ConfigError::Invalid`, as the other checks of a bad value.
+pub fn startup_checks(cfg: &Config) -> Result<(), ConfigError> {
+    crate::syslog::check(&cfg.syslog).map_err(ConfigError::Invalid)?;
+    crate::oob::config::check(cfg).map_err(ConfigError::Invalid)?;
+    Ok(())
+}
+
 /// Where the master key came from, for start-up messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -86,6 +106,22 @@ pub struct InitReport {
     pub key: KeySource,
     pub key_created: bool,
     pub key_id: String,
+    /// What became of the data directory's mode.
+    pub data_dir_mode: DataDirMode,
+}
+
+/// The data directory's mode after `init`: 0700 (the README's promise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDirMode {
+    /// `init` created it, 0700.
+    Created,
+    /// It existed, already without group or other access.
+    AlreadyPrivate,
+    /// It existed with group or other access (`from`); now 0700.
+    Tightened { from: u32 },
+    /// It existed with group or other access and could not be changed (not
+    /// this user's directory): left as it is.
+    Open { mode: u32, error: String },
 }
 
 /// The master key(s) behind `ctx.keys` (the primary, then keys that still
@@ -253,7 +289,7 @@ pub async fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitRe
         Err(e) => return Err(e),
     };
     let dir = &cfg.server.data_dir;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+    let data_dir_mode = private_data_dir(dir)?;
     let keys = Keyring::new(&key);
     let result = match &pg {
         None => SqliteStore::create(&store_options(cfg), &keys, &OsRandom, SystemClock.now()).map(drop),
@@ -273,7 +309,41 @@ pub async fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitRe
             error => store_err(cfg, error),
         });
     }
-    Ok(InitReport { data_dir: dir.clone(), database: shown, key: source, key_created: created, key_id: keys.key_id() })
+    Ok(InitReport {
+        data_dir: dir.clone(),
+        database: shown,
+        key: source,
+        key_created: created,
+        key_id: keys.key_id(),
+        data_dir_mode,
+    })
+}
+
+/// Creates the data directory 0700, or makes an existing one 0700. `init`
+/// changes the mode of a directory it did not create on purpose: it is
+/// about to put the database (user names, backup-code digests, the audit
+/// log) and later the TLS private key there, the README promises 0700, and
+/// an admin who made the directory beforehand (`mkdir`, 0755 under the
+/// usual umask) rarely meant every local account to copy the database.
+/// Only here, when the database is created: afterwards the mode is the
+/// admin's to choose (0750 for a backup group, say), and no later start
+/// changes it back. A directory we may not change is reported, not fatal.
+fn private_data_dir(dir: &Path) -> Result<DataDirMode, StartupError> {
+    let mode = match std::fs::metadata(dir) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+            return Ok(DataDirMode::Created);
+        }
+        Err(e) => return Err(StartupError::Io { path: dir.to_path_buf(), error: e }),
+    };
+    if mode & 0o077 == 0 {
+        return Ok(DataDirMode::AlreadyPrivate);
+    }
+    Ok(match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        Ok(()) => DataDirMode::Tightened { from: mode },
+        Err(e) => DataDirMode::Open { mode, error: e.to_string() },
+    })
 }
 
 /// Opens an initialised node.
@@ -493,4 +563,47 @@ pub fn ensure_tls_files(cfg: &Config) -> Result<(PathBuf, PathBuf, bool), Startu
     write_new_private_file(&cert, certificate.pem().as_bytes())?;
     std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).map_err(io(&cert))?;
     Ok((cert, key, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Issue 15 (17): the syslog and email/SMS checks left `Config::validate`
+    /// for [`startup_checks`]; a configuration loaded for use is refused
+    /// with the same messages as before.
+    #[test]
+    fn regression_subsystem_config_errors_still_refuse_a_load() {
+        for (var, value, named) in [
+            ("TESSERA_SYSLOG_TRANSPORT", "carrier-pigeon", "syslog.transport"),
+            ("TESSERA_SYSLOG_ADDRESS", "no-port", "syslog.address"),
+            ("TESSERA_EMAIL_HOST", "smtp.example.com", "email.from"),
+            ("TESSERA_SMS_METHOD", "DELETE", "sms.method"),
+            ("TESSERA_OOB_MESSAGE", "no code here", "{code}"),
+        ] {
+            let e = load_config(None, &env(&[(var, value)])).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid(_)), "{var}: {e:?}");
+            let shown = e.to_string();
+            assert!(shown.starts_with("invalid configuration: ") && shown.contains(named), "{var}: {shown}");
+        }
+        load_config(None, &env(&[])).unwrap();
+    }
+
+    /// `config.rs` is data: it names no module of this crate in code (only
+    /// in comments), so no subsystem can import it back into a circle.
+    #[test]
+    fn config_module_imports_no_subsystem() {
+        let source = include_str!("config.rs");
+        let code_lines: Vec<&str> = source
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| !l.starts_with("//"))
+            .filter(|l| l.contains("crate::"))
+            .collect();
+        assert!(code_lines.is_empty(), "config.rs reaches into the crate: {code_lines:?}");
+    }
 }

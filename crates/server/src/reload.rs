@@ -293,7 +293,7 @@ impl Reloader {
 
     async fn try_reload(&self) -> anyhow::Result<ReloadReport> {
         let old = self.live.config();
-        let new = Config::load(self.live.config_file.as_deref(), &self.live.env)?;
+        let new = crate::node::load_config(self.live.config_file.as_deref(), &self.live.env)?;
         let changed = changed_keys(&old, &new)?;
         let (overridden, changed): (Vec<String>, Vec<String>) =
             changed.into_iter().partition(|k| self.live.cli_overrides.contains(k));
@@ -301,6 +301,7 @@ impl Reloader {
         let keep: Vec<String> = need_restart.iter().chain(&overridden).cloned().collect();
         let effective = with_running_values(&old, &new, &keep).context("merging the configuration")?;
         effective.validate()?;
+        crate::node::startup_checks(&effective)?;
 
         // Check everything before changing anything.
         crate::logging::check_level(&effective.log.level).map_err(anyhow::Error::msg)?;

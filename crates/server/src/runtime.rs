@@ -43,6 +43,20 @@ pub async fn serve(
             key_created = report.key_created,
             "initialised a new data directory"
         );
+        match &report.data_dir_mode {
+            node::DataDirMode::Created | node::DataDirMode::AlreadyPrivate => {}
+            node::DataDirMode::Tightened { from } => tracing::info!(
+                data_dir = %report.data_dir.display(),
+                from = %format!("{from:04o}"),
+                "made the existing data directory private (0700)"
+            ),
+            node::DataDirMode::Open { mode, error } => tracing::warn!(
+                data_dir = %report.data_dir.display(),
+                mode = %format!("{mode:04o}"),
+                %error,
+                "the data directory holds the database but could not be made private (0700)"
+            ),
+        }
     }
     let hasher = Arc::new(BlockingHasher::for_this_machine());
     let node = open_waiting(&cfg, &env, hasher).await.context("opening the node")?;

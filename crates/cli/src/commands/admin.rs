@@ -15,7 +15,7 @@ pub async fn api_key(node: &Node, cmd: ApiKeyCmd) -> anyhow::Result<()> {
         ApiKeyCmd::Create { name } => {
             let (key, plaintext) = node.admin.create_api_key(&actor(), &name).await?;
             eprintln!("created API key `{}`; it is shown only once:", key.name);
-            println!("{}", plaintext.as_str());
+            outln!("{}", plaintext.as_str());
         }
         ApiKeyCmd::List { json } => {
             let keys: Vec<ApiKeyView> = node.admin.list_api_keys().await?.iter().map(ApiKeyView::from).collect();
@@ -28,7 +28,7 @@ pub async fn api_key(node: &Node, cmd: ApiKeyCmd) -> anyhow::Result<()> {
         }
         ApiKeyCmd::Delete { name } => {
             node.admin.delete_api_key(&actor(), &name).await?;
-            println!("deleted API key `{name}`");
+            outln!("deleted API key `{name}`");
         }
     }
     Ok(())
@@ -44,7 +44,7 @@ pub async fn policy(node: &Node, cmd: PolicyCmd) -> anyhow::Result<()> {
             let v = serde_json::to_value(&p)?;
             if let Some(obj) = v.as_object() {
                 for (k, v) in obj {
-                    println!("{k} = {v}");
+                    outln!("{k} = {v}");
                 }
             }
         }
@@ -56,7 +56,7 @@ pub async fn policy(node: &Node, cmd: PolicyCmd) -> anyhow::Result<()> {
             }
             node.admin.set_policy(&actor(), &p).await?;
             for s in &settings {
-                println!("set {}", s.trim());
+                outln!("set {}", s.trim());
             }
         }
     }

@@ -16,14 +16,14 @@ pub async fn run(node: &Node, cmd: AdminCmd) -> anyhow::Result<()> {
             let pw = read_password(&password)?
                 .ok_or_else(|| UsageError("give --password-stdin or --password-file FILE".into()))?;
             admins.add(&actor(), &name, pw).await?;
-            println!("added admin `{name}`; the TOTP is enrolled at the first sign-in to /admin");
+            outln!("added admin `{name}`; the TOTP is enrolled at the first sign-in to /admin");
         }
         AdminCmd::Reset { name, password } => {
             let pw = read_password(&password)?;
             let with_password = pw.is_some();
             admins.reset(&actor(), &name, pw).await?;
             let extra = if with_password { ", set a new password" } else { "" };
-            println!("reset admin `{name}`: TOTP forgotten (enrolled again at next sign-in), unlocked{extra}");
+            outln!("reset admin `{name}`: TOTP forgotten (enrolled again at next sign-in), unlocked{extra}");
         }
         AdminCmd::List { json } => {
             let now = node.ctx.clock.now();
@@ -47,7 +47,7 @@ pub async fn run(node: &Node, cmd: AdminCmd) -> anyhow::Result<()> {
         }
         AdminCmd::Delete { name } => {
             admins.delete(&actor(), &name).await?;
-            println!("deleted admin `{name}`");
+            outln!("deleted admin `{name}`");
         }
     }
     Ok(())

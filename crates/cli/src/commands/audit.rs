@@ -29,7 +29,7 @@ pub async fn verify(cfg: &Config, as_json: bool) -> anyhow::Result<()> {
         if as_json {
             return output::json(&json!({"ok": true, "chained": 0, "note": why}));
         }
-        println!("audit chain: none yet ({why})");
+        outln!("audit chain: none yet ({why})");
         return Ok(());
     };
     if as_json {
@@ -55,7 +55,7 @@ fn problem_line(p: &Problem) -> String {
 
 fn print_text(r: &Report) {
     if r.ok() {
-        println!(
+        outln!(
             "audit chain: OK — {} record(s) chained on {} node(s), {} unchained (before the migration)",
             r.chained(),
             r.nodes.len(),
@@ -63,14 +63,14 @@ fn print_text(r: &Report) {
         );
     } else {
         let n = r.problems.len() as u64 + r.more_problems;
-        println!("audit chain: BROKEN — {n} problem(s)");
+        outln!("audit chain: BROKEN — {n} problem(s)");
         for p in &r.problems {
-            println!("  {}", problem_line(p));
+            outln!("  {}", problem_line(p));
         }
         if r.more_problems > 0 {
-            println!("  … and {} more", r.more_problems);
+            outln!("  … and {} more", r.more_problems);
         }
-        println!(
+        outln!(
             "{} record(s) chained on {} node(s), {} unchained (before the migration)",
             r.chained(),
             r.nodes.len(),
@@ -87,7 +87,7 @@ fn print_text(r: &Report) {
             Some(h) => format!("head id {} position {} hash {}…", h.id, h.seq, short(&h.hash)),
             None => "no head recorded".to_string(),
         };
-        println!("  {}: {} record(s){pruned}, {head}", n.node, n.records);
+        outln!("  {}: {} record(s){pruned}, {head}", n.node, n.records);
     }
 }
 

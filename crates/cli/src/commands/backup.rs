@@ -114,9 +114,12 @@ impl PassphraseInput {
     }
 }
 
+/// `config_named`: whether `config_file` came from `--config` or
+/// TESSERA_CONFIG (else it is ./tessera.toml, read by default).
 pub async fn run(
     cfg: &Config,
     config_file: Option<&Path>,
+    config_named: bool,
     env: &BTreeMap<String, String>,
     cmd: BackupCmd,
 ) -> anyhow::Result<()> {
@@ -125,7 +128,7 @@ pub async fn run(
             let parts = match include {
                 Some(s) => Part::parse_list(&s).map_err(UsageError)?,
                 None if cfg.uses_postgres() => {
-                    println!("note: {PG_NO_DATABASE}");
+                    outln!("note: {PG_NO_DATABASE}");
                     [Part::Config, Part::Tls].into_iter().collect()
                 }
                 None => Part::DEFAULT.into_iter().collect(),
@@ -151,7 +154,8 @@ pub async fn run(
                 .into());
             }
             let pass = passphrase.read(env, false)?;
-            restore(cfg, config_file, env, &file, force, pass)
+            let config = config_file.map(|path| ConfigInUse { path, named: config_named });
+            restore(cfg, config, env, &file, force, pass)
         }
     }
 }
@@ -168,8 +172,8 @@ pub fn export_key(
     let key_id = Keyring::new(&key).key_id();
     let text = key.to_text();
     write_atomically(out, |f| tessera_backup::encrypt_bytes(f, pass, text.as_bytes()).map(|_| ()))?;
-    println!("master key {key_id} (from {source}) written to {}", out.display());
-    println!("  restore it with: age -d {} > tessera.key && chmod 600 tessera.key", out.display());
+    outln!("master key {key_id} (from {source}) written to {}", out.display());
+    outln!("  restore it with: age -d {} > tessera.key && chmod 600 tessera.key", out.display());
     Ok(())
 }
 
@@ -288,13 +292,13 @@ fn create(
     })?;
     drop(tmp_db);
     let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!("backup written to {} ({size} bytes, {:.1} s)", out.display(), started.elapsed().as_secs_f64());
+    outln!("backup written to {} ({size} bytes, {:.1} s)", out.display(), started.elapsed().as_secs_f64());
     print_manifest(&manifest);
     for n in notes {
-        println!("  note: {n}");
+        outln!("  note: {n}");
     }
     if !parts.contains(&Part::MasterKey) {
-        println!("  the master key is not in this backup: keep it apart (`tessera key export`)");
+        outln!("  the master key is not in this backup: keep it apart (`tessera key export`)");
     }
     Ok(())
 }
@@ -354,13 +358,13 @@ impl Drop for TempPath {
 }
 
 fn print_manifest(m: &Manifest) {
-    println!("  format:         {}", m.format);
-    println!("  created:        {} on node {} (tessera {})", m.created_at, m.node, m.tessera_version);
-    println!("  schema version: {}", m.schema_version);
-    println!("  master key id:  {}", if m.key_id.is_empty() { "-" } else { &m.key_id });
-    println!("  parts:          {}", m.parts.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","));
+    outln!("  format:         {}", m.format);
+    outln!("  created:        {} on node {} (tessera {})", m.created_at, m.node, m.tessera_version);
+    outln!("  schema version: {}", m.schema_version);
+    outln!("  master key id:  {}", if m.key_id.is_empty() { "-" } else { &m.key_id });
+    outln!("  parts:          {}", m.parts.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","));
     for f in &m.files {
-        println!("  {:>12}  {}  sha256:{}", f.size, f.name, f.sha256);
+        outln!("  {:>12}  {}  sha256:{}", f.size, f.name, f.sha256);
     }
 }
 
@@ -410,17 +414,24 @@ fn verify(env: &BTreeMap<String, String>, cfg: &Config, file: &Path, pass: Secre
             Err(_) => "no master key loaded here to test against".into(),
         };
     }
-    println!("backup {} is intact ({:.1} s)", file.display(), started.elapsed().as_secs_f64());
+    outln!("backup {} is intact ({:.1} s)", file.display(), started.elapsed().as_secs_f64());
     print_manifest(&manifest);
     if !key_note.is_empty() {
-        println!("  database:       integrity ok; {key_note}");
+        outln!("  database:       integrity ok; {key_note}");
     }
     Ok(())
 }
 
+/// The configuration file this command runs with, for restore's messages.
+struct ConfigInUse<'a> {
+    path: &'a Path,
+    /// Named by `--config`/TESSERA_CONFIG (else found in the working directory).
+    named: bool,
+}
+
 fn restore(
     cfg: &Config,
-    config_file: Option<&Path>,
+    config_file: Option<ConfigInUse<'_>>,
     env: &BTreeMap<String, String>,
     file: &Path,
     force: bool,
@@ -429,6 +440,11 @@ fn restore(
     let started = Instant::now();
     let data = cfg.server.data_dir.clone();
     let db = cfg.database_path();
+    // A database as `tessera init` left it (no users, tokens, clients,
+    // realms, admins…) is replaced without --force: running `init` before
+    // restoring is what an administrator does on a new node, and there is
+    // nothing to lose. It is still moved aside, as everything replaced is.
+    let mut empty_node = false;
     if db.exists() {
         if snapshot::in_use(&db).with_context(|| format!("checking {}", db.display()))? {
             bail!(
@@ -436,12 +452,23 @@ fn restore(
                 db.display()
             );
         }
-        if !force {
-            bail!(
-                "{} already holds a database; restore onto a fresh data directory, or use --force \
+        match snapshot::data_rows(&db) {
+            Ok(rows) if rows.is_empty() => empty_node = true,
+            _ if force => {}
+            Ok(rows) => bail!(
+                "{} already holds a database with data ({}); restore onto a fresh data directory, or use --force \
                  (the current files are moved aside, not deleted)",
+                data.display(),
+                rows.iter()
+                    .map(|(noun, n)| format!("{n} {noun}{}", if *n == 1 { "" } else { "s" }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => bail!(
+                "{} already holds a database, which could not be read ({e}); restore onto a fresh data directory, \
+                 or use --force (the current files are moved aside, not deleted)",
                 data.display()
-            );
+            ),
         }
     }
     // Stage beside the data directory (same file system, so the final step is renames).
@@ -463,9 +490,20 @@ fn restore(
         Ok((key, source)) => {
             let id = Keyring::new(&key).key_id();
             if id != manifest.key_id {
+                // On a node just made by `init` the key is most likely the
+                // one `init` generated, which guards nothing yet.
+                let hint = match (&source, empty_node) {
+                    (node::KeySource::File(path), true) => format!(
+                        " (this node's database is empty: if `tessera init` made that key, move {} away and put the \
+                         key kept apart from backups there{})",
+                        path.display(),
+                        if backup_key.is_some() { ", or leave it missing to use the backup's" } else { "" }
+                    ),
+                    _ => String::new(),
+                };
                 bail!(
-                    "the backup's database is sealed with master key {}, but the master key from {source} is {id}; \
-                     nothing was restored",
+                    "the backup's database is sealed with master key {}, but the master key from {source} is \
+                     {id}{hint}; nothing was restored",
                     manifest.key_id
                 );
             }
@@ -509,7 +547,7 @@ fn restore(
                 ))
             })
             .context("fencing the restored primary")?;
-            println!(
+            outln!(
                 "  the backup was taken on a primary (epoch {}): the restored node is fenced until you run `tessera \
                  replica confirm-primary` (it is the primary) or `tessera replica repoint URL` (another node is)",
                 s.epoch
@@ -519,22 +557,55 @@ fn restore(
 
     // Where every staged file goes.
     let mut moves: Vec<(PathBuf, PathBuf)> = vec![(staged_db, db.clone())];
+    // Files an empty node may lose without --force (moved aside): the
+    // certificate its first `serve` generated for itself.
+    let mut replaceable = Vec::new();
     if manifest.file(tessera_backup::TLS_CERT_FILE).is_some() {
-        let (cert, tls_key, _) = cfg.tls_files();
+        let (cert, tls_key, generated) = cfg.tls_files();
+        if generated && empty_node {
+            replaceable.extend([cert.clone(), tls_key.clone()]);
+        }
         moves.push((stage.0.join(tessera_backup::TLS_CERT_FILE), cert));
         moves.push((stage.0.join(tessera_backup::TLS_KEY_FILE), tls_key));
     }
     if manifest.file(tessera_backup::CONFIG_FILE).is_some() {
-        let target = config_file.map(Path::to_path_buf).unwrap_or_else(|| data.join("tessera.toml.restored"));
+        let target =
+            config_file.as_ref().map(|c| c.path.to_path_buf()).unwrap_or_else(|| data.join("tessera.toml.restored"));
         moves.push((stage.0.join(tessera_backup::CONFIG_FILE), target));
     }
-    let conflicts: Vec<&PathBuf> =
-        moves.iter().skip(1).filter(|(from, to)| to.exists() && !same_content(from, to)).map(|(_, to)| to).collect();
+    let conflicts: Vec<&PathBuf> = moves
+        .iter()
+        .skip(1)
+        .filter(|(from, to)| to.exists() && !same_content(from, to) && !replaceable.contains(to))
+        .map(|(_, to)| to)
+        .collect();
     if !conflicts.is_empty() && !force {
-        bail!(
-            "these files exist and differ from the backup: {}; use --force to move them aside",
-            conflicts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        let (config, others): (Vec<&PathBuf>, Vec<&PathBuf>) =
+            conflicts.into_iter().partition(|p| config_file.as_ref().is_some_and(|c| c.path == p.as_path()));
+        let mut why = Vec::new();
+        if let (Some(path), Some(c)) = (config.first(), &config_file) {
+            let path = path.display();
+            why.push(format!(
+                "the configuration file {path} ({}) differs from the backup's configuration. Compare them \
+                 (`age -d {} | tar -xOf - {} | diff {path} -`), then run again with --force: {path} is moved aside \
+                 (kept as {path}.before-restore-<time>; move it back afterwards to keep yours) and the backup's \
+                 takes its place",
+                if c.named {
+                    "named by --config or TESSERA_CONFIG"
+                } else {
+                    "read by default from the working directory"
+                },
+                file.display(),
+                tessera_backup::CONFIG_FILE
+            ));
+        }
+        if !others.is_empty() {
+            why.push(format!(
+                "these files exist and differ from the backup: {}; use --force to move them aside",
+                others.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        bail!("{}; nothing was restored", why.join("; "));
     }
 
     // Everything checked: put the files in place. From here on, only renames.
@@ -572,16 +643,16 @@ fn restore(
             .with_context(|| format!("cannot create {}", path.display()))?;
         f.write_all(key.to_text().as_bytes())?;
         f.sync_all()?;
-        println!("  master key {} written to {} (from the backup)", keys.key_id(), path.display());
+        outln!("  master key {} written to {} (from the backup)", keys.key_id(), path.display());
     }
     let _ = File::open(&data).and_then(|d| d.sync_all());
-    println!("restored {} into {} ({:.1} s)", file.display(), data.display(), started.elapsed().as_secs_f64());
+    outln!("restored {} into {} ({:.1} s)", file.display(), data.display(), started.elapsed().as_secs_f64());
     print_manifest(&manifest);
     for (_, to) in &moves {
-        println!("  restored {}", to.display());
+        outln!("  restored {}", to.display());
     }
     for a in aside {
-        println!("  moved aside {}", a.display());
+        outln!("  moved aside {}", a.display());
     }
     Ok(())
 }

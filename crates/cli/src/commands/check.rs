@@ -30,15 +30,15 @@ pub async fn run(node: &Node, a: CheckArgs) -> anyhow::Result<()> {
         .await?;
     match v.decision {
         Decision::Accept => {
-            println!("accept ({})", v.reason);
+            outln!("accept ({})", v.reason);
             Ok(())
         }
         Decision::Reject => {
-            println!("reject ({})", v.reason);
+            outln!("reject ({})", v.reason);
             Err(Exit(1).into())
         }
         Decision::Challenge { message, .. } => {
-            println!("challenge ({message})");
+            outln!("challenge ({message})");
             Err(Exit(3).into())
         }
     }

@@ -40,8 +40,8 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
         };
         match &r.outcome {
             Outcome::Ok => {}
-            Outcome::Skipped(why) => println!("{at}: skipped: {why}"),
-            Outcome::Error(why) => println!("{at}: error: {why}"),
+            Outcome::Skipped(why) => outln!("{at}: skipped: {why}"),
+            Outcome::Error(why) => outln!("{at}: error: {why}"),
             _ => {}
         }
     }
@@ -50,16 +50,16 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
         let good = report.tokens.len();
         let rows = |n: usize| if n == 1 { "1 bad row".to_string() } else { format!("{n} bad rows") };
         if good == 0 {
-            println!("{}, no good one: nothing imported", rows(bad));
+            outln!("{}, no good one: nothing imported", rows(bad));
         } else {
             let tokens = if good == 1 { "the 1 good row".to_string() } else { format!("the {good} good rows") };
-            println!("{}: nothing imported (fix them, or add --skip-bad to import {tokens})", rows(bad));
+            outln!("{}: nothing imported (fix them, or add --skip-bad to import {tokens})", rows(bad));
         }
         return Err(Exit(1).into());
     }
     let (items, owners) = inventory_import::prepare(&report).map_err(|e| UsageError(e.to_string()))?;
     if a.dry_run {
-        println!(
+        outln!(
             "dry run: {} tokens would be imported ({} assigned to users), {bad} bad rows skipped; nothing changed",
             items.len(),
             owners.len()
@@ -68,9 +68,10 @@ pub async fn import(node: &Node, a: ImportArgs) -> anyhow::Result<()> {
     }
     let n = node.admin.import_inventory(&actor(), items).await?;
     let done = inventory_import::assign_owners(&node.admin, &actor(), a.realm.as_deref(), owners).await?;
-    println!(
+    outln!(
         "imported {n} tokens into the inventory; assigned {} (created {} users); {bad} bad rows skipped",
-        done.assigned, done.created
+        done.assigned,
+        done.created
     );
     Ok(())
 }

@@ -128,7 +128,7 @@ async fn rotate(
     let new_key = if previous.is_empty() {
         match &marker {
             Some(m) if m.state == RotationState::Running && m.to == primary_id => {
-                println!("finishing the rotation to key {primary_id} (the key file already holds only the new key)");
+                outln!("finishing the rotation to key {primary_id} (the key file already holds only the new key)");
                 primary
             }
             Some(m) if m.state == RotationState::Running => {
@@ -155,7 +155,7 @@ async fn rotate(
                     );
                 }
                 if rotation::ensure_backup_mac_key(store, keys, &OsRandom).await? {
-                    println!("stored the backup code key (sealed) so backup codes survive the change of master key");
+                    outln!("stored the backup code key (sealed) so backup codes survive the change of master key");
                 }
                 let new = MasterKey::generate(&OsRandom);
                 let new_id = key_id_of(&new);
@@ -167,7 +167,7 @@ async fn rotate(
                 set_marker(&node, &m, &format!("started: {primary_id} -> {new_id}")).await?;
                 node::write_key_file(&path, &new, std::slice::from_ref(&primary))
                     .context("writing the new key file")?;
-                println!(
+                outln!(
                     "{}: new key {new_id} first, old key {primary_id} kept until every value is re-sealed",
                     path.display()
                 );
@@ -177,7 +177,7 @@ async fn rotate(
         }
     } else {
         let from = key_id_of(&previous[0]);
-        println!("resuming the rotation from key {from} to key {primary_id}");
+        outln!("resuming the rotation from key {from} to key {primary_id}");
         let recorded = marker.as_ref().filter(|m| m.state == RotationState::Running && m.to == primary_id);
         if recorded.is_none_or(|m| m.next_key.is_none() || m.from != from) {
             let mut m = RotationMarker::running(&Keyring::new(&previous[0]), &OsRandom, &primary, now);
@@ -211,14 +211,16 @@ async fn rotate(
         pass += 1;
         let report = rotation::reseal_all(store, keys, &OsRandom, batch, &mut |column, r| {
             if let Some(p) = pause {
-                println!("re-sealed {} so far ({})", r.resealed, column.label());
+                outln!("re-sealed {} so far ({})", r.resealed, column.label());
                 std::thread::sleep(p);
             }
         })
         .await?;
-        println!(
+        outln!(
             "pass {pass}: re-sealed {} value(s), {} already under the new key, {} changed meanwhile",
-            report.resealed, report.current, report.raced
+            report.resealed,
+            report.current,
+            report.raced
         );
         if let Some(mac) = store.meta_value(MetaKey::BackupMacKey).await? {
             only_new.set_backup_mac_key(&mac).context("the stored backup code key does not open with the new key")?;
@@ -252,13 +254,13 @@ async fn rotate(
         next_key: None,
     };
     set_marker(&node, &m, &format!("finished: {} value(s) under {new_id}", census.total())).await?;
-    println!(
+    outln!(
         "rotated: {} sealed value(s) now under key {new_id}; {} holds only the new key ({:.1} s)",
         census.total(),
         path.display(),
         started.elapsed().as_secs_f64()
     );
-    println!(
+    outln!(
         "  note: backups and key exports made before now need the old key {from_id}; take a new `tessera key \
          export` and a new backup"
     );
@@ -276,7 +278,7 @@ async fn wait_for_nodes(node: &Node, new_id: &str, wait: Duration) -> anyhow::Re
     let floor = KEY_WATCH_INTERVAL * 2;
     let begun = Instant::now();
     let limit = wait.max(floor + KEY_WATCH_INTERVAL);
-    println!("waiting for every running node to load key {new_id} (at most {} s)", limit.as_secs());
+    outln!("waiting for every running node to load key {new_id} (at most {} s)", limit.as_secs());
     loop {
         let reports = rotation::node_reports(&*node.ctx.store, &node.ctx.node).await?;
         let now = node.ctx.clock.now();
@@ -285,7 +287,7 @@ async fn wait_for_nodes(node: &Node, new_id: &str, wait: Duration) -> anyhow::Re
             let on_new: Vec<&str> =
                 reports.iter().filter(|(_, r)| r.key_id == new_id).map(|(n, _)| n.as_str()).collect();
             if !on_new.is_empty() {
-                println!("nodes on key {new_id}: {}", on_new.join(", "));
+                outln!("nodes on key {new_id}: {}", on_new.join(", "));
             }
             return Ok(());
         }
@@ -341,17 +343,17 @@ async fn status(node: &Node, verify: bool, json: bool) -> anyhow::Result<()> {
             "this_node_server": report,
         }))?;
     } else {
-        println!("master key:     {} (from {})", keys.key_id(), node.key_source);
+        outln!("master key:     {} (from {})", keys.key_id(), node.key_source);
         let prev = keys.previous_key_ids();
         if !prev.is_empty() {
-            println!("previous keys:  {} (still opening values not re-sealed yet)", prev.join(", "));
+            outln!("previous keys:  {} (still opening values not re-sealed yet)", prev.join(", "));
         }
         match &marker {
-            None => println!("rotation:       never rotated"),
+            None => outln!("rotation:       never rotated"),
             Some(m) if m.state == RotationState::Running => {
-                println!("rotation:       RUNNING since {} from {} to {}", m.started_at.to_rfc3339(), m.from, m.to)
+                outln!("rotation:       RUNNING since {} from {} to {}", m.started_at.to_rfc3339(), m.from, m.to)
             }
-            Some(m) => println!(
+            Some(m) => outln!(
                 "rotation:       finished {} ({} -> {})",
                 m.finished_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                 m.from,
@@ -359,7 +361,7 @@ async fn status(node: &Node, verify: bool, json: bool) -> anyhow::Result<()> {
             ),
         }
         if let Some(r) = &report {
-            println!("server here:    last loaded key {} at {}", r.key_id, r.at.to_rfc3339());
+            outln!("server here:    last loaded key {} at {}", r.key_id, r.at.to_rfc3339());
         }
         for (n, r) in &nodes {
             let prev = if r.previous.is_empty() {
@@ -368,19 +370,19 @@ async fn status(node: &Node, verify: bool, json: bool) -> anyhow::Result<()> {
                 format!(" (still opening {})", r.previous.join(", "))
             };
             let state = if alive(r) { "" } else { ", not heard from for 2 minutes" };
-            println!("node {n}: key {}{prev}, reported {}{state}", r.key_id, r.at.to_rfc3339());
+            outln!("node {n}: key {}{prev}, reported {}{state}", r.key_id, r.at.to_rfc3339());
         }
         let parts: Vec<String> = census.by_key.iter().map(|(k, n)| format!("{n} under {k}")).collect();
-        println!(
+        outln!(
             "sealed values:  {} ({})",
             census.total(),
             if parts.is_empty() { "none".into() } else { parts.join(", ") }
         );
         if verify {
             if census.unreadable_count == 0 {
-                println!("verified:       all {} open with the loaded key(s)", census.total());
+                outln!("verified:       all {} open with the loaded key(s)", census.total());
             } else {
-                println!("verified:       {} do NOT open: {}", census.unreadable_count, census.unreadable.join("; "));
+                outln!("verified:       {} do NOT open: {}", census.unreadable_count, census.unreadable.join("; "));
             }
         }
     }

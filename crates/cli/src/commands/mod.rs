@@ -31,35 +31,58 @@ use crate::UsageError;
 use crate::args::{AuditCmd, Cli, Command, ConfigCmd, PasswordInput};
 
 pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> {
+    // `--config`/TESSERA_CONFIG, else ./tessera.toml when present.
+    let config_named = cli.config.is_some();
     let config_file = cli.config.clone().or_else(|| Path::new("tessera.toml").exists().then(|| "tessera.toml".into()));
-    let mut cfg = Config::load(config_file.as_deref(), &env)?;
+    // Once per process, before anything else is said: a variable meant for
+    // a wrapper script is no reason to refuse, a misspelt setting is worth a
+    // word (see `config::unknown_env`).
+    for unknown in tessera_server::config::unknown_env(&env, &cli.env_read()) {
+        eprintln!("tessera: warning: {unknown}");
+    }
+    let mut cfg = node::load_config(config_file.as_deref(), &env)?;
     if let Some(d) = &cli.data {
         cfg.server.data_dir = d.clone();
     }
     match cli.command {
-        Command::Serve => {
+        Command::Serve(args) => {
+            // After the file and the environment, so the flags win; `Live`
+            // sees them as command-line overrides and keeps them on reload.
+            args.apply(&mut cfg);
             tessera_server::syslog::install(&cfg)?;
             tessera_server::logging::init(&cfg.log, env.get("TESSERA_LOG").map(String::as_str));
             tessera_server::runtime::serve(cfg, env, config_file).await
         }
         Command::Init => {
             let r = node::init(&cfg, &env).await?;
-            println!("initialised {}", r.data_dir.display());
-            println!("  database:   {}", r.database);
-            if r.key_created {
-                println!("  master key: {} (new; keep a copy apart from backups of the data directory)", r.key);
-            } else {
-                println!("  master key: {} (existing)", r.key);
+            outln!("initialised {}", r.data_dir.display());
+            match &r.data_dir_mode {
+                node::DataDirMode::Created | node::DataDirMode::AlreadyPrivate => {}
+                node::DataDirMode::Tightened { from } => {
+                    outln!("  data dir:   mode changed from {from:04o} to 0700 (it will hold the database)")
+                }
+                node::DataDirMode::Open { mode, error } => eprintln!(
+                    "tessera: warning: {} keeps mode {mode:04o}; it could not be made 0700 ({error}). It holds the \
+                     database: restrict it with `chmod 700 {}`",
+                    r.data_dir.display(),
+                    r.data_dir.display()
+                ),
             }
-            println!("  key id:     {}", r.key_id);
+            outln!("  database:   {}", r.database);
+            if r.key_created {
+                outln!("  master key: {} (new; keep a copy apart from backups of the data directory)", r.key);
+            } else {
+                outln!("  master key: {} (existing)", r.key);
+            }
+            outln!("  key id:     {}", r.key_id);
             Ok(())
         }
         Command::Config(ConfigCmd::Show) => {
-            print!("{}", cfg.to_toml_redacted());
+            out!("{}", cfg.to_toml_redacted());
             Ok(())
         }
         Command::Config(ConfigCmd::Default) => {
-            print!("{DEFAULT_CONFIG_TOML}");
+            out!("{DEFAULT_CONFIG_TOML}");
             Ok(())
         }
         Command::User(c) => user::run(&open(&cfg, &env).await?, c).await,
@@ -77,7 +100,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         // Read-only, without the master key.
         Command::Audit(AuditCmd::Verify { json }) => audit::verify(&cfg, json).await,
         Command::Audit(c) => admin::audit(&open(&cfg, &env).await?, c).await,
-        Command::Backup(c) => backup::run(&cfg, config_file.as_deref(), &env, c).await,
+        Command::Backup(c) => backup::run(&cfg, config_file.as_deref(), config_named, &env, c).await,
         Command::Key(c) => key::run(&cfg, &env, c).await,
         Command::Replica(c) => replica::run(&open(&cfg, &env).await?, c).await,
         Command::Export(c) => transfer::export(&open(&cfg, &env).await?, &env, c).await,

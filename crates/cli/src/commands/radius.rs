@@ -42,7 +42,7 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
             }
             let secret = read_secret(secret_file.as_deref())?;
             let c = admin.add_radius_client(&actor(), &name, &address, &secret, mode, default_realm.as_deref()).await?;
-            println!(
+            outln!(
                 "added RADIUS client {} for {} (Message-Authenticator: {})",
                 c.name,
                 c.address,
@@ -81,9 +81,9 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
             if json {
                 return output::json(&v);
             }
-            println!("name:                  {}", v.name);
-            println!("address:               {}", v.address);
-            println!("message-authenticator: {}", v.message_authenticator);
+            outln!("name:                  {}", v.name);
+            outln!("address:               {}", v.address);
+            outln!("message-authenticator: {}", v.message_authenticator);
             let signs = match (v.signs_requests, v.message_authenticator.as_str()) {
                 (false, _) => "not seen yet",
                 (true, "off") => {
@@ -91,13 +91,13 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
                 }
                 (true, _) => "yes (seen)",
             };
-            println!("signs its requests:    {signs}");
-            println!("default realm:         {}", c.default_realm.as_deref().unwrap_or("(policy default)"));
-            println!("created:               {}", v.created_at);
+            outln!("signs its requests:    {signs}");
+            outln!("default realm:         {}", c.default_realm.as_deref().unwrap_or("(policy default)"));
+            outln!("created:               {}", v.created_at);
         }
         ClientCmd::Delete { name } => {
             admin.delete_radius_client(&actor(), &name).await?;
-            println!("deleted RADIUS client {name}");
+            outln!("deleted RADIUS client {name}");
         }
     }
     Ok(())
@@ -109,12 +109,12 @@ pub async fn group(node: &Node, cmd: GroupCmd) -> anyhow::Result<()> {
         GroupCmd::Add { group, user, realm } => {
             let u = find(node, &UserRef { user, realm }).await?;
             admin.add_to_group(&actor(), &group, &u).await?;
-            println!("added {} to group {group}", u.username);
+            outln!("added {} to group {group}", u.username);
         }
         GroupCmd::Remove { group, user, realm } => {
             let u = find(node, &UserRef { user, realm }).await?;
             admin.remove_from_group(&actor(), &group, &u).await?;
-            println!("removed {} from group {group}", u.username);
+            outln!("removed {} from group {group}", u.username);
         }
         GroupCmd::List { json } => {
             let mut out = Vec::new();
@@ -164,7 +164,7 @@ pub async fn reply(node: &Node, cfg: &Config, cmd: ReplyCmd) -> anyhow::Result<(
             }
             for (name, value) in checked {
                 let r = admin.add_reply_rule(&actor(), scope.clone(), &name, &value).await?;
-                println!("added reply rule {}: {} = {}", r.id, r.attribute, r.value);
+                outln!("added reply rule {}: {} = {}", r.id, r.attribute, r.value);
             }
         }
         ReplyCmd::List { json } => {
@@ -193,7 +193,7 @@ pub async fn reply(node: &Node, cfg: &Config, cmd: ReplyCmd) -> anyhow::Result<(
         ReplyCmd::Delete { id } => {
             let id: i64 = id.parse().map_err(|_| UsageError(format!("`{id}` is not a rule id")))?;
             admin.delete_reply_rule(&actor(), id).await?;
-            println!("deleted reply rule {id}");
+            outln!("deleted reply rule {id}");
         }
     }
     Ok(())

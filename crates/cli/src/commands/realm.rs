@@ -66,7 +66,7 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
             let secrets = (!secrets.is_empty()).then_some(secrets);
             let r = admin.put_realm(&actor(), &name, settings, secrets).await?;
             let kinds: Vec<&str> = r.settings.sources.iter().map(|s| s.kind()).collect();
-            println!(
+            outln!(
                 "realm {} saved ({}); running servers pick it up within seconds",
                 r.name,
                 if kinds.is_empty() { "local passwords only".to_string() } else { kinds.join(" → ") }
@@ -105,7 +105,7 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
                 .collect();
             output::table(&["NAME", "SOURCES", "CACHE-TTL", "AUTO-PROVISION", ""], &rows);
             if !realms.iter().any(|r| r.name == policy.default_realm) {
-                println!("default realm: {} (local passwords only)", policy.default_realm);
+                outln!("default realm: {} (local passwords only)", policy.default_realm);
             }
         }
         RealmCmd::Show { name, json } => {
@@ -121,12 +121,12 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
             if json {
                 return output::json(&doc);
             }
-            println!("{}", toml::to_string_pretty(&r.settings).unwrap_or_default());
-            println!("# secrets set: {}", if secrets.is_empty() { "none".into() } else { secrets.join(", ") });
+            outln!("{}", toml::to_string_pretty(&r.settings).unwrap_or_default());
+            outln!("# secrets set: {}", if secrets.is_empty() { "none".into() } else { secrets.join(", ") });
         }
         RealmCmd::Delete { name } => {
             admin.delete_realm(&actor(), &name).await?;
-            println!("deleted realm {name}");
+            outln!("deleted realm {name}");
         }
         RealmCmd::Test { name, user } => {
             admin.realm(&name).await?;
@@ -134,13 +134,13 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
             let checks = node.directory.test(&name).await.unwrap_or_default();
             let mut all_ok = true;
             if checks.is_empty() {
-                println!("{name}: no directory sources (local passwords only)");
+                outln!("{name}: no directory sources (local passwords only)");
             }
             for c in &checks {
                 all_ok &= c.ok;
-                println!("{} {}", if c.ok { "ok  " } else { "FAIL" }, c.source);
+                outln!("{} {}", if c.ok { "ok  " } else { "FAIL" }, c.source);
                 for line in &c.lines {
-                    println!("     {line}");
+                    outln!("     {line}");
                 }
             }
             if let Some(user) = user {
@@ -153,14 +153,14 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
                 let verdict = node.directory.verify(&name, &user, &pw).await;
                 match &verdict {
                     DirectoryVerdict::Accepted { source, groups } => {
-                        println!("password accepted by {source}; groups: {}", groups.join(", "))
+                        outln!("password accepted by {source}; groups: {}", groups.join(", "))
                     }
                     DirectoryVerdict::WrongPassword { reason }
                     | DirectoryVerdict::UnknownUser { reason }
                     | DirectoryVerdict::Refused { reason }
                     | DirectoryVerdict::Unavailable { reason } => {
                         all_ok = false;
-                        println!("password not accepted: {reason}")
+                        outln!("password not accepted: {reason}")
                     }
                 }
             }
@@ -170,14 +170,14 @@ pub async fn run(node: &Node, cmd: RealmCmd) -> anyhow::Result<()> {
         }
         RealmCmd::FlushCache => {
             let g = admin.flush_directory_cache(&actor()).await?;
-            println!("directory cache flushed (generation {g}); running servers drop it within seconds");
+            outln!("directory cache flushed (generation {g}); running servers drop it within seconds");
         }
         RealmCmd::Default { name } => {
             let mut p = admin.policy().await?;
             p.default_realm = name.clone();
             p.validate().map_err(|e| CoreError::invalid("default_realm", e))?;
             admin.set_policy(&actor(), &p).await?;
-            println!("default realm is now {name}");
+            outln!("default realm is now {name}");
         }
     }
     Ok(())

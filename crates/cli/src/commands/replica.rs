@@ -171,7 +171,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
         ReplicaCmd::Token(TokenArgs { action: Some(TokenAction::Revoke { id }), .. }) => {
             let a = audit(node, "replica.token.revoke").target(id.to_string()).result(AuditResult::Ok, None);
             if repl.cluster.revoke_join_token(id, now_ms(), a).await? {
-                println!("revoked join token {id}");
+                outln!("revoked join token {id}");
                 Ok(())
             } else {
                 anyhow::bail!(UsageError(format!("no unused join token {id} (see `tessera replica token list`)")))
@@ -183,7 +183,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
             if json {
                 return output::json(&serde_json::json!({"pin": pin}));
             }
-            println!("{pin}");
+            outln!("{pin}");
             Ok(())
         }
         ReplicaCmd::Join { primary, token, pin, force } => {
@@ -197,7 +197,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
                 );
             }
             let done = join(node, &repl, &primary, &token, pin).await?;
-            println!("joined {done}");
+            outln!("joined {done}");
             Ok(())
         }
         ReplicaCmd::Nodes { json } => nodes(node, &repl, json),
@@ -212,7 +212,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
             }
             let a = audit(node, "replica.remove").target(&name).result(AuditResult::Ok, Some("credential revoked"));
             if repl.cluster.remove_node(&name, a).await? {
-                println!("removed {name}: its requests are refused from now on (it must join again with a new token)");
+                outln!("removed {name}: its requests are refused from now on (it must join again with a new token)");
                 Ok(())
             } else {
                 anyhow::bail!(UsageError(format!("no enrolled node `{name}` (see `tessera replica nodes`)")))
@@ -234,10 +234,11 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
             })?;
             let reason = format!("epoch {}", s.epoch);
             node.ctx.store.append_audit(audit(node, "replica.promote").result(AuditResult::Ok, Some(&reason))).await?;
-            println!(
+            outln!(
                 "promoted: {} is the primary now (epoch {}); the other replicas and the old primary move to it by \
                  themselves when they reach it",
-                node.ctx.node, s.epoch
+                node.ctx.node,
+                s.epoch
             );
             Ok(())
         }
@@ -252,7 +253,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
                 Some(t) => join(node, &repl, &primary, &t, pin).await?,
                 None => repoint(node, &repl, &primary, pin).await?,
             };
-            println!("demoted; now following {done}");
+            outln!("demoted; now following {done}");
             Ok(())
         }
         ReplicaCmd::Repoint { primary, pin } => {
@@ -261,7 +262,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
                 anyhow::bail!("this node is a primary; use `tessera replica demote` to make it follow another primary");
             }
             let done = repoint(node, &repl, &primary, pin).await?;
-            println!("re-pointed; now following {done}");
+            outln!("re-pointed; now following {done}");
             Ok(())
         }
         ReplicaCmd::ConfirmPrimary => {
@@ -278,7 +279,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
             })?;
             let reason = format!("fence lifted by an administrator at epoch {} (was: {why})", s.epoch);
             node.ctx.store.append_audit(audit(node, "replica.confirm").result(AuditResult::Ok, Some(&reason))).await?;
-            println!("confirmed: {} is the primary (epoch {}) and takes changes again", node.ctx.node, s.epoch);
+            outln!("confirmed: {} is the primary (epoch {}) and takes changes again", node.ctx.node, s.epoch);
             Ok(())
         }
         ReplicaCmd::Sync => {
@@ -290,7 +291,7 @@ pub async fn run(node: &Node, cmd: ReplicaCmd) -> anyhow::Result<()> {
             let (hello, _) = client.hello(PEER_TIMEOUT).await?;
             check_primary(node, &hello, &s)?;
             let position = resnapshot(&repl, &client).await?;
-            println!("resynchronised from {} at position {position}", primary_label(&s));
+            outln!("resynchronised from {} at position {position}", primary_label(&s));
             Ok(())
         }
     }
@@ -321,7 +322,7 @@ async fn mint_token(node: &Node, repl: &Replication, ttl: &str, json: bool) -> a
     if json {
         return output::json(&serde_json::json!({"token": token, "id": id, "pin": pin, "expires_at": expires}));
     }
-    println!("{token}");
+    outln!("{token}");
     let pin = pin.map(|p| format!(" --pin {p}")).unwrap_or_default();
     eprintln!(
         "join token {id} created (shown once; works once; expires {}). On the new replica:\n  tessera replica join \
@@ -475,15 +476,15 @@ fn status(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
             "journalled_logins": pending,
         }));
     }
-    println!("node:          {}", node.ctx.node);
-    println!("role:          {}", s.role.as_str());
-    println!("epoch:         {}", s.epoch);
+    outln!("node:          {}", node.ctx.node);
+    outln!("role:          {}", s.role.as_str());
+    outln!("epoch:         {}", s.epoch);
     if let Some(why) = &s.fence {
-        println!("FENCED:        {why}");
+        outln!("FENCED:        {why}");
     }
     if s.role == Role::Replica {
-        println!("primary:       {}", primary_label(&s));
-        println!(
+        outln!("primary:       {}", primary_label(&s));
+        outln!(
             "following:     {}",
             match (following, &s.follow_error) {
                 (true, _) => "yes".to_string(),
@@ -491,18 +492,18 @@ fn status(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
                 (false, None) => "NO (no contact with the primary lately; is `tessera serve` running?)".into(),
             }
         );
-        println!("position:      {}", s.position);
+        outln!("position:      {}", s.position);
         let lag = match (following, s.lag_ms, s.last_contact_at) {
             (true, Some(l), _) => duration_ms(l),
             (false, _, Some(t)) => format!("at least {} (not following)", duration_ms(now - t)),
             _ => "unknown".into(),
         };
-        println!("lag:           {lag}");
-        println!("last contact:  {}", when(s.last_contact_at, now));
-        println!("clock offset:  {}", s.clock_offset_ms.map_or("unknown".into(), |o| format!("{o:+} ms")));
-        println!("journalled:    {pending} login(s) not yet taken by the primary");
+        outln!("lag:           {lag}");
+        outln!("last contact:  {}", when(s.last_contact_at, now));
+        outln!("clock offset:  {}", s.clock_offset_ms.map_or("unknown".into(), |o| format!("{o:+} ms")));
+        outln!("journalled:    {pending} login(s) not yet taken by the primary");
     } else {
-        println!("position:      {head}");
+        outln!("position:      {head}");
     }
     Ok(())
 }

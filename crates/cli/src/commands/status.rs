@@ -31,19 +31,19 @@ pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
             },
         }));
     }
-    println!("node:            {}", node.ctx.node);
-    println!("data dir:        {}", cfg.server.data_dir.display());
-    println!("database:        {}", cfg.database_display());
-    println!("master key:      {} (from {})", node.ctx.keys.key_id(), node.key_source);
-    println!("users:           {users}");
-    println!("RADIUS clients:  {clients}");
-    println!("realms:          {realms}");
+    outln!("node:            {}", node.ctx.node);
+    outln!("data dir:        {}", cfg.server.data_dir.display());
+    outln!("database:        {}", cfg.database_display());
+    outln!("master key:      {} (from {})", node.ctx.keys.key_id(), node.key_source);
+    outln!("users:           {users}");
+    outln!("RADIUS clients:  {clients}");
+    outln!("realms:          {realms}");
     if b.interval_seconds == 0 {
-        println!("backups:         no schedule ([backup] interval_seconds = 0)");
+        outln!("backups:         no schedule ([backup] interval_seconds = 0)");
     } else {
-        println!("backups:         every {} s into {}, keeping {}", b.interval_seconds, b.dir, b.keep);
+        outln!("backups:         every {} s into {}, keeping {}", b.interval_seconds, b.dir, b.keep);
         match backup {
-            Some(s) if s.ok => println!(
+            Some(s) if s.ok => outln!(
                 "last backup:     ok at {} ({}, {} bytes, {:.1} s; {} kept)",
                 s.last_run_at,
                 s.file.unwrap_or_default(),
@@ -51,8 +51,8 @@ pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
                 s.seconds,
                 s.kept
             ),
-            Some(s) => println!("last backup:     FAILED at {}: {}", s.last_run_at, s.error.unwrap_or_default()),
-            None => println!("last backup:     none yet"),
+            Some(s) => outln!("last backup:     FAILED at {}: {}", s.last_run_at, s.error.unwrap_or_default()),
+            None => outln!("last backup:     none yet"),
         }
     }
     Ok(())

@@ -25,13 +25,13 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
                     "otpauth_uri": e.uri,
                 }));
             }
-            println!("enrolled token {} for {} (pending until confirmed)", e.token.serial, user.user);
-            println!("secret:      {}", e.secret.to_base32());
-            println!("otpauth URI: {}", e.uri);
+            outln!("enrolled token {} for {} (pending until confirmed)", e.token.serial, user.user);
+            outln!("secret:      {}", e.secret.to_base32());
+            outln!("otpauth URI: {}", e.uri);
             if !no_qr && let Some(qr) = tessera_server::qr::terminal(&e.uri) {
-                println!("{qr}");
+                outln!("{qr}");
             }
-            println!("confirm with: tessera token confirm {} <current code>", user.user);
+            outln!("confirm with: tessera token confirm {} <current code>", user.user);
         }
         TokenCmd::Add { user, secret, secret_hex, params, counter, serial, pending, json } => {
             let p = otp_params(params.kind.as_deref(), params.algorithm.as_deref(), params.digits, params.period)?;
@@ -42,14 +42,14 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             if json {
                 return output::json(&TokenView::from(&t));
             }
-            println!("added token {} for {} ({})", t.serial, user.user, t.state.as_str());
+            outln!("added token {} for {} ({})", t.serial, user.user, t.state.as_str());
         }
         TokenCmd::AddEmail { user, address, oob } => add_oob(node, user, OobChannel::Email, &address, oob).await?,
         TokenCmd::AddSms { user, phone, oob } => add_oob(node, user, OobChannel::Sms, &phone, oob).await?,
         TokenCmd::Confirm { user, code } => {
             let u = find(node, &user).await?;
             let t = admin.confirm_token(&actor(), &u, &code).await?;
-            println!("confirmed token {}: {} is now active", t.serial, user.user);
+            outln!("confirmed token {}: {} is now active", t.serial, user.user);
         }
         TokenCmd::List { user, realm, limit, offset, json } => {
             let tokens = match user {
@@ -101,7 +101,7 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
                 ("last used", t.last_used_at.clone().unwrap_or_else(|| "never".into())),
                 ("description", t.description.clone()),
             ] {
-                println!("{:<12} {v}", format!("{k}:"));
+                outln!("{:<12} {v}", format!("{k}:"));
             }
         }
         TokenCmd::Resync { serial, first, second } => {
@@ -115,15 +115,15 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             let t = admin.find_token(&serial).await?;
             let t = admin.resync_token(&actor(), &t, codes).await?;
             if codes.is_some() {
-                println!("resynchronised {} (counter {}, drift {})", t.serial, t.counter, t.drift);
+                outln!("resynchronised {} (counter {}, drift {})", t.serial, t.counter, t.drift);
             } else {
-                println!("reset the learned drift of {}", t.serial);
+                outln!("reset the learned drift of {}", t.serial);
             }
         }
         TokenCmd::Delete { serial } => {
             let t = admin.find_token(&serial).await?;
             admin.delete_token(&actor(), &t).await?;
-            println!("deleted token {}", t.serial);
+            outln!("deleted token {}", t.serial);
         }
         TokenCmd::Import(a) => return super::inventory::import(node, a).await,
         TokenCmd::Inventory { assigned, unassigned, manufacturer, model, limit, offset, json } => {
@@ -138,11 +138,11 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
         TokenCmd::Assign { serial, user } => {
             let u = find(node, &user).await?;
             let t = admin.assign_inventory(&actor(), &serial, &u).await?;
-            println!("assigned hardware token {} to {}", t.serial, user.user);
+            outln!("assigned hardware token {} to {}", t.serial, user.user);
         }
         TokenCmd::Unassign { serial } => {
             admin.unassign_inventory(&actor(), &serial).await?;
-            println!("hardware token {serial} is back in the inventory");
+            outln!("hardware token {serial} is back in the inventory");
         }
     }
     Ok(())
@@ -158,13 +158,14 @@ async fn add_oob(node: &Node, r: UserRef, channel: OobChannel, address: &str, a:
         return output::json(&TokenView::from(&t));
     }
     let to = t.oob.as_ref().map(|o| o.address.as_str()).unwrap_or_default();
-    println!("added {} token {} for {}: codes go to {to}", channel.as_str(), t.serial, r.user);
+    outln!("added {} token {} for {}: codes go to {to}", channel.as_str(), t.serial, r.user);
     let policy = node.admin.policy().await?;
     if !policy.oob_enabled(&u.realm, &u.username) {
-        println!(
+        outln!(
             "note: no codes are sent until the policy enables them, e.g. `tessera policy set oob_users={}` \
              or `oob_realms={}`",
-            r.user, u.realm
+            r.user,
+            u.realm
         );
     }
     let configured = match channel {
@@ -172,7 +173,7 @@ async fn add_oob(node: &Node, r: UserRef, channel: OobChannel, address: &str, a:
         OobChannel::Sms => node.config.sms.enabled(),
     };
     if !configured {
-        println!(
+        outln!(
             "note: this configuration has no {} set up ({})",
             channel.as_str(),
             if channel == OobChannel::Email { "[email] host" } else { "[sms] url" }
@@ -184,9 +185,9 @@ async fn add_oob(node: &Node, r: UserRef, channel: OobChannel, address: &str, a:
 pub async fn backup_codes(node: &Node, r: UserRef) -> anyhow::Result<()> {
     let u = find(node, &r).await?;
     let codes = node.admin.regenerate_backup_codes(&actor(), &u).await?;
-    println!("backup codes for {} (each works once; any earlier set is now void):", r.user);
+    outln!("backup codes for {} (each works once; any earlier set is now void):", r.user);
     for c in &codes {
-        println!("  {}", c.display());
+        outln!("  {}", c.display());
     }
     Ok(())
 }

@@ -266,7 +266,7 @@ pub async fn export(node: &Node, env: &BTreeMap<String, String>, cmd: ExportCmd)
         }
     }
     write_out(&out, pass, text.as_bytes())?;
-    println!(
+    outln!(
         "exported {users} users and {tokens} tokens to {}{}",
         out.display(),
         if secrets { " (encrypted, with secrets)" } else { " (no secrets: tokens cannot be re-created from it)" }
@@ -330,7 +330,7 @@ async fn export_config(node: &Node, out: &Path, pass: Option<tessera_backup::Sec
     };
     let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&doc)? + "\n");
     write_out(out, pass, text.as_bytes())?;
-    println!(
+    outln!(
         "exported the policy, {} RADIUS clients, {} realms and {} reply rules to {}{}",
         doc.radius_clients.len(),
         doc.realms.len(),
@@ -362,7 +362,7 @@ async fn import_config(node: &Node, env: &BTreeMap<String, String>, a: ImportUse
     if a.dry_run {
         let new_clients = doc.radius_clients.iter().filter(|c| !have_clients.contains(&c.name)).count();
         let new_realms = doc.realms.iter().filter(|r| !have_realms.contains(&r.name)).count();
-        println!(
+        outln!(
             "dry run (nothing changed): policy would be replaced; {new_clients} new RADIUS clients, {new_realms} new realms"
         );
         return Ok(());
@@ -414,9 +414,9 @@ async fn import_config(node: &Node, env: &BTreeMap<String, String>, a: ImportUse
         rules += 1;
     }
     for n in &notes {
-        println!("{n}");
+        outln!("{n}");
     }
-    println!("policy replaced; {clients} RADIUS clients, {realms} realms and {rules} reply rules added");
+    outln!("policy replaced; {clients} RADIUS clients, {realms} realms and {rules} reply rules added");
     Ok(())
 }
 
@@ -457,7 +457,7 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
         let existing = admin.find_user(Some(&u.realm), &u.username).await.ok();
         if existing.is_some() && !merge {
             skipped += 1;
-            println!("{}@{}: exists; skipped", u.username, u.realm);
+            outln!("{}@{}: exists; skipped", u.username, u.realm);
             continue;
         }
         if a.dry_run {
@@ -517,7 +517,7 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
             admin.set_disabled(&actor(), &user, u.disabled).await?;
         }
     }
-    println!(
+    outln!(
         "{}{created} users created, {merged} merged, {skipped} skipped; {tokens} tokens added{}",
         if a.dry_run { "dry run (nothing changed): " } else { "" },
         if tokens_without_secret > 0 {

@@ -31,7 +31,7 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
             let pw = read_password(&password)?;
             let has_pw = pw.is_some();
             let u = admin.add_user(&actor(), user.realm.as_deref(), &user.user, pw).await?;
-            println!(
+            outln!(
                 "added user {} ({}, {})",
                 label(&u),
                 u.status(now).as_str(),
@@ -79,27 +79,27 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
                     &serde_json::json!({ "user": view, "tokens": tokens, "backup_codes_left": left, "groups": groups }),
                 );
             }
-            println!("user:          {}", view.username);
-            println!("realm:         {}", view.realm);
-            println!("id:            {}", view.id);
-            println!("status:        {}", view.status.as_str());
-            println!("password:      {}", if view.has_password { "set" } else { "none" });
-            println!("failures:      {}", view.failures);
+            outln!("user:          {}", view.username);
+            outln!("realm:         {}", view.realm);
+            outln!("id:            {}", view.id);
+            outln!("status:        {}", view.status.as_str());
+            outln!("password:      {}", if view.has_password { "set" } else { "none" });
+            outln!("failures:      {}", view.failures);
             if let Some(t) = &view.locked_until {
-                println!("locked until:  {t}");
+                outln!("locked until:  {t}");
             }
             for (name, a) in [("last attempt:", &view.last_attempt), ("last success:", &view.last_success)] {
                 match a {
-                    Some(a) => println!("{name:<14} {} from {} via {}", a.at, opt(&a.address), opt(&a.client)),
-                    None => println!("{name:<14} never"),
+                    Some(a) => outln!("{name:<14} {} from {} via {}", a.at, opt(&a.address), opt(&a.client)),
+                    None => outln!("{name:<14} never"),
                 }
             }
-            println!("backup codes:  {left} unused");
-            println!("groups:        {}", if groups.is_empty() { "-".to_string() } else { groups.join(", ") });
-            println!("created:       {}", view.created_at);
-            println!("tokens:        {}", tokens.len());
+            outln!("backup codes:  {left} unused");
+            outln!("groups:        {}", if groups.is_empty() { "-".to_string() } else { groups.join(", ") });
+            outln!("created:       {}", view.created_at);
+            outln!("tokens:        {}", tokens.len());
             for t in &tokens {
-                println!(
+                outln!(
                     "  {} {} {} {} digits{} ({}){}",
                     t.serial,
                     t.kind,
@@ -114,27 +114,27 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
         UserCmd::Unlock(r) => {
             let u = find(node, &r).await?;
             admin.unlock(&actor(), &u).await?;
-            println!("unlocked {}", label(&u));
+            outln!("unlocked {}", label(&u));
         }
         UserCmd::Reset(r) => {
             let u = find(node, &r).await?;
             admin.reset(&actor(), &u).await?;
-            println!("reset {}: tokens, backup codes and lock state removed; the user is unregistered", label(&u));
+            outln!("reset {}: tokens, backup codes and lock state removed; the user is unregistered", label(&u));
         }
         UserCmd::Disable(r) => {
             let u = find(node, &r).await?;
             admin.set_disabled(&actor(), &u, true).await?;
-            println!("disabled {}", label(&u));
+            outln!("disabled {}", label(&u));
         }
         UserCmd::Enable(r) => {
             let u = find(node, &r).await?;
             admin.set_disabled(&actor(), &u, false).await?;
-            println!("enabled {}", label(&u));
+            outln!("enabled {}", label(&u));
         }
         UserCmd::Delete(r) => {
             let u = find(node, &r).await?;
             admin.delete_user(&actor(), &u).await?;
-            println!("deleted {}", label(&u));
+            outln!("deleted {}", label(&u));
         }
         UserCmd::Passwd { user, password, remove } => {
             let u = find(node, &user).await?;
@@ -148,7 +148,7 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
             };
             let removing = pw.is_none();
             admin.set_password(&actor(), &u, pw).await?;
-            println!("{} the local password of {}", if removing { "removed" } else { "set" }, label(&u));
+            outln!("{} the local password of {}", if removing { "removed" } else { "set" }, label(&u));
         }
     }
     Ok(())

@@ -161,10 +161,17 @@ impl TestNode {
     /// Starts `tessera serve` as the last arguments of `wrapper` (e.g.
     /// `["faketime", "-f", "+120s"]`), with extra environment variables.
     pub fn start_wrapped(&mut self, wrapper: &[&str], env: &[(&str, &str)]) {
+        self.start_serve(wrapper, &[], env);
+    }
+
+    /// Starts `tessera serve SERVE_ARGS…` as the last arguments of
+    /// `wrapper` (may be empty), with extra environment variables.
+    pub fn start_serve(&mut self, wrapper: &[&str], serve_args: &[&str], env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         let mut all = vec![("TESSERA_HTTP_LISTEN", "127.0.0.1:0"), ("TESSERA_RADIUS_LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(env);
-        let mut command = self.command(&["serve"], &all);
+        let args: Vec<&str> = std::iter::once("serve").chain(serve_args.iter().copied()).collect();
+        let mut command = self.command(&args, &all);
         if let Some((program, args)) = wrapper.split_first() {
             let mut wrapped = Command::new(program);
             wrapped.args(args).arg(command.get_program()).args(command.get_args());

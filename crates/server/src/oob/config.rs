@@ -1,53 +1,19 @@
 //! `[oob]`, `[email]` and `[sms]`: how codes are made and limited, and the
-//! two ways they leave. Formal checks here (run by `Config::validate`);
-//! files are read and transports built at start-up (`super::service`).
+//! two ways they leave. The sections are data in `crate::config`; their
+//! formal checks are here ([`check`], run by `crate::node::startup_checks`
+//! wherever a configuration is loaded); files are read and transports built
+//! at start-up (`super::service`).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use tessera_core::oob::OobSettings;
 
 use super::template;
 use crate::config::Config;
+pub use crate::config::{EmailSection, OobSection, SmsSection};
 
 /// Longest wait for one delivery (connect, TLS, SMTP dialogue or HTTP exchange).
 pub const MAX_TIMEOUT_SECONDS: u64 = 60;
-
-/// `[oob]`: lifetime, limits and texts of the codes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OobSection {
-    /// Seconds a code works (1–3600).
-    pub ttl_seconds: u32,
-    /// Codes sent to one user per `user_window_seconds` (counted in the
-    /// database, so shared by every node).
-    pub user_limit: u32,
-    pub user_window_seconds: u32,
-    /// Codes this node sends per minute to all users together.
-    pub global_per_minute: u32,
-    /// The text sent: `{code}`, `{minutes}`, `{username}`.
-    pub message: String,
-    /// The challenge prompt: `{address}` is the masked address.
-    pub prompt: String,
-    /// Sent with the reject when no code could be sent.
-    pub failure_message: String,
-}
-
-impl Default for OobSection {
-    fn default() -> Self {
-        let s = OobSettings::default();
-        OobSection {
-            ttl_seconds: s.ttl_seconds,
-            user_limit: s.user_limit,
-            user_window_seconds: s.user_window_seconds,
-            global_per_minute: s.global_per_minute,
-            message: "Your login code is {code}. It expires in {minutes} minutes.".into(),
-            prompt: s.prompt,
-            failure_message: s.failure_message,
-        }
-    }
-}
 
 impl OobSection {
     pub fn settings(&self) -> OobSettings {
@@ -58,79 +24,6 @@ impl OobSection {
             global_per_minute: self.global_per_minute,
             prompt: self.prompt.clone(),
             failure_message: self.failure_message.clone(),
-        }
-    }
-}
-
-/// `[email]`: an SMTP submission server. Off while `host` is empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmailSection {
-    pub host: String,
-    pub port: u16,
-    /// `starttls` (upgrade required), `tls` (implicit TLS, port 465) or
-    /// `none` (only to a loopback host).
-    pub tls: String,
-    /// Extra CA certificates (PEM) besides the system's.
-    pub ca_file: PathBuf,
-    /// SMTP AUTH user; empty = no authentication.
-    pub username: String,
-    /// File whose first line is the SMTP password (required with `username`).
-    pub password_file: PathBuf,
-    /// Sender, `name@domain` or `Name <name@domain>`.
-    pub from: String,
-    /// `{code}`, `{minutes}`, `{username}`, `{message}`.
-    pub subject: String,
-    pub body: String,
-    pub timeout_seconds: u64,
-}
-
-impl Default for EmailSection {
-    fn default() -> Self {
-        EmailSection {
-            host: String::new(),
-            port: 587,
-            tls: "starttls".into(),
-            ca_file: PathBuf::new(),
-            username: String::new(),
-            password_file: PathBuf::new(),
-            from: String::new(),
-            subject: "Your login code".into(),
-            body: "{message}\n\nIf you did not just try to log in, tell your administrator.\n".into(),
-            timeout_seconds: 10,
-        }
-    }
-}
-
-/// `[sms]`: an HTTP gateway. Off while `url` is empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SmsSection {
-    /// `http(s)://…`; `{phone}`, `{message}`, `{code}`, `{username}` are
-    /// percent-encoded into it.
-    pub url: String,
-    /// `POST`, `PUT`, `PATCH` or `GET`.
-    pub method: String,
-    /// `"Name: value"` lines, e.g. `["Content-Type: application/json",
-    /// "Authorization: Bearer …"]`.
-    pub headers: Vec<String>,
-    /// Request body, same placeholders; escaped for JSON or form bodies as
-    /// the Content-Type header says, else inserted as they are.
-    pub body: String,
-    /// Statuses meaning "sent": `200-299`, `200,202`, …
-    pub success_status: String,
-    pub timeout_seconds: u64,
-}
-
-impl Default for SmsSection {
-    fn default() -> Self {
-        SmsSection {
-            url: String::new(),
-            method: "POST".into(),
-            headers: Vec::new(),
-            body: String::new(),
-            success_status: "200-299".into(),
-            timeout_seconds: 10,
         }
     }
 }
@@ -226,7 +119,7 @@ pub fn is_loopback(host: &str) -> bool {
 }
 
 /// Every formal rule of the three sections.
-pub fn validate(cfg: &Config) -> Result<(), String> {
+pub fn check(cfg: &Config) -> Result<(), String> {
     cfg.oob.settings().validate().map_err(|m| format!("oob.{m}"))?;
     template::check(&cfg.oob.message, MESSAGE_VARS, "oob.message")?;
     if !cfg.oob.message.contains("{code}") {
@@ -289,13 +182,13 @@ mod tests {
     fn with(f: impl FnOnce(&mut Config)) -> Result<(), String> {
         let mut c = Config::default();
         f(&mut c);
-        validate(&c)
+        check(&c)
     }
 
     #[test]
     fn defaults_are_valid_and_off() {
         let c = Config::default();
-        validate(&c).unwrap();
+        check(&c).unwrap();
         assert!(!c.email.enabled() && !c.sms.enabled());
     }
 

@@ -98,6 +98,13 @@ impl Settings {
     }
 }
 
+/// The formal checks of `[syslog]`, also while it is off (so a section
+/// that would fail when switched on is named now, not at that later start).
+/// Run by `crate::node::startup_checks`.
+pub fn check(cfg: &SyslogSection) -> Result<(), String> {
+    Settings::from_config(cfg, "check").map(drop)
+}
+
 /// The process's syslog output. Set up once by [`install`] (before the
 /// tracing subscriber, which is process-wide too); the queue's receiving
 /// end waits here until [`start`] spawns the sender.

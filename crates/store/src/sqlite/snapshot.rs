@@ -80,6 +80,45 @@ pub fn in_use(db: &Path) -> Result<bool, StoreError> {
     }
 }
 
+/// The tables whose rows are an installation's data (what a restore over
+/// them would lose), with the noun for one row. Policy, audit records and
+/// replication bookkeeping are left out: `init` writes some of them, and an
+/// audit log without users is no installation worth keeping from a restore.
+const DATA_TABLES: &[(&str, &str)] = &[
+    ("users", "user"),
+    ("tokens", "token"),
+    ("backup_codes", "backup code"),
+    ("radius_clients", "RADIUS client"),
+    ("realms", "realm"),
+    ("admins", "admin"),
+    ("api_keys", "API key"),
+    ("group_members", "group membership"),
+    ("reply_rules", "reply rule"),
+    ("inventory", "inventory token"),
+];
+
+/// What the database at `db` holds, table by table (only tables with rows;
+/// empty: a database as `tessera init` left it). Read-only.
+pub fn data_rows(db: &Path) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    let conn = open_read_only(db)?;
+    let mut out = Vec::new();
+    for (table, noun) in DATA_TABLES {
+        let exists: bool = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)", [table], |r| {
+                r.get(0)
+            })
+            .map_err(map_err)?;
+        if !exists {
+            continue;
+        }
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(map_err)?;
+        if n > 0 {
+            out.push((*noun, n.unsigned_abs()));
+        }
+    }
+    Ok(out)
+}
+
 fn open_read_only(db: &Path) -> Result<Connection, StoreError> {
     if !db.exists() {
         return Err(StoreError::NotInitialised(format!("{} does not exist", db.display())));
@@ -133,5 +172,21 @@ mod tests {
         drop(w);
         assert!(!in_use(&db).unwrap());
         assert!(snapshot_into(&db, &out).is_err(), "VACUUM INTO never overwrites");
+    }
+
+    #[test]
+    fn data_rows_of_an_empty_and_a_used_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let w = Connection::open(&db).unwrap();
+        schema::migrate(&w, 0).unwrap();
+        w.execute("INSERT INTO meta (key, value) VALUES ('key_id', 'abcd')", []).unwrap();
+        assert_eq!(data_rows(&db).unwrap(), [], "meta alone is no data");
+        w.execute(
+            "INSERT INTO reply_rules (id, scope, attribute, value, created_at) VALUES (1, 'all', 'Class', 'x', 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(data_rows(&db).unwrap(), [("reply rule", 1)]);
     }
 }
