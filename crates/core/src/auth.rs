@@ -326,9 +326,11 @@ impl Authenticator {
                 }
                 if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, false) {
                     match snap.backup_code(&digest) {
-                        Ok(Some(BackupCodeState::Unused)) => {
+                        Ok(Some(BackupCodeState::Unused)) if backup_codes_active(user) => {
                             return Evaluation::Decided(Verdict::Verified(Factor::BackupCode { digest }));
                         }
+                        // Not yet: ends below as `no_active_token` (not counted).
+                        Ok(Some(BackupCodeState::Unused)) => {}
                         Ok(Some(BackupCodeState::Used)) => codes.replayed = Some(REPLAYED_BACKUP_CODE),
                         Ok(None) => {}
                         // Let the engine retry outside, where the error can be reported.
@@ -575,7 +577,12 @@ impl Authenticator {
             match ctx.store.backup_code(&user.id, &digest).await? {
                 Some(BackupCodeState::Unused) => {
                     let ff = self.first_factor(login, password, &mut checked).await;
-                    return Ok((with_first_factor(&ff, Verdict::Verified(Factor::BackupCode { digest })), Some(ff)));
+                    let verdict = if backup_codes_active(user) {
+                        Verdict::Verified(Factor::BackupCode { digest })
+                    } else {
+                        Verdict::Refused("no_active_token")
+                    };
+                    return Ok((with_first_factor(&ff, verdict), Some(ff)));
                 }
                 // Used already: a replay if the password before it is right
                 // (not counted); else on to the other readings below.
@@ -954,6 +961,15 @@ fn check_oob<'a>(
     check
 }
 
+/// Whether the user's backup codes work now. They stand in for a confirmed
+/// token's code: until the user has one (is registered) there is nothing to
+/// stand in for, so codes issued at enrolment (the portal's, or
+/// `backup-codes` before `token confirm`) work once a token is confirmed
+/// (issue 15). Kept, not voided: the user was shown them once.
+fn backup_codes_active(user: &User) -> bool {
+    user.registered
+}
+
 /// The digest of the backup code `input` may end with (or be), and the
 /// password part before it.
 fn backup_candidate<'a>(
@@ -963,11 +979,7 @@ fn backup_candidate<'a>(
     policy: &Policy,
     has_password: bool,
 ) -> Option<([u8; 32], &'a str)> {
-    // Backup codes stand in for a confirmed token's code: until the user has
-    // one (registered), there is nothing to stand in for, so codes issued at
-    // enrolment (the portal's, or `backup-codes` before `token confirm`)
-    // work only once a token is confirmed (issue 15).
-    if !policy.backup_codes_enabled || !user.registered {
+    if !policy.backup_codes_enabled {
         return None;
     }
     let split = if has_password {

@@ -17,8 +17,8 @@ use tessera_core::oob::OobCode;
 use tessera_core::policy::{LockoutMode, Policy};
 use tessera_core::random::OsRandom;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, BackupCodeState, Evaluation, Factor, Snapshot, Store,
-    StoreError, UserChange, UserQuery, Verdict,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, BackupCodeState, Evaluation, Factor, Snapshot,
+    Store, StoreError, UserChange, UserQuery, Verdict,
 };
 use tessera_core::wildcard::Wildcard;
 use tessera_otp::OtpParams;
@@ -1430,10 +1430,7 @@ async fn oob_code_single_use_under_concurrent_submits(f: &Fixture) {
     let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 1, "{outcomes:?}");
     assert!(
-        outcomes.iter().all(|o| matches!(
-            o,
-            AuthOutcome::Accepted | AuthOutcome::Replayed | AuthOutcome::Locked
-        )),
+        outcomes.iter().all(|o| matches!(o, AuthOutcome::Accepted | AuthOutcome::Replayed | AuthOutcome::Locked)),
         "{outcomes:?}"
     );
     assert_eq!(s.oob_codes(&u.id, at(0)).await.unwrap()[0].used_at, Some(at(2)));
