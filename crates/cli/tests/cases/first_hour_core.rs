@@ -138,3 +138,36 @@ fn audit_list_target_finds_a_realm_user_by_the_bare_name() {
     let exact: Value = serde_json::from_str(&n.ok(&["audit", "list", "--target", "lenart", "--json"])).unwrap();
     assert_eq!(exact.as_array().unwrap().len(), 1, "{exact}");
 }
+
+/// Item 4 over REST against a running server: one valid code sent 8 times
+/// at once is 1 accept and 7 rejects audited `replayed_code`; nothing is
+/// counted and the user is not locked (the default threshold is 5).
+#[tokio::test]
+async fn same_valid_code_eight_times_in_parallel_over_rest() {
+    let mut n = TestNode::new();
+    n.ok(&["init"]);
+    n.ok(&["user", "add", "erin"]);
+    n.ok(&["token", "add", "erin", "--secret", SECRET]);
+    n.start();
+    let code = totp_now(SECRET, 0);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, url, code) = (n.client(), n.url("/api/v1/validate"), code.clone());
+            tokio::spawn(async move {
+                let body = serde_json::json!({"username": "erin", "password": code});
+                c.post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += usize::from(t.await.unwrap()["result"] == "accept");
+    }
+    assert_eq!(accepted, 1);
+    let audit: Value = serde_json::from_str(&n.ok(&["audit", "list", "--action", "validate", "--json"])).unwrap();
+    let reasons: Vec<&str> = audit.as_array().unwrap().iter().filter_map(|a| a["reason"].as_str()).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "replayed_code").count(), 7, "{reasons:?}");
+    let s = show(&n, "erin");
+    assert_eq!((s["user"]["status"].as_str(), s["user"]["failures"].as_u64()), (Some("active"), Some(0)));
+    n.stop();
+}
