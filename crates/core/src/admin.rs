@@ -18,7 +18,7 @@ use crate::model::{
     User, UserId,
 };
 use crate::names::{self, DEFAULT_REALM};
-use crate::otp_match::{match_code, open_secret, resync_match};
+use crate::otp_match::{ResyncRefusal, match_code, open_secret, resync_match};
 use crate::password::check_password_rules;
 use crate::policy::Policy;
 use crate::realm::{Realm, RealmSecrets, RealmSettings};
@@ -476,8 +476,16 @@ impl Admin {
                 let secret = open_secret(&self.ctx.keys, token)
                     .map_err(|e| CoreError::Key { token: token.serial.clone(), source: e })?;
                 match resync_match(&secret, token, a, b, self.ctx.clock.now(), policy.max_drift_steps) {
-                    Some(m) => (m.matched + 1, m.drift),
-                    None => return self.refused(base, CoreError::CodeMismatch).await,
+                    Ok(m) => (m.matched + 1, m.drift),
+                    Err(ResyncRefusal::NoMatch) => return self.refused(base, CoreError::CodeMismatch).await,
+                    Err(ResyncRefusal::DriftBeyondPolicy { drift, max }) => {
+                        let period = match token.params.kind {
+                            tessera_otp::OtpKind::Totp { period } => period.get(),
+                            tessera_otp::OtpKind::Hotp => 0,
+                        };
+                        let e = CoreError::drift_beyond_policy(&token.serial, drift, period, max);
+                        return self.refused(base, e).await;
+                    }
                 }
             }
         };

@@ -119,9 +119,37 @@ pub struct AuditQuery {
     pub until: Option<Timestamp>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// Matches the target itself and, as `target_match` says, what is
+    /// named after it (see [`target_prefixes`]).
     pub target: Option<String>,
+    pub target_match: TargetMatch,
     pub result: Option<AuditResult>,
     /// Only records with an id below this (paging backwards).
     pub before_id: Option<i64>,
     pub limit: u32,
+}
+
+/// How an [`AuditQuery`] target matches a record's target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TargetMatch {
+    /// What an administrator typing a name means: the target itself, a user
+    /// of that name in any realm (`NAME@realm`: logins and admin actions name
+    /// realm users so), or a token action on that user (`NAME SERIAL`).
+    #[default]
+    Name,
+    /// One user's records (the target is their label, `name` or
+    /// `name@realm`): the target itself or its token actions, not namesakes
+    /// in other realms.
+    User,
+}
+
+/// The prefixes a target filter matches besides the target itself (see
+/// [`TargetMatch`]); all of the same length. Shared by the backends, which
+/// compare prefixes (not LIKE, whose wildcards and case rules differ
+/// between SQLite and PostgreSQL).
+pub fn target_prefixes(target: &str, how: TargetMatch) -> Vec<String> {
+    match how {
+        TargetMatch::Name => vec![format!("{target}@"), format!("{target} ")],
+        TargetMatch::User => vec![format!("{target} ")],
+    }
 }

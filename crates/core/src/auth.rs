@@ -24,8 +24,8 @@ use crate::password::MAX_PASSWORD_LEN;
 use crate::policy::Policy;
 use crate::realm::DirectoryVerdict;
 use crate::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Evaluator, Factor, Snapshot,
-    StateTicket, Verdict,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, BackupCodeState, Evaluation, Evaluator, Factor,
+    REPLAYED_BACKUP_CODE, REPLAYED_CODE, Snapshot, StateTicket, Verdict,
 };
 
 /// Inputs longer than this are refused before any work: a password plus the
@@ -325,9 +325,14 @@ impl Authenticator {
                     return Evaluation::Decided(Verdict::Verified(factor));
                 }
                 if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, false) {
-                    match snap.backup_code_unused(&digest) {
-                        Ok(true) => return Evaluation::Decided(Verdict::Verified(Factor::BackupCode { digest })),
-                        Ok(false) => {}
+                    match snap.backup_code(&digest) {
+                        Ok(Some(BackupCodeState::Unused)) if backup_codes_active(user) => {
+                            return Evaluation::Decided(Verdict::Verified(Factor::BackupCode { digest }));
+                        }
+                        // Not yet: ends below as `no_active_token` (not counted).
+                        Ok(Some(BackupCodeState::Unused)) => {}
+                        Ok(Some(BackupCodeState::Used)) => codes.replayed = Some(REPLAYED_BACKUP_CODE),
+                        Ok(None) => {}
                         // Let the engine retry outside, where the error can be reported.
                         Err(_) => return Evaluation::Deferred,
                     }
@@ -568,11 +573,27 @@ impl Authenticator {
             return Ok((with_first_factor(&ff, Verdict::Verified(factor.clone())), Some(ff)));
         }
         // 2. Backup codes: a keyed digest lookup, then the password.
-        if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy, true)
-            && ctx.store.backup_code_unused(&user.id, &digest).await?
-        {
-            let ff = self.first_factor(login, password, &mut checked).await;
-            return Ok((with_first_factor(&ff, Verdict::Verified(Factor::BackupCode { digest })), Some(ff)));
+        if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy, true) {
+            match ctx.store.backup_code(&user.id, &digest).await? {
+                Some(BackupCodeState::Unused) => {
+                    let ff = self.first_factor(login, password, &mut checked).await;
+                    let verdict = if backup_codes_active(user) {
+                        Verdict::Verified(Factor::BackupCode { digest })
+                    } else {
+                        Verdict::Refused("no_active_token")
+                    };
+                    return Ok((with_first_factor(&ff, verdict), Some(ff)));
+                }
+                // Used already: a replay if the password before it is right
+                // (not counted); else on to the other readings below.
+                Some(BackupCodeState::Used) => {
+                    let ff = self.first_factor(login, password, &mut checked).await;
+                    if ff.is_ok() {
+                        return Ok((Verdict::Replayed(REPLAYED_BACKUP_CODE), Some(ff)));
+                    }
+                }
+                None => {}
+            }
         }
         // 2b. A code sent by email or SMS: the user's recent codes, then the password.
         let usable = self.usable_oob(login);
@@ -799,12 +820,7 @@ fn with_first_factor(ff: &FirstFactor, verified: Verdict) -> Verdict {
 
 /// Whether the grace policy still lets this user in without a token.
 fn grace_allows(user: &User, policy: &Policy, now: Timestamp) -> bool {
-    if !policy.grace_enabled() {
-        return false;
-    }
-    let by_count = policy.grace_logins == 0 || user.grace_used < policy.grace_logins;
-    let by_time = policy.grace_days == 0 || now < user.created_at.plus_seconds(i64::from(policy.grace_days) * 86_400);
-    by_count && by_time
+    policy.grace_for(user.grace_used, user.created_at).is_some_and(|g| g.allows(now))
 }
 
 /// The result of checking the submitted string against the user's tokens.
@@ -814,7 +830,8 @@ struct CodeCheck<'a> {
     /// The password part of the first plausible split, for the failure path.
     first_password: Option<&'a str>,
     no_active_token: bool,
-    replayed: bool,
+    /// A code that was valid but is used already: the audit reason to give.
+    replayed: Option<&'static str>,
     /// An email/SMS code that matched but no longer works (expired, worn out).
     stale: Option<&'static str>,
     /// A token the code could have been for has a secret that did not open.
@@ -827,7 +844,7 @@ impl<'a> CodeCheck<'a> {
         if let Some(p) = oob.first_password {
             self.first_password.get_or_insert(p);
         }
-        self.replayed |= oob.replayed;
+        self.replayed = self.replayed.or(oob.replayed);
         self.stale = self.stale.or(oob.stale);
         self.unreadable |= oob.unreadable;
     }
@@ -837,7 +854,7 @@ impl<'a> CodeCheck<'a> {
         match first {
             FirstFactor::Refused(r) => Verdict::Refused(r),
             FirstFactor::Ok { .. } if self.no_active_token => Verdict::Refused("no_active_token"),
-            FirstFactor::Ok { .. } if self.replayed => Verdict::Failed("replayed_code"),
+            FirstFactor::Ok { .. } if let Some(r) = self.replayed => Verdict::Replayed(r),
             FirstFactor::Ok { .. } if self.stale.is_some() => Verdict::Failed(self.stale.unwrap_or("wrong_code")),
             FirstFactor::Ok { .. } => Verdict::Failed("wrong_code"),
             FirstFactor::Wrong("wrong_password") if !self.no_active_token => Verdict::Failed("wrong_password_and_code"),
@@ -861,7 +878,7 @@ fn match_codes<'a>(
         matched: None,
         first_password: None,
         no_active_token: true,
-        replayed: false,
+        replayed: None,
         stale: None,
         unreadable: false,
     };
@@ -888,7 +905,9 @@ fn match_codes<'a>(
             check.matched = Some((factor, split.password));
             return check;
         }
-        check.replayed |= is_replay(&secret, token, split.code, policy, now);
+        if is_replay(&secret, token, split.code, policy, now) {
+            check.replayed = Some(REPLAYED_CODE);
+        }
     }
     check
 }
@@ -919,7 +938,7 @@ fn check_oob<'a>(
         matched: None,
         first_password: None,
         no_active_token: false,
-        replayed: false,
+        replayed: None,
         stale: None,
         unreadable: false,
     };
@@ -934,12 +953,21 @@ fn check_oob<'a>(
                 check.matched = Some((Factor::OobCode { id, channel }, split.password));
                 return check;
             }
-            PendingMatch::Used => check.replayed = true,
+            PendingMatch::Used => check.replayed = Some(REPLAYED_CODE),
             PendingMatch::Unreadable => check.unreadable = true,
             m => check.stale = check.stale.or(m.failure_reason()),
         }
     }
     check
+}
+
+/// Whether the user's backup codes work now. They stand in for a confirmed
+/// token's code: until the user has one (is registered) there is nothing to
+/// stand in for, so codes issued at enrolment (the portal's, or
+/// `backup-codes` before `token confirm`) work once a token is confirmed
+/// (issue 15). Kept, not voided: the user was shown them once.
+fn backup_codes_active(user: &User) -> bool {
+    user.registered
 }
 
 /// The digest of the backup code `input` may end with (or be), and the

@@ -18,6 +18,17 @@ pub enum CoreError {
     /// The submitted code did not confirm or resync the token.
     #[error("the code does not match (check the device's clock, or that the right token was scanned)")]
     CodeMismatch,
+    /// Two resync codes matched, but further from this server's clock than
+    /// the policy lets a token drift: after the resync the login window
+    /// (capped at `max_drift_steps`) could not reach the device's codes, so
+    /// the resync is refused and nothing is changed.
+    #[error(
+        "token {serial}: these codes are {steps} step(s) ({seconds} s) {direction} this server's clock, more than \
+         policy max_drift_steps = {max} lets a token drift, so the token would not work after this resync; nothing \
+         was changed. Set the device's clock right (automatic time), or raise the limit (`tessera policy set \
+         max_drift_steps={steps}`) and resync again"
+    )]
+    DriftBeyondPolicy { serial: String, steps: u64, seconds: u64, direction: &'static str, max: u32 },
     #[error("cannot open the secret of token {token}: {source}")]
     Key { token: String, source: KeyError },
     /// A login could not be decided: a secret of the user's tokens does not
@@ -49,6 +60,19 @@ impl CoreError {
         CoreError::Invalid { field, message: message.into() }
     }
 
+    /// A resync refused for a drift of `drift` steps of `period_seconds`
+    /// (see [`CoreError::DriftBeyondPolicy`]).
+    pub fn drift_beyond_policy(serial: &str, drift: i64, period_seconds: u32, max: u32) -> Self {
+        let steps = drift.unsigned_abs();
+        CoreError::DriftBeyondPolicy {
+            serial: serial.to_string(),
+            steps,
+            seconds: steps.saturating_mul(u64::from(period_seconds)),
+            direction: if drift > 0 { "ahead of" } else { "behind" },
+            max,
+        }
+    }
+
     /// Whether the caller is at fault (bad input, missing or duplicate record)
     /// rather than the server.
     pub fn is_client_error(&self) -> bool {
@@ -58,6 +82,7 @@ impl CoreError {
                 | CoreError::NotFound(_)
                 | CoreError::Conflict(_)
                 | CoreError::CodeMismatch
+                | CoreError::DriftBeyondPolicy { .. }
                 | CoreError::Store(StoreError::ReadOnly(_) | StoreError::Fenced(_))
                 | CoreError::Password(PasswordError::TooShort | PasswordError::TooLong)
         )

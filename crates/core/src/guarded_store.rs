@@ -357,8 +357,12 @@ impl Store for GuardedStore {
         self.inner.evaluate_read_only(realm, username, evaluate).await
     }
 
-    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        self.inner.backup_code_unused(user, digest).await
+    async fn backup_code(
+        &self,
+        user: &UserId,
+        digest: &[u8; 32],
+    ) -> Result<Option<crate::store::BackupCodeState>, StoreError> {
+        self.inner.backup_code(user, digest).await
     }
 
     async fn replace_backup_codes(

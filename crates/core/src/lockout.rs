@@ -49,6 +49,19 @@ impl LockState {
         }
     }
 
+    /// The state as it stands at `now`: a hard lock that has lifted by
+    /// itself is forgotten with its failures, so the next failure counts
+    /// from one. The stored row keeps the old values until the next attempt
+    /// writes it; every reader (views, the next failure) goes through here so
+    /// nobody shows or counts a count that no longer applies.
+    pub fn current(&self, now: Timestamp) -> LockState {
+        if self.locked_at.is_some() && !self.is_locked(now) {
+            LockState { failures: 0, locked_at: None, lock_until: None, throttle_until: self.throttle_until }
+        } else {
+            *self
+        }
+    }
+
     /// State after a correct login: a clean slate.
     pub fn after_success(&self) -> LockState {
         LockState::default()
@@ -57,11 +70,7 @@ impl LockState {
     /// State after one counted failure at `now`. A lock that has expired is
     /// forgotten first, so auto-unlock gives a full set of tries again.
     pub fn after_failure(&self, policy: &Policy, now: Timestamp) -> LockState {
-        let mut failures = self.failures;
-        if self.locked_at.is_some() && !self.is_locked(now) {
-            failures = 0;
-        }
-        failures = failures.saturating_add(1);
+        let failures = self.current(now).failures.saturating_add(1);
         let threshold = policy.lockout_threshold.max(1);
         match policy.lockout_mode {
             LockoutMode::Lock => {
@@ -110,6 +119,9 @@ mod tests {
         assert_eq!(s.block(at(100)), Some(Block::Locked));
         assert_eq!(s.block(at(699)), Some(Block::Locked));
         assert_eq!(s.block(at(700)), None);
+        // once the lock has lifted, its failures no longer count (issue 15 item 5)
+        assert_eq!(s.current(at(699)).failures, 3);
+        assert_eq!(s.current(at(700)), LockState::default());
         // after auto-unlock a failure starts counting from one again
         let s2 = s.after_failure(&p, at(800));
         assert_eq!(s2.failures, 1);

@@ -49,7 +49,24 @@ pub fn match_code(secret: &Secret, token: &Token, code: &str, policy: &Policy, n
     }
 }
 
+/// Why two codes did not resync a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncRefusal {
+    /// The codes are not two consecutive codes of this token in the window.
+    NoMatch,
+    /// The codes match, but the device's clock is further off than the
+    /// policy lets a token drift: the floor would move past every code the
+    /// capped drift lets the login window reach, leaving the token unusable.
+    DriftBeyondPolicy {
+        /// The measured drift, in steps (positive: the device runs ahead).
+        drift: i64,
+        max: u32,
+    },
+}
+
 /// Two consecutive codes anywhere in the resync window; for `token resync`.
+/// A TOTP match further from this clock than `max_drift` steps is refused
+/// rather than capped (see [`ResyncRefusal::DriftBeyondPolicy`]).
 pub fn resync_match(
     secret: &Secret,
     token: &Token,
@@ -57,29 +74,37 @@ pub fn resync_match(
     second: &str,
     now: Timestamp,
     max_drift: u32,
-) -> Option<CodeMatch> {
+) -> Result<CodeMatch, ResyncRefusal> {
     let p = token.params;
-    let first = Code::parse(first, p.digits).ok()?;
-    let second = Code::parse(second, p.digits).ok()?;
+    let first = Code::parse(first, p.digits).map_err(|_| ResyncRefusal::NoMatch)?;
+    let second = Code::parse(second, p.digits).map_err(|_| ResyncRefusal::NoMatch)?;
     let window = tessera_otp::DEFAULT_RESYNC_WINDOW;
     match p.kind {
-        OtpKind::Totp { period } => tessera_otp::resync_totp(
-            secret,
-            p.algorithm,
-            p.digits,
-            period,
-            &first,
-            &second,
-            now.unix_seconds(),
-            window,
-            token.counter,
-        )
-        .map(|m| CodeMatch { matched: m.step, drift: cap(m.drift_steps, max_drift) }),
+        OtpKind::Totp { period } => {
+            let m = tessera_otp::resync_totp(
+                secret,
+                p.algorithm,
+                p.digits,
+                period,
+                &first,
+                &second,
+                now.unix_seconds(),
+                window,
+                token.counter,
+            )
+            .ok_or(ResyncRefusal::NoMatch)?;
+            let drift = i64::from(m.drift_steps);
+            if drift.unsigned_abs() > u64::from(max_drift) {
+                return Err(ResyncRefusal::DriftBeyondPolicy { drift, max: max_drift });
+            }
+            Ok(CodeMatch { matched: m.step, drift: m.drift_steps })
+        }
         OtpKind::Hotp => {
-            let floor = u64::try_from(token.counter).ok()?;
+            let floor = u64::try_from(token.counter).map_err(|_| ResyncRefusal::NoMatch)?;
             tessera_otp::resync_hotp(secret, p.algorithm, p.digits, &first, &second, floor, window)
                 .and_then(|m| i64::try_from(m.counter).ok())
                 .map(|matched| CodeMatch { matched, drift: 0 })
+                .ok_or(ResyncRefusal::NoMatch)
         }
     }
 }

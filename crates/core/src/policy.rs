@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Timestamp;
+
 pub const MIN_LOCKOUT_THRESHOLD: u32 = 1;
 pub const MAX_LOCKOUT_THRESHOLD: u32 = 10;
 /// Auto-unlock bounds from the product brief: 10 minutes to 90 days (0 = admin only).
@@ -15,6 +17,23 @@ pub const MAX_AUTO_UNLOCK_SECONDS: u64 = 90 * 24 * 3600;
 /// the window than a slow phone clock.
 pub const MAX_DRIFT_STEPS_LIMIT: u32 = 100;
 pub const MAX_HOTP_LOOK_AHEAD: u32 = 100;
+
+/// What the grace policy still allows one user (see [`Policy::grace_for`]):
+/// logins with the first factor alone while they have no active token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grace {
+    /// Grace logins left; `None` when the policy sets no count.
+    pub logins_left: Option<u32>,
+    /// When grace ends; `None` when the policy sets no time limit.
+    pub until: Option<Timestamp>,
+}
+
+impl Grace {
+    /// Whether a grace login at `now` is still allowed (both limits hold).
+    pub fn allows(&self, now: Timestamp) -> bool {
+        self.logins_left != Some(0) && self.until.is_none_or(|u| now < u)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -198,6 +217,20 @@ impl Policy {
     /// Whether the grace policy is on at all.
     pub fn grace_enabled(&self) -> bool {
         self.grace_logins > 0 || self.grace_days > 0
+    }
+
+    /// What the grace policy still allows a user created at `created_at`
+    /// who has had `used` grace logins; `None` when the policy grants no
+    /// grace. The one place the rule lives: logins (`auth`) and what
+    /// `user show` reports both ask here.
+    pub fn grace_for(&self, used: u32, created_at: Timestamp) -> Option<Grace> {
+        if !self.grace_enabled() {
+            return None;
+        }
+        Some(Grace {
+            logins_left: (self.grace_logins > 0).then(|| self.grace_logins.saturating_sub(used)),
+            until: (self.grace_days > 0).then(|| created_at.plus_seconds(i64::from(self.grace_days) * 86_400)),
+        })
     }
 
     /// Whether `username` in `realm` is named in `single_factor_users`.

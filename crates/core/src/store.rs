@@ -201,6 +201,12 @@ pub enum Verdict {
     Verified(Factor),
     /// Wrong credentials; counts toward lockout. The reason is for the audit log.
     Failed(&'static str),
+    /// The first factor was right and the code (or backup code) was a valid
+    /// one that is already used: far more often a retransmission, a double
+    /// click or a second tab than an attack, and it proves nothing an
+    /// attacker did not already know. Rejected and audited (the reason is
+    /// `replayed_code` or `replayed_backup_code`), never counted.
+    Replayed(&'static str),
     /// Refused without evaluating credentials (disabled, locked, no token);
     /// recorded as an attempt but never counted.
     Refused(&'static str),
@@ -224,13 +230,17 @@ pub struct AuthAttempt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthOutcome {
     Accepted,
-    /// Counted failure. `replay` means the verified factor had been used in
-    /// the meantime (by a concurrent attempt, or another node).
+    /// Counted failure. `replay` is for web-console admin sign-ins only (a
+    /// code that verified was used in the meantime); a user's replay is
+    /// [`AuthOutcome::Replayed`] and not counted.
     Failed {
         failures: u32,
         locked: bool,
         replay: bool,
     },
+    /// The factor was valid but already used (before, by a concurrent
+    /// attempt, or on another node): rejected, audited, not counted.
+    Replayed,
     Locked,
     Throttled,
     Disabled,
@@ -250,13 +260,21 @@ pub struct StateTicket {
     pub expires_at: Timestamp,
 }
 
+/// A backup code of the user's current set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupCodeState {
+    Unused,
+    /// Used once already: presenting it again is a replay.
+    Used,
+}
+
 /// A consistent view of one user, inside the store's serialised section
 /// (see [`Store::authenticate`]).
 pub trait Snapshot {
     fn user(&self) -> &User;
     fn tokens(&self) -> &[Token];
-    /// Whether the user has an unused backup code with this digest.
-    fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Whether the user has a backup code with this digest, and whether it is used.
+    fn backup_code(&self, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError>;
     /// The user's email/SMS codes created after `since`, in any state.
     fn oob_codes(&self, since: Timestamp) -> Result<Vec<crate::oob::OobCode>, StoreError>;
 }
@@ -365,7 +383,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let _ = (realm, username, evaluate);
         Err(StoreError::Unsupported("evaluating a login outside the store's serialised step"))
     }
-    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Whether the user has a backup code with this digest (in the current
+    /// set), and whether it is used.
+    async fn backup_code(&self, user: &UserId, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError>;
     /// Replaces the user's backup codes with a fresh set (old ones void).
     async fn replace_backup_codes(
         &self,
@@ -646,6 +666,44 @@ pub fn blocking_outcome(disabled: bool, lock: &LockState, now: Timestamp) -> Opt
     }
 }
 
+/// The audit reason of a replayed TOTP/HOTP or email/SMS code.
+pub const REPLAYED_CODE: &str = "replayed_code";
+/// The audit reason of a replayed backup code.
+pub const REPLAYED_BACKUP_CODE: &str = "replayed_backup_code";
+
+/// How an attempt ends, given what the backend found when it tried to
+/// consume the verified factor (`consumed`: its conditional update took the
+/// code, backup code or grace login; ignored for other verdicts). The
+/// outcome and the user's next lock state; the backends persist both and
+/// decide nothing themselves, so they cannot disagree. Call only once
+/// [`blocking_outcome`] has found nothing blocking.
+pub fn settle(
+    verdict: &Verdict,
+    consumed: bool,
+    lock: &LockState,
+    policy: &Policy,
+    now: Timestamp,
+) -> (AuthOutcome, LockState) {
+    match verdict {
+        Verdict::Verified(_) if consumed => (AuthOutcome::Accepted, lock.after_success()),
+        Verdict::Verified(f) => match f.base() {
+            // The grace count ran out under a concurrent login: a refusal,
+            // as if the policy had said no.
+            Factor::Grace { .. } | Factor::FirstFactorOnly => (AuthOutcome::Refused, *lock),
+            // Verified against the engine's read, used since (a concurrent
+            // submit of the same code, or another node): a replay.
+            _ => (AuthOutcome::Replayed, *lock),
+        },
+        Verdict::Replayed(_) => (AuthOutcome::Replayed, *lock),
+        Verdict::Failed(_) => {
+            let next = lock.after_failure(policy, now);
+            (AuthOutcome::Failed { failures: next.failures, locked: next.is_locked(now), replay: false }, next)
+        }
+        Verdict::Refused(_) => (AuthOutcome::Refused, *lock),
+        Verdict::Challenge => (AuthOutcome::Challenged, *lock),
+    }
+}
+
 /// Fills an attempt's audit record from the outcome the store decided.
 ///
 /// A reason already on the record is context from the engine (which source
@@ -672,12 +730,17 @@ pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome:
                 _ => "otp".into(),
             },
         ),
-        AuthOutcome::Failed { replay: true, locked, .. } => {
-            (Reject, if *locked { "replayed_code; now locked".into() } else { "replayed_code".into() })
-        }
+        AuthOutcome::Replayed => (
+            Reject,
+            match verdict {
+                Verdict::Replayed(r) => (*r).into(),
+                Verdict::Verified(Factor::BackupCode { .. }) => REPLAYED_BACKUP_CODE.into(),
+                _ => REPLAYED_CODE.into(),
+            },
+        ),
         AuthOutcome::Failed { locked, failures, .. } => {
             let why = match verdict {
-                Verdict::Failed(r) | Verdict::Refused(r) => *r,
+                Verdict::Failed(r) | Verdict::Refused(r) | Verdict::Replayed(r) => *r,
                 Verdict::Verified(_) | Verdict::Challenge => "failed",
             };
             if *locked {
@@ -693,7 +756,7 @@ pub fn finish_attempt_audit(audit: &mut AuditRecord, verdict: &Verdict, outcome:
         AuthOutcome::Refused => (
             Reject,
             match verdict {
-                Verdict::Refused(r) | Verdict::Failed(r) => (*r).into(),
+                Verdict::Refused(r) | Verdict::Failed(r) | Verdict::Replayed(r) => (*r).into(),
                 Verdict::Verified(Factor::Grace { .. }) => "grace_exhausted".into(),
                 Verdict::Verified(_) | Verdict::Challenge => "refused".into(),
             },

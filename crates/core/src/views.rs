@@ -57,7 +57,7 @@ impl UserView {
             username: u.username.clone(),
             status,
             has_password: u.password_hash.is_some(),
-            failures: u.lock.failures,
+            failures: u.lock.current(now).failures,
             locked_until: if status == UserStatus::Locked {
                 u.lock.lock_until.map(Timestamp::to_rfc3339)
             } else {
@@ -250,7 +250,7 @@ impl AdminView {
         AdminView {
             name: a.name.clone(),
             totp_enrolled: a.enrolled(),
-            failures: a.lock.failures,
+            failures: a.lock.current(now).failures,
             locked: a.lock.block(now).is_some(),
             created_at: a.created_at.to_rfc3339(),
             last_login_at: a.last_login_at.map(Timestamp::to_rfc3339),

@@ -121,7 +121,8 @@ async fn replayed_and_older_codes_are_refused() {
     let c0 = totp_code(&s, p, now, 0);
     assert_eq!(h.validate("rep", &c0).await.decision, Decision::Accept);
     let again = h.validate("rep", &c0).await;
-    assert_eq!((again.decision, again.reason.as_str()), (Decision::Reject, "replayed_code; failure 1"));
+    assert_eq!((again.decision, again.reason.as_str()), (Decision::Reject, "replayed_code"));
+    assert_eq!(h.fresh(&u).await.lock.failures, 0, "a replay is not counted");
     // an older step after a newer one was used
     assert_eq!(h.validate("rep", &totp_code(&s, p, now, 1)).await.decision, Decision::Accept);
     let older = h.validate("rep", &c0).await;
@@ -289,7 +290,10 @@ async fn backup_codes_work_once_and_regeneration_voids_them() {
     let v = h.validate("bk", &format!("pass phrase{c}")).await;
     assert_eq!((v.decision, v.reason.as_str()), (Decision::Accept, "backup_code"));
     let again = h.validate("bk", &format!("pass phrase{c}")).await;
-    assert_eq!(again.decision, Decision::Reject);
+    assert_eq!((again.decision, again.reason.as_str()), (Decision::Reject, "replayed_backup_code"));
+    // with a wrong password it is an ordinary, counted failure
+    let wrong = h.validate("bk", &format!("pass frase{c}")).await;
+    assert_eq!(wrong.reason, "wrong_password_and_code; failure 1");
     assert_eq!(h.admin.backup_codes_left(&u).await.unwrap(), 9);
     let printed = set1[6].display();
     assert_eq!(h.validate("bk", &format!("pass phrase{printed}")).await.decision, Decision::Accept, "{printed}");
@@ -481,4 +485,150 @@ async fn a_secret_that_does_not_open_fails_closed_and_never_counts() {
     // A backup code does not need the token's secret.
     let v = h.validate("plain", backup[0].as_str()).await;
     assert_eq!(v.decision, Decision::Accept, "{v:?}");
+}
+
+/// Issue 15, item 2: codes from a device 600 s ahead match 20–21 steps
+/// away, beyond `max_drift_steps` (10). Resyncing there used to move the
+/// floor 21 steps while capping the drift at 10, so neither the device's
+/// codes nor the in-window ones worked afterwards. Refused now, with what to
+/// do, and nothing changes; a resync within the cap still works.
+#[tokio::test]
+async fn regression_resync_beyond_max_drift_steps_is_refused_and_changes_nothing() {
+    let h = harness();
+    let u = h.user("fast", None).await;
+    let p = OtpParams::default();
+    let s = h.token(&u, p).await;
+    let before = h.admin.tokens(&u).await.unwrap().remove(0);
+    let now = h.now_s();
+    let (a, b) = (totp_code(&s, p, now + 600, 0), totp_code(&s, p, now + 630, 0));
+    let e = h.admin.resync_token(&h.actor, &before, Some((&a, &b))).await.unwrap_err();
+    let CoreError::DriftBeyondPolicy { steps, max, .. } = &e else { panic!("{e:?}") };
+    assert_eq!((*steps, *max), (21, 10));
+    let msg = e.to_string();
+    for part in ["max_drift_steps = 10", "nothing was changed", "device's clock", "max_drift_steps=21", "ahead of"] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    assert!(e.is_client_error());
+    let after = h.admin.tokens(&u).await.unwrap().remove(0);
+    assert_eq!((after.counter, after.drift), (before.counter, before.drift), "nothing changed");
+    let log = h.admin.audit_log(AuditQuery { action: Some("token.resync".into()), limit: 5, ..Default::default() });
+    let log = log.await.unwrap();
+    assert_eq!(log[0].result.as_str(), "error", "the refusal is audited");
+    // the token still works with an in-window code
+    assert_eq!(h.validate("fast", &totp_code(&s, p, h.now_s(), 0)).await.decision, Decision::Accept);
+
+    // the same device 150 s ahead: 5–6 steps, within the cap
+    h.clock.advance_seconds(30);
+    let now = h.now_s();
+    let t = h.admin.tokens(&u).await.unwrap().remove(0);
+    let (a, b) = (totp_code(&s, p, now + 150, 0), totp_code(&s, p, now + 180, 0));
+    let t = h.admin.resync_token(&h.actor, &t, Some((&a, &b))).await.unwrap();
+    assert_eq!(t.drift, 6);
+    // the device's next code logs in, and so does the one after, later
+    assert_eq!(h.validate("fast", &totp_code(&s, p, now + 210, 0)).await.decision, Decision::Accept);
+    h.clock.advance_seconds(60);
+    assert_eq!(h.validate("fast", &totp_code(&s, p, h.now_s() + 180, 0)).await.decision, Decision::Accept);
+
+    // a policy that allows the drift lets the far resync through
+    h.admin.set_policy(&h.actor, &Policy { max_drift_steps: 25, ..Policy::default() }).await.unwrap();
+    let now = h.now_s();
+    let t = h.admin.tokens(&u).await.unwrap().remove(0);
+    let (a, b) = (totp_code(&s, p, now + 600, 0), totp_code(&s, p, now + 630, 0));
+    let t = h.admin.resync_token(&h.actor, &t, Some((&a, &b))).await.unwrap();
+    assert_eq!(t.drift, 21);
+    h.clock.advance_seconds(30);
+    assert_eq!(h.validate("fast", &totp_code(&s, p, h.now_s() + 630, 0)).await.decision, Decision::Accept);
+}
+
+/// Issue 15, item 4: a double click or a client's retransmission submits
+/// one valid code several times at once. One login gets it; the rest are
+/// audited `replayed_code` and not counted, so they cannot lock the user.
+/// Both engine paths: decided in the store's step (code alone) and deferred
+/// (a password first, then the store's conditional update finds it used).
+#[tokio::test]
+async fn regression_same_valid_code_eight_times_in_parallel_does_not_lock() {
+    let h = Arc::new(harness());
+    let p = OtpParams::default();
+    for (name, password) in [("dbl", None), ("dblpw", Some("double click"))] {
+        let u = h.user(name, password).await;
+        let s = h.token(&u, p).await;
+        let input = format!("{}{}", password.unwrap_or(""), totp_code(&s, p, h.now_s(), 0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (h, input) = (h.clone(), input.clone());
+                tokio::spawn(async move { h.validate(name, &input).await })
+            })
+            .collect();
+        let results: Vec<Validation> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+        let accepted = results.iter().filter(|v| v.decision == Decision::Accept).count();
+        let reasons: Vec<&str> =
+            results.iter().filter(|v| v.decision == Decision::Reject).map(|v| v.reason.as_str()).collect();
+        assert_eq!((accepted, reasons), (1, vec!["replayed_code"; 7]), "{name}");
+        let f = h.fresh(&u).await;
+        assert_eq!((f.lock.failures, f.status(h.clock.now())), (0, UserStatus::Active), "{name}");
+        let log = h.admin.audit_log(AuditQuery { target: Some(name.into()), limit: 100, ..Default::default() });
+        let replays = log.await.unwrap().iter().filter(|a| a.reason.as_deref() == Some("replayed_code")).count();
+        assert_eq!(replays, 7, "{name}: every replay is in the audit log");
+    }
+    // wrong codes still count, exactly
+    let u = h.user("wrong", None).await;
+    h.token(&u, p).await;
+    for i in 0..3 {
+        let v = h.validate("wrong", &format!("{:06}", 100_000 + i)).await;
+        assert_eq!(v.reason, format!("wrong_code; failure {}", i + 1));
+    }
+}
+
+/// Issue 15, item 5: after an auto-unlock the stored count stays until the
+/// next attempt writes the row; what is shown (views, status) is the truth.
+#[tokio::test]
+async fn regression_failures_show_zero_once_the_lock_has_lifted() {
+    use tessera_core::views::UserView;
+    let h = harness();
+    let u = h.user("lifted", None).await;
+    h.token(&u, OtpParams::default()).await;
+    h.admin
+        .set_policy(&h.actor, &Policy { lockout_threshold: 3, auto_unlock_seconds: 600, ..Policy::default() })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        h.validate("lifted", "000000").await;
+    }
+    let view = UserView::new(&h.fresh(&u).await, h.clock.now());
+    assert_eq!((view.status, view.failures, view.locked_until.is_some()), (UserStatus::Locked, 3, true));
+    h.clock.advance_seconds(600);
+    let f = h.fresh(&u).await;
+    assert_eq!(f.lock.failures, 3, "the row is not rewritten by the clock");
+    let view = UserView::new(&f, h.clock.now());
+    assert_eq!((view.status, view.failures, view.locked_until), (UserStatus::Active, 0, None));
+    // and the next failure counts from one, as shown
+    assert_eq!(h.validate("lifted", "000001").await.reason, "wrong_code; failure 1");
+}
+
+/// Issue 15, item 3: backup codes handed out at enrolment (the portal's,
+/// or `backup-codes` before `token confirm`) are not a second factor of
+/// their own: they work once a token is confirmed, not before.
+#[tokio::test]
+async fn regression_backup_codes_wait_for_the_first_confirmed_token() {
+    let h = harness();
+    for password in [None, Some("bobs password")] {
+        let name = if password.is_some() { "bobpw" } else { "bob" };
+        let u = h.user(name, password).await;
+        let e = h.admin.enroll_token(&h.actor, &u, OtpParams::default(), "phone").await.unwrap();
+        let codes = h.admin.regenerate_backup_codes(&h.actor, &u).await.unwrap();
+        let with = |c: &str| format!("{}{c}", password.unwrap_or(""));
+        let v = h.validate(name, &with(codes[0].as_str())).await;
+        assert_eq!((v.decision, v.reason.as_str()), (Decision::Reject, "no_active_token"), "{name}");
+        assert_eq!(h.fresh(&u).await.lock.failures, 0, "{name}: refused, not counted");
+        assert_eq!(h.admin.backup_codes_left(&u).await.unwrap(), 10, "{name}: the code was not used up");
+        let code = totp_code(&e.secret, e.token.params, h.now_s(), 0);
+        h.admin.confirm_token(&h.actor, &u, &code).await.unwrap();
+        let v = h.validate(name, &with(codes[0].as_str())).await;
+        assert_eq!((v.decision, v.reason.as_str()), (Decision::Accept, "backup_code"), "{name}");
+        // deleting the only token makes the user unregistered again, and the codes wait again
+        let t = h.admin.tokens(&u).await.unwrap().remove(0);
+        h.admin.delete_token(&h.actor, &t).await.unwrap();
+        let v = h.validate(name, &with(codes[1].as_str())).await;
+        assert_eq!(v.reason, "no_active_token", "{name}");
+    }
 }

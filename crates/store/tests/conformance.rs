@@ -17,8 +17,8 @@ use tessera_core::oob::OobCode;
 use tessera_core::policy::{LockoutMode, Policy};
 use tessera_core::random::OsRandom;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, Snapshot, Store, StoreError,
-    UserChange, UserQuery, Verdict,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, BackupCodeState, Evaluation, Factor, Snapshot,
+    Store, StoreError, UserChange, UserQuery, Verdict,
 };
 use tessera_core::wildcard::Wildcard;
 use tessera_otp::OtpParams;
@@ -100,6 +100,7 @@ conformance!(
         policy_round_trip,
         api_keys_crud,
         audit_records_every_change_and_filters,
+        audit_target_matches_the_bare_name,
         audit_pruning_keeps_recent_records,
         audit_chain_verifies_across_nodes_and_rollbacks,
         audit_chain_survives_pruning,
@@ -141,6 +142,7 @@ conformance!(
         policy_round_trip,
         api_keys_crud,
         audit_records_every_change_and_filters,
+        audit_target_matches_the_bare_name,
         audit_pruning_keeps_recent_records,
         audit_chain_verifies_across_nodes_and_rollbacks,
         audit_chain_survives_pruning,
@@ -287,16 +289,20 @@ async fn token_accept_then_replay(f: &Fixture) {
     let u1 = s.user_by_id(&u.id).await.unwrap().unwrap();
     assert_eq!(u1.last_success.as_ref().unwrap().at, at(1));
     assert_eq!(u1.last_success.as_ref().unwrap().address.as_deref(), Some("192.0.2.7"));
-    // the same step again, or an older one: replay, counted as a failure
+    // the same step again, or an older one: a replay, rejected and audited
+    // but not counted (issue 15)
     let replay = s.commit_attempt(attempt(&u, ok, &p, at(2))).await.unwrap();
-    assert_eq!(replay, AuthOutcome::Failed { failures: 1, locked: false, replay: true });
+    assert_eq!(replay, AuthOutcome::Replayed);
     let older = Verdict::Verified(Factor::Token { token_id: t.id, matched: 99, drift: 0 });
-    assert!(matches!(
-        s.commit_attempt(attempt(&u, older, &p, at(3))).await.unwrap(),
-        AuthOutcome::Failed { replay: true, .. }
-    ));
+    assert_eq!(s.commit_attempt(attempt(&u, older, &p, at(3))).await.unwrap(), AuthOutcome::Replayed);
+    // the engine's own finding (the code no longer matched) is persisted the same way
+    let found = Verdict::Replayed("replayed_code");
+    assert_eq!(s.commit_attempt(attempt(&u, found, &p, at(3))).await.unwrap(), AuthOutcome::Replayed);
+    let log = s.audit_log(&AuditQuery { action: Some("validate".into()), limit: 3, ..Default::default() }).await;
+    let reasons: Vec<String> = log.unwrap().into_iter().filter_map(|a| a.reason).collect();
+    assert_eq!(reasons, ["replayed_code"; 3]);
     let u2 = s.user_by_id(&u.id).await.unwrap().unwrap();
-    assert_eq!(u2.lock.failures, 2);
+    assert_eq!(u2.lock.failures, 0);
     assert_eq!(u2.last_attempt.unwrap().at, at(3));
     assert_eq!(u2.last_success.unwrap().at, at(1));
     // a newer step succeeds and clears the failures
@@ -305,23 +311,42 @@ async fn token_accept_then_replay(f: &Fixture) {
     assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().lock.failures, 0);
 }
 
+/// Issue 15: a double click or a retransmission sends one valid code (or
+/// backup code) several times at once. One login gets it; the others are
+/// replays, audited as such and not counted, so they cannot lock the user.
 async fn parallel_same_code_accepts_once(f: &Fixture) {
     let s = &f.store;
     let u = user("frank");
     s.create_user(&u, audit("user.add")).await.unwrap();
     let t = token(&u, "F1", TokenState::Active, &f.keys);
     s.create_token(&t, audit("token.add")).await.unwrap();
-    let p = Policy { lockout_threshold: 10, ..Policy::default() };
-    let v = Verdict::Verified(Factor::Token { token_id: t.id, matched: 7, drift: 0 });
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let s = s.clone();
-            let a = attempt(&u, v.clone(), &p, at(1));
-            tokio::spawn(async move { s.commit_attempt(a).await.unwrap() })
-        })
-        .collect();
-    let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
-    assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 1, "{outcomes:?}");
+    s.replace_backup_codes(&u.id, &[[7; 32]], at(0), audit("backup")).await.unwrap();
+    let p = Policy { lockout_threshold: 5, ..Policy::default() };
+    for (v, reason) in [
+        (Verdict::Verified(Factor::Token { token_id: t.id, matched: 7, drift: 0 }), "replayed_code"),
+        (Verdict::Verified(Factor::BackupCode { digest: [7; 32] }), "replayed_backup_code"),
+    ] {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                let a = attempt(&u, v.clone(), &p, at(1));
+                tokio::spawn(async move { s.commit_attempt(a).await.unwrap() })
+            })
+            .collect();
+        let outcomes: Vec<AuthOutcome> =
+            futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 1, "{outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Replayed).count(), 7, "{outcomes:?}");
+        let f = s.user_by_id(&u.id).await.unwrap().unwrap();
+        assert_eq!((f.lock.failures, f.status(at(2))), (0, UserStatus::Active), "replays are not counted");
+        let log = s.audit_log(&AuditQuery { action: Some("validate".into()), limit: 8, ..Default::default() }).await;
+        let mut reasons: Vec<String> = log.unwrap().into_iter().filter_map(|a| a.reason).collect();
+        reasons.sort();
+        let mut want = vec![reason.to_string(); 7];
+        want.insert(0, if reason == "replayed_code" { "otp" } else { "backup_code" }.to_string());
+        want.sort();
+        assert_eq!(reasons, want);
+    }
 }
 
 async fn parallel_wrong_attempts_lock_exactly(f: &Fixture) {
@@ -424,23 +449,26 @@ async fn backup_codes_single_use_and_regenerate(f: &Fixture) {
     let set1: Vec<[u8; 32]> = (0..10u8).map(|i| [i; 32]).collect();
     s.replace_backup_codes(&u.id, &set1, at(0), audit("backup_codes.generate")).await.unwrap();
     assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 10);
-    assert!(s.backup_code_unused(&u.id, &[3; 32]).await.unwrap());
+    assert_eq!(s.backup_code(&u.id, &[3; 32]).await.unwrap(), Some(BackupCodeState::Unused));
     let p = Policy::default();
     let v = Verdict::Verified(Factor::BackupCode { digest: [3; 32] });
     assert_eq!(s.commit_attempt(attempt(&u, v.clone(), &p, at(1))).await.unwrap(), AuthOutcome::Accepted);
-    assert!(!s.backup_code_unused(&u.id, &[3; 32]).await.unwrap());
-    assert!(matches!(
-        s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap(),
-        AuthOutcome::Failed { replay: true, .. }
-    ));
+    assert_eq!(s.backup_code(&u.id, &[3; 32]).await.unwrap(), Some(BackupCodeState::Used));
+    assert_eq!(s.commit_attempt(attempt(&u, v, &p, at(2))).await.unwrap(), AuthOutcome::Replayed);
+    let found = Verdict::Replayed("replayed_backup_code");
+    assert_eq!(s.commit_attempt(attempt(&u, found, &p, at(2))).await.unwrap(), AuthOutcome::Replayed);
+    let log = s.audit_log(&AuditQuery { action: Some("validate".into()), limit: 2, ..Default::default() }).await;
+    let reasons: Vec<String> = log.unwrap().into_iter().filter_map(|a| a.reason).collect();
+    assert_eq!(reasons, ["replayed_backup_code"; 2], "not wrong_password_and_code");
+    assert_eq!(s.user_by_id(&u.id).await.unwrap().unwrap().lock.failures, 0);
     assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 9);
     let set2: Vec<[u8; 32]> = (100..110u8).map(|i| [i; 32]).collect();
     s.replace_backup_codes(&u.id, &set2, at(3), audit("backup_codes.generate")).await.unwrap();
-    assert!(!s.backup_code_unused(&u.id, &[4; 32]).await.unwrap(), "old set is void");
+    assert_eq!(s.backup_code(&u.id, &[4; 32]).await.unwrap(), None, "old set is void");
     assert_eq!(s.backup_codes_left(&u.id).await.unwrap(), 10);
     let other = user("leo");
     s.create_user(&other, audit("user.add")).await.unwrap();
-    assert!(!s.backup_code_unused(&other.id, &[100; 32]).await.unwrap(), "codes are per user");
+    assert_eq!(s.backup_code(&other.id, &[100; 32]).await.unwrap(), None, "codes are per user");
     let missing = s.replace_backup_codes(&UserId::new_random(), &set2, at(3), audit("x")).await;
     assert!(matches!(missing, Err(StoreError::NotFound(_))));
 }
@@ -518,6 +546,33 @@ async fn audit_records_every_change_and_filters(f: &Fixture) {
     assert_eq!(page[0].id, all[1].id);
     let none = s.audit_log(&AuditQuery { since: Some(at(1000)), limit: 10, ..Default::default() }).await.unwrap();
     assert!(none.is_empty());
+}
+
+/// Issue 15: `audit list --target lena` finds the realm user `lena@corp`
+/// and token actions on lena's token; not other names that merely start
+/// with `lena`. A user's own page (`TargetMatch::User`) leaves namesakes in
+/// other realms out.
+async fn audit_target_matches_the_bare_name(f: &Fixture) {
+    use tessera_core::audit::TargetMatch;
+    let s = &f.store;
+    for target in ["lena", "lena@corp", "lena T-1", "lena@corp T-2", "lenart", "lenart@corp", "x lena", "ünï@corp"] {
+        s.append_audit(audit("probe").target(target)).await.unwrap();
+    }
+    let find = |target: &str, how: TargetMatch| {
+        let q = AuditQuery { target: Some(target.into()), target_match: how, limit: 100, ..Default::default() };
+        async move {
+            let mut t: Vec<String> = s.audit_log(&q).await.unwrap().into_iter().filter_map(|a| a.target).collect();
+            t.sort();
+            t
+        }
+    };
+    assert_eq!(find("lena", TargetMatch::Name).await, ["lena", "lena T-1", "lena@corp", "lena@corp T-2"]);
+    assert_eq!(find("lena@corp", TargetMatch::Name).await, ["lena@corp", "lena@corp T-2"]);
+    assert_eq!(find("lena", TargetMatch::User).await, ["lena", "lena T-1"]);
+    assert_eq!(find("LENA", TargetMatch::Name).await, Vec::<String>::new(), "case-sensitive, like usernames");
+    assert_eq!(find("len", TargetMatch::Name).await, Vec::<String>::new(), "a name, not any prefix");
+    assert_eq!(find("ünï", TargetMatch::Name).await, ["ünï@corp"], "prefixes count characters, not bytes");
+    assert_eq!(find("lena%", TargetMatch::Name).await, Vec::<String>::new(), "no LIKE wildcards");
 }
 
 // ------------------------------------------------------------ SQLite only
@@ -859,8 +914,8 @@ async fn authenticate_reads_evaluates_and_applies_in_one_step(f: &Fixture) {
             Box::new(move |snap: &dyn Snapshot| {
                 assert_eq!(snap.user().username, "uma");
                 assert_eq!(snap.tokens().len(), 1);
-                assert!(snap.backup_code_unused(&[5; 32]).unwrap());
-                assert!(!snap.backup_code_unused(&[6; 32]).unwrap());
+                assert_eq!(snap.backup_code(&[5; 32]).unwrap(), Some(BackupCodeState::Unused));
+                assert_eq!(snap.backup_code(&[6; 32]).unwrap(), None);
                 Evaluation::Decided(Verdict::Verified(Factor::Token { token_id: tid, matched: 10, drift: 0 }))
             }),
         ))
@@ -882,7 +937,9 @@ async fn authenticate_reads_evaluates_and_applies_in_one_step(f: &Fixture) {
     }
     assert_eq!(s.audit_log(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap().len(), before);
 
-    // a failure verdict counts like commit_attempt
+    // a replay is refused and not counted; a failure verdict counts like commit_attempt
+    let r = s.authenticate(auth_request("uma", Box::new(|_| Evaluation::Decided(Verdict::Replayed("replayed_code")))));
+    assert!(matches!(r.await, Ok(Authentication::Decided { outcome: AuthOutcome::Replayed, .. })));
     let r = s.authenticate(auth_request("uma", Box::new(|_| Evaluation::Decided(Verdict::Failed("wrong_code"))))).await;
     assert!(matches!(r, Ok(Authentication::Decided { outcome: AuthOutcome::Failed { failures: 1, .. }, .. })));
 }
@@ -910,20 +967,14 @@ async fn logins_and_admin_resync_agree_on_the_floor(f: &Fixture) {
     s.resync_token(&t.id, 10, 0, audit("token.resync")).await.unwrap();
     let got = s.token_by_id(&t.id).await.unwrap().unwrap();
     assert_eq!((got.counter, got.drift, got.last_used_at), (51, 0, Some(at(5))));
-    assert!(matches!(
-        s.commit_attempt(attempt(&u, at50, &p, at(6))).await.unwrap(),
-        AuthOutcome::Failed { replay: true, .. }
-    ));
+    assert_eq!(s.commit_attempt(attempt(&u, at50, &p, at(6))).await.unwrap(), AuthOutcome::Replayed);
     let at51 = Verdict::Verified(Factor::Token { token_id: t.id, matched: 51, drift: 0 });
     assert_eq!(s.commit_attempt(attempt(&u, at51, &p, at(7))).await.unwrap(), AuthOutcome::Accepted);
     // a token that does not belong to the user is never accepted
     let other = user("wendy");
     s.create_user(&other, audit("user.add")).await.unwrap();
     let foreign = Verdict::Verified(Factor::Token { token_id: t.id, matched: 99, drift: 0 });
-    assert!(matches!(
-        s.commit_attempt(attempt(&other, foreign, &p, at(8))).await.unwrap(),
-        AuthOutcome::Failed { replay: true, .. }
-    ));
+    assert_eq!(s.commit_attempt(attempt(&other, foreign, &p, at(8))).await.unwrap(), AuthOutcome::Replayed);
     // deleting the token forgets its state; reset forgets all
     s.delete_token(&t.id, audit("token.delete")).await.unwrap();
     assert!(s.token_by_id(&t.id).await.unwrap().is_none());
@@ -1379,10 +1430,7 @@ async fn oob_code_single_use_under_concurrent_submits(f: &Fixture) {
     let outcomes: Vec<AuthOutcome> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 1, "{outcomes:?}");
     assert!(
-        outcomes.iter().all(|o| matches!(
-            o,
-            AuthOutcome::Accepted | AuthOutcome::Failed { replay: true, .. } | AuthOutcome::Locked
-        )),
+        outcomes.iter().all(|o| matches!(o, AuthOutcome::Accepted | AuthOutcome::Replayed | AuthOutcome::Locked)),
         "{outcomes:?}"
     );
     assert_eq!(s.oob_codes(&u.id, at(0)).await.unwrap()[0].used_at, Some(at(2)));
@@ -1392,10 +1440,7 @@ async fn oob_code_single_use_under_concurrent_submits(f: &Fixture) {
     let late = oob_code(&u, &t, at(10), 5);
     assert!(s.reserve_oob_code(&late, at(-600), 3).await.unwrap());
     let v = Verdict::Verified(Factor::OobCode { id: late.id, channel: OobChannel::Email });
-    assert!(matches!(
-        s.commit_attempt(attempt(&u, v, &p, at(15))).await.unwrap(),
-        AuthOutcome::Failed { replay: true, .. }
-    ));
+    assert_eq!(s.commit_attempt(attempt(&u, v, &p, at(15))).await.unwrap(), AuthOutcome::Replayed);
 
     // wrong codes wear a pending code out
     let worn = oob_code(&u, &t, at(20), 300);
@@ -1407,10 +1452,7 @@ async fn oob_code_single_use_under_concurrent_submits(f: &Fixture) {
     let row = s.oob_codes(&u.id, at(19)).await.unwrap().into_iter().find(|c| c.id == worn.id).unwrap();
     assert_eq!(row.attempts, tessera_core::oob::MAX_CODE_ATTEMPTS);
     let v = Verdict::Verified(Factor::OobCode { id: worn.id, channel: OobChannel::Email });
-    assert!(matches!(
-        s.commit_attempt(attempt(&u, v, &p, at(30))).await.unwrap(),
-        AuthOutcome::Failed { replay: true, .. }
-    ));
+    assert_eq!(s.commit_attempt(attempt(&u, v, &p, at(30))).await.unwrap(), AuthOutcome::Replayed);
 
     // reset forgets them
     s.update_user(&u.id, UserChange::Reset, audit("user.reset")).await.unwrap();

@@ -74,6 +74,9 @@ async fn two_nodes_stay_exact() {
     let outcomes = race(&a, &b, 20, |node| attempt(node, &u, v.clone(), &p)).await;
     assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Accepted).count(), 1, "{outcomes:?}");
     assert_eq!(a.token_by_id(&t.id).await.unwrap().unwrap().counter, 8);
+    // the others are replays, on either node: audited, not counted (issue 15)
+    assert_eq!(outcomes.iter().filter(|o| **o == AuthOutcome::Replayed).count(), 19, "{outcomes:?}");
+    assert_eq!(b.user_by_id(&u.id).await.unwrap().unwrap().lock.failures, 0);
 
     // grace logins: exactly the limit across nodes
     let g = user("grace");

@@ -1,6 +1,6 @@
 //! `tessera api-key …`, `tessera policy …`, `tessera audit …`.
 
-use tessera_core::audit::{AuditQuery, AuditResult};
+use tessera_core::audit::{AuditQuery, AuditResult, TargetMatch};
 use tessera_core::clock::Timestamp;
 use tessera_core::views::{ApiKeyView, AuditView};
 use tessera_server::node::Node;
@@ -86,6 +86,7 @@ pub async fn audit(node: &Node, cmd: AuditCmd) -> anyhow::Result<()> {
         action,
         target,
         result: result.as_deref().map(str::parse::<AuditResult>).transpose().map_err(UsageError)?,
+        target_match: TargetMatch::Name,
         before_id: None,
         limit,
     };

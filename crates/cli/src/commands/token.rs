@@ -50,6 +50,9 @@ pub async fn run(node: &Node, cmd: TokenCmd) -> anyhow::Result<()> {
             let u = find(node, &user).await?;
             let t = admin.confirm_token(&actor(), &u, &code).await?;
             outln!("confirmed token {}: {} is now active", t.serial, user.user);
+            // The confirming code counts as used (replay protection), so
+            // logging in with it right away would be refused as a replay.
+            outln!("that code is now used up: use the next code to log in");
         }
         TokenCmd::List { user, realm, limit, offset, json } => {
             let tokens = match user {
@@ -188,6 +191,16 @@ pub async fn backup_codes(node: &Node, r: UserRef) -> anyhow::Result<()> {
     outln!("backup codes for {} (each works once; any earlier set is now void):", r.user);
     for c in &codes {
         outln!("  {}", c.display());
+    }
+    if !u.registered {
+        // Backup codes stand in for a confirmed token's code (tessera_core::auth).
+        let realm = r.realm.as_deref().map(|x| format!(" --realm {x}")).unwrap_or_default();
+        outln!(
+            "note: {} has no confirmed token yet; these codes work once a token is confirmed \
+             (`tessera token confirm {}{realm} <current code>`)",
+            r.user,
+            r.user
+        );
     }
     Ok(())
 }

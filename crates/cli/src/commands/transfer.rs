@@ -16,7 +16,7 @@ use tessera_server::node::Node;
 
 use super::actor;
 use super::backup::{PassphraseInput, write_atomically};
-use crate::{Exit, UsageError};
+use crate::UsageError;
 
 const FORMAT: &str = "tessera-users";
 const VERSION: u32 = 1;
@@ -453,33 +453,47 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
     }
     let admin = &node.admin;
     let (mut created, mut merged, mut skipped, mut tokens, mut tokens_without_secret) = (0, 0, 0, 0, 0);
+    // One line per user (what exists, what was added), then the totals.
+    let label = |u: &UserLine| {
+        if u.realm == tessera_core::names::DEFAULT_REALM {
+            u.username.clone()
+        } else {
+            format!("{}@{}", u.username, u.realm)
+        }
+    };
+    let would = if a.dry_run { "would be " } else { "" };
     for u in users {
         let existing = admin.find_user(Some(&u.realm), &u.username).await.ok();
         if existing.is_some() && !merge {
             skipped += 1;
-            outln!("{}@{}: exists; skipped", u.username, u.realm);
+            outln!("{}: exists; skipped (--on-conflict merge adds its missing tokens and groups)", label(&u));
             continue;
         }
         if a.dry_run {
+            let n = u.tokens.iter().filter(|t| t.secret.is_some() || t.address.is_some()).count();
+            let without = u.tokens.len() - n;
             if existing.is_some() {
-                merged += 1
+                merged += 1;
+                outln!("{}: exists; {would}merged ({})", label(&u), token_note(n, without));
             } else {
-                created += 1
+                created += 1;
+                outln!("{}: {would}created ({})", label(&u), token_note(n, without));
             }
-            tokens += u.tokens.iter().filter(|t| t.secret.is_some() || t.address.is_some()).count();
-            tokens_without_secret += u.tokens.iter().filter(|t| t.secret.is_none() && t.address.is_none()).count();
+            tokens += n;
+            tokens_without_secret += without;
             continue;
         }
-        let user = match existing {
+        let (user, what) = match existing {
             Some(e) => {
                 merged += 1;
-                e
+                (e, "exists; merged")
             }
             None => {
                 created += 1;
-                admin.import_user(&actor(), &u.realm, &u.username, u.password_hash.clone()).await?
+                (admin.import_user(&actor(), &u.realm, &u.username, u.password_hash.clone()).await?, "created")
             }
         };
+        let (mut added, mut without) = (0, 0);
         let have: Vec<String> = admin.tokens(&user).await?.into_iter().map(|t| t.serial).collect();
         for t in &u.tokens {
             if have.contains(&t.serial) {
@@ -489,11 +503,11 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
                 admin
                     .add_oob_token(&actor(), &user, channel, address, Some(t.digits), Some(&t.serial), &t.description)
                     .await?;
-                tokens += 1;
+                added += 1;
                 continue;
             }
             let Some(b32) = &t.secret else {
-                tokens_without_secret += 1;
+                without += 1;
                 continue;
             };
             let secret = Secret::from_base32(b32).map_err(|e| UsageError(format!("token {}: {e}", t.serial)))?;
@@ -504,7 +518,7 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
             admin
                 .add_token(&actor(), &user, &secret, params, counter, Some(&t.serial), &t.description, pending)
                 .await?;
-            tokens += 1;
+            added += 1;
         }
         for g in &u.groups {
             if let Err(e) = admin.add_to_group(&actor(), g, &user).await
@@ -516,9 +530,12 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
         if u.disabled != user.disabled {
             admin.set_disabled(&actor(), &user, u.disabled).await?;
         }
+        outln!("{}: {what} ({})", label(&u), token_note(added, without));
+        tokens += added;
+        tokens_without_secret += without;
     }
     outln!(
-        "{}{created} users created, {merged} merged, {skipped} skipped; {tokens} tokens added{}",
+        "{}{created} users created, {merged} merged, {skipped} skipped (already there); {tokens} tokens added{}",
         if a.dry_run { "dry run (nothing changed): " } else { "" },
         if tokens_without_secret > 0 {
             format!(", {tokens_without_secret} tokens not re-created (no secret in the file)")
@@ -526,8 +543,21 @@ pub async fn import(node: &Node, env: &BTreeMap<String, String>, cmd: ImportCmd)
             String::new()
         }
     );
-    if skipped > 0 && !merge && created == 0 && merged == 0 {
-        return Err(Exit(1).into());
-    }
+    // Users that exist already are not a failure: an import can be run
+    // again (after a partial run, or to top up) and says what it skipped.
+    // Anything that did fail has returned an error above (exit 1).
     Ok(())
+}
+
+/// "1 token added", "no tokens", "2 tokens added, 1 not re-created (no secret in the file)".
+fn token_note(added: usize, without_secret: usize) -> String {
+    let mut note = match added {
+        0 => "no tokens added".to_string(),
+        1 => "1 token added".to_string(),
+        n => format!("{n} tokens added"),
+    };
+    if without_secret > 0 {
+        note.push_str(&format!(", {without_secret} not re-created (no secret in the file)"));
+    }
+    note
 }

@@ -74,10 +74,20 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
             let left = admin.backup_codes_left(&u).await?;
             let groups = admin.groups_of(&u).await?;
             let view = UserView::new(&u, now);
+            // Grace (first factor alone) only matters while the policy grants
+            // it and the user has no confirmed token.
+            let grace = admin.policy().await?.grace_for(u.grace_used, u.created_at).filter(|_| !u.registered);
             if json {
-                return output::json(
-                    &serde_json::json!({ "user": view, "tokens": tokens, "backup_codes_left": left, "groups": groups }),
-                );
+                let grace = grace.map(|g| {
+                    serde_json::json!({
+                        "logins_left": g.logins_left,
+                        "until": g.until.map(|t| t.to_rfc3339()),
+                        "allowed_now": g.allows(now),
+                    })
+                });
+                return output::json(&serde_json::json!({
+                    "user": view, "tokens": tokens, "backup_codes_left": left, "groups": groups, "grace": grace,
+                }));
             }
             outln!("user:          {}", view.username);
             outln!("realm:         {}", view.realm);
@@ -95,6 +105,17 @@ pub async fn run(node: &Node, cmd: UserCmd) -> anyhow::Result<()> {
                 }
             }
             outln!("backup codes:  {left} unused");
+            if let Some(g) = grace {
+                let mut limits = Vec::new();
+                if let Some(n) = g.logins_left {
+                    limits.push(format!("{n} login(s) left"));
+                }
+                if let Some(t) = g.until {
+                    limits.push(format!("until {}", t.to_rfc3339()));
+                }
+                let state = if g.allows(now) { "" } else { " (used up: a token is needed now)" };
+                outln!("grace:         {}{state}", limits.join(", "));
+            }
             outln!("groups:        {}", if groups.is_empty() { "-".to_string() } else { groups.join(", ") });
             outln!("created:       {}", view.created_at);
             outln!("tokens:        {}", tokens.len());

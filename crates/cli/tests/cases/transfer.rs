@@ -78,6 +78,11 @@ fn users_export_import_round_trip() {
     assert!(dry.contains("dry run") && dry.contains("3 users created"), "{dry}");
     let out = b.ok(&["import", "users", sealed.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()]);
     assert!(out.contains("3 users created") && out.contains("2 tokens added"), "{out}");
+    for line in
+        ["alice: created (1 token added)", "bob@corp: created (1 token added)", "carol: created (no tokens added)"]
+    {
+        assert!(out.lines().any(|l| l == line), "{line}: {out}");
+    }
 
     assert_eq!(comparable(&a, "alice"), comparable(&b, "alice"));
     assert_eq!(comparable(&a, "carol"), comparable(&b, "carol"));
@@ -93,8 +98,23 @@ fn users_export_import_round_trip() {
     assert!(b.ok(&["check", "alice", &format!("alice-secret-pw{}", totp_now(ALICE_SECRET, 1))]).starts_with("accept"));
     b.ok(&["user", "enable", "bob", "--realm", "corp"]);
     assert!(b.ok(&["check", "bob", "--realm", "corp", &hotp_code(BOB_SECRET, 0)]).starts_with("accept"));
-    // a second import skips what exists
-    b.fail(&["import", "users", sealed.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()], &[], 1);
+    // Issue 15: a second import says per user what exists, adds nothing,
+    // and succeeds (users that exist already are not a failure)
+    let again = b.ok(&["import", "users", sealed.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()]);
+    for user in ["alice", "bob@corp", "carol"] {
+        assert!(again.lines().any(|l| l.starts_with(&format!("{user}: exists; skipped"))), "{user}: {again}");
+    }
+    assert!(again.contains("0 users created, 0 merged, 3 skipped"), "{again}");
+    let merged = b.ok(&[
+        "import",
+        "users",
+        sealed.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--on-conflict",
+        "merge",
+    ]);
+    assert!(merged.lines().any(|l| l == "alice: exists; merged (no tokens added)"), "{merged}");
 }
 
 #[test]

@@ -318,6 +318,17 @@ async fn portal_registration_then_code_or_backup_code_sign_in() {
         codes.iter().all(|c| c.len() == 11 && c.as_bytes()[5] == b'-'),
         "grouped as the CLI prints them: {codes:?}"
     );
+    assert!(reg.body.contains("from the moment you confirm"), "the page says when the codes start to work");
+    // Issue 15: until the token is confirmed the backup codes are not a
+    // second factor of their own (a user who opens /register and leaves
+    // holds nothing that logs in); refused, not counted.
+    let early = n.validate("bob", &format!("bob's long password{}", codes[0])).await;
+    assert_eq!(early["result"], "reject");
+    let show: serde_json::Value = serde_json::from_str(&n.ok(&["user", "show", "bob", "--json"])).unwrap();
+    assert_eq!((show["user"]["status"].as_str(), show["user"]["failures"].as_u64()), (Some("unregistered"), Some(0)));
+    let audit: serde_json::Value =
+        serde_json::from_str(&n.ok(&["audit", "list", "--action", "validate", "--json"])).unwrap();
+    assert_eq!(audit[0]["reason"], "no_active_token");
     let wrong = w.post("/register", &[("csrf", &reg.csrf()), ("code", "000000")]).await;
     assert_eq!(wrong.status, 401);
     let ok = w.post("/register", &[("csrf", &reg.csrf()), ("code", &totp_now(&secret, 0))]).await;
@@ -338,6 +349,9 @@ async fn portal_registration_then_code_or_backup_code_sign_in() {
     assert!(code.body.contains(r#"pattern="[0-9 \-]*""#), "the code field takes the dash: {}", code.body);
     let r = w.post("/code", &[("csrf", &code.csrf()), ("code", &codes[0])]).await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/")));
+    // confirmed, the other codes work everywhere (here over REST), once
+    let rest = n.validate("bob", &format!("bob's long password{}", codes[1])).await;
+    assert_eq!(rest["result"], "accept");
     let home = w.get("/").await;
     let fresh = w.post("/backup-codes", &[("csrf", &home.csrf())]).await;
     assert_eq!(fresh.status, 200);

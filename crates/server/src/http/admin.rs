@@ -9,7 +9,7 @@ use axum::response::Json;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use tessera_core::admin::{otp_params, parse_secret};
-use tessera_core::audit::{AuditQuery, AuditResult};
+use tessera_core::audit::{AuditQuery, AuditResult, TargetMatch};
 use tessera_core::clock::Timestamp;
 use tessera_core::model::{OobChannel, User, UserStatus};
 use tessera_core::policy::Policy;
@@ -519,6 +519,7 @@ pub async fn audit_log(
         action: p.action,
         target: p.target,
         result: p.result.as_deref().map(str::parse::<AuditResult>).transpose().map_err(ApiError::invalid)?,
+        target_match: TargetMatch::Name,
         before_id: p.before,
         limit: list_limit(p.limit)?,
     };

@@ -63,6 +63,8 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound(_) => ApiError::not_found(e.to_string()),
             CoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             CoreError::CodeMismatch => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "code_mismatch", e.to_string()),
+            // The codes were right; the policy cannot honour them (the message says what to do).
+            CoreError::DriftBeyondPolicy { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             CoreError::Store(StoreError::ReadOnly(m)) => ApiError::new(StatusCode::CONFLICT, "read_only_replica", m),
             CoreError::Store(StoreError::Fenced(m)) => ApiError::new(StatusCode::CONFLICT, "fenced", m),
             // Logged once per token where it was found (tessera_core::auth).

@@ -47,9 +47,9 @@ use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
-    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, ClockSample, Evaluation,
-    Factor, InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange,
-    UserQuery, Verdict, blocking_outcome, finish_attempt_audit,
+    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, BackupCodeState,
+    ClockSample, Evaluation, Factor, InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store,
+    StoreError, UserChange, UserQuery, Verdict, blocking_outcome, finish_attempt_audit, settle,
 };
 use tokio_postgres::error::SqlState;
 
@@ -262,7 +262,8 @@ async fn oob_codes_of<C: GenericClient>(c: &C, user: i64, since: Timestamp) -> R
 struct PgSnapshot {
     user: User,
     tokens: Vec<Token>,
-    unused_backup: Vec<[u8; 32]>,
+    /// The user's backup codes (the current set: at most ten), and whether each is used.
+    backup: Vec<([u8; 32], bool)>,
     /// Every stored email/SMS code of the user, newest first.
     oob: Vec<OobCode>,
 }
@@ -274,8 +275,12 @@ impl Snapshot for PgSnapshot {
     fn tokens(&self) -> &[Token] {
         &self.tokens
     }
-    fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        Ok(self.unused_backup.iter().any(|d| d == digest))
+    fn backup_code(&self, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError> {
+        Ok(self
+            .backup
+            .iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, used)| if *used { BackupCodeState::Used } else { BackupCodeState::Unused }))
     }
     fn oob_codes(&self, since: Timestamp) -> Result<Vec<OobCode>, StoreError> {
         Ok(self.oob.iter().filter(|c| c.created_at > since).cloned().collect())
@@ -293,14 +298,12 @@ async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) ->
     };
     let lock = user.lock;
     let now = access.at;
-    let fail = |replay: bool| {
-        let next = lock.after_failure(&policy, now);
-        (AuthOutcome::Failed { failures: next.failures, locked: next.is_locked(now), replay }, next)
-    };
     let (outcome, next) = if let Some(blocked) = blocking_outcome(user.disabled, &lock, now) {
         (blocked, lock)
     } else {
-        match &verdict {
+        // Try to consume the verified factor; `settle` (core) decides what
+        // that comes to, this only persists it.
+        let consumed = match &verdict {
             Verdict::Verified(Factor::Token { token_id, matched, drift }) => {
                 // The replay check: the floor must not have passed `matched`.
                 let drift = i64::from(*drift);
@@ -311,7 +314,7 @@ async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) ->
                     &[matched, &drift, &now.0, &token_id.0, &user_id.0],
                 )
                 .await?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                n == 1
             }
             Verdict::Verified(Factor::BackupCode { digest }) => {
                 let n = exec(
@@ -320,7 +323,7 @@ async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) ->
                     &[&now.0, &user_id.0, &&digest[..]],
                 )
                 .await?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                n == 1
             }
             Verdict::Verified(Factor::OobCode { id, .. }) => {
                 let max = i64::from(tessera_core::oob::MAX_CODE_ATTEMPTS);
@@ -331,9 +334,9 @@ async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) ->
                     &[&now.0, id, &user_id.0, &max],
                 )
                 .await?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                n == 1
             }
-            Verdict::Verified(Factor::FirstFactorOnly) => (AuthOutcome::Accepted, lock.after_success()),
+            Verdict::Verified(Factor::FirstFactorOnly) => true,
             Verdict::Verified(Factor::Grace { limit }) => {
                 let limit = limit.map_or(i64::MAX, i64::from);
                 let n = exec(
@@ -342,7 +345,7 @@ async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) ->
                     &[&user_id.0, &limit],
                 )
                 .await?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { (AuthOutcome::Refused, lock) }
+                n == 1
             }
             Verdict::Failed(_) => {
                 // A wrong code also wears out the user's pending email/SMS codes.
@@ -353,13 +356,14 @@ async fn apply_to<C: GenericClient>(c: &C, attempt: AuthAttempt, user: &User) ->
                     &[&user_id.0, &now.0],
                 )
                 .await?;
-                fail(false)
+                false
             }
-            Verdict::Refused(_) => (AuthOutcome::Refused, lock),
-            Verdict::Challenge => (AuthOutcome::Challenged, lock),
-            // Unwrapped above.
-            Verdict::Verified(Factor::Claimed(_)) => (AuthOutcome::Refused, lock),
-        }
+            // Claims were unwrapped above; the rest consume nothing.
+            Verdict::Verified(Factor::Claimed(_)) | Verdict::Replayed(_) | Verdict::Refused(_) | Verdict::Challenge => {
+                false
+            }
+        };
+        settle(&verdict, consumed, &lock, &policy, now)
     };
     let accepted = outcome == AuthOutcome::Accepted;
     exec(
@@ -879,18 +883,21 @@ impl Store for PgStore {
                     }
                 }
                 // Three reads pipelined on the connection: one round trip.
-                let backup_sql = "SELECT digest FROM backup_codes WHERE user_id = $1 AND used_at IS NULL";
+                let backup_sql = "SELECT digest, used_at IS NOT NULL FROM backup_codes WHERE user_id = $1";
                 let backup_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&uid];
                 let (tokens, backup, oob) = tokio::try_join!(
                     tokens_of(&tx, uid),
                     query(&tx, backup_sql, &backup_params),
                     oob_codes_of(&tx, uid, Timestamp(i64::MIN)),
                 )?;
-                let unused_backup = backup
+                let backup = backup
                     .iter()
-                    .filter_map(|r| rows::get::<Vec<u8>>(r, 0).ok().and_then(|d| <[u8; 32]>::try_from(d).ok()))
+                    .filter_map(|r| {
+                        let digest = rows::get::<Vec<u8>>(r, 0).ok().and_then(|d| <[u8; 32]>::try_from(d).ok())?;
+                        Some((digest, rows::get::<bool>(r, 1).ok()?))
+                    })
                     .collect();
-                let snapshot = PgSnapshot { user, tokens, unused_backup, oob };
+                let snapshot = PgSnapshot { user, tokens, backup, oob };
                 match evaluate(&snapshot) {
                     Evaluation::Deferred => {
                         let PgSnapshot { user, tokens, .. } = snapshot;
@@ -908,15 +915,18 @@ impl Store for PgStore {
         })
     }
 
-    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
+    async fn backup_code(&self, user: &UserId, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError> {
         let c = self.client().await?;
         let r = opt(
             &c,
-            "SELECT 1 FROM backup_codes WHERE user_id = $1 AND digest = $2 AND used_at IS NULL",
+            "SELECT used_at IS NOT NULL FROM backup_codes WHERE user_id = $1 AND digest = $2",
             &[&user.0, &&digest[..]],
         )
         .await?;
-        Ok(r.is_some())
+        r.map(|r| {
+            rows::get::<bool>(&r, 0).map(|used| if used { BackupCodeState::Used } else { BackupCodeState::Unused })
+        })
+        .transpose()
     }
 
     async fn replace_backup_codes(
@@ -1443,7 +1453,13 @@ impl Store for PgStore {
             sql.push_str(&format!(" AND action = {}", p.push(a.clone())));
         }
         if let Some(t) = &q.target {
-            sql.push_str(&format!(" AND target = {}", p.push(t.clone())));
+            // The target, or a name after it (`user@realm`, `user SERIAL`).
+            let prefixes = tessera_core::audit::target_prefixes(t, q.target_match);
+            // substr's length is an int4 parameter.
+            let len = i32::try_from(prefixes.first().map_or(0, |p| p.chars().count())).unwrap_or(i32::MAX);
+            let (target, len) = (p.push(t.clone()), p.push(len));
+            let list: Vec<String> = prefixes.into_iter().map(|x| p.push(x)).collect();
+            sql.push_str(&format!(" AND (target = {target} OR substr(target, 1, {len}) IN ({}))", list.join(", ")));
         }
         if let Some(r) = q.result {
             sql.push_str(&format!(" AND result = {}", p.push(r.as_str().to_string())));

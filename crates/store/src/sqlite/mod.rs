@@ -38,9 +38,9 @@ use tessera_core::policy::Policy;
 use tessera_core::random::Random;
 use tessera_core::realm::Realm;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Evaluator, Factor, InventoryQuery,
-    MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange, UserQuery, Verdict,
-    blocking_outcome, finish_attempt_audit,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, BackupCodeState, Evaluation, Evaluator, Factor,
+    InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Snapshot, Store, StoreError, UserChange,
+    UserQuery, Verdict, blocking_outcome, finish_attempt_audit, settle,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -365,8 +365,8 @@ impl Snapshot for WriterSnapshot<'_> {
     fn tokens(&self) -> &[Token] {
         self.tokens
     }
-    fn backup_code_unused(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        backup_code_unused(self.conn, &self.user.id, digest).map_err(map_err)
+    fn backup_code(&self, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError> {
+        backup_code(self.conn, &self.user.id, digest).map_err(map_err)
     }
     fn oob_codes(&self, since: Timestamp) -> Result<Vec<OobCode>, StoreError> {
         oob_codes(self.conn, self.user.id, since).map_err(map_err)
@@ -383,9 +383,11 @@ fn oob_codes(c: &Connection, user: UserId, since: Timestamp) -> rusqlite::Result
     .collect()
 }
 
-fn backup_code_unused(c: &Connection, user: &UserId, digest: &[u8; 32]) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2 AND used_at IS NULL")?
-        .exists(params![user.0, &digest[..]])
+fn backup_code(c: &Connection, user: &UserId, digest: &[u8; 32]) -> rusqlite::Result<Option<BackupCodeState>> {
+    c.prepare_cached("SELECT used_at IS NOT NULL FROM backup_codes WHERE user_id = ?1 AND digest = ?2")?
+        .query_row(params![user.0, &digest[..]], |r| r.get::<_, bool>(0))
+        .optional()
+        .map(|o| o.map(|used| if used { BackupCodeState::Used } else { BackupCodeState::Unused }))
 }
 
 fn sort_tokens(tokens: &mut [Token]) {
@@ -534,23 +536,21 @@ fn apply_to(
     let AuthAttempt { user_id, access, verdict, policy, mut audit } = attempt;
     let UserAuthState { disabled, lock, tokens: mut states } = state;
     let now = access.at;
-    let fail = |replay: bool| {
-        let next = lock.after_failure(&policy, now);
-        (AuthOutcome::Failed { failures: next.failures, locked: next.is_locked(now), replay }, next)
-    };
     let (outcome, next) = if let Some(blocked) = blocking_outcome(disabled, &lock, now) {
         (blocked, lock)
     } else {
-        match &verdict {
+        // Try to consume the verified factor; `settle` (core) decides what
+        // that comes to, this only persists it.
+        let consumed = match &verdict {
             Verdict::Verified(Factor::Token { token_id, matched, drift }) => {
                 // The replay check: the floor must not have passed the matched
                 // counter (a concurrent login, or another node, may have moved it).
                 match token_floor(conn, user_id, *token_id, &states)? {
                     Some(floor) if floor <= *matched => {
                         states.set(Entry { token: token_id.0, counter: matched + 1, drift: *drift, last_used: now.0 });
-                        (AuthOutcome::Accepted, lock.after_success())
+                        true
                     }
-                    _ => fail(true),
+                    _ => false,
                 }
             }
             Verdict::Verified(Factor::Claimed(inner)) => match inner.base() {
@@ -561,9 +561,9 @@ fn apply_to(
                         Some(floor) if floor <= matched + 1 => {
                             let counter = (matched + 1).max(floor);
                             states.set(Entry { token: token_id.0, counter, drift: *drift, last_used: now.0 });
-                            (AuthOutcome::Accepted, lock.after_success())
+                            true
                         }
-                        _ => fail(true),
+                        _ => false,
                     }
                 }
                 Factor::BackupCode { digest } => {
@@ -572,13 +572,11 @@ fn apply_to(
                     )
                     .and_then(|mut s| s.execute(params![now.0, user_id.0, &digest[..]]))
                     .map_err(map_err)?;
-                    let exists = conn
-                        .prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2")
+                    conn.prepare_cached("SELECT 1 FROM backup_codes WHERE user_id = ?1 AND digest = ?2")
                         .and_then(|mut s| s.exists(params![user_id.0, &digest[..]]))
-                        .map_err(map_err)?;
-                    if exists { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                        .map_err(map_err)?
                 }
-                _ => fail(true),
+                _ => false,
             },
             Verdict::Verified(Factor::BackupCode { digest }) => {
                 let n = conn
@@ -587,7 +585,7 @@ fn apply_to(
                     )
                     .and_then(|mut s| s.execute(params![now.0, user_id.0, &digest[..]]))
                     .map_err(map_err)?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                n == 1
             }
             Verdict::Verified(Factor::OobCode { id, .. }) => {
                 // Single use: only the first attempt to mark it used wins
@@ -599,9 +597,9 @@ fn apply_to(
                     )
                     .and_then(|mut s| s.execute(params![now.0, id, user_id.0, tessera_core::oob::MAX_CODE_ATTEMPTS]))
                     .map_err(map_err)?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { fail(true) }
+                n == 1
             }
-            Verdict::Verified(Factor::FirstFactorOnly) => (AuthOutcome::Accepted, lock.after_success()),
+            Verdict::Verified(Factor::FirstFactorOnly) => true,
             Verdict::Verified(Factor::Grace { limit }) => {
                 // Counted here, in the serialised step, so parallel logins
                 // cannot exceed the grace count.
@@ -609,7 +607,7 @@ fn apply_to(
                     .prepare_cached("UPDATE users SET grace_used = grace_used + 1 WHERE id = ?1 AND grace_used < ?2")
                     .and_then(|mut s| s.execute(params![user_id.0, limit.map_or(i64::MAX, i64::from)]))
                     .map_err(map_err)?;
-                if n == 1 { (AuthOutcome::Accepted, lock.after_success()) } else { (AuthOutcome::Refused, lock) }
+                n == 1
             }
             Verdict::Failed(_) => {
                 // A wrong code also wears out the user's pending email/SMS codes.
@@ -619,11 +617,11 @@ fn apply_to(
                 )
                 .and_then(|mut s| s.execute(params![user_id.0, now.0]))
                 .map_err(map_err)?;
-                fail(false)
+                false
             }
-            Verdict::Refused(_) => (AuthOutcome::Refused, lock),
-            Verdict::Challenge => (AuthOutcome::Challenged, lock),
-        }
+            Verdict::Replayed(_) | Verdict::Refused(_) | Verdict::Challenge => false,
+        };
+        settle(&verdict, consumed, &lock, &policy, now)
     };
 
     let accepted = outcome == AuthOutcome::Accepted;
@@ -1035,8 +1033,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn backup_code_unused(&self, user: &UserId, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        self.read(|c| backup_code_unused(c, user, digest))
+    async fn backup_code(&self, user: &UserId, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError> {
+        self.read(|c| backup_code(c, user, digest))
     }
 
     async fn replace_backup_codes(
@@ -1267,8 +1265,18 @@ impl Store for SqliteStore {
             named.push((":action", Box::new(a.clone())));
         }
         if let Some(t) = &q.target {
-            sql.push_str(" AND target = :target");
+            // The target, or a name after it (`user@realm`, `user SERIAL`).
+            let prefixes = tessera_core::audit::target_prefixes(t, q.target_match);
+            let len = prefixes.first().map_or(0, |p| p.chars().count() as i64);
+            // At most two prefixes: named parameters :p0, :p1.
+            const NAMES: [&str; 2] = [":p0", ":p1"];
+            let list: Vec<&str> = NAMES.iter().take(prefixes.len()).copied().collect();
+            sql.push_str(&format!(" AND (target = :target OR substr(target, 1, :plen) IN ({}))", list.join(", ")));
+            named.push((":plen", Box::new(len)));
             named.push((":target", Box::new(t.clone())));
+            for (name, p) in NAMES.iter().zip(prefixes) {
+                named.push((name, Box::new(p)));
+            }
         }
         if let Some(r) = q.result {
             sql.push_str(" AND result = :result");

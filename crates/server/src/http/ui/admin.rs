@@ -359,7 +359,7 @@ impl UserRow {
     fn new(u: &User, now: tessera_core::clock::Timestamp) -> Self {
         let status = u.status(now);
         let mut actions = Vec::new();
-        if status == UserStatus::Locked || u.lock.failures > 0 {
+        if status == UserStatus::Locked || u.lock.current(now).failures > 0 {
             actions.push("unlock");
         }
         actions.push("reset");
@@ -370,7 +370,7 @@ impl UserRow {
             username: u.username.clone(),
             realm: u.realm.clone(),
             status: status.as_str(),
-            failures: u.lock.failures,
+            failures: u.lock.current(now).failures,
             first_factor: first_factor_text(u),
             last_attempt: access_text(&u.last_attempt),
             last_success: access_text(&u.last_success),

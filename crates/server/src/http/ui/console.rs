@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Form, body::Body};
 use serde::Deserialize;
 use tessera_core::CoreError;
-use tessera_core::audit::{AuditQuery, AuditResult};
+use tessera_core::audit::{AuditQuery, AuditResult, TargetMatch};
 use tessera_core::clock::Timestamp;
 use tessera_core::model::{MessageAuthenticatorMode, TokenId, User, UserId, UserStatus};
 use tessera_core::store::{InventoryQuery, UserQuery};
@@ -413,8 +413,14 @@ async fn user_page(
         let free = admin
             .inventory(&InventoryQuery { assigned: Some(false), limit: ASSIGN_CHOICES, ..Default::default() })
             .await?;
-        let audit =
-            admin.audit_log(AuditQuery { target: Some(label.clone()), limit: RECENT, ..Default::default() }).await?;
+        let audit = admin
+            .audit_log(AuditQuery {
+                target: Some(label.clone()),
+                target_match: TargetMatch::User,
+                limit: RECENT,
+                ..Default::default()
+            })
+            .await?;
         Ok((tokens, left, groups, free, audit))
     }
     .await;
@@ -426,7 +432,7 @@ async fn user_page(
         label,
         realm: u.realm.clone(),
         status: status.as_str(),
-        failures: u.lock.failures,
+        failures: u.lock.current(now).failures,
         locked_until: (status == UserStatus::Locked)
             .then(|| u.lock.lock_until.map(|t| short_time(&t.to_rfc3339())))
             .flatten(),
