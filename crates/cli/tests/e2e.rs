@@ -93,8 +93,8 @@ async fn readme_walkthrough_serve_with_no_config() {
 /// The README's walk-through as written: its shell blocks are read from
 /// README.md and run in order against a fresh data directory (bash, with
 /// `tessera` bound to this build and `localhost:8443` to the test server's
-/// port; `123456` is the current code of the enrolled secret, `654321` the
-/// next one), and every output the README shows in a `# {…}` comment is
+/// port; `123456` is the current code of the secret enrolled for the user
+/// the command names, `654321` the next one), and every output the README shows in a `# {…}` comment is
 /// checked, including "the same code again".
 #[tokio::test]
 async fn readme_walkthrough_runs_as_written() {
@@ -117,7 +117,8 @@ async fn readme_walkthrough_runs_as_written() {
         assert!(out.status.success(), "README command failed: {cmd}\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
         stdout
     };
-    let mut secret: Option<String> = None;
+    // (user, secret) of every `token enroll` so far.
+    let mut secrets: Vec<(String, String)> = Vec::new();
     let (mut last_cmd, mut last_out) = (String::new(), String::new());
     let mut ran = 0;
     let mut in_block = false;
@@ -160,13 +161,17 @@ async fn readme_walkthrough_runs_as_written() {
         let mut cmd = std::mem::take(&mut pending) + code;
         cmd = cmd.replace("localhost:8443", &format!("localhost:{port}"));
         if cmd.contains("123456") || cmd.contains("654321") {
-            let s = secret.as_deref().expect("a code before any secret was enrolled");
+            // The code of the user the command names (by word, or in JSON).
+            let named = |u: &String| cmd.split(|c: char| !c.is_alphanumeric()).any(|w| w == u);
+            let (_, s) = secrets.iter().rev().find(|(u, _)| named(u)).expect("a code for a user who enrolled a token");
             cmd = cmd.replace("123456", &codes::oathtool_or_ours(s, 0));
             cmd = cmd.replace("654321", &codes::oathtool_or_ours(s, 30));
         }
         last_out = run(&cmd);
-        if secret.is_none() && cmd.contains("token enroll") {
-            secret = last_out.lines().find_map(|l| l.strip_prefix("secret:")).map(|s| s.trim().to_string());
+        if let Some(user) = cmd.strip_prefix("tessera token enroll ").and_then(|r| r.split_whitespace().next())
+            && let Some(secret) = last_out.lines().find_map(|l| l.strip_prefix("secret:"))
+        {
+            secrets.push((user.to_string(), secret.trim().to_string()));
         }
         last_cmd = cmd;
         ran += 1;

@@ -108,7 +108,7 @@ pub async fn serve(
     // sign that everything listens.
     for l in portal_listeners {
         let addr = l.local_addr()?;
-        println!("listening portal {addr}");
+        announce(&format!("listening portal {addr}"));
         tracing::info!(%addr, "HTTPS portal listening");
         ui.listeners.write().push(("portal".into(), addr.to_string()));
         tasks.push(tokio::spawn(http::serve::serve(
@@ -121,7 +121,7 @@ pub async fn serve(
     }
     for l in listeners {
         let addr = l.local_addr()?;
-        println!("listening https {addr}");
+        announce(&format!("listening https {addr}"));
         tracing::info!(%addr, "HTTPS listening");
         ui.listeners.write().push(("https".into(), addr.to_string()));
         tasks.push(tokio::spawn(http::serve::serve(l, tls.clone(), app.clone(), connections.clone(), stop_rx.clone())));
@@ -160,6 +160,15 @@ pub async fn serve(
     drop(node);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One `listening <kind> <addr>` line on stdout, for scripts and tests
+/// that wait for it. Written without `println!`: a reader that stopped
+/// (`tessera serve | head -1`) must not take the server down with it.
+pub fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
 }
 
 /// Opens the node; in shared database mode an unreachable database is

@@ -68,6 +68,31 @@ fn regression_listing_into_a_pipe_closed_early_exits_quietly() {
     }
 }
 
+/// `tessera serve | head -1` (a script waiting for the first `listening`
+/// line): the reader goes away, the server does not.
+#[test]
+fn a_server_whose_stdout_reader_left_keeps_serving() {
+    let n = TestNode::new();
+    n.ok(&["init"]);
+    let mut child = n
+        .cli(&["serve", "--http-listen", "127.0.0.1:0", "--radius-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("listening "), "{first}");
+    drop(stdout);
+    std::thread::sleep(Duration::from_secs(2));
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(alive, "the server died with its reader: {}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("panicked"), "{}", stderr_of(&out));
+}
+
 /// Item 9: the listen addresses from `serve`'s own flags, over the
 /// harness's `TESSERA_HTTP_LISTEN`/`TESSERA_RADIUS_LISTEN` (flags win).
 /// Also item 10 for `serve`: a wrapper's `TESSERA_BIN` does not stop it.

@@ -44,7 +44,7 @@ pub async fn start(
     for (kind, list) in [("radius", &cfg.radius.listen), ("radius-accounting", &cfg.radius.accounting_listen)] {
         for socket in udp::bind(&Config::addrs(list)).await? {
             let addr = socket.local_addr()?;
-            println!("listening {kind} {addr}");
+            crate::runtime::announce(&format!("listening {kind} {addr}"));
             bound.push((format!("{kind} (udp)"), addr.to_string()));
             tracing::info!(%addr, kind, clients = svc.clients.len(), "RADIUS listening (udp)");
             tasks.push(tokio::spawn(udp::serve(
@@ -68,7 +68,7 @@ pub async fn start(
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}/tcp (RadSec): {e}"))?;
             let addr = listener.local_addr()?;
-            println!("listening radsec {addr}");
+            crate::runtime::announce(&format!("listening radsec {addr}"));
             bound.push(("radsec (tcp)".into(), addr.to_string()));
             tracing::info!(%addr, "RadSec listening");
             tasks.push(tokio::spawn(radsec::serve(listener, tls.clone(), svc.clone(), shutdown.clone())));
