@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive (real tools, not stand-ins).
 need=()
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
+# curl: the README walk-through test runs the README's own curl command.
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)
 command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 command -v radsecproxy >/dev/null 2>&1 || need+=(radsecproxy)
