@@ -219,6 +219,10 @@ mod cluster {
         c.apply_forwarded("r2", other, now, audit("replication.forward")).await.unwrap();
         let u = s.user_by_id(&dave.id).await.unwrap().unwrap();
         assert!(u.lock.is_locked(at(10)), "{:?}", u.lock);
+        // A locked user's code is refused to every replica at once.
+        let claim = ClaimItem::Step { user: dave.id.0, token: t.id.0, step: step(10), drift: 0 };
+        let r = c.claim(vec![claim], now, audit("replication.claim")).await.unwrap().remove(0);
+        assert_eq!((r.claimed, r.reason.as_deref()), (false, Some("locked")));
         // A step no code could match is refused, audited, and moves nothing.
         let bad = LoginEvent {
             id: 4,

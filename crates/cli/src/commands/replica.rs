@@ -302,7 +302,7 @@ async fn mint_token(node: &Node, repl: &Replication, ttl: &str, json: bool) -> a
     if s.role == Role::Replica {
         anyhow::bail!("this node is a replica: make join tokens on the primary {}", primary_label(&s));
     }
-    let ttl = join::parse_age_seconds(ttl)
+    let ttl = tessera_core::clock::parse_age_seconds(ttl)
         .filter(|t| (1..=MAX_TOKEN_TTL_SECONDS).contains(t))
         .ok_or_else(|| UsageError(format!("--ttl `{ttl}`: up to 7d, e.g. 15m, 1h, 2d")))?;
     // The primary needs its own identity for the cluster to know it.

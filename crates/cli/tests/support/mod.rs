@@ -356,15 +356,9 @@ impl TestNode {
     }
 
     pub async fn validate(&self, user: &str, password: &str) -> Value {
-        let r = self
-            .client()
-            .post(self.url("/api/v1/validate"))
-            .json(&json!({"username": user, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
+        let (status, body) = self.try_validate(user, password).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 }
 

@@ -44,8 +44,6 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-pub use crate::clock::parse_age_seconds;
-
 /// Node names: what `replica nodes` lists and `replica remove` takes.
 pub fn check_node_name(name: &str) -> Result<(), String> {
     if crate::names::is_short_name(name) {
@@ -141,6 +139,7 @@ pub struct JoinAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::parse_age_seconds;
     use crate::keys::MasterKey;
     use crate::random::OsRandom;
 

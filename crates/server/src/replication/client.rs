@@ -30,13 +30,6 @@ pub enum ClientError {
     Protocol { url: String, reason: String },
 }
 
-impl ClientError {
-    /// Whether the peer could not be reached at all (as opposed to refusing).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. })
-    }
-}
-
 /// A client for one peer.
 #[derive(Debug, Clone)]
 pub struct PeerClient {

@@ -82,10 +82,6 @@ impl Cluster {
         Cluster { store }
     }
 
-    pub fn store(&self) -> &Arc<SqliteStore> {
-        &self.store
-    }
-
     // --- this node's identity
 
     pub fn identity(&self) -> Result<Option<StoredIdentity>, StoreError> {
