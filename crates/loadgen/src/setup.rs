@@ -56,6 +56,7 @@ pub fn setup(data: &Path, users: u64, seed: &str, parallel: usize) -> anyhow::Re
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let mut cfg = node::load_config(None, &env).context("configuration from the environment")?;
     cfg.server.data_dir = data.to_path_buf();
+    cfg.database.login_engine = false;
     let t0 = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // TESSERA_DATABASE_URL set: the users go into that PostgreSQL instead.

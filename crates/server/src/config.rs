@@ -472,6 +472,10 @@ pub struct DatabaseSection {
     pub cache_kib: u32,
     /// Memory-mapped reads, MiB per connection (0 = off).
     pub mmap_mib: u64,
+    /// Embedded database, `serve` only: login state in memory, made durable
+    /// by the login journal before each answer (false: every login is its
+    /// own database transaction, several times slower).
+    pub login_engine: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -559,6 +563,7 @@ impl std::fmt::Debug for DatabaseSection {
             .field("readers", &self.readers)
             .field("cache_kib", &self.cache_kib)
             .field("mmap_mib", &self.mmap_mib)
+            .field("login_engine", &self.login_engine)
             .finish()
     }
 }
@@ -576,6 +581,7 @@ impl Default for DatabaseSection {
             readers: 4,
             cache_kib: 8192,
             mmap_mib: 0,
+            login_engine: true,
         }
     }
 }

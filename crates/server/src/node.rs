@@ -248,6 +248,7 @@ fn store_options(cfg: &Config) -> SqliteOptions {
         readers: cfg.database.readers,
         cache_kib: cfg.database.cache_kib,
         mmap_bytes: cfg.database.mmap_mib * 1024 * 1024,
+        login_engine: cfg.database.login_engine,
     }
 }
 
@@ -292,7 +293,10 @@ pub async fn init(cfg: &Config, env: &BTreeMap<String, String>) -> Result<InitRe
     let data_dir_mode = private_data_dir(dir)?;
     let keys = Keyring::new(&key);
     let result = match &pg {
-        None => SqliteStore::create(&store_options(cfg), &keys, &OsRandom, SystemClock.now()).map(drop),
+        None => {
+            let opts = SqliteOptions { login_engine: false, ..store_options(cfg) };
+            SqliteStore::create(&opts, &keys, &OsRandom, SystemClock.now()).map(drop)
+        }
         Some(opts) => PgStore::create(opts, &keys, &OsRandom, SystemClock.now()).await.map(drop),
     };
     if let Err(error) = result {

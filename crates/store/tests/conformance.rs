@@ -55,6 +55,17 @@ async fn sqlite_fixture() -> Option<Fixture> {
     Some(Fixture { store: Arc::new(store), keys, master, _dir: dir })
 }
 
+/// The embedded store as `serve` runs it: with the login engine (login
+/// state in memory, the journal, the background fold).
+async fn sqlite_engine_fixture() -> Option<Fixture> {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate(&OsRandom);
+    let keys = Keyring::new(&master);
+    let opts = SqliteOptions { login_engine: true, ..SqliteOptions::new(dir.path().join("t.db")) };
+    let store = SqliteStore::create(&opts, &keys, &OsRandom, at(0)).unwrap();
+    Some(Fixture { store: Arc::new(store), keys, master, _dir: dir })
+}
+
 /// A fresh database on the test process's private PostgreSQL (or on the
 /// server `DATABASE_URL` names); `None` (the case is skipped, with a
 /// message) when PostgreSQL is not installed and TESSERA_REQUIRE_TOOLS is unset.
@@ -84,6 +95,48 @@ macro_rules! conformance {
 conformance!(
     sqlite,
     super::sqlite_fixture(),
+    [
+        users_create_find_conflict,
+        users_list_wildcard_status_paging,
+        users_changes_and_not_found,
+        tokens_lifecycle_and_registration,
+        token_accept_then_replay,
+        parallel_same_code_accepts_once,
+        parallel_wrong_attempts_lock_exactly,
+        auto_unlock_and_admin_unlock,
+        throttle_mode_blocks_until_delay,
+        disabled_and_refused_not_counted,
+        backup_codes_single_use_and_regenerate,
+        activate_and_resync,
+        policy_round_trip,
+        api_keys_crud,
+        audit_records_every_change_and_filters,
+        audit_target_matches_the_bare_name,
+        audit_pruning_keeps_recent_records,
+        audit_chain_verifies_across_nodes_and_rollbacks,
+        audit_chain_survives_pruning,
+        token_listing_is_ordered_and_paged,
+        authenticate_reads_evaluates_and_applies_in_one_step,
+        logins_and_admin_resync_agree_on_the_floor,
+        radius_clients_crud_and_signing_flag,
+        groups_and_reply_rules,
+        realms_crud_and_cache_generation,
+        parallel_grace_logins_stop_at_the_limit,
+        single_factor_exception_accepts_without_a_token,
+        inventory_assign_unassign_keeps_the_floor,
+        key_rotation_reseals_everything_and_is_resumable,
+        oob_tokens_round_trip,
+        oob_code_single_use_under_concurrent_submits,
+        oob_send_limit_per_user_holds_under_concurrency,
+        admins_lifecycle_lockout_replay_and_sealing,
+        node_key_reports_list_every_node,
+        database_clock_is_measured_where_there_is_a_server,
+    ]
+);
+
+conformance!(
+    sqlite_engine,
+    super::sqlite_engine_fixture(),
     [
         users_create_find_conflict,
         users_list_wildcard_status_paging,

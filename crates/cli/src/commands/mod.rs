@@ -109,6 +109,11 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
 }
 
 async fn open(cfg: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Node> {
+    // The login engine is `serve`'s: a command writes ordinary transactions
+    // (and a running server's engine notices them).
+    let mut cfg = cfg.clone();
+    cfg.database.login_engine = false;
+    let cfg = &cfg;
     node::open(cfg, env, Arc::new(InlineHasher)).await.with_context(|| {
         if cfg.uses_postgres() {
             format!("cannot open the database {}", cfg.database_display())

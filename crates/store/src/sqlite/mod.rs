@@ -11,6 +11,7 @@ mod admins;
 pub mod audit_chain;
 pub mod cluster;
 mod inventory;
+pub mod login;
 mod readers;
 pub mod replication;
 pub(crate) mod rows;
@@ -22,6 +23,7 @@ mod token_state;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -91,11 +93,22 @@ pub struct SqliteOptions {
     pub cache_kib: u32,
     /// Memory-mapped I/O limit per connection, bytes (0 = off).
     pub mmap_bytes: u64,
+    /// Run the login engine (login state in memory, journal; `login/`).
+    /// One process per database: `serve`. Other processes (the CLI) write
+    /// through ordinary transactions and tell a running engine so.
+    pub login_engine: bool,
 }
 
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), synchronous: Synchronous::Full, readers: 4, cache_kib: 8192, mmap_bytes: 0 }
+        SqliteOptions {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            readers: 4,
+            cache_kib: 8192,
+            mmap_bytes: 0,
+            login_engine: false,
+        }
     }
 }
 
@@ -133,6 +146,8 @@ pub struct SqliteStore {
     writer: Writer,
     policy_cache: parking_lot::Mutex<Option<(std::time::Instant, Policy)>>,
     sql: Sql,
+    /// The login engine, in the process that serves (see `login/`).
+    engine: Option<Arc<login::LoginEngine>>,
     /// While this node is a replica, every decided login is also written to
     /// `repl_outbox` in its own transaction, until the primary has it.
     login_journal: std::sync::atomic::AtomicBool,
@@ -142,6 +157,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Sql {
     user_by_name: String,
+    user_by_id: String,
     tokens_for_user: String,
 }
 
@@ -149,6 +165,7 @@ impl Sql {
     fn new() -> Self {
         Sql {
             user_by_name: format!("SELECT {USER_COLS} FROM users WHERE realm = ?1 AND username = ?2"),
+            user_by_id: format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
             // No ORDER BY: with one, SQLite re-prepares the statement on
             // every execution (measured); the few rows are sorted in Rust.
             tokens_for_user: format!("SELECT {TOKEN_COLS} FROM tokens WHERE user_id = ?1"),
@@ -299,17 +316,28 @@ impl SqliteStore {
         }
         let checkpointer = Connection::open_with_flags(&opts.path, open_flags(false)).map_err(map_err)?;
         checkpointer.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+        let prepared = if opts.login_engine {
+            Some(login::LoginEngine::prepare(&conn, &opts.path)?)
+        } else {
+            login::replay_if_unowned(&conn, &opts.path)?;
+            None
+        };
         let writer = Writer::start(
             conn,
             checkpointer,
             WriterOptions { db_path: opts.path.clone(), synchronous: opts.synchronous },
         )?;
+        let engine = match (prepared, writer.handle()) {
+            (Some(p), Some(h)) => Some(p.start(h)?),
+            _ => None,
+        };
         Ok(SqliteStore {
             path: opts.path.clone(),
             readers: Readers::new(readers),
             writer,
             policy_cache: parking_lot::Mutex::new(None),
             sql: Sql::new(),
+            engine,
             login_journal: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -322,6 +350,30 @@ impl SqliteStore {
     /// replica, off otherwise.
     pub fn set_login_journal(&self, on: bool) {
         self.login_journal.store(on, std::sync::atomic::Ordering::Relaxed);
+        // A replica takes logins through ordinary transactions (they go to
+        // the outbox too); the engine runs while this node is the primary.
+        if let Some(e) = &self.engine {
+            e.set_enabled(!on);
+        }
+    }
+
+    /// The login journal's counters (records, fdatasyncs, largest batch),
+    /// when this process runs the engine.
+    pub fn journal_stats(&self) -> Option<(u64, u64, u64)> {
+        self.engine.as_ref().map(|e| {
+            let s = e.stats();
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            (get(&s.records), get(&s.syncs), get(&s.largest_batch))
+        })
+    }
+
+    /// Before a read that must show every acknowledged login (user views,
+    /// the audit log): folds what the journal holds.
+    async fn fresh(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Some(e) if e.has_pending() => e.fold().await,
+            _ => Ok(()),
+        }
     }
 
     fn journal(&self) -> bool {
@@ -332,30 +384,57 @@ impl SqliteStore {
         self.readers.with(|c| f(c)).map_err(map_err)
     }
 
+    /// Every administrative write. With the engine: exclusively, after
+    /// folding the journal (see `login::LoginEngine::exclusive`). Without
+    /// it: tells a running engine (another process) that rows changed.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.writer.write(f).await
+        match &self.engine {
+            Some(e) => e.exclusive(f).await,
+            None => {
+                self.writer
+                    .write(move |c| {
+                        login::bump_external(c)?;
+                        f(c)
+                    })
+                    .await
+            }
+        }
     }
 
-    /// For the login hot path: no savepoint (see `Writer::write_hot`).
+    /// The classic login path (a replica, or a process without the
+    /// engine): one job in the group commit, no savepoint (see
+    /// `Writer::write_hot`).
     async fn write_hot<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.writer.write_hot(f).await
+        match &self.engine {
+            // Left over from when the engine ran: fold it first.
+            Some(e) if e.has_pending() => e.exclusive(f).await,
+            Some(_) => self.writer.write_hot(f).await,
+            None => {
+                self.writer
+                    .write_hot(move |c| {
+                        login::bump_external(c)?;
+                        f(c)
+                    })
+                    .await
+            }
+        }
     }
 }
 
 /// The evaluator's view from inside a transaction (the writer's, or a
 /// reader's for `evaluate_read_only`).
-struct WriterSnapshot<'a> {
-    conn: &'a Connection,
-    user: &'a User,
-    tokens: &'a [Token],
+pub(crate) struct WriterSnapshot<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) user: &'a User,
+    pub(crate) tokens: &'a [Token],
 }
 
 impl Snapshot for WriterSnapshot<'_> {
@@ -390,7 +469,7 @@ fn backup_code(c: &Connection, user: &UserId, digest: &[u8; 32]) -> rusqlite::Re
         .map(|o| o.map(|used| if used { BackupCodeState::Used } else { BackupCodeState::Unused }))
 }
 
-fn sort_tokens(tokens: &mut [Token]) {
+pub(crate) fn sort_tokens(tokens: &mut [Token]) {
     tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
 }
 
@@ -514,7 +593,7 @@ fn token_floor(
 
 /// The lock-and-replay decision for one attempt; runs inside the writer's
 /// transaction, so attempts are applied one at a time.
-fn apply_attempt(conn: &Connection, attempt: AuthAttempt, journal: bool) -> Result<AuthOutcome, StoreError> {
+pub(crate) fn apply_attempt(conn: &Connection, attempt: AuthAttempt, journal: bool) -> Result<AuthOutcome, StoreError> {
     match read_auth_state(conn, attempt.user_id)? {
         Some(state) => apply_to(conn, attempt, state, journal),
         None => {
@@ -659,6 +738,72 @@ fn apply_to(
     Ok(outcome)
 }
 
+impl SqliteStore {
+    /// Applies one attempt in the writer's transaction (a replica, or a
+    /// process without the login engine).
+    async fn classic_commit(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+        let journal = self.journal();
+        self.write_hot(move |c| apply_attempt(c, attempt, journal)).await
+    }
+
+    /// Reads, evaluates and applies one login in the writer's transaction
+    /// (a replica, or a process without the login engine).
+    async fn classic_authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
+        let user_sql = self.sql.user_by_name.clone();
+        let tokens_sql = self.sql.tokens_for_user.clone();
+        let journal = self.journal();
+        // Runs on the writer's connection, whose page cache stays warm
+        // (readers lose theirs at every commit), in the batch transaction:
+        // the read, the evaluation and the update see one state.
+        self.write_hot(move |c| {
+            let AuthenticateRequest { realm, username, access, policy, mut audit, state, evaluate } = req;
+            let user = c
+                .prepare_cached(&user_sql)
+                .and_then(|mut s| {
+                    s.query_row([&realm, &username], |r| Ok((rows::user(r)?, rows::token_states(r)?))).optional()
+                })
+                .map_err(map_err)?;
+            let Some((user, states)) = user else {
+                audit.result = tessera_core::audit::AuditResult::Reject;
+                audit.reason = Some("unknown_user".into());
+                insert_audit(c, &audit)?;
+                return Ok(Authentication::UnknownUser);
+            };
+            let mut tokens: Vec<Token> = c
+                .prepare_cached(&tokens_sql)
+                .and_then(|mut s| s.query_map([&user.id.0], rows::token)?.collect())
+                .map_err(map_err)?;
+            tokens.iter_mut().for_each(|t| states.overlay(t));
+            sort_tokens(&mut tokens);
+            if let Some(ticket) = state {
+                let fresh = c
+                    .prepare_cached("INSERT OR IGNORE INTO used_states (nonce, expires_at) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![&ticket.nonce[..], ticket.expires_at.0]))
+                    .map_err(map_err)?;
+                if fresh == 0 {
+                    let verdict = Verdict::Refused("state_reused");
+                    let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states), journal)?;
+                    return Ok(Authentication::Decided { user_id: user.id, verdict, outcome });
+                }
+                if journal {
+                    cluster::journal_state(c, user.id.0, access.at.0, &ticket.nonce, ticket.expires_at.0)?;
+                }
+            }
+            let snapshot = WriterSnapshot { conn: c, user: &user, tokens: &tokens };
+            match evaluate(&snapshot) {
+                Evaluation::Deferred => Ok(Authentication::Deferred { user: Box::new(user), tokens }),
+                Evaluation::Decided(verdict) => {
+                    let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states), journal)?;
+                    Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
+                }
+            }
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, user: &User, audit: AuditRecord) -> Result<(), StoreError> {
@@ -684,10 +829,12 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError> {
+        self.fresh().await?;
         self.read(|c| c.prepare_cached(&self.sql.user_by_name)?.query_row([realm, username], rows::user).optional())
     }
 
     async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.fresh().await?;
         self.read(|c| {
             c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
                 .query_row([&id.0], rows::user)
@@ -696,6 +843,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self, q: &UserQuery, now: Timestamp) -> Result<Vec<User>, StoreError> {
+        self.fresh().await?;
         let mut sql = format!("SELECT {USER_COLS} FROM users WHERE 1 = 1");
         if q.realm.is_some() {
             sql.push_str(" AND realm = :realm");
@@ -777,6 +925,7 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        self.fresh().await?;
         self.read(|c| {
             let t = c
                 .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"))?
@@ -787,6 +936,7 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        self.fresh().await?;
         self.read(|c| {
             let t = c
                 .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE serial = ?1"))?
@@ -797,6 +947,7 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError> {
+        self.fresh().await?;
         let mut tokens: Vec<Token> = self.read(|c| {
             let states = read_token_states(c, user.0)?;
             let mut v: Vec<Token> = c
@@ -811,6 +962,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError> {
+        self.fresh().await?;
         self.read(|c| {
             let v: Vec<Token> = c
                 .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY serial LIMIT ?1 OFFSET ?2"))?
@@ -917,6 +1069,7 @@ impl Store for SqliteStore {
     }
 
     async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError> {
+        self.fresh().await?;
         // One read transaction, so the user and the tokens are one snapshot.
         // (Two simple statements: a LEFT JOIN variant was re-prepared by
         // SQLite on every execution, which cost more than the second query.)
@@ -974,63 +1127,17 @@ impl Store for SqliteStore {
     }
 
     async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
-        let journal = self.journal();
-        self.write_hot(move |c| apply_attempt(c, attempt, journal)).await
+        match &self.engine {
+            Some(e) => self.engine_commit(e, attempt).await,
+            None => self.classic_commit(attempt).await,
+        }
     }
 
     async fn authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
-        let user_sql = self.sql.user_by_name.clone();
-        let tokens_sql = self.sql.tokens_for_user.clone();
-        let journal = self.journal();
-        // Runs on the writer's connection, whose page cache stays warm
-        // (readers lose theirs at every commit), in the batch transaction:
-        // the read, the evaluation and the update see one state.
-        self.write_hot(move |c| {
-            let AuthenticateRequest { realm, username, access, policy, mut audit, state, evaluate } = req;
-            let user = c
-                .prepare_cached(&user_sql)
-                .and_then(|mut s| {
-                    s.query_row([&realm, &username], |r| Ok((rows::user(r)?, rows::token_states(r)?))).optional()
-                })
-                .map_err(map_err)?;
-            let Some((user, states)) = user else {
-                audit.result = tessera_core::audit::AuditResult::Reject;
-                audit.reason = Some("unknown_user".into());
-                insert_audit(c, &audit)?;
-                return Ok(Authentication::UnknownUser);
-            };
-            let mut tokens: Vec<Token> = c
-                .prepare_cached(&tokens_sql)
-                .and_then(|mut s| s.query_map([&user.id.0], rows::token)?.collect())
-                .map_err(map_err)?;
-            tokens.iter_mut().for_each(|t| states.overlay(t));
-            sort_tokens(&mut tokens);
-            if let Some(ticket) = state {
-                let fresh = c
-                    .prepare_cached("INSERT OR IGNORE INTO used_states (nonce, expires_at) VALUES (?1, ?2)")
-                    .and_then(|mut s| s.execute(params![&ticket.nonce[..], ticket.expires_at.0]))
-                    .map_err(map_err)?;
-                if fresh == 0 {
-                    let verdict = Verdict::Refused("state_reused");
-                    let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
-                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states), journal)?;
-                    return Ok(Authentication::Decided { user_id: user.id, verdict, outcome });
-                }
-                if journal {
-                    cluster::journal_state(c, user.id.0, access.at.0, &ticket.nonce, ticket.expires_at.0)?;
-                }
-            }
-            let snapshot = WriterSnapshot { conn: c, user: &user, tokens: &tokens };
-            match evaluate(&snapshot) {
-                Evaluation::Deferred => Ok(Authentication::Deferred { user: Box::new(user), tokens }),
-                Evaluation::Decided(verdict) => {
-                    let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
-                    let outcome = apply_to(c, attempt, UserAuthState::of(&user, states), journal)?;
-                    Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
-                }
-            }
-        })
-        .await
+        match &self.engine {
+            Some(e) => self.engine_authenticate(e, req).await,
+            None => self.classic_authenticate(req).await,
+        }
     }
 
     async fn backup_code(&self, user: &UserId, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError> {
@@ -1242,10 +1349,14 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
-        self.write_hot(move |c| insert_audit(c, &record)).await
+        match &self.engine {
+            Some(e) if e.enabled() => self.engine_append_audit(e, record).await,
+            _ => self.write_hot(move |c| insert_audit(c, &record)).await,
+        }
     }
 
     async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.fresh().await?;
         let mut sql = format!("SELECT {AUDIT_COLS} FROM audit WHERE 1 = 1");
         let mut named: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
         if let Some(t) = q.since {
@@ -1299,10 +1410,12 @@ impl Store for SqliteStore {
     }
 
     async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
+        self.fresh().await?;
         self.read(|c| audit_chain::after(c, after_id, limit))
     }
 
     async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
+        self.fresh().await?;
         // A walk over the whole log: on its own connection and thread, so it
         // neither holds a pooled reader nor blocks an async worker.
         let path = self.path.clone();
@@ -1564,6 +1677,9 @@ impl Store for SqliteStore {
     }
 
     async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {
+        if let Some(e) = &self.engine {
+            e.prune_nonces(now.0);
+        }
         self.write(move |c| {
             let states = c.execute("DELETE FROM used_states WHERE expires_at < ?1", [now.0]).map_err(map_err)?;
             // Email/SMS codes past every window (a day; see oob::MAX_WINDOW_SECONDS).

@@ -170,11 +170,44 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let stopped = || StoreError::Unavailable("database writer has stopped".into());
-        let (reply, rx) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(WriteJob { f: Some(f), guarded, result: None, reply });
         let tx = self.tx.as_ref().ok_or_else(stopped)?;
-        tx.send(job).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        submit(tx, f, guarded).await
+    }
+
+    /// A sender for jobs, for a part of the store that outlives a borrow of
+    /// it (the login journal's fold).
+    pub fn handle(&self) -> Option<WriterHandle> {
+        self.tx.as_ref().map(|tx| WriterHandle { tx: tx.downgrade() })
+    }
+}
+
+async fn submit<T, F>(tx: &mpsc::Sender<Box<dyn Job>>, f: F, guarded: bool) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let stopped = || StoreError::Unavailable("database writer has stopped".into());
+    let (reply, rx) = oneshot::channel();
+    let job: Box<dyn Job> = Box::new(WriteJob { f: Some(f), guarded, result: None, reply });
+    tx.send(job).await.map_err(|_| stopped())?;
+    rx.await.map_err(|_| stopped())?
+}
+
+/// Queues writes like [`Writer::write`]; does not keep the writer alive
+/// past the store's own shutdown (jobs then fail as "stopped").
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: mpsc::WeakSender<Box<dyn Job>>,
+}
+
+impl WriterHandle {
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let tx = self.tx.upgrade().ok_or_else(|| StoreError::Unavailable("database writer has stopped".into()))?;
+        submit(&tx, f, true).await
     }
 }
 

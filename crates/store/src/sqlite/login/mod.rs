@@ -1,0 +1,417 @@
+//! The login engine of the embedded store: login state in memory, made
+//! durable by an append-only journal (`journal.rs`) and folded into SQLite
+//! in the background (`fold.rs`).
+//!
+//! Where things are:
+//! * the decision a login comes to is core's (`store::settle`); `decide.rs`
+//!   applies it to the in-memory state and says what to journal;
+//! * the per-user login state (lock, last attempt and success, token
+//!   floors and drift) is authoritative in memory for users with journal
+//!   records not yet folded, and in the `users` row otherwise;
+//! * a login is answered only once its record is durable (one fdatasync
+//!   per batch, `journal.rs`).
+//!
+//! Three locks keep it exact:
+//! * a per-user shard mutex around read-overlay-decide-append, so two
+//!   logins of one user are applied one after the other;
+//! * the *gate*: logins hold it shared while they decide and append;
+//!   rotating the journal and administrative writes hold it exclusively,
+//!   so they see no half-done login;
+//! * the fold lock: one fold at a time, and none during an administrative
+//!   write (which folds everything first, then runs, then finds memory
+//!   empty: the next login reads the row it wrote).
+//!
+//! Logins that touch more than the login state (backup codes, email/SMS
+//! codes, grace logins, cluster claims) take the administrative path: fold,
+//! then the transaction of the old path (`apply_attempt`), exclusively.
+
+pub mod decide;
+pub mod fold;
+pub mod journal;
+pub mod record;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use tessera_core::store::StoreError;
+
+use super::map_err;
+use super::writer::WriterHandle;
+use journal::{Journal, JournalFiles, JournalStats, Rotated};
+use record::{LoginState, Record};
+
+const SHARDS: usize = 64;
+/// A fold runs this often while records wait…
+const FOLD_INTERVAL: Duration = Duration::from_millis(250);
+/// …or as soon as this many are waiting (bounds memory and start-up replay).
+const FOLD_RECORDS: u64 = 50_000;
+const FOLD_TICK: Duration = Duration::from_millis(25);
+/// How long `serve` waits for another process (a CLI command replaying the
+/// journal) to let go of the journal lock.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// One user's state while it has records not yet folded (or folded since
+/// the last rotation).
+#[derive(Debug)]
+struct Entry {
+    state: LoginState,
+    /// The engine sequence number of its last record.
+    seq: u64,
+}
+
+#[derive(Debug)]
+pub struct LoginEngine {
+    enabled: AtomicBool,
+    /// Set when the engine was off (a replica takes logins the old way):
+    /// memory may be stale and is dropped before the next engine login.
+    reset: AtomicBool,
+    gate: tokio::sync::RwLock<()>,
+    shards: Box<[Mutex<HashMap<i64, Entry>>]>,
+    /// Challenge States used since start (also folded into `used_states`).
+    nonces: Mutex<HashMap<[u8; 16], i64>>,
+    journal: Journal,
+    /// Sequence number of the last appended record.
+    seq: AtomicU64,
+    /// `seq` when the journal was last rotated.
+    rotated: AtomicU64,
+    /// Every record up to this is in SQLite.
+    committed: AtomicU64,
+    /// `login_journal.external_rev` as last seen: other processes (the CLI)
+    /// bump it with every write they make to this database.
+    known_rev: AtomicI64,
+    /// Rotated files whose fold has not committed yet (a failed fold is retried).
+    fold: tokio::sync::Mutex<Vec<Rotated>>,
+    last_fold: Mutex<Instant>,
+    writer: WriterHandle,
+    folder: OnceLock<()>,
+    _lock: File,
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-login-journal.lock");
+    PathBuf::from(p)
+}
+
+fn open_lock(db: &Path) -> Result<File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(lock_path(db))
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", lock_path(db).display())))
+}
+
+/// Folds what a previous run left in the journal into `conn`'s database
+/// (start-up, before anything else writes). Returns the journal id, the
+/// next file index and how many records were replayed.
+pub fn replay(conn: &Connection, db: &Path) -> Result<(u64, u64, usize), StoreError> {
+    let fresh: u64 = {
+        let mut b = [0u8; 8];
+        getrandom_bytes(&mut b);
+        u64::from_le_bytes(b) >> 1
+    };
+    let (id, folded) = fold::watermark(conn, fresh)?;
+    let files = JournalFiles::of(db, id);
+    let (ours, foreign) = files.list(db).map_err(|e| StoreError::Unavailable(format!("listing the login journal: {e}")))?;
+    for f in foreign {
+        tracing::warn!(file = %f.display(), "removing a login journal file of another database (left by a restore)");
+        let _ = std::fs::remove_file(f);
+    }
+    let mut records = Vec::new();
+    let mut last = folded;
+    let mut done = Vec::new();
+    for (index, path) in ours {
+        if index > folded {
+            records.extend(JournalFiles::read(&path).map_err(|e| {
+                StoreError::Unavailable(format!("reading the login journal {}: {e}", path.display()))
+            })?);
+        }
+        last = last.max(index);
+        done.push(path);
+    }
+    let n = records.len();
+    if last > folded || n > 0 {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+        let r = fold::apply(conn, &records, last);
+        match r {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(map_err)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        if n > 0 {
+            tracing::info!(records = n, "replayed the login journal left by the last run");
+        }
+    }
+    for p in done {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok((id, last + 1, n))
+}
+
+fn getrandom_bytes(out: &mut [u8]) {
+    use std::io::Read;
+    // A journal id only has to differ between databases; the OS source is
+    // always there on Linux, and the time is a fallback that still differs.
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(out)).is_err() {
+        let t = std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0);
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = (t >> (8 * (i % 16))) as u8;
+        }
+    }
+}
+
+/// For a process that does not run the engine (the CLI): if no server holds
+/// the journal, fold what it left, so this process reads current state.
+pub fn replay_if_unowned(conn: &Connection, db: &Path) -> Result<(), StoreError> {
+    let lock = open_lock(db)?;
+    if lock.try_lock().is_ok() {
+        replay(conn, db)?;
+    } else {
+        // A running server owns the journal; make sure the table that
+        // carries `external_rev` exists for this process's writes.
+        conn.execute(fold::SCHEMA, []).map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Bumps `external_rev`: called inside every write transaction of a
+/// process without the engine, so a running engine drops what it holds
+/// in memory about rows this write may have changed.
+pub fn bump_external(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE login_journal SET external_rev = external_rev + 1 WHERE id = 1")
+        .and_then(|mut s| s.execute([]))
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Reads `external_rev` (inside the caller's read transaction).
+pub fn external_rev(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT external_rev FROM login_journal WHERE id = 1")?.query_row([], |r| r.get(0))
+}
+
+/// A journal replayed and locked, waiting for the writer to exist.
+#[derive(Debug)]
+pub struct Prepared {
+    lock: File,
+    files: JournalFiles,
+    next: u64,
+    rev: i64,
+}
+
+impl Prepared {
+    pub fn start(self, writer: WriterHandle) -> Result<Arc<LoginEngine>, StoreError> {
+        let journal = Journal::start(self.files, self.next)?;
+        Ok(Arc::new(LoginEngine {
+            enabled: AtomicBool::new(true),
+            reset: AtomicBool::new(false),
+            gate: tokio::sync::RwLock::new(()),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            nonces: Mutex::new(HashMap::new()),
+            journal,
+            seq: AtomicU64::new(0),
+            rotated: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            known_rev: AtomicI64::new(self.rev),
+            fold: tokio::sync::Mutex::new(Vec::new()),
+            last_fold: Mutex::new(Instant::now()),
+            writer,
+            folder: OnceLock::new(),
+            _lock: self.lock,
+        }))
+    }
+}
+
+impl LoginEngine {
+    /// Takes the journal lock (waiting a little for a CLI replay to
+    /// finish) and replays what the last run left, on the connection that
+    /// becomes the writer's; [`Prepared::start`] then starts the journal.
+    pub fn prepare(conn: &Connection, db: &Path) -> Result<Prepared, StoreError> {
+        let lock = open_lock(db)?;
+        let deadline = Instant::now() + LOCK_WAIT;
+        while lock.try_lock().is_err() {
+            if Instant::now() > deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "another process holds {} (is another `tessera serve` running on this data directory?)",
+                    lock_path(db).display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (id, next, _) = replay(conn, db)?;
+        let rev = external_rev(conn).map_err(map_err)?;
+        Ok(Prepared { lock, files: JournalFiles::of(db, id), next, rev })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Off while the node is a replica (its logins take the old path).
+    pub fn set_enabled(&self, on: bool) {
+        if !on {
+            self.reset.store(true, Ordering::Release);
+        }
+        self.enabled.store(on, Ordering::Release);
+    }
+
+    pub fn stats(&self) -> &JournalStats {
+        &self.journal.stats
+    }
+
+    /// Whether records wait to be folded.
+    pub fn has_pending(&self) -> bool {
+        self.seq.load(Ordering::Acquire) != self.committed.load(Ordering::Acquire)
+    }
+
+    fn shard(&self, user: i64) -> &Mutex<HashMap<i64, Entry>> {
+        &self.shards[(user as u64 % SHARDS as u64) as usize]
+    }
+
+    /// Starts the background fold on the current runtime (once).
+    fn ensure_folder(self: &Arc<Self>) {
+        self.folder.get_or_init(|| {
+            let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+            let weak: Weak<Self> = Arc::downgrade(self);
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(FOLD_TICK).await;
+                    let Some(engine) = weak.upgrade() else { return };
+                    let waiting = engine.seq.load(Ordering::Acquire) - engine.rotated.load(Ordering::Acquire);
+                    let due = engine.last_fold.lock().elapsed() >= FOLD_INTERVAL;
+                    if engine.has_pending() && (due || waiting >= FOLD_RECORDS)
+                        && let Err(e) = engine.fold().await
+                    {
+                        tracing::error!(error = %e, "folding the login journal into the database failed; will retry");
+                    }
+                }
+            });
+        });
+    }
+
+    /// Appends a record decided under `shard` (held by the caller, so the
+    /// user's records are journaled in decision order) and notes its
+    /// sequence number on the user's entry.
+    fn append(&self, record: Record) -> (u64, journal::Durable) {
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        (seq, self.journal.append(record))
+    }
+
+    /// Drops entries whose records are all in SQLite. Only under the
+    /// exclusive gate: a login that then misses the entry reads the row,
+    /// and no fold is writing that row any more.
+    fn evict_committed(&self) {
+        let committed = self.committed.load(Ordering::Acquire);
+        for s in self.shards.iter() {
+            s.lock().retain(|_, e| e.seq > committed);
+        }
+    }
+
+    fn clear(&self) {
+        for s in self.shards.iter() {
+            s.lock().clear();
+        }
+    }
+
+    /// Writes what is waiting into SQLite (the background fold, and before
+    /// reads that must see every acknowledged login).
+    pub async fn fold(&self) -> Result<(), StoreError> {
+        let mut pending = self.fold.lock().await;
+        let (rx, through) = {
+            let _w = self.gate.write().await;
+            self.evict_committed();
+            let through = self.seq.load(Ordering::Acquire);
+            if through == self.committed.load(Ordering::Acquire) && pending.is_empty() {
+                return Ok(());
+            }
+            (self.rotate_if_needed(through), through)
+        };
+        self.finish_fold(&mut pending, rx, through).await
+    }
+
+    fn rotate_if_needed(&self, through: u64) -> Option<tokio::sync::oneshot::Receiver<Result<Rotated, StoreError>>> {
+        if through == self.rotated.load(Ordering::Acquire) {
+            return None;
+        }
+        self.rotated.store(through, Ordering::Release);
+        Some(self.journal.rotate())
+    }
+
+    async fn finish_fold(
+        &self,
+        pending: &mut Vec<Rotated>,
+        rx: Option<tokio::sync::oneshot::Receiver<Result<Rotated, StoreError>>>,
+        through: u64,
+    ) -> Result<(), StoreError> {
+        *self.last_fold.lock() = Instant::now();
+        if let Some(rx) = rx {
+            let rotated = rx.await.map_err(|_| StoreError::Unavailable("the login journal has stopped".into()))??;
+            pending.push(rotated);
+        }
+        let Some(last) = pending.last().map(|r| r.index) else {
+            self.committed.store(through, Ordering::Release);
+            return Ok(());
+        };
+        let files = Arc::new(std::mem::take(pending));
+        let job = files.clone();
+        let r = self
+            .writer
+            .write(move |c| {
+                let records: Vec<&Record> = job.iter().flat_map(|f| f.records.iter()).collect();
+                fold::apply_refs(c, &records, last)
+            })
+            .await;
+        match r {
+            Ok(()) => {
+                self.committed.store(through, Ordering::Release);
+                for f in files.iter() {
+                    if let Err(e) = std::fs::remove_file(&f.path) {
+                        tracing::warn!(file = %f.path.display(), error = %e, "cannot remove a folded login journal file");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                *pending = Arc::try_unwrap(files).unwrap_or_else(|a| a.iter().cloned().collect());
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `job` as an administrative write: with logins held off, after
+    /// folding everything, leaving memory empty (the next logins read the
+    /// rows as `job` left them).
+    pub async fn exclusive<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut pending = self.fold.lock().await;
+        let _w = self.gate.write().await;
+        let through = self.seq.load(Ordering::Acquire);
+        if through != self.committed.load(Ordering::Acquire) || !pending.is_empty() {
+            let rx = self.rotate_if_needed(through);
+            self.finish_fold(&mut pending, rx, through).await?;
+        }
+        self.clear();
+        if self.enabled() {
+            self.reset.store(false, Ordering::Release);
+        }
+        self.writer.write(job).await
+    }
+
+    /// Forgets challenge States that have expired anyway.
+    pub fn prune_nonces(&self, now_ms: i64) {
+        self.nonces.lock().retain(|_, exp| *exp > now_ms);
+    }
+}
