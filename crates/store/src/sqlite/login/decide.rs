@@ -372,7 +372,8 @@ fn commit_in_memory(
     let lock_before = state.lock;
     let outcome = apply(state, user.disabled, tokens, &verdict, &policy, &access);
     finish_attempt_audit(&mut audit, &verdict, &outcome);
-    let change = LoginChange { user: user_id.0, lock_before, state: state.clone(), nonce };
+    let rev = engine.known_rev.load(Ordering::Acquire);
+    let change = LoginChange { user: user_id.0, rev, lock_before, state: state.clone(), nonce };
     let (seq, durable) = engine.append(Record { login: Some(change), audit });
     shard.insert(user_id.0, Entry { state: std::mem::take(state), seq });
     (outcome, durable)

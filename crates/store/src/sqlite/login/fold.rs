@@ -6,9 +6,11 @@
 //! directory) may have written since the records were decided:
 //! * token floors only move forward: per token, the higher counter wins,
 //!   so no accepted code is ever usable again;
-//! * a decision's new lock applies only while the row still has the lock
-//!   the decision started from (`lock_before`), so an unlock or reset made
-//!   meanwhile stands;
+//! * a decision's new lock applies only if no other process has written
+//!   to the database since it was decided (`external_rev`) and the row
+//!   still has the lock the decision started from (`lock_before`), so an
+//!   unlock or reset made meanwhile stands (failures counted in the same
+//!   instant as such a write are given up for it);
 //! * last attempt and last success keep the later of the two.
 
 use std::collections::HashMap;
@@ -66,8 +68,9 @@ pub fn apply_refs(conn: &Connection, records: &[&Record], through: u64) -> Resul
             }
         }
     }
+    let rev = super::external_rev(conn).map_err(map_err)?;
     for (user, changes) in by_user {
-        fold_user(conn, user, &changes)?;
+        fold_user(conn, user, &changes, rev)?;
     }
     for r in records {
         insert_audit(conn, &r.audit)?;
@@ -110,7 +113,7 @@ pub fn read_state(conn: &Connection, user: i64) -> Result<Option<LoginState>, St
         .map_err(map_err)
 }
 
-fn fold_user(conn: &Connection, user: i64, changes: &[&LoginChange]) -> Result<(), StoreError> {
+fn fold_user(conn: &Connection, user: i64, changes: &[&LoginChange], rev: i64) -> Result<(), StoreError> {
     let Some(row) = read_state(conn, user)? else {
         // Deleted since: nothing to keep.
         return Ok(());
@@ -118,7 +121,7 @@ fn fold_user(conn: &Connection, user: i64, changes: &[&LoginChange]) -> Result<(
     let Some(last) = changes.last() else { return Ok(()) };
     let mut lock = row.lock;
     for c in changes {
-        if lock == c.lock_before {
+        if c.rev == rev && lock == c.lock_before {
             lock = c.state.lock;
         }
     }

@@ -366,7 +366,7 @@ impl LoginEngine {
         let job = files.clone();
         let r = self
             .writer
-            .write(move |c| {
+            .write_hot(move |c| {
                 let records: Vec<&Record> = job.iter().flat_map(|f| f.records.iter()).collect();
                 fold::apply_refs(c, &records, last)
             })
@@ -396,6 +396,11 @@ impl LoginEngine {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        // Most of the waiting records are folded with logins running; what
+        // arrives meanwhile is folded below with them held off.
+        if self.has_pending() {
+            self.fold().await?;
+        }
         let mut pending = self.fold.lock().await;
         let _w = self.gate.write().await;
         let through = self.seq.load(Ordering::Acquire);

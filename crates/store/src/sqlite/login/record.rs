@@ -32,6 +32,9 @@ pub struct LoginState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginChange {
     pub user: i64,
+    /// `external_rev` when this was decided: if another process has written
+    /// to the database since, its change to the lock stands (see `fold.rs`).
+    pub rev: i64,
     /// The lock state this decision started from. Folding applies the new
     /// lock only while the row still has this one, so an unlock or reset
     /// written meanwhile by another process stands.
@@ -69,6 +72,7 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
         Some(c) => {
             w.u8(1);
             w.i64(c.user);
+            w.i64(c.rev);
             w.lock(&c.lock_before);
             w.lock(&c.state.lock);
             w.access(&c.state.last_attempt);
@@ -123,6 +127,7 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
         0 => None,
         1 => {
             let user = r.i64()?;
+            let rev = r.i64()?;
             let lock_before = r.lock()?;
             let lock = r.lock()?;
             let last_attempt = r.access()?;
@@ -137,7 +142,7 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
                 }
                 _ => return Err(DecodeError::Malformed("nonce tag")),
             };
-            Some(LoginChange { user, lock_before, state: LoginState { lock, last_attempt, last_success, tokens }, nonce })
+            Some(LoginChange { user, rev, lock_before, state: LoginState { lock, last_attempt, last_success, tokens }, nonce })
         }
         _ => return Err(DecodeError::Malformed("record tag")),
     };
@@ -300,6 +305,7 @@ mod tests {
         Record {
             login: Some(LoginChange {
                 user: 42,
+                rev: 3,
                 lock_before: LockState { failures: 2, ..LockState::default() },
                 state: LoginState {
                     lock: LockState { failures: 3, locked_at: Some(Timestamp(5_000)), lock_until: None, throttle_until: None },
