@@ -102,6 +102,21 @@ fn wrong_code(secret: &str, center: i64, spread: i64, rng: &mut Rng) -> String {
     }
 }
 
+/// A HOTP secret whose codes for counters 0…40 differ from each other, so
+/// a replayed early code cannot also be the code of a counter in the
+/// window ahead (six digits collide about once in a million pairs).
+fn clean_hotp_secret(rng: &mut Rng) -> String {
+    loop {
+        let secret = rng.secret();
+        let mut codes: Vec<String> = (0..=40).map(|c| hotp_code(&secret, c)).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        if codes.len() == 41 {
+            return secret;
+        }
+    }
+}
+
 // ------------------------------------------------------------ the node and its doors
 
 /// An initialised node (not started) with a RADIUS client for 127.0.0.1,
@@ -364,8 +379,9 @@ struct Sim {
     max_accepted: Option<i64>,
     /// Codes seen accepted since the last restart (code, counter/step).
     accepted_this_round: Vec<(String, i64)>,
-    /// The code of the last valid attempt, if the client saw it accepted.
-    last_accept: Option<String>,
+    /// The code (and counter/step) of the last valid attempt, if the
+    /// client saw it accepted.
+    last_accept: Option<(String, i64)>,
     /// The last valid attempt went unanswered (it may or may not have
     /// reset the failure count).
     last_valid_unknown: bool,
@@ -381,6 +397,13 @@ struct Sim {
     accepted: u64,
     /// What the server reported at the last check: (failures, floor).
     reported: Option<(u32, i64)>,
+    /// Replays not sent (and TOTP steps skipped) because the code is also
+    /// that of another counter or step in the server's window (six digits
+    /// collide; with a look-ahead of 100 about once in 10,000 replays): the
+    /// server would rightly accept it.
+    collisions: u64,
+    /// The codes computed so far, by counter or step.
+    codes: std::collections::HashMap<i64, String>,
     violations: Vec<String>,
 }
 
@@ -407,6 +430,8 @@ impl Sim {
             valid_sent: 0,
             accepted: 0,
             reported: None,
+            collisions: 0,
+            codes: std::collections::HashMap::new(),
             violations: Vec::new(),
         }
     }
@@ -422,18 +447,62 @@ impl Sim {
         let wrong_ok = self.wrong_cap > 0 && !self.last_valid_unknown && self.high < self.wrong_cap;
         let roll = rng.below(100);
         if roll < 10
-            && let Some(code) = &self.last_accept
+            && let Some((code, c)) = self.last_accept.clone()
         {
-            return Some((Try::Replay, code.clone()));
+            if !self.collides(&code, c, now_step) {
+                return Some((Try::Replay, code));
+            }
+            self.collisions += 1;
         }
         let center = match self.kind {
             Kind::Hotp => self.next,
             Kind::Totp => now_step,
         };
         if wrong_ok && (roll < 55 || !valid_ok) {
-            return Some((Try::Wrong, wrong_code(&self.secret, center, LOOK_AHEAD + 5, rng)));
+            return Some((Try::Wrong, self.wrong(center, rng)));
         }
-        valid_ok.then(|| (Try::Valid(center), hotp_code(&self.secret, center as u64)))
+        if !valid_ok {
+            return None;
+        }
+        let code = self.code(center);
+        // A TOTP code that is also an unused neighbour's would match that
+        // step: skip this step. (HOTP: the window starts at `next`, the
+        // server matches the lowest counter.)
+        if self.kind == Kind::Totp && self.collides(&code, center, now_step) {
+            self.collisions += 1;
+            self.next = center + 1;
+            return None;
+        }
+        Some((Try::Valid(center), code))
+    }
+
+    fn code(&mut self, c: i64) -> String {
+        let secret = &self.secret;
+        self.codes.entry(c).or_insert_with(|| hotp_code(secret, c as u64)).clone()
+    }
+
+    /// Whether `code` (of counter/step `c`) is also the code of another
+    /// counter or step the server may accept now: HOTP, from `c` up to
+    /// past the look-ahead of the next counter; TOTP, around `now_step`
+    /// (skew and the largest drift).
+    fn collides(&mut self, code: &str, c: i64, now_step: i64) -> bool {
+        let range = match self.kind {
+            Kind::Hotp => c + 1..=self.next + LOOK_AHEAD + 1,
+            Kind::Totp => now_step - 15..=now_step + 15,
+        };
+        range.filter(|o| *o != c && *o >= 0).any(|o| self.code(o) == code)
+    }
+
+    /// A code none of the counters (or steps) within `LOOK_AHEAD + 5` of
+    /// `center` has: wrong for the login window and the replay window alike.
+    fn wrong(&mut self, center: i64, rng: &mut Rng) -> String {
+        let spread = LOOK_AHEAD + 5;
+        loop {
+            let code = format!("{:06}", rng.below(1_000_000));
+            if !(center - spread..=center + spread).filter(|c| *c >= 0).any(|c| self.code(c) == code) {
+                return code;
+            }
+        }
     }
 
     fn sending(&mut self, t: Try) {
@@ -459,7 +528,7 @@ impl Sim {
                         self.accepted += 1;
                         self.max_accepted = Some(c);
                         self.accepted_this_round.push((code.clone(), c));
-                        self.last_accept = Some(code);
+                        self.last_accept = Some((code, c));
                         self.last_valid_unknown = false;
                         (self.low, self.high) = (0, 0);
                     }
@@ -557,6 +626,11 @@ async fn check(mut sim: Sim, api: Api, mut rng: Rng, round: usize) -> Sim {
         sim.violation(round, format!("token floor {floor} is past every code sent (the last was {m})"));
     }
     (sim.low, sim.high, sim.last_valid_unknown) = (f, f, false);
+    if sim.kind == Kind::Hotp && floor <= sim.next {
+        // A code that went unanswered and was not applied is unused: the
+        // next login may use its counter. The window then starts at `next`.
+        sim.next = floor;
+    }
     sim.reported = Some((f, floor));
 
     let (_keep_alive, mut running) = watch::channel(Phase::Running);
@@ -571,6 +645,11 @@ async fn check(mut sim: Sim, api: Api, mut rng: Rng, round: usize) -> Sim {
     for (door, (code, c)) in replays {
         if sim.kind == Kind::Hotp && floor - c > LOOK_AHEAD + 1 {
             sim.violation(round, format!("test bug: code of {c} is outside the replay window of floor {floor}"));
+        }
+        // (`next` is at least the floor: the window checked covers the server's)
+        if sim.collides(code, *c, unix_now() / 30) {
+            sim.collisions += 1;
+            continue;
         }
         sim.sent += 1;
         let answer = match door {
@@ -687,6 +766,7 @@ async fn kill9_twenty_times_under_load_loses_no_used_code_and_no_counted_failure
     assert_eq!(verify["ok"], true, "{verify}");
     // Every answered attempt is audited (the answer comes once it is
     // durable); no attempt is audited that was never sent.
+    let collisions: u64 = sims.iter().map(|s| s.collisions).sum();
     let mut totals = (0, 0, 0);
     for s in &sims {
         let records = audit_validate(&n, &s.name);
@@ -710,7 +790,7 @@ async fn kill9_twenty_times_under_load_loses_no_used_code_and_no_counted_failure
     }
     eprintln!(
         "seed {seed}: {ROUNDS} kills after {kills:?} ms, with {in_flight:?} requests in flight; {} attempts sent, \
-         {} answered, {} accepted; {:?}",
+         {} answered, {} accepted, {collisions} replay(s) skipped as another code's twin; {:?}",
         totals.0,
         totals.1,
         totals.2,
@@ -866,7 +946,7 @@ async fn fifty_parallel_wrong_codes_lock_after_exactly_the_threshold_over_rest_r
     n.ok(&["policy", "set", &format!("lockout_threshold={LOCK_THRESHOLD}")]);
     // (user, over REST, over RADIUS)
     let cases = [("lock-rest", 50, 0), ("lock-radius", 0, 50), ("lock-both", 25, 25)];
-    let secrets: Vec<String> = cases.iter().map(|_| rng.secret()).collect();
+    let secrets: Vec<String> = cases.iter().map(|_| clean_hotp_secret(&mut rng)).collect();
     for ((user, ..), secret) in cases.iter().zip(&secrets) {
         add_user(&n, user, secret, Kind::Hotp);
     }
@@ -931,7 +1011,10 @@ async fn one_code_sent_100_times_at_once_is_accepted_once_over_rest_radius_and_b
     // (user, kind, over REST, over RADIUS)
     let cases =
         [("once-rest", Kind::Hotp, 100, 0), ("once-radius", Kind::Hotp, 0, 100), ("once-both", Kind::Totp, 50, 50)];
-    let secrets: Vec<String> = cases.iter().map(|_| rng.secret()).collect();
+    let secrets: Vec<String> = cases
+        .iter()
+        .map(|(_, kind, ..)| if *kind == Kind::Hotp { clean_hotp_secret(&mut rng) } else { rng.secret() })
+        .collect();
     for ((user, kind, ..), secret) in cases.iter().zip(&secrets) {
         add_user(&n, user, secret, *kind);
     }
@@ -997,4 +1080,60 @@ async fn one_code_sent_100_times_at_once_is_accepted_once_over_rest_radius_and_b
         assert_eq!((status.as_str(), failures), ("active", 0), "seed {seed}: {user}");
     }
     n.stop();
+}
+
+// ------------------------------------------------------------ the CLI beside the server
+
+/// `tessera check` runs the same login path on the same data directory,
+/// beside a running server and after a crash before the restart: a code
+/// either of them accepted is a replay for the other, and failures counted
+/// on either side add up. Login state kept in the server's memory, or in a
+/// journal only the server replays, must not let the CLI decide (or
+/// `user show` report) from a stale copy.
+#[tokio::test]
+async fn cli_check_and_the_server_share_used_codes_and_failures_across_kill9() {
+    let seed = seed("cli_check_and_the_server_share");
+    let mut rng = Rng::new(seed);
+    let (mut n, key) = node();
+    let (user, secret) = ("shared", clean_hotp_secret(&mut rng));
+    add_user(&n, user, &secret, Kind::Hotp);
+    let code = |c: u64| hotp_code(&secret, c);
+    let wrong = wrong_code(&secret, 0, 20, &mut rng);
+    let show = |n: &TestNode| -> (u64, i64) {
+        let v: Value = serde_json::from_str(&n.ok(&["user", "show", user, "--json"])).unwrap();
+        (v["user"]["failures"].as_u64().unwrap(), v["tokens"][0]["counter"].as_i64().unwrap())
+    };
+    n.start();
+    let api = Api::of(&n, &key);
+    // Used by the server: a replay for the CLI (not counted).
+    assert_eq!(api.rest(user, &code(0)).await, Ok(Answer::Accept));
+    let out = n.fail(&["check", user, &code(0)], &[], 1);
+    assert!(out.contains("reject (replayed_code)"), "{out}");
+    // Used by the CLI: a replay for the server.
+    assert!(n.ok(&["check", user, &code(1)]).starts_with("accept"));
+    assert_eq!(api.rest(user, &code(1)).await, Ok(Answer::Reject));
+    // A failure on each side: two.
+    assert_eq!(api.rest(user, &wrong).await, Ok(Answer::Reject));
+    let out = n.fail(&["check", user, &wrong], &[], 1);
+    assert!(out.contains("reject (wrong_code"), "{out}");
+    assert_eq!(api.user(user).await.unwrap().0, 2, "seed {seed}: the server sees the CLI's failure");
+    assert_eq!(show(&n), (2, 2), "seed {seed}: the CLI sees the server's failure");
+
+    // Accepted by the server, which dies at once: before any restart, the
+    // CLI sees the code used and the failures reset, and counts its own.
+    assert_eq!(api.rest(user, &code(2)).await, Ok(Answer::Accept));
+    n.kill9();
+    assert_eq!(show(&n), (0, 3), "seed {seed}: `user show` after kill -9, before the restart");
+    let out = n.fail(&["check", user, &code(2)], &[], 1);
+    assert!(out.contains("reject (replayed_code)"), "after kill -9: {out}");
+    n.fail(&["check", user, &wrong], &[], 1);
+    n.restart_same_ports();
+    let api = Api::of(&n, &key);
+    assert_eq!(api.user(user).await.unwrap(), (1, "active".to_string(), 3), "seed {seed}: the CLI's failure counts");
+    assert_eq!(api.rest(user, &code(2)).await, Ok(Answer::Reject));
+    assert_eq!(api.rest(user, &code(3)).await, Ok(Answer::Accept));
+    n.stop();
+    assert_eq!(show(&n), (0, 4));
+    let verify: Value = serde_json::from_str(&n.ok(&["audit", "verify", "--json"])).unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
 }
