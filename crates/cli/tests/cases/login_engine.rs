@@ -915,6 +915,35 @@ async fn radius_once(n: &TestNode, user: &str, code: &str, rng: &mut Rng) -> Res
 /// default shows.
 const LOCK_THRESHOLD: u32 = 7;
 
+/// Replays a user's `validate` records in the log's order (oldest first)
+/// against the lockout rules: each counted failure is one more than the
+/// count since the last accept, the one reaching the threshold locks,
+/// nothing is accepted or counted once locked, and only then is an attempt
+/// refused as locked. The failure count and whether the user ends locked.
+fn audit_walk(records: &[Value], threshold: u32) -> Result<(u32, bool), String> {
+    let mut ordered: Vec<&Value> = records.iter().collect();
+    ordered.sort_by_key(|r| r["id"].as_i64().unwrap_or_default());
+    let (mut failures, mut locked) = (0, false);
+    for r in ordered {
+        let reason = r["reason"].as_str().unwrap_or_default();
+        let at = format!("record {} ({} {reason}) after {failures} failure(s), locked: {locked}", r["id"], r["result"]);
+        match (r["result"].as_str(), failure_number(reason)) {
+            (Some("accept"), _) if !locked => failures = 0,
+            (Some("reject"), None) if reason == "locked" && locked => {}
+            (Some("reject"), None) if reason == "replayed_code" && !locked => {}
+            (Some("reject"), Some(n)) if !locked && n == failures + 1 => {
+                failures = n;
+                locked = reason.ends_with("now locked");
+                if locked != (n >= threshold) {
+                    return Err(format!("{at}: the lock must come at failure {threshold}"));
+                }
+            }
+            _ => return Err(format!("{at}: out of order")),
+        }
+    }
+    Ok((failures, locked))
+}
+
 /// The user is locked after exactly [`LOCK_THRESHOLD`] failures, the
 /// server says so, and the audit log counted failures 1…threshold once
 /// each (the last one locking) and refused the other `total - threshold`
@@ -922,7 +951,9 @@ const LOCK_THRESHOLD: u32 = 7;
 async fn assert_locked_exactly(n: &TestNode, api: &Api, user: &str, total: usize, seed: u64) {
     let (failures, status, _) = api.user(user).await.unwrap();
     assert_eq!((status.as_str(), failures), ("locked", LOCK_THRESHOLD), "seed {seed}: {user}");
-    let reasons = reasons(&audit_validate(n, user));
+    let records = audit_validate(n, user);
+    assert_eq!(audit_walk(&records, LOCK_THRESHOLD), Ok((LOCK_THRESHOLD, true)), "seed {seed}: {user}: {records:?}");
+    let reasons = reasons(&records);
     assert_eq!(reasons.len(), total, "seed {seed}: {user}: one decision per request: {reasons:?}");
     let mut counted: Vec<u32> = reasons.iter().filter_map(|r| failure_number(r)).collect();
     counted.sort_unstable();
@@ -965,6 +996,25 @@ async fn fifty_parallel_wrong_codes_lock_after_exactly_the_threshold_over_rest_r
         }
         assert_locked_exactly(&n, &api, user, 50, seed).await;
     }
+    // The right code among 49 wrong ones, all at once: whether it came
+    // before the lock or not, the count and the lock are what the audit
+    // log's order makes them.
+    let (race, race_secret) = ("lock-race", clean_hotp_secret(&mut rng));
+    add_user(&n, race, &race_secret, Kind::Hotp);
+    let mut codes: Vec<String> = (0..49).map(|_| wrong_code(&race_secret, 0, 20, &mut rng)).collect();
+    codes.insert(rng.below(50) as usize, hotp_code(&race_secret, 0));
+    let (rest, _, radius) = burst(&n, race, &codes[..25], &codes[25..], &mut rng).await;
+    let mut answers: Vec<Option<Answer>> = rest.into_iter().map(Result::ok).collect();
+    answers.extend(radius.into_iter().map(|s| s.answer));
+    assert!(answers.iter().all(|a| matches!(a, Some(Answer::Accept | Answer::Reject))), "seed {seed}: {answers:?}");
+    let accepts = answers.iter().filter(|a| **a == Some(Answer::Accept)).count();
+    let records = audit_validate(&n, race);
+    assert_eq!(records.len(), 50, "seed {seed}: {records:?}");
+    assert_eq!(records.iter().filter(|r| r["result"] == "accept").count(), accepts, "seed {seed}: {records:?}");
+    let walked = audit_walk(&records, LOCK_THRESHOLD).unwrap_or_else(|e| panic!("seed {seed}: {e}: {records:?}"));
+    let (failures, status, _) = api.user(race).await.unwrap();
+    assert_eq!((failures, status == "locked"), walked, "seed {seed}: {race}: the state is what the log says");
+    eprintln!("{race}: {accepts} accept(s), ends with {failures} failure(s), {status}");
 
     n.kill9();
     n.restart_same_ports();
@@ -993,6 +1043,8 @@ async fn fifty_parallel_wrong_codes_lock_after_exactly_the_threshold_over_rest_r
         let (failures, status, floor) = api.user(user).await.unwrap();
         assert_eq!((status.as_str(), failures, floor), ("active", 0, 1), "seed {seed}: {user}");
     }
+    let (failures_after, status_after, _) = api.user(race).await.unwrap();
+    assert_eq!((failures_after, status_after), (failures, status), "seed {seed}: {race} across kill -9");
     n.stop();
 }
 
