@@ -372,7 +372,15 @@ impl SqliteStore {
     async fn fresh(&self) -> Result<(), StoreError> {
         match &self.engine {
             Some(e) if e.has_pending() => e.fold().await,
-            _ => Ok(()),
+            Some(_) => Ok(()),
+            // A command beside a running server: have it fold first.
+            None if login::served_elsewhere(&self.path) => {
+                login::request_fold(&self.writer, || {
+                    self.read(|c| c.query_row("SELECT fold_done FROM login_journal WHERE id = 1", [], |r| r.get(0)))
+                })
+                .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -742,6 +750,9 @@ impl SqliteStore {
     /// Applies one attempt in the writer's transaction (a replica, or a
     /// process without the login engine).
     async fn classic_commit(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+        if self.engine.is_none() {
+            self.fresh().await?;
+        }
         let journal = self.journal();
         self.write_hot(move |c| apply_attempt(c, attempt, journal)).await
     }
@@ -749,6 +760,9 @@ impl SqliteStore {
     /// Reads, evaluates and applies one login in the writer's transaction
     /// (a replica, or a process without the login engine).
     async fn classic_authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
+        if self.engine.is_none() {
+            self.fresh().await?;
+        }
         let user_sql = self.sql.user_by_name.clone();
         let tokens_sql = self.sql.tokens_for_user.clone();
         let journal = self.journal();

@@ -29,7 +29,8 @@ use crate::sqlite::{insert_audit, map_err};
 /// replicated (it is not in the replication table list).
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS login_journal (\
     id INTEGER PRIMARY KEY CHECK (id = 1), journal_id INTEGER NOT NULL, folded_through INTEGER NOT NULL, \
-    external_rev INTEGER NOT NULL DEFAULT 0)";
+    external_rev INTEGER NOT NULL DEFAULT 0, fold_request INTEGER NOT NULL DEFAULT 0, \
+    fold_done INTEGER NOT NULL DEFAULT 0)";
 
 /// This database's journal id and the last folded file index, creating
 /// the row (with `fresh_id`) the first time.

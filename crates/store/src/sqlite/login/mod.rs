@@ -55,6 +55,8 @@ const FOLD_TICK: Duration = Duration::from_millis(25);
 /// How long `serve` waits for another process (a CLI command replaying the
 /// journal) to let go of the journal lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a CLI command waits for a running server to fold its journal.
+const FOLD_WAIT: Duration = Duration::from_secs(3);
 
 /// One user's state while it has records not yet folded (or folded since
 /// the last rotation).
@@ -90,6 +92,9 @@ pub struct LoginEngine {
     last_fold: Mutex<Instant>,
     writer: WriterHandle,
     folder: OnceLock<()>,
+    /// Reads `fold_request` (another process asking for a fold, see
+    /// [`request_fold`]) without going through the writer.
+    probe: Mutex<Connection>,
     _lock: File,
 }
 
@@ -185,6 +190,40 @@ pub fn replay_if_unowned(conn: &Connection, db: &Path) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Whether a process (a running `serve`) holds this database's journal.
+pub fn served_elsewhere(db: &Path) -> bool {
+    match open_lock(db) {
+        Ok(f) => f.try_lock().is_err(),
+        Err(_) => false,
+    }
+}
+
+/// Asks the process that holds the journal to fold it now, and waits (a
+/// bounded time) until it has: then this process's reads and its own
+/// logins see every login that process acknowledged. Used by processes
+/// without the engine (the CLI) while a server runs.
+pub async fn request_fold(writer: &super::writer::Writer, read: impl Fn() -> Result<i64, StoreError>) -> Result<(), StoreError> {
+    let asked = writer
+        .write_hot(|c| {
+            c.prepare_cached("UPDATE login_journal SET fold_request = fold_request + 1 WHERE id = 1")
+                .and_then(|mut s| s.execute([]))
+                .map_err(map_err)?;
+            c.prepare_cached("SELECT fold_request FROM login_journal WHERE id = 1")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                .map_err(map_err)
+        })
+        .await?;
+    let deadline = Instant::now() + FOLD_WAIT;
+    while read()? < asked {
+        if Instant::now() > deadline {
+            tracing::warn!("the running server did not fold its login journal within {FOLD_WAIT:?}; showing the database as it is");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// Bumps `external_rev`: called inside every write transaction of a
 /// process without the engine, so a running engine drops what it holds
 /// in memory about rows this write may have changed.
@@ -204,6 +243,7 @@ pub fn external_rev(conn: &Connection) -> rusqlite::Result<i64> {
 #[derive(Debug)]
 pub struct Prepared {
     lock: File,
+    probe: Connection,
     files: JournalFiles,
     next: u64,
     rev: i64,
@@ -227,6 +267,7 @@ impl Prepared {
             last_fold: Mutex::new(Instant::now()),
             writer,
             folder: OnceLock::new(),
+            probe: Mutex::new(self.probe),
             _lock: self.lock,
         }))
     }
@@ -250,7 +291,12 @@ impl LoginEngine {
         }
         let (id, next, _) = replay(conn, db)?;
         let rev = external_rev(conn).map_err(map_err)?;
-        Ok(Prepared { lock, files: JournalFiles::of(db, id), next, rev })
+        let probe = Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(map_err)?;
+        Ok(Prepared { lock, probe, files: JournalFiles::of(db, id), next, rev })
     }
 
     pub fn enabled(&self) -> bool {
@@ -289,9 +335,15 @@ impl LoginEngine {
                     let Some(engine) = weak.upgrade() else { return };
                     let waiting = engine.seq.load(Ordering::Acquire) - engine.rotated.load(Ordering::Acquire);
                     let due = engine.last_fold.lock().elapsed() >= FOLD_INTERVAL;
-                    if engine.has_pending() && (due || waiting >= FOLD_RECORDS)
-                        && let Err(e) = engine.fold().await
-                    {
+                    let asked = engine.fold_requested();
+                    let r = if asked.is_some() {
+                        engine.fold_acknowledging(asked).await
+                    } else if engine.has_pending() && (due || waiting >= FOLD_RECORDS) {
+                        engine.fold().await
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(e) = r {
                         tracing::error!(error = %e, "folding the login journal into the database failed; will retry");
                     }
                 }
@@ -321,6 +373,33 @@ impl LoginEngine {
         for s in self.shards.iter() {
             s.lock().clear();
         }
+    }
+
+    /// A fold another process asked for and this one has not answered.
+    fn fold_requested(&self) -> Option<i64> {
+        let c = self.probe.lock();
+        let r: rusqlite::Result<(i64, i64)> = c
+            .prepare_cached("SELECT fold_request, fold_done FROM login_journal WHERE id = 1")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))));
+        match r {
+            Ok((asked, done)) if asked > done => Some(asked),
+            _ => None,
+        }
+    }
+
+    /// Folds, then records that fold request `asked` is answered.
+    async fn fold_acknowledging(&self, asked: Option<i64>) -> Result<(), StoreError> {
+        self.fold().await?;
+        if let Some(v) = asked {
+            self.writer
+                .write_hot(move |c| {
+                    c.prepare_cached("UPDATE login_journal SET fold_done = MAX(fold_done, ?1) WHERE id = 1")
+                        .and_then(|mut s| s.execute([v]))
+                        .map_err(map_err)
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Writes what is waiting into SQLite (the background fold, and before
