@@ -467,6 +467,38 @@ pub fn render(ext: &External<'_>) -> String {
         o.sample(&format!("{name}_count"), &format!("protocol=\"{}\"", p.label()), cumulative);
     }
 
+    let j = &tessera_store::sqlite::login::journal::STATS;
+    o.single(
+        "tessera_login_journal_records_total",
+        "counter",
+        "Login decisions made durable in the login journal (embedded database).",
+        get(&j.records),
+    );
+    o.single(
+        "tessera_login_journal_syncs_total",
+        "counter",
+        "fdatasync calls of the login journal: records / syncs is the group-commit batch size.",
+        get(&j.syncs),
+    );
+    o.single(
+        "tessera_login_journal_largest_batch",
+        "gauge",
+        "Most records made durable by one fdatasync since start.",
+        get(&j.largest_batch),
+    );
+    o.single(
+        "tessera_login_journal_folded_total",
+        "counter",
+        "Journal records written into the database by the background fold.",
+        get(&j.folded),
+    );
+    o.single(
+        "tessera_login_journal_folds_total",
+        "counter",
+        "Folds of the login journal into the database.",
+        get(&j.folds),
+    );
+
     o.header("tessera_radius_dropped_total", "counter", "RADIUS packets dropped without an answer, by reason.");
     for d in DropReason::ALL {
         o.sample(

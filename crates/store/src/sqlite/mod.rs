@@ -357,16 +357,6 @@ impl SqliteStore {
         }
     }
 
-    /// The login journal's counters (records, fdatasyncs, largest batch),
-    /// when this process runs the engine.
-    pub fn journal_stats(&self) -> Option<(u64, u64, u64)> {
-        self.engine.as_ref().map(|e| {
-            let s = e.stats();
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            (get(&s.records), get(&s.syncs), get(&s.largest_batch))
-        })
-    }
-
     /// Before a read that must show every acknowledged login (user views,
     /// the audit log): folds what the journal holds.
     async fn fresh(&self) -> Result<(), StoreError> {

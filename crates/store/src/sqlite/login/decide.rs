@@ -10,7 +10,7 @@ use tessera_core::audit::AuditResult;
 use tessera_core::model::{AccessRecord, Token, TokenState, User};
 use tessera_core::policy::Policy;
 use tessera_core::store::{
-    AuthAttempt, AuthOutcome, Authentication, AuthenticateRequest, Evaluation, Factor, StateTicket, StoreError,
+    AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor, StateTicket, StoreError,
     Verdict, blocking_outcome, finish_attempt_audit, settle,
 };
 
@@ -89,7 +89,10 @@ enum Step<R> {
     Done(Authentication, Option<Durable>),
     Committed(AuthOutcome, Option<Durable>),
     /// Decided outside memory's reach: apply exclusively.
-    Exclusive { attempt: AuthAttempt, ticket: Option<StateTicket> },
+    Exclusive {
+        attempt: AuthAttempt,
+        ticket: Option<StateTicket>,
+    },
 }
 
 /// What a login read: the user, their tokens, and their state as the row has it.

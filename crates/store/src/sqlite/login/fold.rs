@@ -37,14 +37,19 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS login_journal (\
 pub fn watermark(conn: &Connection, fresh_id: u64) -> Result<(u64, u64), StoreError> {
     conn.execute(SCHEMA, []).map_err(map_err)?;
     let row: Option<(i64, i64)> = conn
-        .query_row("SELECT journal_id, folded_through FROM login_journal WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT journal_id, folded_through FROM login_journal WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()
         .map_err(map_err)?;
     match row {
         Some((id, through)) => Ok((id as u64, through as u64)),
         None => {
-            conn.execute("INSERT INTO login_journal (id, journal_id, folded_through) VALUES (1, ?1, 0)", [fresh_id as i64])
-                .map_err(map_err)?;
+            conn.execute(
+                "INSERT INTO login_journal (id, journal_id, folded_through) VALUES (1, ?1, 0)",
+                [fresh_id as i64],
+            )
+            .map_err(map_err)?;
             Ok((fresh_id, 0))
         }
     }
@@ -92,7 +97,8 @@ pub fn read_state(conn: &Connection, user: i64) -> Result<Option<LoginState>, St
             s.query_row([user], |r| {
                 let failures: i64 = r.get(0)?;
                 let ts = |v: Option<i64>| v.map(Timestamp);
-                let access = |at: Option<i64>, address, client| at.map(|at| AccessRecord { at: Timestamp(at), address, client });
+                let access =
+                    |at: Option<i64>, address, client| at.map(|at| AccessRecord { at: Timestamp(at), address, client });
                 let blob: Option<Vec<u8>> = r.get(10)?;
                 let tokens = TokenStates::decode(blob.as_deref()).map_err(|m| {
                     rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Blob, m.into())

@@ -15,7 +15,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -43,19 +42,30 @@ enum Cmd {
     Rotate(oneshot::Sender<Result<Rotated, StoreError>>),
 }
 
-/// Counters for the bench and `/metrics`.
+/// Counters for the bench and `/metrics` (one engine per process, so
+/// process-wide like the server's metrics registry).
 #[derive(Debug, Default)]
 pub struct JournalStats {
     pub records: AtomicU64,
     pub syncs: AtomicU64,
     pub largest_batch: AtomicU64,
+    /// Records written into SQLite by folds, and the folds.
+    pub folded: AtomicU64,
+    pub folds: AtomicU64,
 }
+
+pub static STATS: JournalStats = JournalStats {
+    records: AtomicU64::new(0),
+    syncs: AtomicU64::new(0),
+    largest_batch: AtomicU64::new(0),
+    folded: AtomicU64::new(0),
+    folds: AtomicU64::new(0),
+};
 
 #[derive(Debug)]
 pub struct Journal {
     tx: Option<mpsc::Sender<Cmd>>,
     thread: Option<JoinHandle<()>>,
-    pub stats: Arc<JournalStats>,
 }
 
 /// Where a database's journal files live and what they are called.
@@ -132,13 +142,11 @@ impl Journal {
     pub fn start(files: JournalFiles, index: u64) -> Result<Self, StoreError> {
         let file = files.create(index).map_err(|e| io_err("creating the login journal", &e))?;
         let (tx, rx) = mpsc::channel();
-        let stats = Arc::new(JournalStats::default());
-        let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("tessera-journal".into())
-            .spawn(move || run(rx, files, file, index, thread_stats))
+            .spawn(move || run(rx, files, file, index))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the journal thread: {e}")))?;
-        Ok(Journal { tx: Some(tx), thread: Some(thread), stats })
+        Ok(Journal { tx: Some(tx), thread: Some(thread) })
     }
 
     /// Queues a record; the receiver answers once it is durable.
@@ -190,11 +198,18 @@ struct Thread {
     /// After a failed write the file may end in a torn record, and records
     /// after it would not be read back: refuse everything from then on.
     poisoned: Option<String>,
-    stats: Arc<JournalStats>,
 }
 
-fn run(rx: mpsc::Receiver<Cmd>, files: JournalFiles, file: File, index: u64, stats: Arc<JournalStats>) {
-    let mut t = Thread { files, file, index, buf: Vec::with_capacity(1 << 16), pending: Vec::new(), waiters: Vec::new(), poisoned: None, stats };
+fn run(rx: mpsc::Receiver<Cmd>, files: JournalFiles, file: File, index: u64) {
+    let mut t = Thread {
+        files,
+        file,
+        index,
+        buf: Vec::with_capacity(1 << 16),
+        pending: Vec::new(),
+        waiters: Vec::new(),
+        poisoned: None,
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -234,9 +249,9 @@ impl Thread {
         let r = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data());
         self.buf.clear();
         let n = self.waiters.len() as u64;
-        self.stats.records.fetch_add(n, Ordering::Relaxed);
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-        self.stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+        STATS.records.fetch_add(n, Ordering::Relaxed);
+        STATS.syncs.fetch_add(1, Ordering::Relaxed);
+        STATS.largest_batch.fetch_max(n, Ordering::Relaxed);
         let result = match r {
             Ok(()) => Ok(()),
             Err(e) => {

@@ -43,14 +43,17 @@ use tessera_core::store::StoreError;
 
 use super::map_err;
 use super::writer::WriterHandle;
-use journal::{Journal, JournalFiles, JournalStats, Rotated};
+use journal::{Journal, JournalFiles, Rotated};
 use record::{LoginState, Record};
 
 const SHARDS: usize = 64;
 /// A fold runs this often while records wait…
-const FOLD_INTERVAL: Duration = Duration::from_millis(250);
+/// (Longer folds write each database page once for more logins: a login
+/// dirties its user's page, and a fold writes every dirty page to the WAL
+/// and, at the checkpoint, again to the database.)
+const FOLD_INTERVAL: Duration = Duration::from_millis(1000);
 /// …or as soon as this many are waiting (bounds memory and start-up replay).
-const FOLD_RECORDS: u64 = 50_000;
+const FOLD_RECORDS: u64 = 100_000;
 const FOLD_TICK: Duration = Duration::from_millis(25);
 /// How long `serve` waits for another process (a CLI command replaying the
 /// journal) to let go of the journal lock.
@@ -126,7 +129,8 @@ pub fn replay(conn: &Connection, db: &Path) -> Result<(u64, u64, usize), StoreEr
     };
     let (id, folded) = fold::watermark(conn, fresh)?;
     let files = JournalFiles::of(db, id);
-    let (ours, foreign) = files.list(db).map_err(|e| StoreError::Unavailable(format!("listing the login journal: {e}")))?;
+    let (ours, foreign) =
+        files.list(db).map_err(|e| StoreError::Unavailable(format!("listing the login journal: {e}")))?;
     for f in foreign {
         tracing::warn!(file = %f.display(), "removing a login journal file of another database (left by a restore)");
         let _ = std::fs::remove_file(f);
@@ -136,9 +140,11 @@ pub fn replay(conn: &Connection, db: &Path) -> Result<(u64, u64, usize), StoreEr
     let mut done = Vec::new();
     for (index, path) in ours {
         if index > folded {
-            records.extend(JournalFiles::read(&path).map_err(|e| {
-                StoreError::Unavailable(format!("reading the login journal {}: {e}", path.display()))
-            })?);
+            records.extend(
+                JournalFiles::read(&path).map_err(|e| {
+                    StoreError::Unavailable(format!("reading the login journal {}: {e}", path.display()))
+                })?,
+            );
         }
         last = last.max(index);
         done.push(path);
@@ -202,7 +208,10 @@ pub fn served_elsewhere(db: &Path) -> bool {
 /// bounded time) until it has: then this process's reads and its own
 /// logins see every login that process acknowledged. Used by processes
 /// without the engine (the CLI) while a server runs.
-pub async fn request_fold(writer: &super::writer::Writer, read: impl Fn() -> Result<i64, StoreError>) -> Result<(), StoreError> {
+pub async fn request_fold(
+    writer: &super::writer::Writer,
+    read: impl Fn() -> Result<i64, StoreError>,
+) -> Result<(), StoreError> {
     let asked = writer
         .write_hot(|c| {
             c.prepare_cached("UPDATE login_journal SET fold_request = fold_request + 1 WHERE id = 1")
@@ -216,7 +225,9 @@ pub async fn request_fold(writer: &super::writer::Writer, read: impl Fn() -> Res
     let deadline = Instant::now() + FOLD_WAIT;
     while read()? < asked {
         if Instant::now() > deadline {
-            tracing::warn!("the running server did not fold its login journal within {FOLD_WAIT:?}; showing the database as it is");
+            tracing::warn!(
+                "the running server did not fold its login journal within {FOLD_WAIT:?}; showing the database as it is"
+            );
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -309,10 +320,6 @@ impl LoginEngine {
             self.reset.store(true, Ordering::Release);
         }
         self.enabled.store(on, Ordering::Release);
-    }
-
-    pub fn stats(&self) -> &JournalStats {
-        &self.journal.stats
     }
 
     /// Whether records wait to be folded.
@@ -453,6 +460,9 @@ impl LoginEngine {
         match r {
             Ok(()) => {
                 self.committed.store(through, Ordering::Release);
+                let n: usize = files.iter().map(|f| f.records.len()).sum();
+                journal::STATS.folded.fetch_add(n as u64, Ordering::Relaxed);
+                journal::STATS.folds.fetch_add(1, Ordering::Relaxed);
                 for f in files.iter() {
                     if let Err(e) = std::fs::remove_file(&f.path) {
                         tracing::warn!(file = %f.path.display(), error = %e, "cannot remove a folded login journal file");

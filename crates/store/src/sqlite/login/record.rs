@@ -142,7 +142,13 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
                 }
                 _ => return Err(DecodeError::Malformed("nonce tag")),
             };
-            Some(LoginChange { user, rev, lock_before, state: LoginState { lock, last_attempt, last_success, tokens }, nonce })
+            Some(LoginChange {
+                user,
+                rev,
+                lock_before,
+                state: LoginState { lock, last_attempt, last_success, tokens },
+                nonce,
+            })
         }
         _ => return Err(DecodeError::Malformed("record tag")),
     };
@@ -281,12 +287,19 @@ impl<'a> Take<'a> {
     }
     fn lock(&mut self) -> Result<LockState, DecodeError> {
         let failures = u32::try_from(self.i64()?).map_err(|_| DecodeError::Malformed("failures"))?;
-        Ok(LockState { failures, locked_at: self.opt_ts()?, lock_until: self.opt_ts()?, throttle_until: self.opt_ts()? })
+        Ok(LockState {
+            failures,
+            locked_at: self.opt_ts()?,
+            lock_until: self.opt_ts()?,
+            throttle_until: self.opt_ts()?,
+        })
     }
     fn access(&mut self) -> Result<Option<AccessRecord>, DecodeError> {
         match self.u8()? {
             0 => Ok(None),
-            1 => Ok(Some(AccessRecord { at: Timestamp(self.i64()?), address: self.opt_str()?, client: self.opt_str()? })),
+            1 => {
+                Ok(Some(AccessRecord { at: Timestamp(self.i64()?), address: self.opt_str()?, client: self.opt_str()? }))
+            }
             _ => Err(DecodeError::Malformed("option tag")),
         }
     }
@@ -301,14 +314,20 @@ mod tests {
     fn sample() -> Record {
         let mut tokens = TokenStates::default();
         tokens.set(Entry { token: 7, counter: 1_234_567, drift: -1, last_used: 99 });
-        let access = AccessRecord { at: Timestamp(5_000), address: Some("10.0.0.1".into()), client: Some("vpn".into()) };
+        let access =
+            AccessRecord { at: Timestamp(5_000), address: Some("10.0.0.1".into()), client: Some("vpn".into()) };
         Record {
             login: Some(LoginChange {
                 user: 42,
                 rev: 3,
                 lock_before: LockState { failures: 2, ..LockState::default() },
                 state: LoginState {
-                    lock: LockState { failures: 3, locked_at: Some(Timestamp(5_000)), lock_until: None, throttle_until: None },
+                    lock: LockState {
+                        failures: 3,
+                        locked_at: Some(Timestamp(5_000)),
+                        lock_until: None,
+                        throttle_until: None,
+                    },
                     last_attempt: Some(access.clone()),
                     last_success: None,
                     tokens,
