@@ -99,6 +99,24 @@ start_server() {
   [ -n "$up" ] || { echo "server did not print 'listening radius 127.0.0.1:$PORT' within 30 s"; tail -n 20 "$TMP/server.err"; exit 1; }
 }
 
+# The server's HTTPS address (for /metrics: the login journal's counters).
+https_addr() { sed -n 's/^listening https //p' "$1" | head -n 1; }
+# "records syncs" of the login journal so far.
+jstats() {
+  curl -sk --max-time 5 "https://$HTTPS/metrics" 2>/dev/null \
+    | awk '/^tessera_login_journal_records_total /{r=$2} /^tessera_login_journal_syncs_total /{s=$2} END{print r+0, s+0}'
+}
+# Prints the fsync batch size of the stage between two jstats readings.
+jreport() {
+  local r0 s0 r1 s1
+  read -r r0 s0 <<<"$1"; read -r r1 s1 <<<"$2"
+  if [ $((s1 - s0)) -gt 0 ]; then
+    echo "   login journal: $((r1 - r0)) records in $((s1 - s0)) fdatasyncs = $(( (r1 - r0) / (s1 - s0) )) records per fdatasync"
+  else
+    echo "   login journal: no fdatasync in this stage"
+  fi
+}
+
 server_alive() {
   if ! kill -0 "$SPID" 2>/dev/null; then
     rc=0; wait "$SPID" || rc=$?
@@ -128,7 +146,8 @@ TESSERA_SERVER_DATA_DIR=$DATA "$TS_BIN" client add loadgen --address 127.0.0.1/3
   --message-authenticator require | sed 's/^/   /'
 
 start_server "$TMP/server.out"
-log "tessera serve pid $SPID, RADIUS on 127.0.0.1:$PORT"
+HTTPS=$(https_addr "$TMP/server.out")
+log "tessera serve pid $SPID, RADIUS on 127.0.0.1:$PORT, HTTPS on $HTTPS"
 SERVER=127.0.0.1:$PORT
 
 # User ranges (disjoint: a used step would otherwise be re-sent and rightly rejected as a replay):
@@ -153,10 +172,12 @@ fi
 if [ -n "$WRONG_C" ]; then
   log "tessera wrong-code stage: c=$WRONG_C, users [$WRONG_FIRST, $WARM_FIRST), ${DUR}s (users lock after 5 failures; every reply must be a reject)"
   waitquiet
+  J0=$(jstats)
   if ! "$LG" radius --server "$SERVER" --secret-file "$SECRET_FILE" --users "$WRONG_N" --first-user "$WRONG_FIRST" \
       --seed "$SEED" --mode wrong -c "$WRONG_C" -d "$DUR" --server-pid "$SPID" --json "$TMP/tessera-wrong-c$WRONG_C.json"; then
     FAIL=1; echo "   STAGE FAILED"
   fi
+  jreport "$J0" "$(jstats)"
   server_alive
 fi
 k=0
@@ -166,10 +187,12 @@ for c in $CONCS; do
   log "tessera correct-code stage: c=$c, users [$first, $((first + PER))), ${DUR}s"
   waitquiet
   LAST_JSON=$TMP/tessera-c$c.json
+  J0=$(jstats)
   if ! "$LG" radius --server "$SERVER" --secret-file "$SECRET_FILE" --users "$PER" --first-user "$first" --seed "$SEED" \
       -c "$c" -d "$DUR" --server-pid "$SPID" --json "$LAST_JSON"; then
     FAIL=1; echo "   STAGE FAILED"
   fi
+  jreport "$J0" "$(jstats)"
   server_alive
 done
 mem() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SPID/status" 2>/dev/null || echo 0; }

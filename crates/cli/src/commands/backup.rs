@@ -229,6 +229,13 @@ fn create(
     let mut key_id = String::new();
     let tmp_db = TempPath(sibling(out, "db"));
     if parts.contains(&Part::Database) {
+        // A running server keeps the last second of logins in its journal:
+        // have it fold them, so the copy has every used code.
+        if let Err(e) = tessera_store::sqlite::login::request_fold_blocking(&db) {
+            outln!(
+                "warning: the running server's login journal could not be folded first ({e}): the copy may miss the last second of logins"
+            );
+        }
         let info = snapshot::snapshot_into(&db, &tmp_db.0)
             .with_context(|| format!("cannot take a snapshot of {}", db.display()))?;
         schema_version = info.schema_version;
@@ -612,7 +619,10 @@ fn restore(
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&data)?;
     let stamp = SystemClock.now().to_rfc3339().replace([':', '.'], "");
     let mut aside = Vec::new();
-    for old in [db.clone(), with_suffix(&db, "-wal"), with_suffix(&db, "-shm")] {
+    // The login journal belongs to the database being replaced: it must
+    // not be replayed into the restored one.
+    let journal = tessera_store::sqlite::login::journal_files(&db);
+    for old in [db.clone(), with_suffix(&db, "-wal"), with_suffix(&db, "-shm")].into_iter().chain(journal) {
         if old.exists() {
             let to = with_suffix(&old, &format!(".before-restore-{stamp}"));
             fs::rename(&old, &to).with_context(|| format!("moving {} aside", old.display()))?;

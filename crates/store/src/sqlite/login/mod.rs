@@ -235,6 +235,47 @@ pub async fn request_fold(
     Ok(())
 }
 
+/// [`request_fold`] for a process that has no store open (`backup create`
+/// copies the database file): true when a running server folded in time,
+/// false when none runs (then the file is current once replayed at open).
+pub fn request_fold_blocking(db: &Path) -> Result<bool, StoreError> {
+    if !served_elsewhere(db) {
+        return Ok(false);
+    }
+    let conn = Connection::open(db).map_err(map_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
+    conn.execute("UPDATE login_journal SET fold_request = fold_request + 1 WHERE id = 1", []).map_err(map_err)?;
+    let asked: i64 =
+        conn.query_row("SELECT fold_request FROM login_journal WHERE id = 1", [], |r| r.get(0)).map_err(map_err)?;
+    let deadline = Instant::now() + FOLD_WAIT;
+    loop {
+        let done: i64 =
+            conn.query_row("SELECT fold_done FROM login_journal WHERE id = 1", [], |r| r.get(0)).map_err(map_err)?;
+        if done >= asked {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// This database's journal files (for moving them aside with the database).
+pub fn journal_files(db: &Path) -> Vec<PathBuf> {
+    let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = format!("{name}-login-journal-");
+    std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Bumps `external_rev`: called inside every write transaction of a
 /// process without the engine, so a running engine drops what it holds
 /// in memory about rows this write may have changed.
