@@ -15,6 +15,11 @@ pub async fn verify(cfg: &Config, as_json: bool) -> anyhow::Result<()> {
     let report = match cfg.postgres_options()? {
         None => {
             let db = cfg.database_path();
+            // Login records a running server has not folded yet are only in
+            // its journal: have it fold them first.
+            if let Err(e) = tessera_store::sqlite::login::request_fold_blocking(&db) {
+                outln!("warning: the running server's login journal could not be folded first ({e})");
+            }
             tessera_store::sqlite::audit_chain::verify_file(&db)
                 .with_context(|| format!("cannot verify the audit log in {}", db.display()))?
         }

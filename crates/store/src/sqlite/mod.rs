@@ -317,7 +317,7 @@ impl SqliteStore {
         let checkpointer = Connection::open_with_flags(&opts.path, open_flags(false)).map_err(map_err)?;
         checkpointer.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
         let prepared = if opts.login_engine {
-            Some(login::LoginEngine::prepare(&conn, &opts.path)?)
+            login::LoginEngine::prepare(&conn, &opts.path)?
         } else {
             login::replay_if_unowned(&conn, &opts.path)?;
             None
@@ -370,7 +370,19 @@ impl SqliteStore {
                 })
                 .await
             }
-            None => Ok(()),
+            // No server (any more): what a server that died left is ours to replay.
+            None => {
+                let path = self.path.clone();
+                if let Some((lock, done)) =
+                    self.writer.write_hot(move |c| login::replay_if_unowned_in_txn(c, &path)).await?
+                {
+                    for p in done {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    drop(lock);
+                }
+                Ok(())
+            }
         }
     }
 

@@ -57,7 +57,7 @@ const FOLD_RECORDS: u64 = 100_000;
 const FOLD_TICK: Duration = Duration::from_millis(25);
 /// How long `serve` waits for another process (a CLI command replaying the
 /// journal) to let go of the journal lock.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// How long a CLI command waits for a running server to fold its journal.
 const FOLD_WAIT: Duration = Duration::from_secs(3);
 
@@ -122,6 +122,26 @@ fn open_lock(db: &Path) -> Result<File, StoreError> {
 /// (start-up, before anything else writes). Returns the journal id, the
 /// next file index and how many records were replayed.
 pub fn replay(conn: &Connection, db: &Path) -> Result<(u64, u64, usize), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+    let r = replay_in_txn(conn, db);
+    match r {
+        Ok((id, next, n, done)) => {
+            conn.execute_batch("COMMIT").map_err(map_err)?;
+            for p in done {
+                let _ = std::fs::remove_file(p);
+            }
+            Ok((id, next, n))
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// [`replay`] inside the caller's transaction; the files it folded are
+/// for the caller to remove once that transaction has committed.
+fn replay_in_txn(conn: &Connection, db: &Path) -> Result<(u64, u64, usize, Vec<PathBuf>), StoreError> {
     let fresh: u64 = {
         let mut b = [0u8; 8];
         getrandom_bytes(&mut b);
@@ -151,23 +171,24 @@ pub fn replay(conn: &Connection, db: &Path) -> Result<(u64, u64, usize), StoreEr
     }
     let n = records.len();
     if last > folded || n > 0 {
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
-        let r = fold::apply(conn, &records, last);
-        match r {
-            Ok(()) => conn.execute_batch("COMMIT").map_err(map_err)?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        }
+        fold::apply(conn, &records, last)?;
         if n > 0 {
             tracing::info!(records = n, "replayed the login journal left by the last run");
         }
     }
-    for p in done {
-        let _ = std::fs::remove_file(p);
+    Ok((id, last + 1, n, done))
+}
+
+/// For a process without the engine whose server went away: inside a
+/// writer job, folds what that server left (if no server holds the
+/// journal now). Returns the lock and the files to remove after the commit.
+pub fn replay_if_unowned_in_txn(conn: &Connection, db: &Path) -> Result<Option<(File, Vec<PathBuf>)>, StoreError> {
+    let lock = open_lock(db)?;
+    if lock.try_lock().is_err() {
+        return Ok(None);
     }
-    Ok((id, last + 1, n))
+    let (.., done) = replay_in_txn(conn, db)?;
+    Ok(Some((lock, done)))
 }
 
 fn getrandom_bytes(out: &mut [u8]) {
@@ -329,15 +350,20 @@ impl LoginEngine {
     /// Takes the journal lock (waiting a little for a CLI replay to
     /// finish) and replays what the last run left, on the connection that
     /// becomes the writer's; [`Prepared::start`] then starts the journal.
-    pub fn prepare(conn: &Connection, db: &Path) -> Result<Prepared, StoreError> {
+    /// `None` when another `serve` holds the journal: this process then
+    /// decides logins with ordinary transactions, like the CLI.
+    pub fn prepare(conn: &Connection, db: &Path) -> Result<Option<Prepared>, StoreError> {
         let lock = open_lock(db)?;
         let deadline = Instant::now() + LOCK_WAIT;
         while lock.try_lock().is_err() {
             if Instant::now() > deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "another process holds {} (is another `tessera serve` running on this data directory?)",
-                    lock_path(db).display()
-                )));
+                tracing::warn!(
+                    lock = %lock_path(db).display(),
+                    "another `tessera serve` holds this database's login journal; this one decides logins with \
+                     ordinary transactions (slower), asking it to fold its journal before each"
+                );
+                replay_if_unowned(conn, db)?;
+                return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -348,7 +374,7 @@ impl LoginEngine {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(map_err)?;
-        Ok(Prepared { lock, probe, files: JournalFiles::of(db, id), next, rev })
+        Ok(Some(Prepared { lock, probe, files: JournalFiles::of(db, id), next, rev }))
     }
 
     pub fn enabled(&self) -> bool {
