@@ -55,6 +55,9 @@ mod first_hour_cli;
 #[path = "cases/first_hour_core.rs"]
 mod first_hour_core;
 
+#[path = "cases/timing.rs"]
+mod timing;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

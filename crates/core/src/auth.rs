@@ -13,7 +13,12 @@
 //! user's own hash for a user with a local password, a dummy one for an
 //! unknown, locked, disabled or code-only user (`dummy_hash`), and never a
 //! second one (`Checked::hashed`). Which is why no password may be
-//! code-shaped ([`crate::password::check_password_rules`]).
+//! code-shaped ([`crate::password::check_password_rules`]). Where argon2 is
+//! not spent, the smaller costs are evened out too: a code-shaped input is
+//! checked as a code against the user's tokens also when the user is
+//! locked or disabled, and against a token of nobody's when there is no
+//! such user. (What the store does for an unknown user, no user row to
+//! update, is for the store to even out.)
 
 use std::sync::Arc;
 
@@ -180,6 +185,45 @@ pub struct Authenticator {
     oob: OobService,
     /// Shared by the clones of this authenticator (one per node).
     unreadable: Arc<UnreadableSecrets>,
+    /// What an unknown user's code is checked against (module doc).
+    nobody: Arc<NobodysToken>,
+}
+
+/// A token of nobody's: an unknown user's code-shaped login is checked
+/// against it, so that it costs the AEAD open and HMACs a code-only user's
+/// costs. Sealed under the key in use when first needed, and again after a
+/// rotation (a secret under an old key would fail without the work).
+#[derive(Debug, Default)]
+struct NobodysToken(std::sync::Mutex<Option<Arc<Token>>>);
+
+impl NobodysToken {
+    fn get(&self, keys: &Keyring, rng: &dyn crate::random::Random, now: Timestamp) -> Arc<Token> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = &*slot
+            && keys.is_current(&t.sealed_secret)
+        {
+            return t.clone();
+        }
+        let mut secret = Zeroizing::new([0u8; 20]);
+        rng.fill(&mut *secret);
+        let id = crate::model::TokenId(0);
+        let token = Arc::new(Token {
+            id,
+            user_id: UserId(0),
+            serial: String::new(),
+            params: tessera_otp::OtpParams::default(),
+            sealed_secret: keys.seal(rng, Purpose::OtpSecret, &id.to_string(), &*secret),
+            counter: 0,
+            drift: 0,
+            state: TokenState::Active,
+            description: String::new(),
+            created_at: now,
+            last_used_at: None,
+            oob: None,
+        });
+        *slot = Some(token.clone());
+        token
+    }
 }
 
 /// A code that went out in the first step of a login.
@@ -219,7 +263,7 @@ fn split_code(input: &str, len: usize, has_password: bool, code_first: bool) -> 
 
 impl Authenticator {
     pub fn new(ctx: Arc<Context>) -> Self {
-        Authenticator { ctx, oob: OobService::disabled(), unreadable: Arc::default() }
+        Authenticator { ctx, oob: OobService::disabled(), unreadable: Arc::default(), nobody: Arc::default() }
     }
 
     /// Sends email and SMS codes through `oob` (see [`crate::oob`]).
@@ -322,6 +366,11 @@ impl Authenticator {
             let unreadable = self.unreadable.clone();
             Box::new(move |snap: &dyn Snapshot| -> Evaluation {
                 let user = snap.user();
+                // A code-shaped input is checked as a code for every user,
+                // refused ones too, so that a refusal takes no less time
+                // (module doc). Pure: nothing happens with the result here.
+                let as_code =
+                    no_password.then(|| match_codes(&keys, &unreadable, snap.tokens(), &input, &policy, now, false));
                 if user.disabled {
                     return Evaluation::Decided(Verdict::Refused("disabled"));
                 }
@@ -330,21 +379,26 @@ impl Authenticator {
                 }
                 // Here only the code counts: a second step, or a user without
                 // a first factor (`first` is then right by definition), or a
-                // password user whose input holds no password (then wrong:
-                // the verdicts are those `evaluate` gives for a wrong one).
+                // password user whose input holds no password: the whole
+                // input is read as the code, and the password is missing
+                // (wrong: the verdicts are those `evaluate` gives for a wrong
+                // one, so a right code alone reads `wrong_password`).
                 let ok = FirstFactor::Ok { groups: Vec::new(), source: None };
-                let (has_password, first) = match expected_user {
+                let first = match expected_user {
                     Some(id) if id != user.id => return Evaluation::Decided(Verdict::Refused("state_user_mismatch")),
-                    Some(_) => (false, ok),
-                    None if user.password_hash.is_some() && no_password => (true, FirstFactor::Wrong("wrong_password")),
+                    Some(_) => ok,
+                    None if user.password_hash.is_some() && no_password => FirstFactor::Wrong("wrong_password"),
                     None if user.password_hash.is_some() || directory => return Evaluation::Deferred,
-                    None => (false, ok),
+                    None => ok,
                 };
-                let mut codes = match_codes(&keys, &unreadable, snap.tokens(), &input, &policy, now, has_password);
+                let mut codes = match as_code {
+                    Some(codes) => codes,
+                    None => match_codes(&keys, &unreadable, snap.tokens(), &input, &policy, now, false),
+                };
                 if let Some((factor, _)) = codes.matched {
                     return Evaluation::Decided(with_first_factor(&first, Verdict::Verified(factor)));
                 }
-                if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, has_password) {
+                if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, false) {
                     match snap.backup_code(&digest) {
                         Ok(Some(BackupCodeState::Unused)) if backup_codes_active(user) => {
                             let verified = Verdict::Verified(Factor::BackupCode { digest });
@@ -370,7 +424,7 @@ impl Authenticator {
                         Ok(rows) => rows,
                         Err(_) => return Evaluation::Deferred,
                     };
-                    let check = check_oob(&keys, snap.tokens(), &usable, &rows, &input, &policy, now, has_password);
+                    let check = check_oob(&keys, snap.tokens(), &usable, &rows, &input, &policy, now, false);
                     if let Some((factor, _)) = check.matched {
                         return Evaluation::Decided(with_first_factor(&first, Verdict::Verified(factor)));
                     }
@@ -399,6 +453,20 @@ impl Authenticator {
             Authentication::UnknownUser => {
                 if may_provision && subject.directory && ctx.directory.auto_provision(&realm) && ticket.is_none() {
                     return self.provision(req, realm, policy).await;
+                }
+                if !subject.directory && no_password {
+                    let nobody = self.nobody.get(&ctx.keys, &*ctx.random, now);
+                    // Never logged: this token is nobody's.
+                    let quiet = UnreadableSecrets::default();
+                    let _ = match_codes(
+                        &ctx.keys,
+                        &quiet,
+                        std::slice::from_ref(&*nobody),
+                        &req.password,
+                        &policy,
+                        now,
+                        false,
+                    );
                 }
                 self.dummy_hash(owes_hash, &req.password).await;
                 return Ok(Validation {

@@ -737,10 +737,15 @@ async fn regression_password_work_follows_the_input_shape_only() {
     assert_eq!(counter.take(), (1, 0));
     assert!(matches!(h.validate("pw", "correct horse").await.decision, Decision::Challenge { .. }));
     assert_eq!(counter.take(), (1, 0), "the challenge's first step: one verification, not two");
+    // A right code alone: read as the code, the password missing (not
+    // consumed, counted).
     let alone = h.validate("pw", &totp_code(&pw_secret, p, h.now_s(), 1)).await;
     assert_eq!(alone.decision, Decision::Reject);
-    assert!(alone.reason.starts_with("wrong_password_and_code"), "{}", alone.reason);
+    assert!(alone.reason.starts_with("wrong_password; failure"), "{}", alone.reason);
     assert_eq!(counter.take(), (0, 0), "a code alone holds no password: never hashed");
+    let wrong_alone = h.validate("pw", "000000").await;
+    assert!(wrong_alone.reason.starts_with("wrong_password_and_code"), "{}", wrong_alone.reason);
+    assert_eq!(counter.take(), (0, 0));
     let c = totp_code(&code_secret, p, h.now_s(), 0);
     assert_eq!(h.validate("codeonly", &c).await.decision, Decision::Accept);
     assert_eq!(counter.take(), (0, 0));
