@@ -156,7 +156,7 @@ pub async fn serve(
     }
 }
 
-/// Decides one request and sends its reply; the permit is held until then.
+/// Decides one request (holding its in-flight permit) and sends the reply.
 /// One function, so that both places that push to `deciding` push one type.
 async fn answer(
     svc: &RadiusService,
