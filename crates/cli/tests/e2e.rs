@@ -57,6 +57,8 @@ mod first_hour_core;
 
 #[path = "cases/login_engine.rs"]
 mod login_engine;
+#[path = "cases/timing.rs"]
+mod timing;
 
 use std::time::Duration;
 

@@ -166,19 +166,22 @@ impl AdminAccounts {
     ) -> Result<SignInStep, CoreError> {
         let admin = self.ctx.store.admin_by_name(name).await?;
         let Some(admin) = admin else {
-            self.ctx.hasher.verify(None, password).await;
+            // Overload or not, the answer is a refusal already.
+            let _ = self.ctx.hasher.verify(None, password).await;
             let rec = self.audit(from, "admin.signin", name).result(AuditResult::Reject, Some("unknown_admin"));
             self.ctx.store.append_audit(rec).await?;
             return Ok(SignInStep::Refused);
         };
         let now = self.ctx.clock.now();
         if admin.lock.block(now).is_some() {
-            self.ctx.hasher.verify(None, password).await;
+            // Overload or not, the answer is a refusal already.
+            let _ = self.ctx.hasher.verify(None, password).await;
             let rec = self.audit(from, "admin.signin", name).result(AuditResult::Reject, Some("locked"));
             self.ctx.store.append_audit(rec).await?;
             return Ok(SignInStep::Refused);
         }
-        if self.ctx.hasher.verify(Some(admin.password_hash.clone()), password).await {
+        // Overload (`Busy`) is an error for the caller: not a failed attempt.
+        if self.ctx.hasher.verify(Some(admin.password_hash.clone()), password).await? {
             return Ok(SignInStep::PasswordOk { admin: admin.id, enrolled: admin.enrolled() });
         }
         self.attempt(&admin, from, AdminVerdict::Failed("wrong_password")).await?;

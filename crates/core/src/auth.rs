@@ -5,6 +5,20 @@
 //! store to apply the attempt atomically; the store's answer is the decision.
 //! What the caller learns is only accept / reject / challenge; the reason
 //! (which factor, lock, replay) goes to the audit log.
+//!
+//! Nor may the time an answer takes tell more. Outside directory realms the
+//! argon2 work of a login follows from the shape of its input alone, never
+//! from what the store knows: a code-shaped input ([`code_shaped`]) costs
+//! none, for anyone; any longer input costs exactly one verification — the
+//! user's own hash for a user with a local password, a dummy one for an
+//! unknown, locked, disabled or code-only user (`dummy_hash`), and never a
+//! second one (`Checked::hashed`). Which is why no password may be
+//! code-shaped ([`crate::password::check_password_rules`]). Where argon2 is
+//! not spent, the smaller costs are evened out too: a code-shaped input is
+//! checked as a code against the user's tokens also when the user is
+//! locked or disabled, and against a token of nobody's when there is no
+//! such user. (What the store does for an unknown user, no user row to
+//! update, is for the store to even out.)
 
 use std::sync::Arc;
 
@@ -20,7 +34,7 @@ use crate::model::{AccessRecord, OobChannel, Token, TokenState, User, UserId};
 use crate::names::{self, DEFAULT_REALM};
 use crate::oob::{OobCode, OobMessage, OobSender, OobService, PendingMatch};
 use crate::otp_match::{match_code, open_secret};
-use crate::password::MAX_PASSWORD_LEN;
+use crate::password::{MAX_PASSWORD_LEN, PasswordError, code_shaped};
 use crate::policy::Policy;
 use crate::realm::DirectoryVerdict;
 use crate::store::{
@@ -32,10 +46,9 @@ use crate::store::{
 /// longest code, with room to spare.
 pub const MAX_CREDENTIAL_LEN: usize = MAX_PASSWORD_LEN + 16;
 
-/// Submissions longer than any code probably carry a password; for unknown
-/// users we then spend an argon2 verification so timing does not reveal
-/// that the user does not exist.
-const LONGEST_CODE: usize = BACKUP_CODE_DIGITS;
+/// The audit reason of a login refused because the password threads were
+/// saturated (see [`PasswordError::Busy`]): not counted, never an accept.
+pub const PASSWORD_CHECK_BUSY: &str = "password_check_busy";
 
 /// The audit reason of a login that could not be decided because a token
 /// secret it might have been for did not open (see [`CoreError::SecretUnreadable`]).
@@ -172,6 +185,45 @@ pub struct Authenticator {
     oob: OobService,
     /// Shared by the clones of this authenticator (one per node).
     unreadable: Arc<UnreadableSecrets>,
+    /// What an unknown user's code is checked against (module doc).
+    nobody: Arc<NobodysToken>,
+}
+
+/// A token of nobody's: an unknown user's code-shaped login is checked
+/// against it, so that it costs the AEAD open and HMACs a code-only user's
+/// costs. Sealed under the key in use when first needed, and again after a
+/// rotation (a secret under an old key would fail without the work).
+#[derive(Debug, Default)]
+struct NobodysToken(std::sync::Mutex<Option<Arc<Token>>>);
+
+impl NobodysToken {
+    fn get(&self, keys: &Keyring, rng: &dyn crate::random::Random, now: Timestamp) -> Arc<Token> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = &*slot
+            && keys.is_current(&t.sealed_secret)
+        {
+            return t.clone();
+        }
+        let mut secret = Zeroizing::new([0u8; 20]);
+        rng.fill(&mut *secret);
+        let id = crate::model::TokenId(0);
+        let token = Arc::new(Token {
+            id,
+            user_id: UserId(0),
+            serial: String::new(),
+            params: tessera_otp::OtpParams::default(),
+            sealed_secret: keys.seal(rng, Purpose::OtpSecret, &id.to_string(), &*secret),
+            counter: 0,
+            drift: 0,
+            state: TokenState::Active,
+            description: String::new(),
+            created_at: now,
+            last_used_at: None,
+            oob: None,
+        });
+        *slot = Some(token.clone());
+        token
+    }
 }
 
 /// A code that went out in the first step of a login.
@@ -211,7 +263,7 @@ fn split_code(input: &str, len: usize, has_password: bool, code_first: bool) -> 
 
 impl Authenticator {
     pub fn new(ctx: Arc<Context>) -> Self {
-        Authenticator { ctx, oob: OobService::disabled(), unreadable: Arc::default() }
+        Authenticator { ctx, oob: OobService::disabled(), unreadable: Arc::default(), nobody: Arc::default() }
     }
 
     /// Sends email and SMS codes through `oob` (see [`crate::oob`]).
@@ -279,6 +331,10 @@ impl Authenticator {
             return self.reject_early(audit, &realm, "malformed_request").await;
         }
         let subject = Subject { realm: &realm, directory: ctx.directory.has_sources(&realm) };
+        // The argon2 work this login owes, from the input's shape alone (see
+        // the module doc); a directory realm's directory does its own work.
+        let no_password = code_shaped(&req.password);
+        let owes_hash = !subject.directory && !no_password;
         // Second step of a challenge: the state must be ours, for this user,
         // fresh, and unused; then only the code is checked.
         let ticket = match &req.state {
@@ -293,7 +349,11 @@ impl Authenticator {
         // Users without a first factor (and second steps) are decided
         // entirely inside the store's serialised step (one round trip);
         // users with one need argon2 or a directory, which must not run
-        // there, so their evaluation is deferred to here.
+        // there, so their evaluation is deferred to here. Except a user with
+        // a local password whose input is code-shaped: it holds no password
+        // (none may look like a code), so the answer is that of a wrong
+        // password, found here without argon2 and in the same one round
+        // trip as everyone else's code-shaped input.
         let evaluate: Evaluator = {
             let keys = ctx.keys.clone();
             let input = req.password.clone();
@@ -306,6 +366,11 @@ impl Authenticator {
             let unreadable = self.unreadable.clone();
             Box::new(move |snap: &dyn Snapshot| -> Evaluation {
                 let user = snap.user();
+                // A code-shaped input is checked as a code for every user,
+                // refused ones too, so that a refusal takes no less time
+                // (module doc). Pure: nothing happens with the result here.
+                let as_code =
+                    no_password.then(|| match_codes(&keys, &unreadable, snap.tokens(), &input, &policy, now, false));
                 if user.disabled {
                     return Evaluation::Decided(Verdict::Refused("disabled"));
                 }
@@ -313,24 +378,39 @@ impl Authenticator {
                     return Evaluation::Decided(Verdict::Refused("locked"));
                 }
                 // Here only the code counts: a second step, or a user without
-                // a first factor.
-                match expected_user {
+                // a first factor (`first` is then right by definition), or a
+                // password user whose input holds no password: the whole
+                // input is read as the code, and the password is missing
+                // (wrong: the verdicts are those `evaluate` gives for a wrong
+                // one, so a right code alone reads `wrong_password`).
+                let ok = FirstFactor::Ok { groups: Vec::new(), source: None };
+                let first = match expected_user {
                     Some(id) if id != user.id => return Evaluation::Decided(Verdict::Refused("state_user_mismatch")),
-                    Some(_) => {}
+                    Some(_) => ok,
+                    None if user.password_hash.is_some() && no_password => FirstFactor::Wrong("wrong_password"),
                     None if user.password_hash.is_some() || directory => return Evaluation::Deferred,
-                    None => {}
-                }
-                let mut codes = match_codes(&keys, &unreadable, snap.tokens(), &input, &policy, now, false);
+                    None => ok,
+                };
+                let mut codes = match as_code {
+                    Some(codes) => codes,
+                    None => match_codes(&keys, &unreadable, snap.tokens(), &input, &policy, now, false),
+                };
                 if let Some((factor, _)) = codes.matched {
-                    return Evaluation::Decided(Verdict::Verified(factor));
+                    return Evaluation::Decided(with_first_factor(&first, Verdict::Verified(factor)));
                 }
                 if let Some((digest, _)) = backup_candidate(&keys, user, &input, &policy, false) {
                     match snap.backup_code(&digest) {
                         Ok(Some(BackupCodeState::Unused)) if backup_codes_active(user) => {
-                            return Evaluation::Decided(Verdict::Verified(Factor::BackupCode { digest }));
+                            let verified = Verdict::Verified(Factor::BackupCode { digest });
+                            return Evaluation::Decided(with_first_factor(&first, verified));
+                        }
+                        Ok(Some(BackupCodeState::Unused)) if !first.is_ok() => {
+                            return Evaluation::Decided(with_first_factor(&first, Verdict::Refused("no_active_token")));
                         }
                         // Not yet: ends below as `no_active_token` (not counted).
                         Ok(Some(BackupCodeState::Unused)) => {}
+                        // Used, after a wrong password: no replay, just wrong.
+                        Ok(Some(BackupCodeState::Used)) if !first.is_ok() => {}
                         Ok(Some(BackupCodeState::Used)) => codes.replayed = Some(REPLAYED_BACKUP_CODE),
                         Ok(None) => {}
                         // Let the engine retry outside, where the error can be reported.
@@ -346,7 +426,7 @@ impl Authenticator {
                     };
                     let check = check_oob(&keys, snap.tokens(), &usable, &rows, &input, &policy, now, false);
                     if let Some((factor, _)) = check.matched {
-                        return Evaluation::Decided(Verdict::Verified(factor));
+                        return Evaluation::Decided(with_first_factor(&first, Verdict::Verified(factor)));
                     }
                     codes.absorb(check);
                 }
@@ -355,7 +435,7 @@ impl Authenticator {
                 if codes.unreadable {
                     return Evaluation::Decided(Verdict::Refused(SECRET_UNREADABLE));
                 }
-                Evaluation::Decided(codes.failure(&FirstFactor::Ok { groups: Vec::new(), source: None }))
+                Evaluation::Decided(codes.failure(&first))
             })
         };
         let request = AuthenticateRequest {
@@ -374,9 +454,21 @@ impl Authenticator {
                 if may_provision && subject.directory && ctx.directory.auto_provision(&realm) && ticket.is_none() {
                     return self.provision(req, realm, policy).await;
                 }
-                if !subject.directory && req.password.len() > LONGEST_CODE {
-                    ctx.hasher.verify(None, req.password.clone()).await;
+                if !subject.directory && no_password {
+                    let nobody = self.nobody.get(&ctx.keys, &*ctx.random, now);
+                    // Never logged: this token is nobody's.
+                    let quiet = UnreadableSecrets::default();
+                    let _ = match_codes(
+                        &ctx.keys,
+                        &quiet,
+                        std::slice::from_ref(&*nobody),
+                        &req.password,
+                        &policy,
+                        now,
+                        false,
+                    );
                 }
+                self.dummy_hash(owes_hash, &req.password).await;
                 return Ok(Validation {
                     decision: Decision::Reject,
                     reason: "unknown_user".into(),
@@ -389,9 +481,14 @@ impl Authenticator {
                     opened_secret: false,
                 });
             }
-            Authentication::Decided { user_id, verdict, outcome } => (user_id, verdict, outcome),
+            Authentication::Decided { user_id, verdict, outcome } => {
+                // Locked, disabled, code-only: decided without a password.
+                self.dummy_hash(owes_hash, &req.password).await;
+                (user_id, verdict, outcome)
+            }
             Authentication::Deferred { user, tokens } => {
                 let mut note = None;
+                let mut checked = Checked::default();
                 let (verdict, context) = if user.disabled {
                     (Verdict::Refused("disabled"), None)
                 } else if user.lock.block(now).is_some() {
@@ -406,7 +503,7 @@ impl Authenticator {
                         now,
                         radius_client: req.radius_client.as_deref(),
                     };
-                    let (mut verdict, first) = self.evaluate(&login).await?;
+                    let (mut verdict, first) = self.evaluate(&login, &mut checked).await?;
                     // First step with an email/SMS token: send the code now,
                     // before the challenge is recorded; if it cannot go out,
                     // the login is refused (not counted) and says so.
@@ -432,6 +529,9 @@ impl Authenticator {
                         _ => (verdict, None),
                     }
                 };
+                // Refused before the password was looked at (locked meanwhile,
+                // a secret that did not open): the work is owed all the same.
+                self.dummy_hash(owes_hash && !checked.hashed, &req.password).await;
                 let context = match (context, note) {
                     (Some(c), Some(n)) => Some(format!("{c}; {n}")),
                     (c, n) => c.or(n),
@@ -489,6 +589,14 @@ impl Authenticator {
             locked_now,
             opened_secret,
         })
+    }
+
+    /// One dummy argon2 verification when `owed` (see the module doc). Its
+    /// answer is ignored, a refusal for overload too: the login is decided.
+    async fn dummy_hash(&self, owed: bool, input: &Zeroizing<String>) {
+        if owed {
+            let _ = self.ctx.hasher.verify(None, input.clone()).await;
+        }
     }
 
     async fn reject_early(
@@ -555,13 +663,30 @@ impl Authenticator {
     /// likely one first (`password` + code), because with a directory every
     /// wrong candidate is a failed bind that counts toward the directory's
     /// own lockout.
-    async fn evaluate(&self, login: &Login<'_>) -> Result<(Verdict, Option<FirstFactor>), CoreError> {
+    ///
+    /// A local password is checked for one candidate only (`first_factor`
+    /// answers later ones wrong unchecked), so that the argon2 work does not
+    /// depend on the user (module doc). Hence the order: the password before
+    /// a code that matched; else, for a single-factor exception, the whole
+    /// input; else the password before something shaped like a code (digits
+    /// of a token's length: a wrong or expired code then reads as
+    /// `wrong_code`); else the whole input (a challenge's first step, a grace
+    /// login). A password that itself ends in a code's length of digits is
+    /// so read as password + code: alone it gets no challenge; sent with the
+    /// code in one step it works.
+    async fn evaluate(
+        &self,
+        login: &Login<'_>,
+        checked: &mut Checked,
+    ) -> Result<(Verdict, Option<FirstFactor>), CoreError> {
         let ctx = &self.ctx;
         let Login { user, tokens, input, policy, .. } = *login;
-        let mut checked = Checked::default();
+        let local = user.password_hash.is_some();
+        let single_factor = self.single_factor_applies(login).await;
         // 0. A single-factor exception: the whole input is the password.
-        if self.single_factor_applies(login).await {
-            let ff = self.first_factor(login, input, &mut checked).await;
+        // (With a local password only once no code matched, below.)
+        if single_factor && !local {
+            let ff = self.first_factor(login, input, checked).await;
             if ff.is_ok() {
                 return Ok((Verdict::Verified(Factor::FirstFactorOnly), Some(ff)));
             }
@@ -569,14 +694,14 @@ impl Authenticator {
         // 1. Token codes: cheap, so try them first.
         let mut codes = match_codes(&ctx.keys, &self.unreadable, tokens, input, policy, login.now, true);
         if let Some((factor, password)) = &codes.matched {
-            let ff = self.first_factor(login, password, &mut checked).await;
+            let ff = self.first_factor(login, password, checked).await;
             return Ok((with_first_factor(&ff, Verdict::Verified(factor.clone())), Some(ff)));
         }
         // 2. Backup codes: a keyed digest lookup, then the password.
         if let Some((digest, password)) = backup_candidate(&ctx.keys, user, input, policy, true) {
             match ctx.store.backup_code(&user.id, &digest).await? {
                 Some(BackupCodeState::Unused) => {
-                    let ff = self.first_factor(login, password, &mut checked).await;
+                    let ff = self.first_factor(login, password, checked).await;
                     let verdict = if backup_codes_active(user) {
                         Verdict::Verified(Factor::BackupCode { digest })
                     } else {
@@ -587,7 +712,7 @@ impl Authenticator {
                 // Used already: a replay if the password before it is right
                 // (not counted); else on to the other readings below.
                 Some(BackupCodeState::Used) => {
-                    let ff = self.first_factor(login, password, &mut checked).await;
+                    let ff = self.first_factor(login, password, checked).await;
                     if ff.is_ok() {
                         return Ok((Verdict::Replayed(REPLAYED_BACKUP_CODE), Some(ff)));
                     }
@@ -603,10 +728,16 @@ impl Authenticator {
             let rows = ctx.store.oob_codes(&user.id, since).await?;
             let check = check_oob(&ctx.keys, tokens, &usable, &rows, input, policy, login.now, true);
             if let Some((factor, password)) = check.matched {
-                let ff = self.first_factor(login, password, &mut checked).await;
+                let ff = self.first_factor(login, password, checked).await;
                 return Ok((with_first_factor(&ff, Verdict::Verified(factor)), Some(ff)));
             }
             codes.absorb(check);
+        }
+        if single_factor && local {
+            let ff = self.first_factor(login, input, checked).await;
+            if ff.is_ok() {
+                return Ok((Verdict::Verified(Factor::FirstFactorOnly), Some(ff)));
+            }
         }
         // Fail closed before the password is looked at: the code may have
         // been right for the token that did not open, and telling a right
@@ -618,7 +749,7 @@ impl Authenticator {
         //    wrong)? Then: is the whole input the password, for a second step
         //    or a grace login?
         if let Some(password) = codes.first_password {
-            let ff = self.first_factor(login, password, &mut checked).await;
+            let ff = self.first_factor(login, password, checked).await;
             if ff.is_ok() || matches!(ff, FirstFactor::Refused(_)) {
                 return Ok((codes.failure(&ff), Some(ff)));
             }
@@ -628,7 +759,7 @@ impl Authenticator {
         // challenges are off: the first step is how the code is requested.
         let challenge = (policy.challenge_response || !usable.is_empty()) && !codes.no_active_token;
         let ff = if grace || challenge || codes.first_password.is_none() {
-            self.first_factor(login, input, &mut checked).await
+            self.first_factor(login, input, checked).await
         } else {
             checked.last.clone().unwrap_or(FirstFactor::Wrong("wrong_password"))
         };
@@ -654,12 +785,21 @@ impl Authenticator {
             return ff;
         }
         let ff = if login.user.password_hash.is_some() {
-            if !password.is_empty()
-                && self.ctx.hasher.verify(login.user.password_hash.clone(), Zeroizing::new(password.to_string())).await
-            {
-                FirstFactor::Ok { groups: Vec::new(), source: None }
-            } else {
+            // One candidate per login is hashed (see `evaluate`): a second
+            // one is answered wrong unchecked, which can refuse a login but
+            // never accept one.
+            if password.is_empty() || checked.hashed {
                 FirstFactor::Wrong("wrong_password")
+            } else {
+                checked.hashed = true;
+                let pw = Zeroizing::new(password.to_string());
+                match self.ctx.hasher.verify(login.user.password_hash.clone(), pw).await {
+                    Ok(true) => FirstFactor::Ok { groups: Vec::new(), source: None },
+                    Ok(false) => FirstFactor::Wrong("wrong_password"),
+                    // Overload: neither right nor wrong, so not counted.
+                    Err(PasswordError::Busy) => FirstFactor::Refused(PASSWORD_CHECK_BUSY),
+                    Err(_) => FirstFactor::Wrong("wrong_password"),
+                }
             }
         } else if login.subject.directory {
             // An empty password never reaches a directory (an empty LDAP
@@ -797,6 +937,8 @@ struct Checked {
     seen: Vec<(Zeroizing<String>, FirstFactor)>,
     first: Option<FirstFactor>,
     last: Option<FirstFactor>,
+    /// A local password hash was verified (the one this login may cost).
+    hashed: bool,
 }
 
 impl Checked {
@@ -823,11 +965,20 @@ fn grace_allows(user: &User, policy: &Policy, now: Timestamp) -> bool {
     policy.grace_for(user.grace_used, user.created_at).is_some_and(|g| g.allows(now))
 }
 
+/// Whether the code part of a split could be a code at all (they are
+/// digits): only then is the part before it a likely password. Else the
+/// input is more likely a password alone (and with a directory, each
+/// unlikely candidate would cost a failed bind).
+fn looks_like_code(code: &str) -> bool {
+    code.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The result of checking the submitted string against the user's tokens.
 struct CodeCheck<'a> {
     /// The factor that matched, and the password part before its code.
     matched: Option<(Factor, &'a str)>,
-    /// The password part of the first plausible split, for the failure path.
+    /// The password part of the first plausible split (one whose code part
+    /// is digits), for the failure path.
     first_password: Option<&'a str>,
     no_active_token: bool,
     /// A code that was valid but is used already: the audit reason to give.
@@ -888,7 +1039,9 @@ fn match_codes<'a>(
         let Some(split) = split_code(input, token.params.digits.get() as usize, has_password, policy.code_first) else {
             continue;
         };
-        check.first_password.get_or_insert(split.password);
+        if looks_like_code(split.code) {
+            check.first_password.get_or_insert(split.password);
+        }
         let secret = match open_secret(keys, token) {
             Ok(s) => {
                 unreadable.opened(token);
@@ -947,7 +1100,9 @@ fn check_oob<'a>(
     lengths.dedup();
     for len in lengths {
         let Some(split) = split_code(input, len, has_password, policy.code_first) else { continue };
-        check.first_password.get_or_insert(split.password);
+        if looks_like_code(split.code) {
+            check.first_password.get_or_insert(split.password);
+        }
         match crate::oob::match_pending(keys, tokens, rows, split.code, now) {
             PendingMatch::Live { id, channel } => {
                 check.matched = Some((Factor::OobCode { id, channel }, split.password));

@@ -73,14 +73,16 @@ impl Portal {
         let user = match self.ctx.store.user_by_name(realm, username).await? {
             Some(u) if !u.disabled && u.lock.block(now).is_none() => u,
             other => {
-                self.ctx.hasher.verify(None, password).await;
+                // Overload or not, the answer is a refusal already.
+                let _ = self.ctx.hasher.verify(None, password).await;
                 let why = if other.is_some() { "disabled_or_locked" } else { "unknown_user" };
                 self.ctx.store.append_audit(audit.result(AuditResult::Reject, Some(why))).await?;
                 return Ok(FirstFactorOutcome::Refused);
             }
         };
         let ok = if let Some(hash) = &user.password_hash {
-            self.ctx.hasher.verify(Some(hash.clone()), password).await
+            // Overload (`Busy`) is an error for the caller: not a failed attempt.
+            self.ctx.hasher.verify(Some(hash.clone()), password).await?
         } else if self.ctx.directory.has_sources(realm) && !password.is_empty() {
             match self.ctx.directory.verify(realm, username, &password).await {
                 DirectoryVerdict::Accepted { .. } => true,
@@ -92,7 +94,8 @@ impl Portal {
                 }
             }
         } else {
-            self.ctx.hasher.verify(None, password).await;
+            // Overload or not, the answer is a refusal already.
+            let _ = self.ctx.hasher.verify(None, password).await;
             self.ctx.store.append_audit(audit.result(AuditResult::Reject, Some("no_first_factor"))).await?;
             return Ok(FirstFactorOutcome::Refused);
         };

@@ -345,6 +345,10 @@ pub struct RadiusSection {
     pub duplicate_window_seconds: u64,
     /// Requests being decided at once; more are dropped (the NAS retries).
     pub max_in_flight: usize,
+    /// UDP sockets per `listen`/`accounting_listen` address, sharing the
+    /// port with SO_REUSEPORT (Linux; one elsewhere), each read by its own
+    /// task so that several cores receive; 0 = one per CPU.
+    pub sockets_per_listener: usize,
     /// Reply attributes for Access-Accept, besides those added with `tessera reply add`.
     pub reply: Vec<ReplyConfig>,
     /// RADIUS clients declared here (`[[radius.client]]`), served together
@@ -390,6 +394,21 @@ pub struct ReplyConfig {
     pub attributes: Vec<String>,
 }
 
+/// More sockets than cores only add file descriptors and tasks; this
+/// bound catches a typo (sockets_per_listener = 40000) before it does.
+pub const MAX_SOCKETS_PER_LISTENER: usize = 256;
+
+impl RadiusSection {
+    /// The UDP sockets to bind per listen address: `sockets_per_listener`,
+    /// or one per CPU (tokio's default worker count) when it is 0.
+    pub fn sockets(&self) -> usize {
+        match self.sockets_per_listener {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
 impl Default for RadiusSection {
     fn default() -> Self {
         RadiusSection {
@@ -402,6 +421,7 @@ impl Default for RadiusSection {
             dictionaries: Vec::new(),
             duplicate_window_seconds: 30,
             max_in_flight: 4096,
+            sockets_per_listener: 0,
             reply: Vec::new(),
             client: Vec::new(),
         }
@@ -674,6 +694,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "radius.duplicate_window_seconds must be 1–300 and radius.max_in_flight at least 1".into(),
             ));
+        }
+        if self.radius.sockets_per_listener > MAX_SOCKETS_PER_LISTENER {
+            return Err(ConfigError::Invalid(format!(
+                "radius.sockets_per_listener must be 0 (one per CPU) to {MAX_SOCKETS_PER_LISTENER}"
+            )));
         }
         for r in &self.radius.reply {
             if r.user.is_some() && r.group.is_some() {

@@ -12,7 +12,7 @@ use tessera_core::clock::{Clock, ManualClock, Timestamp};
 use tessera_core::context::Context;
 use tessera_core::keys::{Keyring, MasterKey};
 use tessera_core::model::{User, UserStatus};
-use tessera_core::password::InlineHasher;
+use tessera_core::password::{InlineHasher, PasswordError, PasswordHasher};
 use tessera_core::policy::{LockoutMode, Policy};
 use tessera_core::random::OsRandom;
 use tessera_otp::{Digits, Keyed, OtpKind, OtpParams, Secret, format_code, time_step};
@@ -24,12 +24,17 @@ const T0: i64 = 1_800_000_015; // mid-step for 30 s periods
 struct H {
     auth: Authenticator,
     admin: Admin,
+    ctx: Arc<Context>,
     clock: Arc<ManualClock>,
     actor: Actor,
     _dir: tempfile::TempDir,
 }
 
 fn harness() -> H {
+    harness_with(Arc::new(InlineHasher))
+}
+
+fn harness_with(hasher: Arc<dyn PasswordHasher>) -> H {
     let dir = tempfile::tempdir().unwrap();
     let keys = Keyring::new(&MasterKey::generate(&OsRandom));
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(T0)));
@@ -39,13 +44,20 @@ fn harness() -> H {
         store: Arc::new(store),
         clock: clock.clone(),
         random: Arc::new(OsRandom),
-        hasher: Arc::new(InlineHasher),
+        hasher,
         keys: Arc::new(keys),
         directory: Arc::new(tessera_core::realm::NoDirectory),
         node: "test".into(),
         issuer: "tessera".into(),
     });
-    H { auth: Authenticator::new(ctx.clone()), admin: Admin::new(ctx), clock, actor: Actor::new("test"), _dir: dir }
+    H {
+        auth: Authenticator::new(ctx.clone()),
+        admin: Admin::new(ctx.clone()),
+        ctx,
+        clock,
+        actor: Actor::new("test"),
+        _dir: dir,
+    }
 }
 
 impl H {
@@ -631,4 +643,152 @@ async fn regression_backup_codes_wait_for_the_first_confirmed_token() {
         let v = h.validate(name, &with(codes[1].as_str())).await;
         assert_eq!(v.reason, "no_active_token", "{name}");
     }
+}
+
+/// Counts the argon2 verifications the engine asks for: real (a stored
+/// hash) and dummy (none).
+#[derive(Debug, Default)]
+struct CountingHasher {
+    real: std::sync::atomic::AtomicUsize,
+    dummy: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingHasher {
+    /// (real, dummy) since the last call.
+    fn take(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.real.swap(0, Relaxed), self.dummy.swap(0, Relaxed))
+    }
+}
+
+#[async_trait::async_trait]
+impl PasswordHasher for CountingHasher {
+    async fn hash(&self, password: Zeroizing<String>) -> Result<String, PasswordError> {
+        InlineHasher.hash(password).await
+    }
+    async fn verify(&self, phc: Option<String>, password: Zeroizing<String>) -> Result<bool, PasswordError> {
+        let n = if phc.is_some() { &self.real } else { &self.dummy };
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InlineHasher.verify(phc, password).await
+    }
+}
+
+/// Username enumeration by timing (issue 14): the argon2 work of a login
+/// follows from its input's shape only. A code-shaped input costs none for
+/// anyone; a longer one exactly one verification for everyone (real for a
+/// user with a local password, dummy for unknown, locked, disabled and
+/// code-only users), and logins still work: password + code, the challenge,
+/// a single-factor exception, a backup code, a code alone.
+#[tokio::test]
+async fn regression_password_work_follows_the_input_shape_only() {
+    let counter = Arc::new(CountingHasher::default());
+    let h = harness_with(counter.clone());
+    let p = OtpParams::default();
+    let pw = h.user("pw", Some("correct horse")).await;
+    let pw_secret = h.token(&pw, p).await;
+    let code_only = h.user("codeonly", None).await;
+    let code_secret = h.token(&code_only, p).await;
+    let locked = h.user("lockedpw", Some("correct horse")).await;
+    h.token(&locked, p).await;
+    let disabled = h.user("disabledpw", Some("correct horse")).await;
+    h.token(&disabled, p).await;
+    h.admin.set_disabled(&h.actor, &disabled, true).await.unwrap();
+    let locked_code_only = h.user("lockedcode", None).await;
+    h.token(&locked_code_only, p).await;
+    for name in ["lockedpw", "lockedcode"] {
+        for i in 0..5 {
+            h.validate(name, &format!("00000{i}")).await;
+        }
+        assert_eq!(h.validate(name, "000009").await.reason, "locked", "{name}");
+    }
+    counter.take();
+
+    let inputs = [
+        "000000",
+        "00000000",
+        "12345-67890",
+        "",
+        "correct horse000000",
+        "wrong horse000000",
+        "correct horse",
+        "garbage",
+        "1234567890123456",
+    ];
+    for input in inputs {
+        let owed = usize::from(!tessera_core::password::code_shaped(input));
+        for user in ["ghost", "pw", "codeonly", "lockedpw", "lockedcode", "disabledpw"] {
+            let v = h.validate(user, input).await;
+            let expected = if user == "pw" { (owed, 0) } else { (0, owed) };
+            assert_eq!(counter.take(), expected, "{user} with {input:?}: (real, dummy) verifications ({})", v.reason);
+            // Keep the counted users unlocked, so each stays what it is.
+            if matches!(user, "pw" | "codeonly") {
+                let u = h.admin.find_user(None, user).await.unwrap();
+                h.admin.unlock(&h.actor, &u).await.unwrap();
+            }
+        }
+    }
+
+    // Logins still work, each with the one verification the shape asks for.
+    let c = totp_code(&pw_secret, p, h.now_s(), 0);
+    assert_eq!(h.validate("pw", &format!("correct horse{c}")).await.decision, Decision::Accept);
+    assert_eq!(counter.take(), (1, 0));
+    let wrong_code = h.validate("pw", "correct horse000000").await;
+    assert!(wrong_code.reason.starts_with("wrong_code"), "{}", wrong_code.reason);
+    assert_eq!(counter.take(), (1, 0));
+    assert!(matches!(h.validate("pw", "correct horse").await.decision, Decision::Challenge { .. }));
+    assert_eq!(counter.take(), (1, 0), "the challenge's first step: one verification, not two");
+    // A right code alone: read as the code, the password missing (not
+    // consumed, counted).
+    let alone = h.validate("pw", &totp_code(&pw_secret, p, h.now_s(), 1)).await;
+    assert_eq!(alone.decision, Decision::Reject);
+    assert!(alone.reason.starts_with("wrong_password; failure"), "{}", alone.reason);
+    assert_eq!(counter.take(), (0, 0), "a code alone holds no password: never hashed");
+    let wrong_alone = h.validate("pw", "000000").await;
+    assert!(wrong_alone.reason.starts_with("wrong_password_and_code"), "{}", wrong_alone.reason);
+    assert_eq!(counter.take(), (0, 0));
+    let c = totp_code(&code_secret, p, h.now_s(), 0);
+    assert_eq!(h.validate("codeonly", &c).await.decision, Decision::Accept);
+    assert_eq!(counter.take(), (0, 0));
+    let backup = h.admin.regenerate_backup_codes(&h.actor, &code_only).await.unwrap();
+    assert_eq!(h.validate("codeonly", &backup[0].display()).await.reason, "backup_code");
+    assert_eq!(counter.take(), (0, 0), "a printed backup code is code-shaped");
+
+    // A single-factor exception with a local password: the password alone,
+    // or with a code, one verification either way.
+    let mut policy = h.admin.policy().await.unwrap();
+    policy.single_factor_users = vec!["pw".into()];
+    h.admin.set_policy(&h.actor, &policy).await.unwrap();
+    let u = h.admin.find_user(None, "pw").await.unwrap();
+    h.admin.unlock(&h.actor, &u).await.unwrap();
+    assert_eq!(h.validate("pw", "correct horse").await.reason, "single_factor_exception");
+    assert_eq!(counter.take(), (1, 0));
+    h.clock.advance_seconds(30);
+    let c = totp_code(&pw_secret, p, h.now_s(), 0);
+    assert_eq!(h.validate("pw", &format!("correct horse{c}")).await.decision, Decision::Accept);
+    assert_eq!(counter.take(), (1, 0));
+}
+
+/// A local password set before passwords that look like codes were refused
+/// (`12345678`): it still works with the code appended (the input is then
+/// longer than any code), while sent alone it is read as a code, never
+/// hashed, and refused like a missing password.
+#[tokio::test]
+async fn regression_a_code_shaped_legacy_password_works_with_its_code() {
+    use tessera_core::audit::AuditRecord;
+    let counter = Arc::new(CountingHasher::default());
+    let h = harness_with(counter.clone());
+    assert!(h.admin.add_user(&h.actor, None, "new", Some(Zeroizing::new("12345678".into()))).await.is_err());
+    let hash = tessera_core::password::hash_password("12345678").unwrap();
+    let user = User::new("default", "legacy", Some(hash), h.clock.now());
+    let audit = AuditRecord::new(h.clock.now(), "test", &h.actor, "user.add");
+    h.ctx.store.create_user(&user, audit).await.unwrap();
+    let p = OtpParams::default();
+    let s = h.token(&user, p).await;
+    counter.take();
+    let alone = h.validate("legacy", "12345678").await;
+    assert_eq!(alone.decision, Decision::Reject, "{}", alone.reason);
+    assert_eq!(counter.take(), (0, 0));
+    let c = totp_code(&s, p, h.now_s(), 0);
+    assert_eq!(h.validate("legacy", &format!("12345678{c}")).await.decision, Decision::Accept);
+    assert_eq!(counter.take(), (1, 0));
 }

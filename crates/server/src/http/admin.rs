@@ -99,7 +99,8 @@ pub async fn list_users(
 pub struct NewUserBody {
     pub username: String,
     pub realm: Option<String>,
-    /// Optional local password (at least 8 characters); stored as argon2id.
+    /// Optional local password (at least 8 characters, not only digits up to
+    /// 10: that would read as a one-time code); stored as argon2id.
     pub password: Option<String>,
 }
 

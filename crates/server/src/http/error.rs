@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tessera_core::CoreError;
+use tessera_core::password::PasswordError;
 use tessera_core::store::StoreError;
 use utoipa::ToSchema;
 
@@ -59,6 +60,8 @@ impl IntoResponse for ApiError {
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
+            // Refused unchecked under a flood of password checks: try later.
+            CoreError::Password(PasswordError::Busy) => ApiError::unavailable(),
             CoreError::Invalid { .. } | CoreError::Password(_) => ApiError::invalid(e.to_string()),
             CoreError::NotFound(_) => ApiError::not_found(e.to_string()),
             CoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),

@@ -1,13 +1,20 @@
 //! One RADIUS request in, at most one reply out: client check, BlastRADIUS
 //! rules, duplicate detection, then the same decision as the REST validate.
 //! No sockets here (they live in `udp.rs` and `radsec.rs`).
+//!
+//! Two steps, so a socket can reuse its receive buffer: [`RadiusService::admit`]
+//! does everything that needs the raw bytes, without waiting (decode,
+//! client, authenticators, the duplicate cache; Status-Server and
+//! accounting are answered there), and hands back an owned [`Pending`]
+//! for an Access-Request to decide, which [`RadiusService::decide`] does
+//! with the store.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use parking_lot::RwLock;
+use arc_swap::ArcSwap;
 use tessera_core::auth::{Decision, ValidateRequest, Validation};
 use tessera_core::model::{MessageAuthenticatorMode, RuleScope};
 use tessera_radius::{
@@ -80,6 +87,36 @@ fn log_drop(
     }
 }
 
+/// What [`RadiusService::admit`] made of a datagram.
+#[derive(Debug)]
+pub enum Admitted {
+    /// Handled at once: the reply to send, or `None` (dropped, or a
+    /// retransmission of a request still being decided).
+    Done(Option<Vec<u8>>),
+    /// An Access-Request to decide with [`RadiusService::decide`].
+    Decide(Pending),
+}
+
+/// An admitted Access-Request: decoded, from a known client, authentic,
+/// and recorded as in flight in the duplicate cache. Owns what deciding it
+/// needs, so the receive buffer is free for the next datagram.
+#[derive(Debug)]
+pub struct Pending {
+    packet: Packet,
+    src: SocketAddr,
+    client: Arc<Client>,
+    key: Key,
+    transport: Transport,
+    started: Instant,
+}
+
+fn secret_of(client: &Client, transport: Transport) -> &[u8] {
+    match transport {
+        Transport::Udp => &client.secret,
+        Transport::RadSec => RADSEC_SECRET,
+    }
+}
+
 /// A reply rule ready to use: its attribute already encoded.
 #[derive(Debug, Clone)]
 struct CompiledRule {
@@ -106,8 +143,9 @@ pub struct PreparedConfig {
 pub struct RadiusService {
     node: Arc<Node>,
     pub clients: ClientTable,
-    conf: RwLock<Arc<RadiusConf>>,
-    rules: RwLock<Vec<CompiledRule>>,
+    // Swapped whole at reload and read without a lock (see `ClientTable`).
+    conf: ArcSwap<RadiusConf>,
+    rules: ArcSwap<Vec<CompiledRule>>,
     dedup: DupCache,
     pub stats: Stats,
 }
@@ -117,11 +155,11 @@ impl RadiusService {
         Ok(RadiusService {
             node,
             clients: ClientTable::default(),
-            conf: RwLock::new(Arc::new(RadiusConf {
+            conf: ArcSwap::from_pointee(RadiusConf {
                 dict: super::dictionary::load(cfg)?,
                 reply: cfg.radius.reply.clone(),
-            })),
-            rules: RwLock::new(Vec::new()),
+            }),
+            rules: ArcSwap::from_pointee(Vec::new()),
             dedup: DupCache::new(std::time::Duration::from_secs(cfg.radius.duplicate_window_seconds)),
             stats: Stats::default(),
         })
@@ -141,7 +179,7 @@ impl RadiusService {
     /// also a database client's.
     pub async fn install_config(&self, prepared: PreparedConfig) -> anyhow::Result<()> {
         self.clients.set_configured(&self.node.admin, prepared.clients).await?;
-        *self.conf.write() = Arc::new(prepared.conf);
+        self.conf.store(Arc::new(prepared.conf));
         self.reload().await?;
         Ok(())
     }
@@ -149,7 +187,7 @@ impl RadiusService {
     /// Re-reads clients and reply rules (the CLI may change them while we run).
     pub async fn reload(&self) -> Result<(), tessera_core::CoreError> {
         self.clients.reload(&self.node.admin).await?;
-        let conf = self.conf.read().clone();
+        let conf = self.conf.load_full();
         let mut compiled = Vec::new();
         let mut texts: Vec<(RuleScope, String)> = Vec::new();
         for r in &conf.reply {
@@ -173,7 +211,7 @@ impl RadiusService {
                 Err(e) => tracing::error!(rule = %text, error = %e, "reply rule cannot be encoded; ignored"),
             }
         }
-        *self.rules.write() = compiled;
+        self.rules.store(Arc::new(compiled));
         Ok(())
     }
 
@@ -183,6 +221,14 @@ impl RadiusService {
 
     /// Handles one datagram (or RadSec record); `None` means no reply.
     pub async fn handle(&self, raw: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        match self.admit(raw, src, transport) {
+            Admitted::Done(reply) => reply,
+            Admitted::Decide(pending) => self.decide(pending).await,
+        }
+    }
+
+    /// The part of handling one datagram that reads its bytes; never waits.
+    pub fn admit(&self, raw: &[u8], src: SocketAddr, transport: Transport) -> Admitted {
         let started = Instant::now();
         bump(&self.stats.requests);
         let packet = match Packet::decode(raw) {
@@ -195,7 +241,7 @@ impl RadiusService {
                     src,
                     None,
                 );
-                return None;
+                return Admitted::Done(None);
             }
         };
         let Some(client) = self.clients.lookup(src.ip()) else {
@@ -206,14 +252,11 @@ impl RadiusService {
                 src,
                 None,
             );
-            return None;
+            return Admitted::Done(None);
         };
-        let secret: &[u8] = match transport {
-            Transport::Udp => &client.secret,
-            Transport::RadSec => RADSEC_SECRET,
-        };
-        match packet.code {
-            Code::AccessRequest => self.access_request(raw, &packet, src, &client, secret, (transport, started)).await,
+        let secret = secret_of(&client, transport);
+        Admitted::Done(match packet.code {
+            Code::AccessRequest => return self.access_request(raw, packet, src, client, (transport, started)),
             Code::StatusServer => self.status_server(raw, &packet, src, &client, secret, transport),
             Code::AccountingRequest => self.accounting(raw, &packet, src, &client, secret, transport),
             _ => {
@@ -226,7 +269,16 @@ impl RadiusService {
                 );
                 None
             }
-        }
+        })
+    }
+
+    /// Decides an admitted Access-Request and records the reply in the
+    /// duplicate cache (retransmissions meanwhile were ignored).
+    pub async fn decide(&self, p: Pending) -> Option<Vec<u8>> {
+        let secret = secret_of(&p.client, p.transport);
+        let reply = self.decide_request(&p.packet, p.src, &p.client, secret, (p.transport.protocol(), p.started)).await;
+        self.dedup.complete(&p.key, reply.as_deref(), Instant::now());
+        reply
     }
 
     /// RFC 3579 and the BlastRADIUS rules: is this Access-Request
@@ -311,17 +363,16 @@ impl RadiusService {
         }
     }
 
-    async fn access_request(
+    fn access_request(
         &self,
         raw: &[u8],
-        packet: &Packet,
+        packet: Packet,
         src: SocketAddr,
-        client: &Arc<Client>,
-        secret: &[u8],
+        client: Arc<Client>,
         (transport, started): (Transport, Instant),
-    ) -> Option<Vec<u8>> {
-        if !self.admissible(raw, packet, src, client, secret, transport) {
-            return None;
+    ) -> Admitted {
+        if !self.admissible(raw, &packet, src, &client, secret_of(&client, transport), transport) {
+            return Admitted::Done(None);
         }
         let key = Key { source: src, identifier: packet.identifier, authenticator: packet.authenticator };
         match self.dedup.check(key.clone(), started) {
@@ -329,20 +380,18 @@ impl RadiusService {
             Seen::InFlight => {
                 bump(&self.stats.duplicates);
                 metrics::radius_duplicate(Duplicate::InFlight);
-                return None;
+                return Admitted::Done(None);
             }
             Seen::Answered(reply) => {
                 bump(&self.stats.duplicates);
                 metrics::radius_duplicate(Duplicate::Cached);
-                return Some(reply);
+                return Admitted::Done(Some(reply));
             }
         }
-        let reply = self.decide(packet, src, client, secret, (transport.protocol(), started)).await;
-        self.dedup.complete(&key, reply.as_deref(), Instant::now());
-        reply
+        Admitted::Decide(Pending { packet, src, client, key, transport, started })
     }
 
-    async fn decide(
+    async fn decide_request(
         &self,
         packet: &Packet,
         src: SocketAddr,
@@ -467,7 +516,7 @@ impl RadiusService {
     /// Attributes of the rules that apply to the accepted user: by name
     /// (`user` or `user@realm`), by local or directory group, or to all.
     async fn reply_attributes(&self, v: &Validation) -> Vec<Attribute> {
-        let rules = self.rules.read().clone();
+        let rules = self.rules.load_full();
         if rules.is_empty() {
             return Vec::new();
         }
@@ -489,13 +538,13 @@ impl RadiusService {
             Err(_) => false,
         };
         rules
-            .into_iter()
+            .iter()
             .filter(|r| match &r.scope {
                 RuleScope::All => true,
                 RuleScope::User(u) => *u == qualified || (default_realm && u == username),
                 RuleScope::Group(g) => groups.contains(g),
             })
-            .map(|r| r.attribute)
+            .map(|r| r.attribute.clone())
             .collect()
     }
 

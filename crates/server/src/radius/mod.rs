@@ -41,19 +41,16 @@ pub async fn start(
     svc.install_config(RadiusService::prepare_config(cfg)?).await?;
     let mut tasks = Vec::new();
     let in_flight = Arc::new(Semaphore::new(cfg.radius.max_in_flight));
+    let per_address = cfg.radius.sockets();
     for (kind, list) in [("radius", &cfg.radius.listen), ("radius-accounting", &cfg.radius.accounting_listen)] {
-        for socket in udp::bind(&Config::addrs(list)).await? {
-            let addr = socket.local_addr()?;
+        for addr in Config::addrs(list) {
+            let (addr, sockets) = udp::bind(addr, per_address)?;
             crate::runtime::announce(&format!("listening {kind} {addr}"));
             bound.push((format!("{kind} (udp)"), addr.to_string()));
-            tracing::info!(%addr, kind, clients = svc.clients.len(), "RADIUS listening (udp)");
-            tasks.push(tokio::spawn(udp::serve(
-                socket,
-                svc.clone(),
-                in_flight.clone(),
-                cfg.radius.max_in_flight,
-                shutdown.clone(),
-            )));
+            tracing::info!(%addr, kind, sockets = sockets.len(), clients = svc.clients.len(), "RADIUS listening (udp)");
+            for socket in sockets {
+                tasks.push(tokio::spawn(udp::serve(socket, svc.clone(), in_flight.clone(), shutdown.clone())));
+            }
         }
     }
     if !cfg.radius.radsec_listen.is_empty() {
