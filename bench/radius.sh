@@ -13,7 +13,8 @@
 #      OUT (target/bench); NO_BUILD (0); KEEP (0: delete the temp dir unless something failed);
 #      WARMUP (1: a short unreported warm-up of each server); QUIET_BUSY (15) / QUIET_WAIT (120): before each
 #      stage wait at most QUIET_WAIT s for the machine to be below QUIET_BUSY % busy;
-#      PEERS_DIR (../shared/peers); CARGO_TARGET_DIR (target).
+#      PEERS_DIR (../shared/peers); CARGO_TARGET_DIR (target); CLIENT_SOCKETS (4) UDP sockets of the load
+#      generator, for tessera and FreeRADIUS alike.
 # Everything talks to 127.0.0.1 only; every wait is bounded; every background process is stopped on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,9 @@ PORT=${PORT:-18120}
 FR_PORT=${FR_PORT:-18121}
 FR_USERS=${FR_USERS:-10000}
 SEED=${SEED:-1}
+# UDP sockets of the load generator, for both servers: a NAS population has many source ports, and the
+# kernel spreads a SO_REUSEPORT listener's sockets by source address and port.
+CLIENT_SOCKETS=${CLIENT_SOCKETS:-4}
 SKIP_PEERS=${SKIP_PEERS:-0}
 OUT=${OUT:-target/bench}
 QUIET_BUSY=${QUIET_BUSY:-15}
@@ -163,7 +167,7 @@ WARM_FIRST=$((USERS - 1 - WARM))
 WRONG_FIRST=$((WARM_FIRST - WRONG_N))
 if [ $WARM -gt 0 ]; then
   log "warm-up: 2 s, c=4, users [$WARM_FIRST, $((USERS - 1))) (not reported)"
-  "$LG" radius --server "$SERVER" --secret-file "$SECRET_FILE" --users "$WARM" --first-user "$WARM_FIRST" --seed "$SEED" \
+  "$LG" radius --sockets "$CLIENT_SOCKETS" --server "$SERVER" --secret-file "$SECRET_FILE" --users "$WARM" --first-user "$WARM_FIRST" --seed "$SEED" \
     -c 4 -d 2 --max-requests $((2 * WARM)) | sed -n 's/^tessera /   /p' || true
 fi
 
@@ -173,7 +177,7 @@ if [ -n "$WRONG_C" ]; then
   log "tessera wrong-code stage: c=$WRONG_C, users [$WRONG_FIRST, $WARM_FIRST), ${DUR}s (users lock after 5 failures; every reply must be a reject)"
   waitquiet
   J0=$(jstats)
-  if ! "$LG" radius --server "$SERVER" --secret-file "$SECRET_FILE" --users "$WRONG_N" --first-user "$WRONG_FIRST" \
+  if ! "$LG" radius --sockets "$CLIENT_SOCKETS" --server "$SERVER" --secret-file "$SECRET_FILE" --users "$WRONG_N" --first-user "$WRONG_FIRST" \
       --seed "$SEED" --mode wrong -c "$WRONG_C" -d "$DUR" --server-pid "$SPID" --json "$TMP/tessera-wrong-c$WRONG_C.json"; then
     FAIL=1; echo "   STAGE FAILED"
   fi
@@ -188,7 +192,7 @@ for c in $CONCS; do
   waitquiet
   LAST_JSON=$TMP/tessera-c$c.json
   J0=$(jstats)
-  if ! "$LG" radius --server "$SERVER" --secret-file "$SECRET_FILE" --users "$PER" --first-user "$first" --seed "$SEED" \
+  if ! "$LG" radius --sockets "$CLIENT_SOCKETS" --server "$SERVER" --secret-file "$SECRET_FILE" --users "$PER" --first-user "$first" --seed "$SEED" \
       -c "$c" -d "$DUR" --server-pid "$SPID" --json "$LAST_JSON"; then
     FAIL=1; echo "   STAGE FAILED"
   fi
@@ -232,20 +236,20 @@ if [ "$SKIP_PEERS" != 1 ]; then
   FRCSV=$FR_WORK/users.csv
   if [ "${WARMUP:-1}" = 1 ]; then
     log "FreeRADIUS warm-up: 2 s, c=4 (not reported)"
-    "$LG" radius --server "127.0.0.1:$FR_PORT" --secret testing123 --peer-csv "$FRCSV" -c 4 -d 2 \
+    "$LG" radius --sockets "$CLIENT_SOCKETS" --server "127.0.0.1:$FR_PORT" --secret testing123 --peer-csv "$FRCSV" -c 4 -d 2 \
       | sed -n 's/^FreeRADIUS /   /p' || true
   fi
   if [ -n "$WRONG_C" ]; then
     log "FreeRADIUS wrong-code stage: c=$WRONG_C, ${DUR}s"
     waitquiet
-    "$LG" radius --server "127.0.0.1:$FR_PORT" --secret testing123 --peer-csv "$FRCSV" --mode wrong \
+    "$LG" radius --sockets "$CLIENT_SOCKETS" --server "127.0.0.1:$FR_PORT" --secret testing123 --peer-csv "$FRCSV" --mode wrong \
       -c "$WRONG_C" -d "$DUR" --server-pid "$FRPID" --json "$TMP/freeradius-wrong-c$WRONG_C.json" \
       || echo "   (FreeRADIUS stage had failures)"
   fi
   for c in $CONCS; do
     log "FreeRADIUS correct-code stage: c=$c, all $FR_USERS users, current step only (re-sent: no replay state), ${DUR}s"
     waitquiet
-    "$LG" radius --server "127.0.0.1:$FR_PORT" --secret testing123 --peer-csv "$FRCSV" \
+    "$LG" radius --sockets "$CLIENT_SOCKETS" --server "127.0.0.1:$FR_PORT" --secret testing123 --peer-csv "$FRCSV" \
       -c "$c" -d "$DUR" --server-pid "$FRPID" --json "$TMP/freeradius-c$c.json" \
       || echo "   (FreeRADIUS stage had failures)"
     kill -0 "$FRPID" 2>/dev/null || { echo "   FreeRADIUS DIED"; tail -n 20 "$FR_WORK/log/radius.log"; FAIL=1; break; }

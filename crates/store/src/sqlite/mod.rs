@@ -405,6 +405,9 @@ impl SqliteStore {
         match &self.engine {
             Some(e) => e.exclusive(f).await,
             None => {
+                // A running server's acknowledged logins go in first, so
+                // this change (and its audit record) comes after them.
+                self.fresh().await?;
                 self.writer
                     .write(move |c| {
                         login::bump_external(c)?;
