@@ -4,7 +4,7 @@
 //! Shared by `tessera admin …` and the web console so both apply the same
 //! rules and write the same audit records. Lockout follows the users'
 //! policy (`lockout_threshold`, `auto_unlock_seconds`, `lockout_mode`) and is
-//! counted in the store's serialised step ([`Store::commit_admin_attempt`]).
+//! counted in the store's serialised step ([`AdminStore::commit_admin_attempt`](crate::store::AdminStore::commit_admin_attempt)).
 //! Nothing here touches sessions or HTTP: that is `server/src/http/ui`.
 
 use std::sync::Arc;

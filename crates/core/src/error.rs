@@ -3,7 +3,7 @@
 
 use crate::keys::KeyError;
 use crate::password::PasswordError;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -20,13 +20,14 @@ use crate::clock::Timestamp;
 use crate::model::{
     AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId,
 };
+use crate::oob::OobCode;
 use crate::policy::Policy;
 use crate::realm::Realm;
 use crate::replication::{ClaimItem, read_only_message};
 use crate::store::{
-    AdminAttempt, AdminChange, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, Evaluation, Factor,
-    InventoryQuery, MetaKey, SealedChange, SealedColumn, SealedValue, Store, StoreError, UserChange, UserQuery,
-    Verdict,
+    AdminAttempt, AdminChange, AdminStore, AuditStore, AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication,
+    BackupCodeState, ClockSample, ConfigStore, Evaluation, Evaluator, Factor, InventoryQuery, KeyStore, LoginStore,
+    MetaKey, SealedChange, SealedColumn, SealedValue, Store, StoreError, UserChange, UserQuery, UserStore, Verdict,
 };
 
 /// What the primary said to a claim.
@@ -215,400 +216,221 @@ impl GuardedStore {
     }
 }
 
-#[async_trait]
-impl Store for GuardedStore {
-    async fn create_user(&self, user: &User, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.create_user(user, audit).await
-    }
+/// Implements a role of the port for [`GuardedStore`] by forwarding every
+/// method to the inner store; `writes` check [`WriteGate`] first. Methods
+/// that do more are written out in the `custom` part.
+macro_rules! forward {
+    (
+        $role:ident;
+        reads { $(fn $r:ident(&self $(, $ra:ident: $rt:ty)*) -> $rret:ty;)* }
+        writes { $(fn $w:ident(&self $(, $wa:ident: $wt:ty)*) -> $wret:ty;)* }
+        $(custom { $($custom:tt)* })?
+    ) => {
+        #[async_trait]
+        impl $role for GuardedStore {
+            $(async fn $r(&self $(, $ra: $rt)*) -> $rret {
+                self.inner.$r($($ra),*).await
+            })*
+            $(async fn $w(&self $(, $wa: $wt)*) -> $wret {
+                self.writable()?;
+                self.inner.$w($($wa),*).await
+            })*
+            $($($custom)*)?
+        }
+    };
+}
 
-    async fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_name(realm, username).await
+forward! {
+    LoginStore;
+    reads {
+        fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError>;
+        fn evaluate_read_only(&self, realm: &str, username: &str, evaluate: Evaluator)
+            -> Result<Option<(User, Vec<Token>, Evaluation)>, StoreError>;
+        fn backup_code(&self, user: &UserId, digest: &[u8; 32]) -> Result<Option<BackupCodeState>, StoreError>;
+        fn reserve_oob_code(&self, code: &OobCode, since: Timestamp, limit: u32) -> Result<bool, StoreError>;
+        fn oob_codes(&self, user: &UserId, since: Timestamp) -> Result<Vec<OobCode>, StoreError>;
+        fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError>;
     }
+    writes {}
+    custom {
+        async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
+            self.commit_guarded(attempt, self.gate.replay_guard()).await.map(|(outcome, _)| outcome)
+        }
 
-    async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_id(id).await
-    }
-
-    async fn list_users(&self, query: &UserQuery, now: Timestamp) -> Result<Vec<User>, StoreError> {
-        self.inner.list_users(query, now).await
-    }
-
-    async fn count_users(&self) -> Result<u64, StoreError> {
-        self.inner.count_users().await
-    }
-
-    async fn update_user(&self, id: &UserId, change: UserChange, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.update_user(id, change, audit).await
-    }
-
-    async fn create_token(&self, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.create_token(token, audit).await
-    }
-
-    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        self.inner.token_by_id(id).await
-    }
-
-    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
-        self.inner.token_by_serial(serial).await
-    }
-
-    async fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError> {
-        self.inner.tokens_for_user(user).await
-    }
-
-    async fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError> {
-        self.inner.list_tokens(limit, offset).await
-    }
-
-    async fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.delete_token(id, audit).await
-    }
-
-    async fn activate_token(
-        &self,
-        id: &TokenId,
-        matched: i64,
-        drift: i32,
-        audit: AuditRecord,
-    ) -> Result<bool, StoreError> {
-        self.writable()?;
-        self.inner.activate_token(id, matched, drift, audit).await
-    }
-
-    async fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.resync_token(id, floor, drift, audit).await
-    }
-
-    async fn auth_subject(&self, realm: &str, username: &str) -> Result<Option<(User, Vec<Token>)>, StoreError> {
-        self.inner.auth_subject(realm, username).await
-    }
-
-    async fn commit_attempt(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
-        self.commit_guarded(attempt, self.gate.replay_guard()).await.map(|(outcome, _)| outcome)
-    }
-
-    async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError> {
-        let Some(guard) = self.gate.replay_guard() else {
-            let auth = self.inner.authenticate(request).await?;
-            if let Authentication::Decided { user_id, outcome, .. } = &auth {
-                self.gate.login_decided(user_id.0, outcome);
-            }
-            return Ok(auth);
-        };
-        let mut request = request;
-        // A challenge State is taken at the primary before anything else: a
-        // State used on another node skips no password here.
-        let mut state_taken = request.state.is_none();
-        if let Some(ticket) = request.state {
-            let item = ClaimItem::State { nonce: ticket.nonce.to_vec(), expires_at: ticket.expires_at.0 };
-            match guard.claim(item).await {
-                ClaimOutcome::Claimed => state_taken = true,
-                ClaimOutcome::Used | ClaimOutcome::Refused => {
-                    request.evaluate = Box::new(|_| Evaluation::Decided(Verdict::Refused("state_reused")));
+        async fn authenticate(&self, request: AuthenticateRequest) -> Result<Authentication, StoreError> {
+            let Some(guard) = self.gate.replay_guard() else {
+                let auth = self.inner.authenticate(request).await?;
+                if let Authentication::Decided { user_id, outcome, .. } = &auth {
+                    self.gate.login_decided(user_id.0, outcome);
                 }
-                ClaimOutcome::NoAnswer => {}
+                return Ok(auth);
+            };
+            let mut request = request;
+            // A challenge State is taken at the primary before anything else: a
+            // State used on another node skips no password here.
+            let mut state_taken = request.state.is_none();
+            if let Some(ticket) = request.state {
+                let item = ClaimItem::State { nonce: ticket.nonce.to_vec(), expires_at: ticket.expires_at.0 };
+                match guard.claim(item).await {
+                    ClaimOutcome::Claimed => state_taken = true,
+                    ClaimOutcome::Used | ClaimOutcome::Refused => {
+                        request.evaluate = Box::new(|_| Evaluation::Decided(Verdict::Refused("state_reused")));
+                    }
+                    ClaimOutcome::NoAnswer => {}
+                }
+            }
+            if !state_taken {
+                return self.authenticate_in_step(request, guard).await;
+            }
+            // The State (if any) is the cluster's now: evaluate on a read, have
+            // the primary take the factor, apply once (one trip through this
+            // node's writer instead of two).
+            let AuthenticateRequest { realm, username, access, policy, audit, state, evaluate } = request;
+            match self.inner.evaluate_read_only(&realm, &username, evaluate).await {
+                Ok(Some((user, tokens, Evaluation::Deferred))) => {
+                    Ok(Authentication::Deferred { user: Box::new(user), tokens })
+                }
+                Ok(Some((user, _, Evaluation::Decided(verdict)))) => {
+                    let attempt = AuthAttempt { user_id: user.id, access, verdict, policy, audit };
+                    let (outcome, verdict) = self.commit_guarded(attempt, Some(guard)).await?;
+                    Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
+                }
+                // Unknown here: the store's step audits it (the evaluator is not run).
+                Ok(None) | Err(StoreError::Unsupported(_)) => {
+                    let request = AuthenticateRequest {
+                        realm,
+                        username,
+                        access,
+                        policy,
+                        audit,
+                        state,
+                        evaluate: Box::new(|_| Evaluation::Decided(Verdict::Refused("not_evaluated"))),
+                    };
+                    self.inner.authenticate(request).await
+                }
+                Err(e) => Err(e),
             }
         }
-        if !state_taken {
-            return self.authenticate_in_step(request, guard).await;
+    }
+}
+
+forward! {
+    UserStore;
+    reads {
+        fn user_by_name(&self, realm: &str, username: &str) -> Result<Option<User>, StoreError>;
+        fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+        fn list_users(&self, query: &UserQuery, now: Timestamp) -> Result<Vec<User>, StoreError>;
+        fn count_users(&self) -> Result<u64, StoreError>;
+        fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
+        fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError>;
+        fn tokens_for_user(&self, user: &UserId) -> Result<Vec<Token>, StoreError>;
+        fn list_tokens(&self, limit: u32, offset: u32) -> Result<Vec<Token>, StoreError>;
+        fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError>;
+        fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryToken>, StoreError>;
+        fn inventory_item(&self, serial: &str) -> Result<Option<InventoryToken>, StoreError>;
+        fn groups_of(&self, user: UserId) -> Result<Vec<String>, StoreError>;
+        fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, StoreError>;
+    }
+    writes {
+        fn create_user(&self, user: &User, audit: AuditRecord) -> Result<(), StoreError>;
+        fn update_user(&self, id: &UserId, change: UserChange, audit: AuditRecord) -> Result<(), StoreError>;
+        fn create_token(&self, token: &Token, audit: AuditRecord) -> Result<(), StoreError>;
+        fn delete_token(&self, id: &TokenId, audit: AuditRecord) -> Result<(), StoreError>;
+        fn activate_token(&self, id: &TokenId, matched: i64, drift: i32, audit: AuditRecord) -> Result<bool, StoreError>;
+        fn resync_token(&self, id: &TokenId, floor: i64, drift: i32, audit: AuditRecord) -> Result<(), StoreError>;
+        fn replace_backup_codes(&self, user: &UserId, digests: &[[u8; 32]], at: Timestamp, audit: AuditRecord)
+            -> Result<(), StoreError>;
+        fn add_inventory(&self, items: &[InventoryToken], audit: AuditRecord) -> Result<(), StoreError>;
+        fn assign_inventory(&self, item: i64, token: &Token, audit: AuditRecord) -> Result<(), StoreError>;
+        fn unassign_inventory(&self, item: i64, audit: AuditRecord) -> Result<(), StoreError>;
+        fn add_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError>;
+        fn remove_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError>;
+    }
+}
+
+forward! {
+    ConfigStore;
+    reads {
+        fn policy(&self) -> Result<Policy, StoreError>;
+        fn api_key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>, StoreError>;
+        fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+        fn realms(&self) -> Result<Vec<Realm>, StoreError>;
+        fn directory_cache_generation(&self) -> Result<i64, StoreError>;
+        fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError>;
+        // Node-local learning about a client, not an administrative change.
+        fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError>;
+        fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError>;
+    }
+    writes {
+        fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError>;
+        fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError>;
+        fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+        fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError>;
+        fn delete_realm(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+        fn bump_directory_cache_generation(&self, audit: AuditRecord) -> Result<i64, StoreError>;
+        fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError>;
+        fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+        fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError>;
+        fn delete_reply_rule(&self, id: i64, audit: AuditRecord) -> Result<(), StoreError>;
+    }
+}
+
+forward! {
+    AdminStore;
+    reads {
+        fn admin_by_name(&self, name: &str) -> Result<Option<AdminAccount>, StoreError>;
+        fn admin_by_id(&self, id: &AdminId) -> Result<Option<AdminAccount>, StoreError>;
+        fn list_admins(&self) -> Result<Vec<AdminAccount>, StoreError>;
+        // A sign-in is counted on the node it happens on, replica or not.
+        fn commit_admin_attempt(&self, attempt: AdminAttempt) -> Result<AuthOutcome, StoreError>;
+    }
+    writes {
+        fn create_admin(&self, admin: &AdminAccount, audit: AuditRecord) -> Result<(), StoreError>;
+        fn update_admin(&self, id: &AdminId, change: AdminChange, audit: AuditRecord) -> Result<(), StoreError>;
+    }
+}
+
+// The audit log is never refused: every node writes its own records (one hash chain per node).
+forward! {
+    AuditStore;
+    reads {
+        fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError>;
+        fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+        fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+        fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError>;
+        fn verify_audit_chain(&self) -> Result<ChainReport, StoreError>;
+    }
+    writes {}
+}
+
+forward! {
+    KeyStore;
+    reads {
+        fn ping(&self) -> Result<(), StoreError>;
+        fn sealed_values(&self, column: SealedColumn, after: Option<&str>, limit: u32)
+            -> Result<Vec<SealedValue>, StoreError>;
+        fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError>;
+        fn node_key_reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+        fn measure_database_clock(&self) -> Result<Option<ClockSample>, StoreError>;
+    }
+    writes {
+        fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError>;
+    }
+    custom {
+        fn connection_clock_sample(&self) -> Option<ClockSample> {
+            self.inner.connection_clock_sample()
         }
-        // The State (if any) is the cluster's now: evaluate on a read, have
-        // the primary take the factor, apply once (one trip through this
-        // node's writer instead of two).
-        let AuthenticateRequest { realm, username, access, policy, audit, state, evaluate } = request;
-        match self.inner.evaluate_read_only(&realm, &username, evaluate).await {
-            Ok(Some((user, tokens, Evaluation::Deferred))) => {
-                Ok(Authentication::Deferred { user: Box::new(user), tokens })
+
+        async fn set_meta_value(
+            &self,
+            key: MetaKey<'_>,
+            value: Option<Vec<u8>>,
+            audit: Option<AuditRecord>,
+        ) -> Result<(), StoreError> {
+            if key.replicated() {
+                self.writable()?;
             }
-            Ok(Some((user, _, Evaluation::Decided(verdict)))) => {
-                let attempt = AuthAttempt { user_id: user.id, access, verdict, policy, audit };
-                let (outcome, verdict) = self.commit_guarded(attempt, Some(guard)).await?;
-                Ok(Authentication::Decided { user_id: user.id, verdict, outcome })
-            }
-            // Unknown here: the store's step audits it (the evaluator is not run).
-            Ok(None) | Err(StoreError::Unsupported(_)) => {
-                let request = AuthenticateRequest {
-                    realm,
-                    username,
-                    access,
-                    policy,
-                    audit,
-                    state,
-                    evaluate: Box::new(|_| Evaluation::Decided(Verdict::Refused("not_evaluated"))),
-                };
-                self.inner.authenticate(request).await
-            }
-            Err(e) => Err(e),
+            self.inner.set_meta_value(key, value, audit).await
         }
-    }
-
-    async fn evaluate_read_only(
-        &self,
-        realm: &str,
-        username: &str,
-        evaluate: crate::store::Evaluator,
-    ) -> Result<Option<(User, Vec<Token>, Evaluation)>, StoreError> {
-        self.inner.evaluate_read_only(realm, username, evaluate).await
-    }
-
-    async fn backup_code(
-        &self,
-        user: &UserId,
-        digest: &[u8; 32],
-    ) -> Result<Option<crate::store::BackupCodeState>, StoreError> {
-        self.inner.backup_code(user, digest).await
-    }
-
-    async fn replace_backup_codes(
-        &self,
-        user: &UserId,
-        digests: &[[u8; 32]],
-        at: Timestamp,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.replace_backup_codes(user, digests, at, audit).await
-    }
-
-    async fn backup_codes_left(&self, user: &UserId) -> Result<u32, StoreError> {
-        self.inner.backup_codes_left(user).await
-    }
-
-    async fn reserve_oob_code(
-        &self,
-        code: &crate::oob::OobCode,
-        since: Timestamp,
-        limit: u32,
-    ) -> Result<bool, StoreError> {
-        self.inner.reserve_oob_code(code, since, limit).await
-    }
-
-    async fn oob_codes(&self, user: &UserId, since: Timestamp) -> Result<Vec<crate::oob::OobCode>, StoreError> {
-        self.inner.oob_codes(user, since).await
-    }
-
-    async fn policy(&self) -> Result<Policy, StoreError> {
-        self.inner.policy().await
-    }
-
-    async fn set_policy(&self, policy: &Policy, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.set_policy(policy, audit).await
-    }
-
-    async fn create_api_key(&self, key: &ApiKey, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.create_api_key(key, audit).await
-    }
-
-    async fn api_key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
-        self.inner.api_key_by_digest(digest).await
-    }
-
-    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        self.inner.list_api_keys().await
-    }
-
-    async fn delete_api_key(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.delete_api_key(name, audit).await
-    }
-
-    async fn create_admin(&self, admin: &AdminAccount, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.create_admin(admin, audit).await
-    }
-
-    async fn admin_by_name(&self, name: &str) -> Result<Option<AdminAccount>, StoreError> {
-        self.inner.admin_by_name(name).await
-    }
-
-    async fn admin_by_id(&self, id: &AdminId) -> Result<Option<AdminAccount>, StoreError> {
-        self.inner.admin_by_id(id).await
-    }
-
-    async fn list_admins(&self) -> Result<Vec<AdminAccount>, StoreError> {
-        self.inner.list_admins().await
-    }
-
-    async fn update_admin(&self, id: &AdminId, change: AdminChange, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.update_admin(id, change, audit).await
-    }
-
-    async fn commit_admin_attempt(&self, attempt: AdminAttempt) -> Result<AuthOutcome, StoreError> {
-        self.inner.commit_admin_attempt(attempt).await
-    }
-
-    async fn add_inventory(&self, items: &[InventoryToken], audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.add_inventory(items, audit).await
-    }
-
-    async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryToken>, StoreError> {
-        self.inner.inventory(query).await
-    }
-
-    async fn inventory_item(&self, serial: &str) -> Result<Option<InventoryToken>, StoreError> {
-        self.inner.inventory_item(serial).await
-    }
-
-    async fn assign_inventory(&self, item: i64, token: &Token, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.assign_inventory(item, token, audit).await
-    }
-
-    async fn unassign_inventory(&self, item: i64, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.unassign_inventory(item, audit).await
-    }
-
-    async fn put_realm(&self, realm: &Realm, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.put_realm(realm, audit).await
-    }
-
-    async fn realms(&self) -> Result<Vec<Realm>, StoreError> {
-        self.inner.realms().await
-    }
-
-    async fn delete_realm(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.delete_realm(name, audit).await
-    }
-
-    async fn directory_cache_generation(&self) -> Result<i64, StoreError> {
-        self.inner.directory_cache_generation().await
-    }
-
-    async fn bump_directory_cache_generation(&self, audit: AuditRecord) -> Result<i64, StoreError> {
-        self.writable()?;
-        self.inner.bump_directory_cache_generation(audit).await
-    }
-
-    async fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.create_radius_client(client, audit).await
-    }
-
-    async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
-        self.inner.radius_clients().await
-    }
-
-    async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.delete_radius_client(name, audit).await
-    }
-
-    async fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError> {
-        self.inner.mark_radius_client_signed(id).await
-    }
-
-    async fn add_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.add_group_member(group, user, audit).await
-    }
-
-    async fn remove_group_member(&self, group: &str, user: UserId, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.remove_group_member(group, user, audit).await
-    }
-
-    async fn groups_of(&self, user: UserId) -> Result<Vec<String>, StoreError> {
-        self.inner.groups_of(user).await
-    }
-
-    async fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, StoreError> {
-        self.inner.groups().await
-    }
-
-    async fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.create_reply_rule(rule, audit).await
-    }
-
-    async fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError> {
-        self.inner.reply_rules().await
-    }
-
-    async fn delete_reply_rule(&self, id: i64, audit: AuditRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.inner.delete_reply_rule(id, audit).await
-    }
-
-    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
-        self.inner.append_audit(record).await
-    }
-
-    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        self.inner.audit_log(query).await
-    }
-
-    async fn prune_audit(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
-        self.inner.prune_audit(before, limit).await
-    }
-
-    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<ChainedAudit>, StoreError> {
-        self.inner.audit_after(after_id, limit).await
-    }
-
-    async fn verify_audit_chain(&self) -> Result<ChainReport, StoreError> {
-        self.inner.verify_audit_chain().await
-    }
-
-    async fn prune_states(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.inner.prune_states(now).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    async fn sealed_values(
-        &self,
-        column: SealedColumn,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<SealedValue>, StoreError> {
-        self.inner.sealed_values(column, after, limit).await
-    }
-
-    async fn replace_sealed(&self, column: SealedColumn, changes: Vec<SealedChange>) -> Result<u64, StoreError> {
-        self.writable()?;
-        self.inner.replace_sealed(column, changes).await
-    }
-
-    async fn meta_value(&self, key: MetaKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.meta_value(key).await
-    }
-
-    async fn node_key_reports(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.node_key_reports().await
-    }
-
-    async fn measure_database_clock(&self) -> Result<Option<crate::store::ClockSample>, StoreError> {
-        self.inner.measure_database_clock().await
-    }
-
-    fn connection_clock_sample(&self) -> Option<crate::store::ClockSample> {
-        self.inner.connection_clock_sample()
-    }
-
-    async fn set_meta_value(
-        &self,
-        key: MetaKey<'_>,
-        value: Option<Vec<u8>>,
-        audit: Option<AuditRecord>,
-    ) -> Result<(), StoreError> {
-        if key.replicated() {
-            self.writable()?;
-        }
-        self.inner.set_meta_value(key, value, audit).await
     }
 }

@@ -153,7 +153,7 @@ pub const NODE_REPORT_INTERVAL_SECONDS: i64 = 10;
 pub const NODE_ALIVE_SECONDS: i64 = 120;
 
 /// Every node's last report, by node name. Stores that cannot list them
-/// (see [`Store::node_key_reports`]) give only `this_node`'s. Reports that
+/// (see [`KeyStore::node_key_reports`](crate::store::KeyStore::node_key_reports)) give only `this_node`'s. Reports that
 /// do not parse are skipped (a node of another version).
 pub async fn node_reports(store: &dyn Store, this_node: &str) -> Result<Vec<(String, NodeKeyReport)>, RotationError> {
     let raw = match store.node_key_reports().await {

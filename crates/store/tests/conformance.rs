@@ -16,6 +16,7 @@ use tessera_core::model::{
 use tessera_core::oob::OobCode;
 use tessera_core::policy::{LockoutMode, Policy};
 use tessera_core::random::OsRandom;
+use tessera_core::store::prelude::*;
 use tessera_core::store::{
     AuthAttempt, AuthOutcome, AuthenticateRequest, Authentication, BackupCodeState, Evaluation, Factor, Snapshot,
     Store, StoreError, UserChange, UserQuery, Verdict,

@@ -11,7 +11,8 @@ use tessera_core::keys::{Keyring, MasterKey};
 use tessera_core::model::{AccessRecord, TokenState, User};
 use tessera_core::policy::Policy;
 use tessera_core::random::OsRandom;
-use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, Store, UserChange, Verdict};
+use tessera_core::store::prelude::*;
+use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, UserChange, Verdict};
 use tessera_store::{SqliteOptions, SqliteStore};
 
 fn audit(action: &str) -> AuditRecord {

@@ -8,7 +8,8 @@ use tessera_core::audit::{Actor, AuditRecord};
 use tessera_core::keys::{Keyring, MasterKey};
 use tessera_core::random::OsRandom;
 use tessera_core::replication::ChangePage;
-use tessera_core::store::{Store, UserChange};
+use tessera_core::store::UserChange;
+use tessera_core::store::prelude::*;
 use tessera_store::sqlite::replication::ReplicationLog;
 use tessera_store::{SqliteOptions, SqliteStore};
 
@@ -132,7 +133,8 @@ mod cluster {
     use tessera_core::model::AccessRecord;
     use tessera_core::random::OsRandom;
     use tessera_core::replication::{ClaimItem, ClusterNode, ForwardedFactor, LoginEvent};
-    use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, Store, Verdict};
+    use tessera_core::store::prelude::*;
+    use tessera_core::store::{AuthAttempt, AuthOutcome, Factor, Verdict};
     use tessera_store::sqlite::cluster::{Cluster, TokenCheck};
     use tessera_store::{SqliteOptions, SqliteStore};
 

@@ -244,7 +244,7 @@ async fn a_node_that_never_catches_up_stops_the_rotation_by_name() {
         let report = json!({"key_id": old_id, "previous": [], "at": at_ms});
         let store = &store;
         async move {
-            use tessera_core::store::{MetaKey, Store};
+            use tessera_core::store::{KeyStore, MetaKey};
             store.set_meta_value(MetaKey::NodeKey("ghost"), Some(serde_json::to_vec(&report).unwrap()), None).await
         }
     };

@@ -138,7 +138,7 @@ impl Replication {
         keys: &tessera_core::keys::Keyring,
         rng: &dyn tessera_core::random::Random,
     ) -> Result<(), identity::IdentityError> {
-        use tessera_core::store::{SealedChange, SealedColumn, Store as _};
+        use tessera_core::store::{KeyStore as _, SealedChange, SealedColumn};
         let Some(stored) = self.cluster.identity()? else { return Ok(()) };
         if keys.is_current(&stored.key_sealed) {
             return Ok(());

@@ -3,7 +3,7 @@
 //!
 //! * **Audit records** are forwarded only once committed: a forwarder task
 //!   reads the audit table after the newest id it has seen
-//!   ([`Store::audit_after`]) every [`AUDIT_POLL`]. Reading what is
+//!   ([`AuditStore::audit_after`](tessera_core::store::AuditStore::audit_after)) every [`AUDIT_POLL`]. Reading what is
 //!   committed (rather than hooking every write path) also forwards the
 //!   records of CLI commands run against the same data directory, and a
 //!   record rolled back with its change is never sent. Each record carries

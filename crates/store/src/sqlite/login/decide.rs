@@ -83,6 +83,9 @@ pub fn apply(
     outcome
 }
 
+// `Exclusive` is the large variant; a `Step` lives only for one login's
+// match, so boxing it would cost an allocation on the hot path for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Step<R> {
     /// Another process wrote to the database: drop memory, then retry.
     Resync(R),
@@ -95,11 +98,14 @@ enum Step<R> {
     },
 }
 
+/// A user row and the login state it carries, as a login's key query reads it.
+type UserRow = Option<(User, TokenStates)>;
+
 /// What a login read: the user, their tokens, and their state as the row has it.
 fn read_user(
     c: &Connection,
     sql: &str,
-    key: &dyn Fn(&mut rusqlite::Statement<'_>) -> rusqlite::Result<Option<(User, TokenStates)>>,
+    key: &dyn Fn(&mut rusqlite::Statement<'_>) -> rusqlite::Result<UserRow>,
     tokens_sql: &str,
 ) -> Result<Option<(User, TokenStates, Vec<Token>)>, StoreError> {
     let mut stmt = c.prepare_cached(sql).map_err(map_err)?;

@@ -75,6 +75,9 @@ pub struct JournalFiles {
     prefix: String,
 }
 
+/// This database's journal files by index, and other databases' files.
+pub type Listing = (Vec<(u64, PathBuf)>, Vec<PathBuf>);
+
 impl JournalFiles {
     pub fn of(db: &Path, id: u64) -> Self {
         let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
@@ -94,7 +97,7 @@ impl JournalFiles {
 
     /// This database's journal files by index, and other databases' files
     /// (left behind by a restore: never replayed here).
-    pub fn list(&self, db: &Path) -> std::io::Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>)> {
+    pub fn list(&self, db: &Path) -> std::io::Result<Listing> {
         let (dir, family) = Self::family(db);
         let mut ours = Vec::new();
         let mut foreign = Vec::new();
