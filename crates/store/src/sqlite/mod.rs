@@ -155,6 +155,9 @@ pub struct SqliteStore {
     sql: Sql,
     /// The login engine, in the process that serves (see `login/`).
     engine: Option<Arc<login::LoginEngine>>,
+    /// Without the engine: whether this process asked a running server to
+    /// fold (once per command, see `fresh_for`).
+    asked_fold: std::sync::atomic::AtomicBool,
     /// While this node is a replica, every decided login is also written to
     /// `repl_outbox` in its own transaction, until the primary has it.
     login_journal: std::sync::atomic::AtomicBool,
@@ -345,6 +348,7 @@ impl SqliteStore {
             policy_cache: parking_lot::Mutex::new(None),
             sql: Sql::new(),
             engine,
+            asked_fold: std::sync::atomic::AtomicBool::new(false),
             login_journal: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -367,18 +371,30 @@ impl SqliteStore {
     /// Before a read that must show every acknowledged login (user views,
     /// the audit log): folds what the journal holds.
     async fn fresh(&self) -> Result<(), StoreError> {
+        self.fresh_for(false).await
+    }
+
+    /// [`Self::fresh`]; `login`: for a login this process decides (`check`),
+    /// which must see the newest state every time. Reads and writes of a
+    /// command ask a running server once: the command then sees every login
+    /// acknowledged before it started, and a bulk import does not wait for
+    /// a fold per row.
+    async fn fresh_for(&self, login: bool) -> Result<(), StoreError> {
         match &self.engine {
             Some(e) if e.has_pending() => e.fold().await,
             Some(_) => Ok(()),
             // A command beside a running server: have it fold first.
             None if login::served_elsewhere(&self.path) => {
+                if !login && self.asked_fold.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
                 login::request_fold(&self.writer, || {
                     self.read(|c| c.query_row("SELECT fold_done FROM login_journal WHERE id = 1", [], |r| r.get(0)))
                 })
                 .await
             }
             // No server (any more): what a server that died left is ours to replay.
-            None => {
+            None if !login::journal_files(&self.path).is_empty() => {
                 let path = self.path.clone();
                 if let Some((lock, done)) =
                     self.writer.write_hot(move |c| login::replay_if_unowned_in_txn(c, &path)).await?
@@ -390,6 +406,7 @@ impl SqliteStore {
                 }
                 Ok(())
             }
+            None => Ok(()),
         }
     }
 
@@ -763,7 +780,7 @@ impl SqliteStore {
     /// process without the login engine).
     async fn classic_commit(&self, attempt: AuthAttempt) -> Result<AuthOutcome, StoreError> {
         if self.engine.is_none() {
-            self.fresh().await?;
+            self.fresh_for(true).await?;
         }
         let journal = self.journal();
         self.write_hot(move |c| apply_attempt(c, attempt, journal)).await
@@ -773,7 +790,7 @@ impl SqliteStore {
     /// (a replica, or a process without the login engine).
     async fn classic_authenticate(&self, req: AuthenticateRequest) -> Result<Authentication, StoreError> {
         if self.engine.is_none() {
-            self.fresh().await?;
+            self.fresh_for(true).await?;
         }
         let user_sql = self.sql.user_by_name.clone();
         let tokens_sql = self.sql.tokens_for_user.clone();

@@ -153,6 +153,11 @@ impl SqliteStore {
     ) -> Result<Authentication, StoreError> {
         engine.ensure_folder();
         for _ in 0..4 {
+            // A replica decides the classic way (and must not pay for the
+            // reset below on every login).
+            if !engine.enabled() {
+                return self.classic_authenticate(req).await;
+            }
             if engine.reset.load(Ordering::Acquire) {
                 engine.exclusive(|_| Ok(())).await?;
             }
@@ -258,6 +263,9 @@ impl SqliteStore {
     ) -> Result<AuthOutcome, StoreError> {
         engine.ensure_folder();
         for _ in 0..4 {
+            if !engine.enabled() {
+                return self.classic_commit(attempt).await;
+            }
             if engine.reset.load(Ordering::Acquire) {
                 engine.exclusive(|_| Ok(())).await?;
             }
