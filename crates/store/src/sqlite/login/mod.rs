@@ -47,6 +47,9 @@ use journal::{Journal, JournalFiles, Rotated};
 use record::{LoginState, Record};
 
 const SHARDS: usize = 64;
+
+/// A rotation asked of the journal thread, and the rotation point before it.
+type Rotation = (tokio::sync::oneshot::Receiver<Result<Rotated, StoreError>>, u64);
 /// A fold runs this often while records wait…
 /// (Longer folds write each database page once for more logins: a login
 /// dirties its user's page, and a fold writes every dirty page to the WAL
@@ -492,24 +495,36 @@ impl LoginEngine {
         self.finish_fold(&mut pending, rx, through).await
     }
 
-    fn rotate_if_needed(&self, through: u64) -> Option<tokio::sync::oneshot::Receiver<Result<Rotated, StoreError>>> {
-        if through == self.rotated.load(Ordering::Acquire) {
+    /// Asks the journal to rotate when records arrived since the last
+    /// rotation; with the answer, the rotation point to go back to if it fails.
+    fn rotate_if_needed(&self, through: u64) -> Option<Rotation> {
+        let before = self.rotated.load(Ordering::Acquire);
+        if through == before {
             return None;
         }
         self.rotated.store(through, Ordering::Release);
-        Some(self.journal.rotate())
+        Some((self.journal.rotate(), before))
     }
 
     async fn finish_fold(
         &self,
         pending: &mut Vec<Rotated>,
-        rx: Option<tokio::sync::oneshot::Receiver<Result<Rotated, StoreError>>>,
+        rx: Option<Rotation>,
         through: u64,
     ) -> Result<(), StoreError> {
         *self.last_fold.lock() = Instant::now();
-        if let Some(rx) = rx {
-            let rotated = rx.await.map_err(|_| StoreError::Unavailable("the login journal has stopped".into()))??;
-            pending.push(rotated);
+        if let Some((rx, before)) = rx {
+            let answer =
+                rx.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the login journal has stopped".into())));
+            match answer {
+                Ok(rotated) => pending.push(rotated),
+                Err(e) => {
+                    // The records stay in the current file: the next fold
+                    // must rotate again (else it would count them as folded).
+                    self.rotated.store(before, Ordering::Release);
+                    return Err(e);
+                }
+            }
         }
         let Some(last) = pending.last().map(|r| r.index) else {
             self.committed.store(through, Ordering::Release);
