@@ -80,12 +80,13 @@ pub type Listing = (Vec<(u64, PathBuf)>, Vec<PathBuf>);
 
 impl JournalFiles {
     pub fn of(db: &Path, id: u64) -> Self {
-        let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "tessera.db".into());
-        JournalFiles { dir, prefix: format!("{name}-login-journal-{id:016x}-") }
+        let (dir, family) = Self::family(db);
+        JournalFiles { dir, prefix: format!("{family}{id:016x}-") }
     }
 
-    fn family(db: &Path) -> (PathBuf, String) {
+    /// The directory and the name prefix every journal file of `db` has,
+    /// whatever its database id.
+    pub fn family(db: &Path) -> (PathBuf, String) {
         let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "tessera.db".into());
         (dir, format!("{name}-login-journal-"))

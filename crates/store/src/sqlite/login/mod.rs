@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
+use tessera_core::random::{OsRandom, Random};
 use tessera_core::store::StoreError;
 
 use super::map_err;
@@ -147,7 +148,7 @@ pub fn replay(conn: &Connection, db: &Path) -> Result<(u64, u64, usize), StoreEr
 fn replay_in_txn(conn: &Connection, db: &Path) -> Result<(u64, u64, usize, Vec<PathBuf>), StoreError> {
     let fresh: u64 = {
         let mut b = [0u8; 8];
-        getrandom_bytes(&mut b);
+        OsRandom.fill(&mut b);
         u64::from_le_bytes(b) >> 1
     };
     let (id, folded) = fold::watermark(conn, fresh)?;
@@ -192,18 +193,6 @@ pub fn replay_if_unowned_in_txn(conn: &Connection, db: &Path) -> Result<Option<(
     }
     let (.., done) = replay_in_txn(conn, db)?;
     Ok(Some((lock, done)))
-}
-
-fn getrandom_bytes(out: &mut [u8]) {
-    use std::io::Read;
-    // A journal id only has to differ between databases; the OS source is
-    // always there on Linux, and the time is a fallback that still differs.
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(out)).is_err() {
-        let t = std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0);
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = (t >> (8 * (i % 16))) as u8;
-        }
-    }
 }
 
 /// For a process that does not run the engine (the CLI): if no server holds
@@ -287,9 +276,7 @@ pub fn request_fold_blocking(db: &Path) -> Result<bool, StoreError> {
 
 /// This database's journal files (for moving them aside with the database).
 pub fn journal_files(db: &Path) -> Vec<PathBuf> {
-    let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let prefix = format!("{name}-login-journal-");
+    let (dir, prefix) = JournalFiles::family(db);
     std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
