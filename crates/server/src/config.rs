@@ -496,6 +496,13 @@ pub struct DatabaseSection {
     /// by the login journal before each answer (false: every login is its
     /// own database transaction, several times slower).
     pub login_engine: bool,
+    /// How often the login journal is folded into the database, ms. Longer
+    /// writes each database page once for more logins (less CPU and disk
+    /// per login) but makes an administrative write wait for a longer fold.
+    pub login_fold_ms: u64,
+    /// Users whose profile and login state the engine keeps in memory
+    /// (about 1 KiB each); a login of one of them reads no database page.
+    pub login_cached_users: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -584,6 +591,8 @@ impl std::fmt::Debug for DatabaseSection {
             .field("cache_kib", &self.cache_kib)
             .field("mmap_mib", &self.mmap_mib)
             .field("login_engine", &self.login_engine)
+            .field("login_fold_ms", &self.login_fold_ms)
+            .field("login_cached_users", &self.login_cached_users)
             .finish()
     }
 }
@@ -602,6 +611,8 @@ impl Default for DatabaseSection {
             cache_kib: 8192,
             mmap_mib: 0,
             login_engine: true,
+            login_fold_ms: 2000,
+            login_cached_users: 30_000,
         }
     }
 }
@@ -674,6 +685,12 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid("http.max_body_bytes must be 1 KiB – 16 MiB".into()));
+        }
+        if !(50..=60_000).contains(&self.database.login_fold_ms) {
+            return Err(ConfigError::Invalid("database.login_fold_ms must be between 50 and 60000".into()));
+        }
+        if self.database.login_cached_users > 10_000_000 {
+            return Err(ConfigError::Invalid("database.login_cached_users must be at most 10000000".into()));
         }
         if self.http.max_connections == 0 || self.database.readers == 0 {
             return Err(ConfigError::Invalid("http.max_connections and database.readers must be at least 1".into()));

@@ -249,6 +249,8 @@ fn store_options(cfg: &Config) -> SqliteOptions {
         cache_kib: cfg.database.cache_kib,
         mmap_bytes: cfg.database.mmap_mib * 1024 * 1024,
         login_engine: cfg.database.login_engine,
+        login_fold_interval: std::time::Duration::from_millis(cfg.database.login_fold_ms),
+        login_cached_users: cfg.database.login_cached_users,
     }
 }
 

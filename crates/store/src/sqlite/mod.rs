@@ -104,6 +104,10 @@ pub struct SqliteOptions {
     /// One process per database: `serve`. Other processes (the CLI) write
     /// through ordinary transactions and tell a running engine so.
     pub login_engine: bool,
+    /// How often the engine folds its journal into the database.
+    pub login_fold_interval: std::time::Duration,
+    /// Users the engine keeps in memory at most (see `login::Profile`).
+    pub login_cached_users: usize,
 }
 
 impl SqliteOptions {
@@ -115,6 +119,8 @@ impl SqliteOptions {
             cache_kib: 8192,
             mmap_bytes: 0,
             login_engine: false,
+            login_fold_interval: std::time::Duration::from_secs(2),
+            login_cached_users: 30_000,
         }
     }
 }
@@ -158,6 +164,9 @@ pub struct SqliteStore {
     /// Without the engine: whether this process asked a running server to
     /// fold (once per command, see `fresh_for`).
     asked_fold: std::sync::atomic::AtomicBool,
+    /// Without the engine: the journal's lock file, to tell a running
+    /// engine about each write (`login::leave_hint`).
+    hint: std::sync::OnceLock<Option<std::fs::File>>,
     /// While this node is a replica, every decided login is also written to
     /// `repl_outbox` in its own transaction, until the primary has it.
     login_journal: std::sync::atomic::AtomicBool,
@@ -338,7 +347,7 @@ impl SqliteStore {
             WriterOptions { db_path: opts.path.clone(), synchronous: opts.synchronous },
         )?;
         let engine = match (prepared, writer.handle()) {
-            (Some(p), Some(h)) => Some(p.start(h)?),
+            (Some(p), Some(h)) => Some(p.start(h, opts.login_fold_interval, opts.login_cached_users)?),
             _ => None,
         };
         Ok(SqliteStore {
@@ -349,6 +358,7 @@ impl SqliteStore {
             sql: Sql::new(),
             engine,
             asked_fold: std::sync::atomic::AtomicBool::new(false),
+            hint: std::sync::OnceLock::new(),
             login_journal: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -432,12 +442,15 @@ impl SqliteStore {
                 // A running server's acknowledged logins go in first, so
                 // this change (and its audit record) comes after them.
                 self.fresh().await?;
-                self.writer
+                let r = self
+                    .writer
                     .write(move |c| {
                         login::bump_external(c)?;
                         f(c)
                     })
-                    .await
+                    .await;
+                self.leave_hint();
+                r
             }
         }
     }
@@ -455,13 +468,30 @@ impl SqliteStore {
             Some(e) if e.has_pending() => e.exclusive(f).await,
             Some(_) => self.writer.write_hot(f).await,
             None => {
-                self.writer
+                let r = self
+                    .writer
                     .write_hot(move |c| {
                         login::bump_external(c)?;
                         f(c)
                     })
-                    .await
+                    .await;
+                self.leave_hint();
+                r
             }
+        }
+    }
+
+    /// Tells a running engine (another process) that this one wrote.
+    fn leave_hint(&self) {
+        let file = self.hint.get_or_init(|| match login::hint_file(&self.path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "a running server notices this process's writes within a second only");
+                None
+            }
+        });
+        if let Some(f) = file {
+            login::leave_hint(f);
         }
     }
 }

@@ -16,9 +16,10 @@ use tessera_core::store::{
 
 use super::journal::Durable;
 use super::record::{LoginChange, LoginState, Record};
-use super::{Entry, LoginEngine, external_rev};
+use super::{Entry, LoginEngine, Profile, external_rev, name_key};
 use crate::sqlite::token_state::{Entry as TokenEntry, TokenStates};
-use crate::sqlite::{SqliteStore, WriterSnapshot, apply_attempt, map_err, rows, sort_tokens};
+use crate::sqlite::readers::Readers;
+use crate::sqlite::{SqliteStore, WriterSnapshot, apply_attempt, backup_code, map_err, oob_codes, rows, sort_tokens};
 
 /// Whether the engine decides `verdict` in memory. Everything else also
 /// changes rows besides the login state (a backup code, an email/SMS code,
@@ -166,7 +167,24 @@ impl SqliteStore {
                 drop(gate);
                 return self.classic_authenticate(req).await;
             }
-            let step = self.readers.with(|c| in_txn(c, || self.authenticate_step(engine, c, req)))?;
+            if engine.changed_elsewhere() {
+                drop(gate);
+                self.resync(engine).await?;
+                continue;
+            }
+            let cached = match req.state {
+                None => engine.lookup(&req.realm, &req.username),
+                // A challenge's second step checks its State in the database.
+                Some(_) => None,
+            };
+            let missed = match cached {
+                Some(id) => self.cached_step(engine, id, req),
+                None => Err(req),
+            };
+            let step = match missed {
+                Ok(step) => step,
+                Err(r) => self.readers.with(|c| in_txn(c, || self.authenticate_step(engine, c, r)))?,
+            };
             drop(gate);
             match step {
                 Step::Resync(r) => {
@@ -186,6 +204,41 @@ impl SqliteStore {
             }
         }
         Err(StoreError::Unavailable("the database keeps being changed by another process; try again".into()))
+    }
+
+    /// A login of a user memory holds: no database read (unless the
+    /// evaluator asks for a backup or email/SMS code). `Err` hands the
+    /// request back when the entry has gone (the index is only a hint).
+    fn cached_step(
+        &self,
+        engine: &LoginEngine,
+        id: i64,
+        req: AuthenticateRequest,
+    ) -> Result<Step<AuthenticateRequest>, AuthenticateRequest> {
+        let mut shard = engine.shard(id).lock();
+        let Some(entry) = shard.get(&id) else { return Err(req) };
+        if entry.profile.user.realm != req.realm || entry.profile.user.username != req.username {
+            return Err(req);
+        }
+        let profile = entry.profile.clone();
+        let mut user = profile.user.clone();
+        let mut tokens = profile.tokens.clone();
+        let mut state = current(Some(entry), &mut user, Default::default(), &mut tokens);
+        let AuthenticateRequest { access, policy, audit, evaluate, .. } = req;
+        let evaluation = evaluate(&CachedSnapshot { readers: &self.readers, user: &user, tokens: &tokens });
+        let verdict = match evaluation {
+            Evaluation::Deferred => {
+                return Ok(Step::Done(Authentication::Deferred { user: Box::new(user), tokens }, None));
+            }
+            Evaluation::Decided(v) => v,
+        };
+        let attempt = AuthAttempt { user_id: user.id, access, verdict: verdict.clone(), policy, audit };
+        if !in_memory(&verdict, &tokens) {
+            return Ok(Step::Exclusive { attempt, ticket: None });
+        }
+        let (outcome, durable) =
+            commit_in_memory(engine, &mut shard, &mut state, profile, &user, &tokens, attempt, None);
+        Ok(Step::Done(Authentication::Decided { user_id: user.id, verdict, outcome }, Some(durable)))
     }
 
     fn authenticate_step(
@@ -217,6 +270,7 @@ impl SqliteStore {
                 .map_err(map_err)?,
             None => false,
         };
+        let profile = Profile::of(&user, &tokens);
         let mut shard = engine.shard(user.id.0).lock();
         let mut state = current(shard.get(&user.id.0), &mut user, row_states, &mut tokens);
         let mut nonce = None;
@@ -252,7 +306,8 @@ impl SqliteStore {
             }
             return Ok(Step::Exclusive { attempt, ticket });
         }
-        let (outcome, durable) = commit_in_memory(engine, &mut shard, &mut state, &user, &tokens, attempt, nonce);
+        let (outcome, durable) =
+            commit_in_memory(engine, &mut shard, &mut state, profile, &user, &tokens, attempt, nonce);
         Ok(Step::Done(Authentication::Decided { user_id: user.id, verdict, outcome }, Some(durable)))
     }
 
@@ -273,6 +328,11 @@ impl SqliteStore {
             if !engine.enabled() {
                 drop(gate);
                 return self.classic_commit(attempt).await;
+            }
+            if engine.changed_elsewhere() {
+                drop(gate);
+                self.resync(engine).await?;
+                continue;
             }
             let step = self.readers.with(|c| in_txn(c, || self.commit_step(engine, c, attempt)))?;
             drop(gate);
@@ -320,17 +380,23 @@ impl SqliteStore {
         if !in_memory(&attempt.verdict, &tokens) {
             return Ok(Step::Exclusive { attempt, ticket: None });
         }
+        let profile = Profile::of(&user, &tokens);
         let mut shard = engine.shard(id.0).lock();
         let mut state = current(shard.get(&id.0), &mut user, row_states, &mut tokens);
-        let (outcome, durable) = commit_in_memory(engine, &mut shard, &mut state, &user, &tokens, attempt, None);
+        let (outcome, durable) =
+            commit_in_memory(engine, &mut shard, &mut state, profile, &user, &tokens, attempt, None);
         Ok(Step::Committed(outcome, Some(durable)))
     }
 
     /// Drops what memory holds (another process changed the database) and
     /// notes the revision it has now.
     async fn resync(&self, engine: &LoginEngine) -> Result<(), StoreError> {
+        // Read before: a write whose hint comes later triggers another resync.
+        let hint = engine.hint.read();
+        engine.stale.store(false, Ordering::Release);
         let rev = engine.exclusive(|c| external_rev(c).map_err(map_err)).await?;
         engine.known_rev.store(rev, Ordering::Release);
+        engine.hint.seen.store(hint, Ordering::Release);
         Ok(())
     }
 
@@ -376,10 +442,12 @@ impl SqliteStore {
 }
 
 /// Decides in memory, journals, and keeps the new state as the user's entry.
+#[allow(clippy::too_many_arguments)]
 fn commit_in_memory(
     engine: &LoginEngine,
     shard: &mut std::collections::HashMap<i64, Entry>,
     state: &mut LoginState,
+    profile: Arc<Profile>,
     user: &User,
     tokens: &[Token],
     attempt: AuthAttempt,
@@ -392,8 +460,45 @@ fn commit_in_memory(
     let rev = engine.known_rev.load(Ordering::Acquire);
     let change = LoginChange { user: user_id.0, rev, lock_before, state: state.clone(), nonce };
     let (seq, durable) = engine.append(Record { login: Some(change), audit });
-    shard.insert(user_id.0, Entry { state: std::mem::take(state), seq });
+    engine.names_shard(&profile.key).lock().insert(profile.key.clone(), user_id.0);
+    shard.insert(user_id.0, Entry { state: std::mem::take(state), seq, profile });
     (outcome, durable)
+}
+
+impl Profile {
+    fn of(user: &User, tokens: &[Token]) -> Arc<Profile> {
+        Arc::new(Profile {
+            user: user.clone(),
+            tokens: tokens.to_vec(),
+            key: name_key(&user.realm, &user.username).into_boxed_str(),
+        })
+    }
+}
+
+/// The evaluator's view of a user memory holds: backup and email/SMS codes
+/// (never in memory) are read when asked for.
+struct CachedSnapshot<'a> {
+    readers: &'a Readers,
+    user: &'a User,
+    tokens: &'a [Token],
+}
+
+impl tessera_core::store::Snapshot for CachedSnapshot<'_> {
+    fn user(&self) -> &User {
+        self.user
+    }
+    fn tokens(&self) -> &[Token] {
+        self.tokens
+    }
+    fn backup_code(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<tessera_core::store::BackupCodeState>, StoreError> {
+        self.readers.with(|c| backup_code(c, &self.user.id, digest)).map_err(map_err)
+    }
+    fn oob_codes(&self, since: tessera_core::clock::Timestamp) -> Result<Vec<tessera_core::oob::OobCode>, StoreError> {
+        self.readers.with(|c| oob_codes(c, self.user.id, since)).map_err(map_err)
+    }
 }
 
 async fn wait(durable: Option<Durable>) -> Result<(), StoreError> {

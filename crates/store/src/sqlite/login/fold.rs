@@ -75,6 +75,9 @@ pub fn apply_refs(conn: &Connection, records: &[&Record], through: u64) -> Resul
         }
     }
     let rev = super::external_rev(conn).map_err(map_err)?;
+    // In rowid order: each table page is visited once, in file order.
+    let mut by_user: Vec<_> = by_user.into_iter().collect();
+    by_user.sort_unstable_by_key(|(user, _)| *user);
     for (user, changes) in by_user {
         fold_user(conn, user, &changes, rev)?;
     }

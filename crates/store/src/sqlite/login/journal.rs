@@ -27,12 +27,13 @@ use super::record::{self, Record};
 /// Most commands handled per write + fdatasync.
 const MAX_BATCH: usize = 4096;
 
-/// A closed journal file and the records it holds, for the fold.
+/// A closed journal file, for the fold. The fold reads its records back
+/// from the file (in the page cache): keeping them in memory too would
+/// cost as much memory as the journal holds between folds.
 #[derive(Debug, Clone)]
 pub struct Rotated {
     pub index: u64,
     pub path: PathBuf,
-    pub records: Vec<Record>,
 }
 
 pub type Durable = oneshot::Receiver<Result<(), StoreError>>;
@@ -197,7 +198,6 @@ struct Thread {
     file: File,
     index: u64,
     buf: Vec<u8>,
-    pending: Vec<Record>,
     waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
     /// After a failed write the file may end in a torn record, and records
     /// after it would not be read back: refuse everything from then on.
@@ -210,7 +210,6 @@ fn run(rx: mpsc::Receiver<Cmd>, files: JournalFiles, file: File, index: u64) {
         file,
         index,
         buf: Vec::with_capacity(1 << 16),
-        pending: Vec::new(),
         waiters: Vec::new(),
         poisoned: None,
     };
@@ -229,7 +228,6 @@ fn run(rx: mpsc::Receiver<Cmd>, files: JournalFiles, file: File, index: u64) {
                         continue;
                     }
                     record::encode(&r, &mut t.buf);
-                    t.pending.push(*r);
                     t.waiters.push(reply);
                 }
                 Cmd::Rotate(reply) => {
@@ -285,11 +283,7 @@ impl Thread {
         let file = self.files.create(next).map_err(|e| io_err("creating the next login journal file", &e))?;
         let old = std::mem::replace(&mut self.file, file);
         drop(old);
-        let rotated = Rotated {
-            index: self.index,
-            path: self.files.path(self.index),
-            records: std::mem::take(&mut self.pending),
-        };
+        let rotated = Rotated { index: self.index, path: self.files.path(self.index) };
         self.index = next;
         Ok(rotated)
     }

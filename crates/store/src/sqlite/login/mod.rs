@@ -6,8 +6,12 @@
 //! * the decision a login comes to is core's (`store::settle`); `decide.rs`
 //!   applies it to the in-memory state and says what to journal;
 //! * the per-user login state (lock, last attempt and success, token
-//!   floors and drift) is authoritative in memory for users with journal
-//!   records not yet folded, and in the `users` row otherwise;
+//!   floors and drift) is authoritative in memory for every user with an
+//!   entry, and in the `users` row otherwise; an entry also keeps the user
+//!   and tokens as their rows were read (the *profile*), so a login of a
+//!   user seen before touches no database page at all. Every
+//!   administrative write empties memory, and a write by another process
+//!   (the CLI) is noticed before the next login (see [`Hint`]);
 //! * a login is answered only once its record is durable (one fdatasync
 //!   per batch, `journal.rs`).
 //!
@@ -39,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
+use tessera_core::model::{Token, User};
 use tessera_core::random::{OsRandom, Random};
 use tessera_core::store::StoreError;
 
@@ -51,11 +56,10 @@ const SHARDS: usize = 64;
 
 /// A rotation asked of the journal thread, and the rotation point before it.
 type Rotation = (tokio::sync::oneshot::Receiver<Result<Rotated, StoreError>>, u64);
-/// A fold runs this often while records wait…
-/// (Longer folds write each database page once for more logins: a login
-/// dirties its user's page, and a fold writes every dirty page to the WAL
-/// and, at the checkpoint, again to the database.)
-const FOLD_INTERVAL: Duration = Duration::from_millis(1000);
+/// A fold runs every `fold_interval` while records wait (longer folds
+/// write each database page once for more logins: a login dirties its
+/// user's page, and a fold writes every dirty page to the WAL and, at the
+/// checkpoint, again to the database)…
 /// …or as soon as this many are waiting (bounds memory and start-up replay).
 const FOLD_RECORDS: u64 = 100_000;
 const FOLD_TICK: Duration = Duration::from_millis(25);
@@ -65,13 +69,33 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// How long a CLI command waits for a running server to fold its journal.
 const FOLD_WAIT: Duration = Duration::from_secs(3);
 
-/// One user's state while it has records not yet folded (or folded since
-/// the last rotation).
+/// A user and their tokens as the rows had them when first read; the
+/// login-state fields in them are stale and always overlaid from
+/// [`Entry::state`]. Only an administrative write changes these rows, and
+/// it empties memory.
+#[derive(Debug)]
+pub struct Profile {
+    pub user: User,
+    pub tokens: Vec<Token>,
+    /// The name index key (`realm`, NUL, `username`).
+    key: Box<str>,
+}
+
+/// One user's login state and profile.
 #[derive(Debug)]
 struct Entry {
     state: LoginState,
     /// The engine sequence number of its last record.
     seq: u64,
+    profile: Arc<Profile>,
+}
+
+fn name_key(realm: &str, username: &str) -> String {
+    let mut k = String::with_capacity(realm.len() + username.len() + 1);
+    k.push_str(realm);
+    k.push('\0');
+    k.push_str(username);
+    k
 }
 
 #[derive(Debug)]
@@ -82,6 +106,13 @@ pub struct LoginEngine {
     reset: AtomicBool,
     gate: tokio::sync::RwLock<()>,
     shards: Box<[Mutex<HashMap<i64, Entry>>]>,
+    /// `realm`, NUL, `username` → user id, for the users in `shards`.
+    names: Box<[Mutex<HashMap<Box<str>, i64>>]>,
+    /// What another process last wrote into the lock file (see [`Hint`]).
+    hint: Hint,
+    /// Set by the background poll when `external_rev` moved without a hint
+    /// (a command that died between its commit and the hint).
+    stale: AtomicBool,
     /// Challenge States used since start (also folded into `used_states`).
     nonces: Mutex<HashMap<[u8; 16], i64>>,
     journal: Journal,
@@ -97,6 +128,11 @@ pub struct LoginEngine {
     /// Rotated files whose fold has not committed yet (a failed fold is retried).
     fold: tokio::sync::Mutex<Vec<Rotated>>,
     last_fold: Mutex<Instant>,
+    fold_interval: Duration,
+    /// How many users memory keeps at most; beyond it, the ones whose last
+    /// login is oldest (and folded) are dropped at the next fold. About
+    /// 1 KiB each: this bounds memory whatever the number of users.
+    cached_users: usize,
     writer: WriterHandle,
     folder: OnceLock<()>,
     /// Reads `fold_request` (another process asking for a fold, see
@@ -302,6 +338,58 @@ pub fn external_rev(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT external_rev FROM login_journal WHERE id = 1")?.query_row([], |r| r.get(0))
 }
 
+/// A value another process (the CLI) writes into the journal's lock file
+/// after each write it commits, so a running engine notices at the cost of
+/// one `pread` per login instead of a database read. The value is random
+/// (two commands writing at once cannot write the same one back), and the
+/// engine only compares it with the last it saw. A command that dies
+/// between its commit and the hint is caught by the background poll of
+/// `external_rev` (within [`FOLD_TICK`]).
+#[derive(Debug)]
+struct Hint {
+    file: File,
+    seen: AtomicU64,
+}
+
+impl Hint {
+    fn new(lock: &File) -> Result<Hint, StoreError> {
+        let file =
+            lock.try_clone().map_err(|e| StoreError::Unavailable(format!("the login journal's lock file: {e}")))?;
+        let h = Hint { file, seen: AtomicU64::new(0) };
+        h.seen.store(h.read(), Ordering::Release);
+        Ok(h)
+    }
+
+    fn read(&self) -> u64 {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 8];
+        match self.file.read_at(&mut b, 0) {
+            Ok(8) => u64::from_le_bytes(b),
+            _ => 0,
+        }
+    }
+
+    fn moved(&self) -> bool {
+        self.read() != self.seen.load(Ordering::Acquire)
+    }
+}
+
+/// Leaves a hint for a running engine that this process wrote to the
+/// database (after the commit: see [`Hint`]).
+pub fn leave_hint(lock: &File) {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    OsRandom.fill(&mut b);
+    if let Err(e) = lock.write_at(&b, 0) {
+        tracing::warn!(error = %e, "cannot tell a running server about this write; it notices within a second");
+    }
+}
+
+/// The journal's lock file, for [`leave_hint`].
+pub fn hint_file(db: &Path) -> Result<File, StoreError> {
+    open_lock(db)
+}
+
 /// A journal replayed and locked, waiting for the writer to exist.
 #[derive(Debug)]
 pub struct Prepared {
@@ -313,13 +401,21 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn start(self, writer: WriterHandle) -> Result<Arc<LoginEngine>, StoreError> {
+    pub fn start(
+        self,
+        writer: WriterHandle,
+        fold_interval: Duration,
+        cached_users: usize,
+    ) -> Result<Arc<LoginEngine>, StoreError> {
         let journal = Journal::start(self.files, self.next)?;
         Ok(Arc::new(LoginEngine {
             enabled: AtomicBool::new(true),
             reset: AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            names: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hint: Hint::new(&self.lock)?,
+            stale: AtomicBool::new(false),
             nonces: Mutex::new(HashMap::new()),
             journal,
             seq: AtomicU64::new(0),
@@ -328,6 +424,8 @@ impl Prepared {
             known_rev: AtomicI64::new(self.rev),
             fold: tokio::sync::Mutex::new(Vec::new()),
             last_fold: Mutex::new(Instant::now()),
+            fold_interval,
+            cached_users,
             writer,
             folder: OnceLock::new(),
             probe: Mutex::new(self.probe),
@@ -398,8 +496,9 @@ impl LoginEngine {
                     tokio::time::sleep(FOLD_TICK).await;
                     let Some(engine) = weak.upgrade() else { return };
                     let waiting = engine.seq.load(Ordering::Acquire) - engine.rotated.load(Ordering::Acquire);
-                    let due = engine.last_fold.lock().elapsed() >= FOLD_INTERVAL;
+                    let due = engine.last_fold.lock().elapsed() >= engine.fold_interval;
                     let asked = engine.fold_requested();
+                    engine.poll_external();
                     let r = if asked.is_some() {
                         engine.fold_acknowledging(asked).await
                     } else if engine.has_pending() && (due || waiting >= FOLD_RECORDS) {
@@ -423,13 +522,29 @@ impl LoginEngine {
         (seq, self.journal.append(record))
     }
 
-    /// Drops entries whose records are all in SQLite. Only under the
-    /// exclusive gate: a login that then misses the entry reads the row,
-    /// and no fold is writing that row any more.
+    /// Over `cached_users`, drops the users whose last login is oldest,
+    /// down to 80 % of it, among those whose records are all in SQLite.
+    /// Only under the exclusive gate: a login that then misses the entry
+    /// reads the row, and no fold is writing that row any more.
     fn evict_committed(&self) {
+        let held: usize = self.shards.iter().map(|s| s.lock().len()).sum();
+        if held <= self.cached_users {
+            return;
+        }
         let committed = self.committed.load(Ordering::Acquire);
+        let mut seqs: Vec<u64> =
+            self.shards.iter().flat_map(|s| s.lock().values().map(|e| e.seq).collect::<Vec<_>>()).collect();
+        let drop = held - self.cached_users * 4 / 5;
+        let (_, cut, _) = seqs.select_nth_unstable(drop - 1);
+        let cut = (*cut).min(committed);
         for s in self.shards.iter() {
-            s.lock().retain(|_, e| e.seq > committed);
+            s.lock().retain(|_, e| {
+                let keep = e.seq > cut;
+                if !keep {
+                    self.names_shard(&e.profile.key).lock().remove(&e.profile.key);
+                }
+                keep
+            });
         }
     }
 
@@ -437,6 +552,28 @@ impl LoginEngine {
         for s in self.shards.iter() {
             s.lock().clear();
         }
+        for s in self.names.iter() {
+            s.lock().clear();
+        }
+    }
+
+    fn names_shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, i64>> {
+        // FNV-1a: only spreads names over the shards (the maps inside are
+        // keyed by SipHash, so a chosen name cannot degrade them).
+        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        &self.names[(h % SHARDS as u64) as usize]
+    }
+
+    /// The user id memory holds under this name, if any.
+    fn lookup(&self, realm: &str, username: &str) -> Option<i64> {
+        let key = name_key(realm, username);
+        self.names_shard(&key).lock().get(key.as_str()).copied()
+    }
+
+    /// Whether another process wrote to the database since memory was
+    /// last emptied for it: then the next login resyncs first.
+    fn changed_elsewhere(&self) -> bool {
+        self.stale.load(Ordering::Acquire) || self.hint.moved()
     }
 
     /// A fold another process asked for and this one has not answered.
@@ -448,6 +585,17 @@ impl LoginEngine {
         match r {
             Ok((asked, done)) if asked > done => Some(asked),
             _ => None,
+        }
+    }
+
+    /// Notices a write by another process that left no hint (it died
+    /// between its commit and the hint): the next login then resyncs.
+    fn poll_external(&self) {
+        let c = self.probe.lock();
+        if let Ok(rev) = external_rev(&c)
+            && rev != self.known_rev.load(Ordering::Acquire)
+        {
+            self.stale.store(true, Ordering::Release);
         }
     }
 
@@ -522,14 +670,19 @@ impl LoginEngine {
         let r = self
             .writer
             .write_hot(move |c| {
-                let records: Vec<&Record> = job.iter().flat_map(|f| f.records.iter()).collect();
-                fold::apply_refs(c, &records, last)
+                let mut records = Vec::new();
+                for f in job.iter() {
+                    records.extend(JournalFiles::read(&f.path).map_err(|e| {
+                        StoreError::Unavailable(format!("reading the login journal {}: {e}", f.path.display()))
+                    })?);
+                }
+                fold::apply_refs(c, &records.iter().collect::<Vec<_>>(), last)?;
+                Ok(records.len())
             })
             .await;
         match r {
-            Ok(()) => {
+            Ok(n) => {
                 self.committed.store(through, Ordering::Release);
-                let n: usize = files.iter().map(|f| f.records.len()).sum();
                 journal::STATS.folded.fetch_add(n as u64, Ordering::Relaxed);
                 journal::STATS.folds.fetch_add(1, Ordering::Relaxed);
                 for f in files.iter() {
