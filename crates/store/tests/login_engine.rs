@@ -137,3 +137,88 @@ async fn a_torn_journal_tail_is_dropped_and_the_rest_replayed() {
     let again = Verdict::Verified(Factor::Token { token_id: t.id, matched: 7, drift: 0 });
     assert_eq!(s.commit_attempt(attempt(&u, again, at(3))).await.unwrap(), AuthOutcome::Replayed);
 }
+
+fn token_login(name: &str, matched: i64, t: Timestamp) -> tessera_core::store::AuthenticateRequest {
+    use tessera_core::store::{Evaluation, Snapshot};
+    tessera_core::store::AuthenticateRequest {
+        realm: "default".into(),
+        username: name.into(),
+        access: AccessRecord { at: t, address: Some("192.0.2.9".into()), client: Some("test".into()) },
+        policy: Policy::default(),
+        audit: audit("validate").target(name),
+        state: None,
+        evaluate: Box::new(move |snap: &dyn Snapshot| {
+            match snap.tokens().iter().find(|t| t.state == TokenState::Active) {
+                Some(t) => Evaluation::Decided(Verdict::Verified(Factor::Token { token_id: t.id, matched, drift: 0 })),
+                None => Evaluation::Decided(Verdict::Failed("no_token")),
+            }
+        }),
+    }
+}
+
+async fn login_outcome(s: &SqliteStore, name: &str, matched: i64, t: Timestamp) -> Option<AuthOutcome> {
+    match s.authenticate(token_login(name, matched, t)).await.unwrap() {
+        tessera_core::store::Authentication::Decided { outcome, .. } => Some(outcome),
+        _ => None,
+    }
+}
+
+/// A user who logged in recently is decided from memory, without reading
+/// the database. What another process (the CLI) changes meanwhile must
+/// stand at the server's very next login: a disabled user is refused, a
+/// deleted token no longer accepts codes, a used code stays used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_change_reaches_a_user_held_in_memory_at_the_next_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let u = user("dora");
+    let t = token(&u, "D1", TokenState::Active, &keys);
+    let server = SqliteStore::create(&engine(&path), &keys, &OsRandom, at(0)).unwrap();
+    server.create_user(&u, audit("user.add")).await.unwrap();
+    server.create_token(&t, audit("token.add")).await.unwrap();
+    assert_eq!(login_outcome(&server, "dora", 100, at(1)).await, Some(AuthOutcome::Accepted));
+    // From memory now: the same code again is a replay, the next one is fine.
+    assert_eq!(login_outcome(&server, "dora", 100, at(2)).await, Some(AuthOutcome::Replayed));
+    assert_eq!(login_outcome(&server, "dora", 101, at(3)).await, Some(AuthOutcome::Accepted));
+
+    let cli = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(4)).unwrap();
+    cli.update_user(&u.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
+    let out = login_outcome(&server, "dora", 102, at(5)).await;
+    assert_ne!(out, Some(AuthOutcome::Accepted), "a user the CLI disabled is refused at once");
+    cli.update_user(&u.id, UserChange::SetDisabled(false), audit("user.enable")).await.unwrap();
+    assert_eq!(login_outcome(&server, "dora", 102, at(6)).await, Some(AuthOutcome::Accepted));
+    assert_eq!(login_outcome(&server, "dora", 102, at(7)).await, Some(AuthOutcome::Replayed));
+
+    cli.delete_token(&t.id, audit("token.delete")).await.unwrap();
+    let out = login_outcome(&server, "dora", 103, at(8)).await;
+    assert_ne!(out, Some(AuthOutcome::Accepted), "a token the CLI deleted accepts nothing");
+}
+
+/// A command that died between its commit and its hint to the server (a
+/// crash, `kill -9`): the server's background poll notices the database
+/// changed and the next login reads it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_without_a_hint_is_noticed_by_the_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let keys = Keyring::new(&MasterKey::generate(&OsRandom));
+    let u = user("eve");
+    let t = token(&u, "E1", TokenState::Active, &keys);
+    let server = SqliteStore::create(&engine(&path), &keys, &OsRandom, at(0)).unwrap();
+    server.create_user(&u, audit("user.add")).await.unwrap();
+    server.create_token(&t, audit("token.add")).await.unwrap();
+    assert_eq!(login_outcome(&server, "eve", 100, at(1)).await, Some(AuthOutcome::Accepted));
+    // What a command's transaction does, without the hint that follows it.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    raw.execute_batch(
+        "BEGIN IMMEDIATE; UPDATE users SET disabled = 1; \
+         UPDATE login_journal SET external_rev = external_rev + 1; COMMIT;",
+    )
+    .unwrap();
+    drop(raw);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = login_outcome(&server, "eve", 101, at(2)).await;
+    assert_ne!(out, Some(AuthOutcome::Accepted), "the poll saw the change");
+}

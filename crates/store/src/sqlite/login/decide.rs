@@ -17,8 +17,8 @@ use tessera_core::store::{
 use super::journal::Durable;
 use super::record::{LoginChange, LoginState, Record};
 use super::{Entry, LoginEngine, Profile, external_rev, name_key};
-use crate::sqlite::token_state::{Entry as TokenEntry, TokenStates};
 use crate::sqlite::readers::Readers;
+use crate::sqlite::token_state::{Entry as TokenEntry, TokenStates};
 use crate::sqlite::{SqliteStore, WriterSnapshot, apply_attempt, backup_code, map_err, oob_codes, rows, sort_tokens};
 
 /// Whether the engine decides `verdict` in memory. Everything else also
@@ -209,6 +209,9 @@ impl SqliteStore {
     /// A login of a user memory holds: no database read (unless the
     /// evaluator asks for a backup or email/SMS code). `Err` hands the
     /// request back when the entry has gone (the index is only a hint).
+    // The request goes back to the caller's stack on a miss; boxing it
+    // would cost an allocation on every login.
+    #[allow(clippy::result_large_err)]
     fn cached_step(
         &self,
         engine: &LoginEngine,
@@ -396,7 +399,7 @@ impl SqliteStore {
         engine.stale.store(false, Ordering::Release);
         let rev = engine.exclusive(|c| external_rev(c).map_err(map_err)).await?;
         engine.known_rev.store(rev, Ordering::Release);
-        engine.hint.seen.store(hint, Ordering::Release);
+        engine.hint.seen.store(hint.unwrap_or(0), Ordering::Release);
         Ok(())
     }
 
@@ -490,10 +493,7 @@ impl tessera_core::store::Snapshot for CachedSnapshot<'_> {
     fn tokens(&self) -> &[Token] {
         self.tokens
     }
-    fn backup_code(
-        &self,
-        digest: &[u8; 32],
-    ) -> Result<Option<tessera_core::store::BackupCodeState>, StoreError> {
+    fn backup_code(&self, digest: &[u8; 32]) -> Result<Option<tessera_core::store::BackupCodeState>, StoreError> {
         self.readers.with(|c| backup_code(c, &self.user.id, digest)).map_err(map_err)
     }
     fn oob_codes(&self, since: tessera_core::clock::Timestamp) -> Result<Vec<tessera_core::oob::OobCode>, StoreError> {

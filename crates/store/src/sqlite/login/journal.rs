@@ -205,14 +205,7 @@ struct Thread {
 }
 
 fn run(rx: mpsc::Receiver<Cmd>, files: JournalFiles, file: File, index: u64) {
-    let mut t = Thread {
-        files,
-        file,
-        index,
-        buf: Vec::with_capacity(1 << 16),
-        waiters: Vec::new(),
-        poisoned: None,
-    };
+    let mut t = Thread { files, file, index, buf: Vec::with_capacity(1 << 16), waiters: Vec::new(), poisoned: None };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);

@@ -90,6 +90,8 @@ struct Entry {
     profile: Arc<Profile>,
 }
 
+type NameShard = Mutex<HashMap<Box<str>, i64>>;
+
 fn name_key(realm: &str, username: &str) -> String {
     let mut k = String::with_capacity(realm.len() + username.len() + 1);
     k.push_str(realm);
@@ -107,7 +109,7 @@ pub struct LoginEngine {
     gate: tokio::sync::RwLock<()>,
     shards: Box<[Mutex<HashMap<i64, Entry>>]>,
     /// `realm`, NUL, `username` → user id, for the users in `shards`.
-    names: Box<[Mutex<HashMap<Box<str>, i64>>]>,
+    names: Box<[NameShard]>,
     /// What another process last wrote into the lock file (see [`Hint`]).
     hint: Hint,
     /// Set by the background poll when `external_rev` moved without a hint
@@ -152,6 +154,7 @@ fn open_lock(db: &Path) -> Result<File, StoreError> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .mode(0o600)
         .open(lock_path(db))
@@ -356,21 +359,31 @@ impl Hint {
         let file =
             lock.try_clone().map_err(|e| StoreError::Unavailable(format!("the login journal's lock file: {e}")))?;
         let h = Hint { file, seen: AtomicU64::new(0) };
-        h.seen.store(h.read(), Ordering::Release);
+        h.seen.store(h.read().unwrap_or(0), Ordering::Release);
         Ok(h)
     }
 
-    fn read(&self) -> u64 {
+    /// The value in the file (0 while nobody wrote one); `None` when it
+    /// cannot be read.
+    fn read(&self) -> Option<u64> {
         use std::os::unix::fs::FileExt;
         let mut b = [0u8; 8];
         match self.file.read_at(&mut b, 0) {
-            Ok(8) => u64::from_le_bytes(b),
-            _ => 0,
+            Ok(8) => Some(u64::from_le_bytes(b)),
+            Ok(_) => Some(0),
+            Err(e) => {
+                static SAID: AtomicBool = AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "cannot read the login journal's lock file; every login re-reads the database");
+                }
+                None
+            }
         }
     }
 
+    /// Unreadable counts as moved: slower, never stale.
     fn moved(&self) -> bool {
-        self.read() != self.seen.load(Ordering::Acquire)
+        self.read().is_none_or(|v| v != self.seen.load(Ordering::Acquire))
     }
 }
 
@@ -557,7 +570,7 @@ impl LoginEngine {
         }
     }
 
-    fn names_shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, i64>> {
+    fn names_shard(&self, key: &str) -> &NameShard {
         // FNV-1a: only spreads names over the shards (the maps inside are
         // keyed by SipHash, so a chosen name cannot degrade them).
         let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
