@@ -463,7 +463,12 @@ fn commit_in_memory(
     let rev = engine.known_rev.load(Ordering::Acquire);
     let change = LoginChange { user: user_id.0, rev, lock_before, state: state.clone(), nonce };
     let (seq, durable) = engine.append(Record { login: Some(change), audit });
-    engine.names_shard(&profile.key).lock().insert(profile.key.clone(), user_id.0);
+    {
+        let mut names = engine.names_shard(&profile.key).lock();
+        if names.get(&profile.key) != Some(&user_id.0) {
+            names.insert(profile.key.clone(), user_id.0);
+        }
+    }
     shard.insert(user_id.0, Entry { state: std::mem::take(state), seq, profile });
     (outcome, durable)
 }
