@@ -498,6 +498,26 @@ pub fn render(ext: &External<'_>) -> String {
         "Folds of the login journal into the database.",
         get(&j.folds),
     );
+    o.single(
+        "tessera_login_memory_hits_total",
+        "counter",
+        "Logins decided from the users held in memory, without a database read (embedded database).",
+        get(&j.memory_hits),
+    );
+    o.single(
+        "tessera_login_memory_misses_total",
+        "counter",
+        "Logins that read their user from the database (first login since start, since an administrative \
+         change, or since the user was dropped from memory: raise [database] login_cached_users).",
+        get(&j.memory_misses),
+    );
+    o.single("tessera_login_memory_users", "gauge", "Users held in memory, as of the last fold.", get(&j.memory_users));
+    o.single(
+        "tessera_login_memory_resyncs_total",
+        "counter",
+        "Times a write by another process (a tessera command beside the server) emptied that memory.",
+        get(&j.resyncs),
+    );
 
     o.header("tessera_radius_dropped_total", "counter", "RADIUS packets dropped without an answer, by reason.");
     for d in DropReason::ALL {

@@ -179,13 +179,18 @@ async fn a_cli_change_reaches_a_user_held_in_memory_at_the_next_login() {
     server.create_token(&t, audit("token.add")).await.unwrap();
     assert_eq!(login_outcome(&server, "dora", 100, at(1)).await, Some(AuthOutcome::Accepted));
     // From memory now: the same code again is a replay, the next one is fine.
+    let stats = &tessera_store::sqlite::login::journal::STATS;
+    let hits = stats.memory_hits.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(login_outcome(&server, "dora", 100, at(2)).await, Some(AuthOutcome::Replayed));
     assert_eq!(login_outcome(&server, "dora", 101, at(3)).await, Some(AuthOutcome::Accepted));
+    assert!(stats.memory_hits.load(std::sync::atomic::Ordering::Relaxed) >= hits + 2, "decided from memory");
+    let resyncs = stats.resyncs.load(std::sync::atomic::Ordering::Relaxed);
 
     let cli = SqliteStore::open(&SqliteOptions::new(&path), &keys, at(4)).unwrap();
     cli.update_user(&u.id, UserChange::SetDisabled(true), audit("user.disable")).await.unwrap();
     let out = login_outcome(&server, "dora", 102, at(5)).await;
     assert_ne!(out, Some(AuthOutcome::Accepted), "a user the CLI disabled is refused at once");
+    assert!(stats.resyncs.load(std::sync::atomic::Ordering::Relaxed) > resyncs, "the hint emptied memory");
     cli.update_user(&u.id, UserChange::SetDisabled(false), audit("user.enable")).await.unwrap();
     assert_eq!(login_outcome(&server, "dora", 102, at(6)).await, Some(AuthOutcome::Accepted));
     assert_eq!(login_outcome(&server, "dora", 102, at(7)).await, Some(AuthOutcome::Replayed));

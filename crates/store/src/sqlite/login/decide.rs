@@ -14,7 +14,7 @@ use tessera_core::store::{
     Verdict, blocking_outcome, finish_attempt_audit, settle,
 };
 
-use super::journal::Durable;
+use super::journal::{Durable, STATS};
 use super::record::{LoginChange, LoginState, Record};
 use super::{Entry, LoginEngine, Profile, external_rev, name_key};
 use crate::sqlite::readers::Readers;
@@ -182,8 +182,14 @@ impl SqliteStore {
                 None => Err(req),
             };
             let step = match missed {
-                Ok(step) => step,
-                Err(r) => self.readers.with(|c| in_txn(c, || self.authenticate_step(engine, c, r)))?,
+                Ok(step) => {
+                    STATS.memory_hits.fetch_add(1, Ordering::Relaxed);
+                    step
+                }
+                Err(r) => {
+                    STATS.memory_misses.fetch_add(1, Ordering::Relaxed);
+                    self.readers.with(|c| in_txn(c, || self.authenticate_step(engine, c, r)))?
+                }
             };
             drop(gate);
             match step {
@@ -400,6 +406,7 @@ impl SqliteStore {
         let rev = engine.exclusive(|c| external_rev(c).map_err(map_err)).await?;
         engine.known_rev.store(rev, Ordering::Release);
         engine.hint.seen.store(hint.unwrap_or(0), Ordering::Release);
+        STATS.resyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

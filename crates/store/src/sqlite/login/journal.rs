@@ -53,6 +53,13 @@ pub struct JournalStats {
     /// Records written into SQLite by folds, and the folds.
     pub folded: AtomicU64,
     pub folds: AtomicU64,
+    /// Logins decided from memory without a database read, and the others.
+    pub memory_hits: AtomicU64,
+    pub memory_misses: AtomicU64,
+    /// Users memory holds (as of the last fold).
+    pub memory_users: AtomicU64,
+    /// Times a write by another process emptied memory.
+    pub resyncs: AtomicU64,
 }
 
 pub static STATS: JournalStats = JournalStats {
@@ -61,6 +68,10 @@ pub static STATS: JournalStats = JournalStats {
     largest_batch: AtomicU64::new(0),
     folded: AtomicU64::new(0),
     folds: AtomicU64::new(0),
+    memory_hits: AtomicU64::new(0),
+    memory_misses: AtomicU64::new(0),
+    memory_users: AtomicU64::new(0),
+    resyncs: AtomicU64::new(0),
 };
 
 #[derive(Debug)]

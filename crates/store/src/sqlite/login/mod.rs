@@ -541,6 +541,7 @@ impl LoginEngine {
     /// reads the row, and no fold is writing that row any more.
     fn evict_committed(&self) {
         let held: usize = self.shards.iter().map(|s| s.lock().len()).sum();
+        journal::STATS.memory_users.store(held as u64, Ordering::Relaxed);
         if held <= self.cached_users {
             return;
         }
@@ -559,6 +560,8 @@ impl LoginEngine {
                 keep
             });
         }
+        let held: usize = self.shards.iter().map(|s| s.lock().len()).sum();
+        journal::STATS.memory_users.store(held as u64, Ordering::Relaxed);
     }
 
     fn clear(&self) {
@@ -568,6 +571,7 @@ impl LoginEngine {
         for s in self.names.iter() {
             s.lock().clear();
         }
+        journal::STATS.memory_users.store(0, Ordering::Relaxed);
     }
 
     fn names_shard(&self, key: &str) -> &NameShard {
