@@ -1095,11 +1095,21 @@ mod tests {
             tessera_store::PgTls::VerifyFull { ca_file: Some("/etc/ca.pem".into()) }
         );
         assert!(Config::default().postgres_options().unwrap().is_none());
+        let c = Config::load(
+            None,
+            &env(&[("TESSERA_DATABASE_LOGIN_FOLD_MS", "5000"), ("TESSERA_DATABASE_LOGIN_CACHED_USERS", "0")]),
+        )
+        .unwrap();
+        assert_eq!((c.database.login_fold_ms, c.database.login_cached_users), (5000, 0));
         for (bad, why) in [
             (vec![url, ("TESSERA_DATABASE_TLS", "maybe")], "verify-full"),
             (vec![url, ("TESSERA_DATABASE_CA_FILE", "/etc/ca.pem")], "ca_file"),
             (vec![url, ("TESSERA_DATABASE_POOL_SIZE", "0")], "pool_size"),
             (vec![("TESSERA_DATABASE_URL", "postgres://u:p@h/db?sslmode=require")], "sslmode"),
+            (vec![("TESSERA_DATABASE_LOGIN_FOLD_MS", "10")], "login_fold_ms"),
+            (vec![("TESSERA_DATABASE_LOGIN_FOLD_MS", "600000")], "login_fold_ms"),
+            (vec![("TESSERA_DATABASE_LOGIN_FOLD_MS", "-1")], "login_fold_ms"),
+            (vec![("TESSERA_DATABASE_LOGIN_CACHED_USERS", "99999999")], "login_cached_users"),
         ] {
             let e = Config::load(None, &env(&bad)).unwrap_err().to_string();
             assert!(e.contains(why), "{bad:?}: {e}");
