@@ -374,7 +374,7 @@ impl Hint {
             Err(e) => {
                 static SAID: AtomicBool = AtomicBool::new(false);
                 if !SAID.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %e, "cannot read the login journal's lock file; every login re-reads the database");
+                    tracing::error!(error = %e, "cannot read the login journal's lock file; until a restart every login first folds the journal and empties memory (slow, never stale)");
                 }
                 None
             }
