@@ -53,6 +53,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring the database to this release's schema (what `serve` does at start; the Debian package runs it on
+    /// upgrade). All pending migrations run in one transaction: a failure changes nothing.
+    Migrate,
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),

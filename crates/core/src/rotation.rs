@@ -144,6 +144,10 @@ pub struct NodeKeyReport {
     pub key_id: String,
     pub previous: Vec<String>,
     pub at: Timestamp,
+    /// The node's release and schema (`tessera status` lists them during a
+    /// rolling upgrade); absent from releases before it was added.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// How often a running node refreshes its [`NodeKeyReport`].
@@ -346,8 +350,12 @@ mod tests {
 
     #[test]
     fn nodes_alive_and_behind() {
-        let r =
-            |key: &str, secs: i64| NodeKeyReport { key_id: key.into(), previous: vec![], at: Timestamp(secs * 1000) };
+        let r = |key: &str, secs: i64| NodeKeyReport {
+            key_id: key.into(),
+            previous: vec![],
+            at: Timestamp(secs * 1000),
+            version: None,
+        };
         let reports = vec![("a".to_string(), r("new", 100)), ("b".into(), r("old", 100)), ("c".into(), r("old", 1))];
         let behind: Vec<&str> =
             lagging_nodes(&reports, "new", Timestamp(130_000)).iter().map(|(n, _)| n.as_str()).collect();

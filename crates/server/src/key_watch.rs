@@ -265,8 +265,12 @@ impl Watcher {
 
     async fn report(&mut self) {
         let keys = &self.node.ctx.keys;
-        let r =
-            NodeKeyReport { key_id: keys.key_id(), previous: keys.previous_key_ids(), at: self.node.ctx.clock.now() };
+        let r = NodeKeyReport {
+            key_id: keys.key_id(),
+            previous: keys.previous_key_ids(),
+            at: self.node.ctx.clock.now(),
+            version: Some(node::build_version(&self.node.config)),
+        };
         let bytes = serde_json::to_vec(&r).unwrap_or_default();
         match self.node.ctx.store.set_meta_value(MetaKey::NodeKey(&self.node.ctx.node), Some(bytes), None).await {
             Ok(()) => self.reported = Some(Instant::now()),

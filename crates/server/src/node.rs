@@ -503,6 +503,16 @@ async fn open_postgres(
     })
 }
 
+/// This build as `tessera status` and the other nodes show it: the
+/// release and the schema of the database mode `cfg` uses.
+pub fn build_version(cfg: &Config) -> String {
+    if cfg.uses_postgres() {
+        format!("{} (PostgreSQL schema {})", env!("CARGO_PKG_VERSION"), tessera_store::postgres::SCHEMA_VERSION)
+    } else {
+        crate::replication::build_version()
+    }
+}
+
 /// Whether opening failed only because the database could not be reached
 /// (worth retrying at start); a wrong key or a missing schema is not.
 pub fn is_unreachable(e: &StartupError) -> bool {

@@ -1363,7 +1363,8 @@ async fn node_key_reports_list_every_node(f: &Fixture) {
     use tessera_core::store::MetaKey;
     let s = &f.store;
     assert_eq!(s.node_key_reports().await.unwrap(), vec![]);
-    let report = |key: &str, secs: i64| NodeKeyReport { key_id: key.into(), previous: vec![], at: at(secs) };
+    let report =
+        |key: &str, secs: i64| NodeKeyReport { key_id: key.into(), previous: vec![], at: at(secs), version: None };
     // Node names are free text: an underscore or percent sign must not act
     // as a pattern, and a name that merely starts like the prefix is not one.
     for (node, r) in [("node-b", report("bbbb", 100)), ("node_a", report("aaaa", 100)), ("n%", report("cccc", 100))] {

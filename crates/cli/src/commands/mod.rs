@@ -8,6 +8,7 @@ pub(crate) mod backup;
 mod check;
 mod inventory;
 pub(crate) mod key;
+mod migrate;
 mod radius;
 mod realm;
 pub(crate) mod replica;
@@ -93,6 +94,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> 
         Command::ApiKey(c) => admin::api_key(&open(&cfg, &env).await?, c).await,
         Command::Client(c) => radius::client(&open(&cfg, &env).await?, c).await,
         Command::Status { json } => status::run(&open(&cfg, &env).await?, &cfg, json).await,
+        Command::Migrate => migrate::run(&cfg, &env).await,
         Command::Realm(c) => realm::run(&open(&cfg, &env).await?, c).await,
         Command::Group(c) => radius::group(&open(&cfg, &env).await?, c).await,
         Command::Reply(c) => radius::reply(&open(&cfg, &env).await?, &cfg, c).await,

@@ -529,7 +529,7 @@ fn nodes(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
                     "lag_ms": p.and_then(|p| p.lag_ms),
                     "following": p.and_then(|p| p.following),
                     "key_id": p.and_then(|p| p.key_id.clone()),
-                    "version": p.and_then(|p| p.version.clone()),
+                    "version": if n.name == me { Some(tessera_server::replication::build_version()) } else { p.and_then(|p| p.version.clone()) },
                     "enrolled_at": n.enrolled_at,
                     "cert_sha256": n.cert_sha256,
                 })
@@ -549,6 +549,7 @@ fn nodes(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
                     s.epoch.to_string(),
                     "-".into(),
                     "-".into(),
+                    tessera_server::replication::build_version(),
                 ];
             }
             vec![
@@ -558,9 +559,10 @@ fn nodes(node: &Node, repl: &Replication, json: bool) -> anyhow::Result<()> {
                 p.and_then(|p| p.epoch).map_or("?".into(), |e| e.to_string()),
                 when(p.and_then(|p| p.last_contact_at), now),
                 p.and_then(|p| p.lag_ms).map_or("?".into(), duration_ms),
+                p.and_then(|p| p.version.clone()).unwrap_or_else(|| "?".into()),
             ]
         })
         .collect();
-    output::table(&["NODE", "ADDRESS", "ROLE", "EPOCH", "LAST CONTACT", "LAG"], &rows);
+    output::table(&["NODE", "ADDRESS", "ROLE", "EPOCH", "LAST CONTACT", "LAG", "VERSION"], &rows);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `tessera status`: what this node is and how it is doing.
 
+use tessera_core::rotation::{self, NodeKeyReport};
 use tessera_server::config::Config;
 use tessera_server::node::Node;
 use tessera_server::scheduled_backup;
@@ -14,9 +15,27 @@ pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
     let b = &cfg.backup;
     let backup =
         if b.interval_seconds > 0 { scheduled_backup::read_status(std::path::Path::new(&b.dir)) } else { None };
+    let version = tessera_server::node::build_version(cfg);
+    let now = node.ctx.clock.now();
+    // Every node that reported lately (shared database: all of them; a
+    // primary: itself and its replicas), with its release, so a rolling
+    // upgrade can be followed from any node.
+    let nodes: Vec<(String, NodeKeyReport)> = rotation::node_reports(node.ctx.store.as_ref(), &node.ctx.node)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, r)| r.at > now.plus_seconds(-rotation::NODE_ALIVE_SECONDS))
+        .collect();
     if json {
         return output::json(&serde_json::json!({
             "node": node.ctx.node,
+            "version": version,
+            "nodes": nodes.iter().map(|(name, r)| serde_json::json!({
+                "name": name,
+                "version": r.version,
+                "key_id": r.key_id,
+                "reported_at": r.at.0,
+            })).collect::<Vec<_>>(),
             "data_dir": cfg.server.data_dir,
             "database": cfg.database_display(),
             "master_key": {"id": node.ctx.keys.key_id(), "source": node.key_source.to_string()},
@@ -32,6 +51,7 @@ pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
         }));
     }
     outln!("node:            {}", node.ctx.node);
+    outln!("version:         {version}");
     outln!("data dir:        {}", cfg.server.data_dir.display());
     outln!("database:        {}", cfg.database_display());
     outln!("master key:      {} (from {})", node.ctx.keys.key_id(), node.key_source);
@@ -53,6 +73,17 @@ pub async fn run(node: &Node, cfg: &Config, json: bool) -> anyhow::Result<()> {
             ),
             Some(s) => outln!("last backup:     FAILED at {}: {}", s.last_run_at, s.error.unwrap_or_default()),
             None => outln!("last backup:     none yet"),
+        }
+    }
+    if !nodes.is_empty() {
+        outln!("nodes (reported within {} s):", rotation::NODE_ALIVE_SECONDS);
+        for (name, r) in &nodes {
+            outln!(
+                "  {name:<20} {}  key {}  {} s ago",
+                r.version.as_deref().unwrap_or("(a release that does not say)"),
+                r.key_id,
+                (now.0 - r.at.0).max(0) / 1000
+            );
         }
     }
     Ok(())

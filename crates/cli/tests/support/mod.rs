@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tessera_otp::{Algorithm, Digits, Keyed, Period, Secret, format_code, time_step};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct TestNode {
@@ -28,6 +28,9 @@ pub struct TestNode {
     /// Environment for every command and server of this node (e.g. the
     /// shared database URL and the node name).
     env: Vec<(String, String)>,
+    /// Another `tessera` binary for this node's commands and server (the
+    /// previous release, in the upgrade tests); `None`: this build's.
+    binary: Option<PathBuf>,
 }
 
 impl TestNode {
@@ -40,6 +43,7 @@ impl TestNode {
             listening: Default::default(),
             client: None,
             env: Vec::new(),
+            binary: None,
         }
     }
 
@@ -53,6 +57,7 @@ impl TestNode {
             listening: Default::default(),
             client: None,
             env: self.env.clone(),
+            binary: self.binary.clone(),
         }
     }
 
@@ -68,6 +73,12 @@ impl TestNode {
         self.env.push((key.to_string(), value.to_string()));
     }
 
+    /// Runs this node's commands and server with `binary` from now on
+    /// (`None`: this build's `tessera`).
+    pub fn set_binary(&mut self, binary: Option<&Path>) {
+        self.binary = binary.map(Path::to_path_buf);
+    }
+
     pub fn cwd(&self) -> &Path {
         self.dir.path()
     }
@@ -81,7 +92,7 @@ impl TestNode {
     }
 
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(self.binary.as_deref().unwrap_or(Path::new(BIN)));
         c.current_dir(self.dir.path());
         for (k, _) in std::env::vars() {
             if k.starts_with("TESSERA_") {

@@ -101,7 +101,9 @@ mod tests {
             primary_url: primary.map(|p| format!("https://{p}:8443")),
             primary_name: primary.map(String::from),
             fenced: None,
-            protocol: 2,
+            protocol: 3,
+            min_protocol: 3,
+            schema_compatible_from: 8,
             version: String::new(),
         }
     }

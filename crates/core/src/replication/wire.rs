@@ -8,9 +8,18 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The replication protocol this build speaks; a peer that speaks another
-/// is refused with a message naming both.
-pub const PROTOCOL: u32 = 2;
+/// The newest replication protocol this build speaks. Two nodes speak the
+/// highest version both know ([`crate::replication::compat`]); a peer whose
+/// range does not meet this build's is refused with a message naming both.
+pub const PROTOCOL: u32 = 3;
+/// The oldest replication protocol this build still speaks (protocol 3 is
+/// the first that says its range, so it is the floor).
+pub const MIN_PROTOCOL: u32 = 3;
+
+/// This build's protocol range.
+pub fn protocols() -> crate::replication::compat::ProtocolRange {
+    crate::replication::compat::ProtocolRange { min: MIN_PROTOCOL, max: PROTOCOL }
+}
 
 /// One column value, as SQLite stores it. Blobs travel as hex.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,13 +86,32 @@ pub struct Hello {
     /// Why this node takes no administrative write, if it is fenced.
     #[serde(default)]
     pub fenced: Option<String>,
+    /// The newest protocol this node speaks.
     #[serde(default)]
     pub protocol: u32,
+    /// The oldest protocol it still speaks (0: only `protocol`).
+    #[serde(default)]
+    pub min_protocol: u32,
+    /// The oldest schema a build may have to follow this node (0: only
+    /// `schema_version`).
+    #[serde(default)]
+    pub schema_compatible_from: i64,
+    /// The release and its schema, for people (`tessera replica nodes`).
     #[serde(default)]
     pub version: String,
 }
 
 impl Hello {
+    /// The protocol range the node announced.
+    pub fn protocols(&self) -> crate::replication::compat::ProtocolRange {
+        crate::replication::compat::ProtocolRange::announced(self.min_protocol, self.protocol)
+    }
+
+    /// The schema the node announced, with its window.
+    pub fn schema(&self) -> crate::replication::compat::SchemaWindow {
+        crate::replication::compat::SchemaWindow::announced(self.schema_version, self.schema_compatible_from)
+    }
+
     /// Whether this node and one with `key_id`/`previous` share a master
     /// key: the same key, or one rotating to the other.
     pub fn shares_key_with(&self, key_id: &str, previous: &[String]) -> bool {
@@ -366,6 +394,8 @@ mod tests {
             primary_name: None,
             fenced: None,
             protocol: PROTOCOL,
+            min_protocol: MIN_PROTOCOL,
+            schema_compatible_from: 8,
             version: String::new(),
         };
         assert!(h.shares_key_with("old", &[]));

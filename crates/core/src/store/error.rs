@@ -14,8 +14,16 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database is corrupt or not a tessera database: {0}")]
     Corrupt(String),
-    #[error("database schema version {found} is newer than this tessera supports ({supported}); use a newer tessera")]
+    #[error(
+        "database schema version {found} is newer than this tessera supports ({supported}) and not compatible with it; use a newer tessera"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
+    /// An upgrade's migrations failed; they run in one transaction, so the
+    /// database is as the previous release left it.
+    #[error(
+        "upgrading the database from schema {from} to {to} failed at step {step}: {reason}; nothing was changed (the database is still at schema {from}, usable by the previous release)"
+    )]
+    MigrationFailed { from: i64, to: i64, step: i64, reason: String },
     #[error("master key does not match this database: {0}")]
     WrongKey(KeyError),
     #[error("database not initialised (run `tessera init`): {0}")]

@@ -27,7 +27,8 @@ use tessera_core::replication::join::{
     self, JoinAnswer, JoinChallenge, JoinChallengeRequest, JoinRequest, MAX_FAILED_PROOFS, NONCE_LEN,
 };
 use tessera_core::replication::{
-    ChangePage, ClaimRequest, ClaimResult, ClusterNode, ForwardAnswer, Hello, LoginEvent, NodeReport, PROTOCOL, Role,
+    ChangePage, ClaimRequest, ClaimResult, ClusterNode, ForwardAnswer, Hello, LoginEvent, MIN_PROTOCOL, NodeReport,
+    PROTOCOL, Role,
 };
 use tessera_store::sqlite::cluster::TokenCheck;
 
@@ -110,6 +111,20 @@ impl FromRequestParts<AppState> for NodeCaller {
             );
             return Err(node_credentials_needed());
         };
+        // A request made in a protocol this build does not speak is refused
+        // before it is read (a peer two releases away).
+        if let Some(v) = parts.headers.get(crate::replication::client::PROTOCOL_HEADER) {
+            let v: Option<u32> = v.to_str().ok().and_then(|v| v.parse().ok());
+            if !v.is_some_and(|v| tessera_core::replication::protocols().contains(v)) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "protocol_unsupported",
+                    format!(
+                        "this node speaks replication protocols {MIN_PROTOCOL}..={PROTOCOL}: upgrade one release at a time"
+                    ),
+                ));
+            }
+        }
         match repl.directory.node(&cert) {
             Some(node) => Ok(NodeCaller { node, address: caller.address, repl }),
             None => {
@@ -155,7 +170,9 @@ pub async fn own_hello(state: &AppState, repl: &Replication) -> Result<Hello, Ap
         primary_name: s.primary_name.clone().filter(|_| s.role == Role::Replica),
         fenced: s.fence.clone(),
         protocol: PROTOCOL,
-        version: env!("CARGO_PKG_VERSION").into(),
+        min_protocol: MIN_PROTOCOL,
+        schema_compatible_from: tessera_store::sqlite::schema::build_window().compatible_from,
+        version: crate::replication::build_version(),
     })
 }
 
@@ -513,6 +530,7 @@ impl PeerReports {
             key_id: report.key_id.clone(),
             previous: report.previous_key_ids.clone(),
             at: state.node.ctx.clock.now(),
+            version: Some(report.version.clone()),
         };
         let bytes = serde_json::to_vec(&key).unwrap_or_default();
         let meta = tessera_core::store::MetaKey::NodeKey(&caller.node.name);

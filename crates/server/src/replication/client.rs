@@ -35,7 +35,13 @@ pub enum ClientError {
 pub struct PeerClient {
     base: String,
     http: reqwest::Client,
+    /// The replication protocol agreed with this peer at the last check-in
+    /// (0 before one), sent with every request so the peer answers in it.
+    speak: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// The header that carries the protocol a request is made in.
+pub const PROTOCOL_HEADER: &str = "tessera-replication-protocol";
 
 /// How a peer's certificate is checked: by pin when one is known.
 pub fn trust_for(pin: Option<&str>) -> Result<ServerTrust, ClientError> {
@@ -71,11 +77,16 @@ impl PeerClient {
             .user_agent(concat!("tessera-node/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        Ok(PeerClient { base, http })
+        Ok(PeerClient { base, http, speak: Default::default() })
     }
 
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// Records the protocol agreed with the peer.
+    pub fn speak(&self, protocol: u32) {
+        self.speak.store(protocol, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
@@ -93,6 +104,10 @@ impl PeerClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let req = match self.speak.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => req,
+            v => req.header(PROTOCOL_HEADER, v),
+        };
         let r = req.send().await.map_err(|e| self.unreachable(&e))?;
         let status = r.status();
         if status.is_success() {

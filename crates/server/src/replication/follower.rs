@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tessera_core::audit::{Actor, AuditRecord, AuditResult};
 use tessera_core::replication::fencing::{self, PeerAnswer, RoleDecision};
-use tessera_core::replication::{Hello, NodeReport, PROTOCOL, ReplState, Role};
+use tessera_core::replication::{Hello, NodeReport, ReplState, Role, protocols};
 use tessera_core::store::StoreError;
 use tokio::sync::watch;
 
@@ -73,20 +73,14 @@ pub fn check_primary(node: &Node, hello: &Hello, mine: &ReplState) -> Result<(),
             keys.key_id()
         )));
     }
-    if hello.protocol != PROTOCOL {
-        return Err(FollowError::Refused(format!(
-            "{} speaks replication protocol {} and this node {PROTOCOL}: run the same tessera version on both",
-            hello.node, hello.protocol
-        )));
-    }
-    if hello.schema_version != tessera_store::sqlite::SCHEMA_VERSION {
-        return Err(FollowError::Refused(format!(
-            "{} has database schema {} and this node {}: run the same tessera version on both",
-            hello.node,
-            hello.schema_version,
-            tessera_store::sqlite::SCHEMA_VERSION
-        )));
-    }
+    // Versions: a cluster runs release N and N+1 side by side during a
+    // rolling upgrade; the protocol is the highest both speak and each
+    // schema must be inside the other's window.
+    protocols().negotiate(hello.protocols()).map_err(|e| FollowError::Refused(format!("{}: {e}", hello.node)))?;
+    hello
+        .schema()
+        .replicates_with(tessera_store::sqlite::schema::build_window())
+        .map_err(|e| FollowError::Refused(format!("{} ({}): {e}", hello.node, hello.version)))?;
     if hello.role == Role::Replica {
         return match (&hello.primary_name, &hello.primary_url) {
             (Some(name), Some(url))
@@ -148,7 +142,7 @@ pub fn report(node: &Node, repl: &Replication, s: &ReplState) -> NodeReport {
         following: repl.status.following.load(Ordering::Relaxed),
         key_id: node.ctx.keys.key_id(),
         previous_key_ids: node.ctx.keys.previous_key_ids(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: super::build_version(),
     }
 }
 
@@ -164,6 +158,7 @@ async fn follow_once(
     if last_checkin.is_none_or(|t| t.elapsed() >= CHECKIN_EVERY) || s.position < 0 {
         let (hello, offset) = client.checkin(&report(node, repl, s)).await?;
         check_primary(node, &hello, s)?;
+        client.speak(protocols().negotiate(hello.protocols()).unwrap_or(0));
         *last_checkin = Some(Instant::now());
         crate::metrics::set_replication_offset(offset);
         if offset.abs() > OFFSET_WARN_MS {

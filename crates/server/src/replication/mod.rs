@@ -167,6 +167,17 @@ impl Replication {
     }
 }
 
+/// This build as nodes show it to each other and to administrators
+/// (`tessera status`, `tessera replica nodes`): the release, the embedded
+/// database schema and the newest replication protocol.
+pub fn build_version() -> String {
+    tessera_core::replication::compat::describe_build(
+        env!("CARGO_PKG_VERSION"),
+        tessera_store::sqlite::SCHEMA_VERSION,
+        tessera_core::replication::PROTOCOL,
+    )
+}
+
 /// How a replica names its primary in refusals: its node name and URL.
 pub fn primary_label(s: &ReplState) -> String {
     match (&s.primary_name, &s.primary_url) {
@@ -218,6 +229,14 @@ pub async fn start(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let cfg = &node.config;
     repl.set_advertise(advertise_url(cfg, bound));
+    match repl.log.note_build_schema(tessera_store::sqlite::SCHEMA_VERSION) {
+        Ok(true) => tracing::info!(
+            schema = tessera_store::sqlite::SCHEMA_VERSION,
+            "this replica runs another tessera release than when it last followed: taking a fresh snapshot"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "cannot record this build's schema"),
+    }
     if let Err(e) = repl.load_identity(&node.ctx.keys) {
         tracing::error!(error = %e, "cannot load this node's cluster identity");
     }

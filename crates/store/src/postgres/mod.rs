@@ -30,7 +30,7 @@ mod clock;
 mod db;
 mod redact;
 mod rows;
-mod schema;
+pub mod schema;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tls;
@@ -425,7 +425,7 @@ impl PgStore {
         one_conn.pool_size = 1;
         let pool = Self::connect(&one_conn).await?;
         let c = pool.get().await.map_err(pool_err)?;
-        if schema::current_version(&c).await? == 0 {
+        if schema::current_version(&**c).await? == 0 {
             return Ok(false);
         }
         Ok(meta_get(&c, "key_check").await?.is_some())
@@ -451,7 +451,7 @@ impl PgStore {
         one_conn.statement_timeout = None;
         let pool = Self::connect(&one_conn).await?;
         let c = pool.get().await.map_err(pool_err)?;
-        if schema::current_version(&c).await? == 0 {
+        if schema::current_version(&**c).await? == 0 {
             return Ok(None);
         }
         Self::walk_audit_chain(c).await.map(Some)
@@ -477,11 +477,11 @@ impl PgStore {
         let pool = Self::connect_measured(opts, &samples).await?;
         {
             let mut c = pool.get().await.map_err(pool_err)?;
-            let version = schema::current_version(&c).await?;
-            if version == 0 {
+            let window = schema::current_window(&**c).await?;
+            if window.version == 0 {
                 return Err(StoreError::NotInitialised("the database is empty".into()));
             }
-            schema::check_supported(version)?;
+            schema::check_supported(window)?;
             verify_key(&c, keys).await?;
             schema::migrate(&mut c, now.0).await?;
         }

@@ -173,11 +173,12 @@ pub fn verify_file(db: &Path) -> Result<Option<Report>, StoreError> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(map_err)?;
     conn.busy_timeout(VERIFY_BUSY_TIMEOUT).map_err(map_err)?;
-    let version = schema::current_version(&conn)?;
+    let window = schema::current_window(&conn)?;
+    let version = window.version;
     if version == 0 {
         return Err(StoreError::NotInitialised(format!("{} is an empty database", db.display())));
     }
-    schema::check_supported(version)?;
+    schema::check_supported(window)?;
     if version < CHAIN_SCHEMA {
         return Ok(None);
     }

@@ -25,7 +25,7 @@ pub mod login;
 mod readers;
 pub mod replication;
 pub(crate) mod rows;
-mod schema;
+pub mod schema;
 mod sealed;
 /// Consistent copies for backups and restore checks.
 pub mod snapshot;
@@ -266,11 +266,11 @@ impl SqliteStore {
         }
         let conn = Connection::open_with_flags(&opts.path, open_flags(false)).map_err(map_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
-        let version = schema::current_version(&conn)?;
-        if version == 0 {
+        let window = schema::current_window(&conn)?;
+        if window.version == 0 {
             return Err(StoreError::NotInitialised(format!("{} is an empty database", opts.path.display())));
         }
-        schema::check_supported(version)?;
+        schema::check_supported(window)?;
         quick_check(&conn)?;
         verify_key(&conn, keys)?;
         Self::finish_open(conn, opts, now)

@@ -404,6 +404,33 @@ impl ReplicationLog {
         Ok(s)
     }
 
+    /// Records which build schema runs this node. A replica whose build
+    /// changed since it last applied anything (an upgrade, or going back a
+    /// release) starts over from a snapshot: a build applies only the
+    /// columns and tables it knows, so rows it copied lack what a newer
+    /// primary added. Returns whether a snapshot was scheduled.
+    pub fn note_build_schema(&self, schema: i64) -> Result<bool, StoreError> {
+        let mut conn = self.connect(true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
+        let noted: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'repl_build_schema'", [], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let current = schema.to_string();
+        if noted.as_deref() == Some(current.as_str()) {
+            return Ok(false);
+        }
+        let state = read_state(&tx)?;
+        let resnapshot = state.role == Role::Replica && state.position >= 0 && noted.is_some();
+        if resnapshot {
+            tx.execute("UPDATE repl_state SET position = -1 WHERE id = 1", []).map_err(map_err)?;
+        }
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('repl_build_schema', ?1)", [&current])
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(resnapshot)
+    }
+
     /// Forgets deletions logged before `before` (Unix seconds; they would
     /// otherwise stay in the log forever). A follower whose position is
     /// behind the newest forgotten one needs a new snapshot.
@@ -538,7 +565,13 @@ fn read_state(conn: &Connection) -> Result<ReplState, StoreError> {
 }
 
 fn apply_image(conn: &Connection, image: &RowImage) -> Result<(), StoreError> {
-    let spec = spec(&image.table)?;
+    // A table a newer primary replicates and this build does not know: its
+    // rows are what an older release ignores (expanding migrations only add);
+    // this node takes a fresh snapshot once upgraded (`Replication::open`).
+    let Ok(spec) = spec(&image.table) else {
+        tracing::debug!(table = %image.table, "replication: skipping a table this build does not know");
+        return Ok(());
+    };
     let Some(row) = &image.row else {
         let binds = key_values(spec, &image.key)?;
         let sql = format!("DELETE FROM {} WHERE {}", spec.name, key_where(spec));
@@ -553,6 +586,14 @@ fn apply_image(conn: &Connection, image: &RowImage) -> Result<(), StoreError> {
             return Err(StoreError::Corrupt("replication: a node-local meta key in the stream".into()));
         }
     }
+    // Column names are spliced into SQL, so only this table's own columns
+    // pass. A column a newer primary added is dropped: an expanding
+    // migration only adds what the previous release ignores.
+    let known: Vec<String> = {
+        let stmt = conn.prepare_cached(&format!("SELECT * FROM {} LIMIT 0", spec.name)).map_err(map_err)?;
+        stmt.column_names().map(|s| s.to_string()).collect()
+    };
+    let row: Vec<&(String, ReplValue)> = row.iter().filter(|(c, _)| known.contains(c)).collect();
     let mut values: Vec<Value> = row.iter().map(|(_, v)| to_sql(v)).collect();
     let column = |name: &str| row.iter().position(|(c, _)| c == name);
     match spec.name {
@@ -592,17 +633,6 @@ fn apply_image(conn: &Connection, image: &RowImage) -> Result<(), StoreError> {
             }
         }
         _ => {}
-    }
-    // Column names come from the primary's rows, which have this schema
-    // (the schema versions are compared before anything is copied); they
-    // are checked against this table's columns anyway, as they are spliced
-    // into SQL.
-    let known: Vec<String> = {
-        let stmt = conn.prepare_cached(&format!("SELECT * FROM {} LIMIT 0", spec.name)).map_err(map_err)?;
-        stmt.column_names().map(|s| s.to_string()).collect()
-    };
-    if let Some((bad, _)) = row.iter().find(|(c, _)| !known.contains(c)) {
-        return Err(StoreError::Corrupt(format!("replication: `{}` has no column `{bad}`", spec.name)));
     }
     let cols = row.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
     let marks = (1..=row.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");

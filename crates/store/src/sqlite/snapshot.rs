@@ -52,7 +52,7 @@ pub fn inspect(db: &Path, keys: Option<&Keyring>) -> Result<DatabaseInfo, StoreE
     if info.schema_version == 0 {
         return Err(StoreError::NotInitialised(format!("{} is an empty database", db.display())));
     }
-    schema::check_supported(info.schema_version)?;
+    schema::check_supported(schema::current_window(&conn)?)?;
     integrity_check(&conn)?;
     if let Some(keys) = keys {
         super::verify_key(&conn, keys)?;
