@@ -6,6 +6,13 @@
 # `listening https`, curls /healthz, /readyz and /metrics, stops it with
 # SIGTERM (exit 0 expected), and purges the package.
 #
+# Before that, the upgrade path: the previous release's package (its binary
+# from scripts/prev-release.sh, packaged from its own source tree) is
+# installed, its server creates the data and a user with a HOTP token is
+# added; then this package is installed over it (postinst runs `tessera
+# migrate`), and the running checks below find that user's data kept and
+# accept the user's next code. SKIP_UPGRADE=1 skips this part.
+#
 #   scripts/deb-test.sh                 # package the debug build (fast; CI)
 #   DEB_PROFILE=release scripts/deb-test.sh   # a real release package (full release build)
 #   NO_BUILD=1 scripts/deb-test.sh      # package target/debug/tessera as it is
@@ -86,6 +93,80 @@ dpkg-deb -c "$DEB" >"$WORK/contents.txt"
 grep -q ' ./usr/bin/tessera$' "$WORK/contents.txt" || fail "no /usr/bin/tessera in the package"
 grep -q 'systemd/system/tessera.service$' "$WORK/contents.txt" || fail "no systemd unit in the package"
 
+# Starts `tessera serve` from the packaged config as the tessera user on
+# free loopback ports; sets SERVER_PID and ADDR.
+start_server() {
+  cd /var/lib/tessera
+  runuser -u tessera -- env TESSERA_HTTP_LISTEN=127.0.0.1:0 TESSERA_RADIUS_LISTEN=127.0.0.1:0 TESSERA_LOG=info \
+    tessera serve --config /etc/tessera/tessera.toml >"$WORK/serve.log" 2>&1 &
+  SERVER_PID=$!
+  cd "$ROOT"
+  ADDR=""
+  for _ in $(seq 300); do
+    ADDR=$(sed -n 's/^listening https //p' "$WORK/serve.log" | head -n1)
+    [ -n "$ADDR" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "tessera serve exited early"
+    sleep 0.1
+  done
+  [ -n "$ADDR" ] || fail "no 'listening https' line within 30 s"
+}
+
+# SIGTERM to tessera itself (not runuser's watching parent): exit 0.
+stop_server() {
+  local tpid rc
+  tpid=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ' | head -n1)
+  [ -n "$tpid" ] || tpid=$SERVER_PID
+  kill -TERM "$tpid"
+  for _ in $(seq 150); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$SERVER_PID" 2>/dev/null && fail "tessera did not stop within 15 s of SIGTERM"
+  set +e
+  wait "$SERVER_PID"
+  rc=$?
+  set -e
+  SERVER_PID=""
+  [ "$rc" -eq 0 ] || fail "tessera serve exited $rc after SIGTERM"
+}
+
+as_tessera() {
+  (cd /var/lib/tessera && runuser -u tessera -- tessera --config /etc/tessera/tessera.toml "$@")
+}
+
+HOTP_SECRET=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
+UPGRADED=0
+# 1b. The previous release's package, installed and used, then upgraded.
+if [ "${SKIP_UPGRADE:-0}" != 1 ] && [ "$PROFILE" = dev ]; then
+  if OLD_BIN=$(scripts/prev-release.sh); then
+    OLD_SRC=$(dirname "$OLD_BIN")/src
+    OLD_TARGET="$WORK/old-target"
+    mkdir -p "$OLD_TARGET/debug" "$WORK/old"
+    cp "$OLD_BIN" "$OLD_TARGET/debug/tessera"
+    (cd "$OLD_SRC" && CARGO_TARGET_DIR="$OLD_TARGET" cargo deb -p tessera --no-build --profile dev --fast -q \
+      -o "$WORK/old" >/dev/null 2>&1) || fail "packaging the previous release"
+    OLD_DEB=$(ls "$WORK"/old/tessera_*.deb)
+    echo "deb-test: upgrade path: from $(basename "$OLD_DEB") to $(basename "$DEB")"
+    INSTALLED=1
+    dpkg -i "$OLD_DEB" >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg -i (previous release)"; }
+    OLD_VERSION=$(runuser -u tessera -- tessera --version)
+    start_server
+    as_tessera user add upgrade-probe >/dev/null || fail "user add (previous release)"
+    as_tessera token add upgrade-probe --type hotp --secret "$HOTP_SECRET" >/dev/null || fail "token add (previous release)"
+    stop_server
+    # The package replaced while its data exists: postinst migrates.
+    dpkg -i "$DEB" >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg -i (upgrade)"; }
+    grep -q 'database schema' "$WORK/dpkg.log" || { cat "$WORK/dpkg.log"; fail "postinst did not run tessera migrate"; }
+    echo "deb-test: upgraded $OLD_VERSION -> $(runuser -u tessera -- tessera --version): $(grep 'database schema' "$WORK/dpkg.log")"
+    as_tessera user show upgrade-probe >/dev/null || fail "the previous release's user is gone after the upgrade"
+    UPGRADED=1
+  elif [ "${TESSERA_REQUIRE_TOOLS:-}" = 1 ]; then
+    fail "the previous release could not be built (scripts/prev-release.sh)"
+  else
+    echo "deb-test: upgrade path SKIPPED: the previous release could not be built"
+  fi
+fi
+
 # 2. Install on this machine (no systemd running here: nothing is started).
 INSTALLED=1
 dpkg -i "$DEB" >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg -i"; }
@@ -108,19 +189,7 @@ echo "deb-test: runuser -u tessera -- tessera --version: $VERSION"
 
 # 4. The packaged default config starts a server (port 0: free loopback
 #    ports, so nothing collides with a real 1812/8443).
-cd /var/lib/tessera
-runuser -u tessera -- env TESSERA_HTTP_LISTEN=127.0.0.1:0 TESSERA_RADIUS_LISTEN=127.0.0.1:0 TESSERA_LOG=info \
-  tessera serve --config /etc/tessera/tessera.toml >"$WORK/serve.log" 2>&1 &
-SERVER_PID=$!
-cd "$ROOT"
-ADDR=""
-for _ in $(seq 300); do
-  ADDR=$(sed -n 's/^listening https //p' "$WORK/serve.log" | head -n1)
-  [ -n "$ADDR" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "tessera serve exited early"
-  sleep 0.1
-done
-[ -n "$ADDR" ] || fail "no 'listening https' line within 30 s"
+start_server
 echo "deb-test: serving on $ADDR"
 [ "$(stat -c '%U %a' /var/lib/tessera/tessera.key)" = "tessera 600" ] || fail "master key: $(stat -c '%U %a' /var/lib/tessera/tessera.key)"
 [ "$(stat -c '%U %a' /var/lib/tessera/data)" = "tessera 700" ] || fail "data dir: $(stat -c '%U %a' /var/lib/tessera/data)"
@@ -133,22 +202,19 @@ METRICS=$(curl -sS --fail --max-time 10 --cacert "$CA" "https://$ADDR/metrics") 
 grep -q '^tessera_requests_total' <<<"$METRICS" || fail "/metrics has no tessera_requests_total"
 # the admin CLI, as the service user, on the running node's data
 runuser -u tessera -- tessera --config /etc/tessera/tessera.toml status >/dev/null || fail "tessera status as tessera"
+if [ "$UPGRADED" = 1 ]; then
+  # The user the previous release created logs in with the new one.
+  CODE=$(oathtool --hotp -b "$HOTP_SECRET" -c 0 2>/dev/null || true)
+  if [ -n "$CODE" ]; then
+    RESULT=$(curl -sS --max-time 10 --cacert "$CA" -H 'content-type: application/json' \
+      -d "{\"username\":\"upgrade-probe\",\"password\":\"$CODE\"}" "https://$ADDR/api/v1/validate")
+    [[ "$RESULT" == *'"result":"accept"'* ]] || fail "the previous release's user cannot log in after the upgrade: $RESULT"
+    echo "deb-test: the previous release's user logs in after the upgrade"
+  fi
+fi
 
 # 5. SIGTERM (to tessera itself, not runuser's watching parent): exit 0.
-TPID=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ' | head -n1)
-[ -n "$TPID" ] || TPID=$SERVER_PID
-kill -TERM "$TPID"
-for _ in $(seq 150); do
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -0 "$SERVER_PID" 2>/dev/null && fail "tessera did not stop within 15 s of SIGTERM"
-set +e
-wait "$SERVER_PID"
-RC=$?
-set -e
-SERVER_PID=""
-[ "$RC" -eq 0 ] || fail "tessera serve exited $RC after SIGTERM"
+stop_server
 
 # 6. Purge: binary, config and data gone.
 dpkg --purge tessera >"$WORK/dpkg.log" 2>&1 || { cat "$WORK/dpkg.log"; fail "dpkg --purge"; }

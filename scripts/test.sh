@@ -42,6 +42,10 @@ export TESSERA_REQUIRE_TOOLS=1
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The previous release's binary for the rolling-upgrade tests: built once
+# (tessera's own crates only; dependencies are shared) and kept under
+# target/prev-release/<commit>/.
+scripts/prev-release.sh >/dev/null
 cargo test --workspace --locked
 
 # The Debian package: build (from the debug build above), dpkg -i, run as

@@ -59,6 +59,8 @@ mod first_hour_core;
 mod login_engine;
 #[path = "cases/timing.rs"]
 mod timing;
+#[path = "cases/upgrade.rs"]
+mod upgrade;
 
 use std::time::Duration;
 
