@@ -59,6 +59,8 @@ mod first_hour_core;
 mod login_engine;
 #[path = "cases/timing.rs"]
 mod timing;
+#[path = "cases/tls_reload.rs"]
+mod tls_reload;
 
 use std::time::Duration;
 
