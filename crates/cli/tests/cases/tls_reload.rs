@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
@@ -333,11 +333,11 @@ fn certificate_replaced_under_rest_and_radsec_load_fails_no_request() {
     // opened (first request answered) before any rotation.
     let mut load = Load::new();
     {
-        let (c, url) = (rest_client(&[&a, &b], false), url.clone());
-        load.spawn("rest, new connections", move || rest_once(&c, &url));
-        let (c, url) = (rest_client(&[&a, &b], true), url.clone());
-        assert_eq!(rest_once(&c, &url).unwrap(), l1.sha256);
-        load.spawn("rest, keep-alive", move || rest_once(&c, &url));
+        let (c, u) = (rest_client(&[&a, &b], false), url.clone());
+        load.spawn("rest, new connections", move || rest_once(&c, &u));
+        let (c, u) = (rest_client(&[&a, &b], true), url.clone());
+        assert_eq!(rest_once(&c, &u).unwrap(), l1.sha256);
+        load.spawn("rest, keep-alive", move || rest_once(&c, &u));
         let (addr, cfg) = (radsec.clone(), trust_both.clone());
         load.spawn("radsec, new connections", move || {
             let mut conn = RadsecConn::open(&addr, &cfg)?;
