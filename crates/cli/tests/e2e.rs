@@ -61,6 +61,8 @@ mod login_engine;
 mod timing;
 #[path = "cases/upgrade.rs"]
 mod upgrade;
+#[path = "cases/tls_reload.rs"]
+mod tls_reload;
 
 use std::time::Duration;
 

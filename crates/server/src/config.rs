@@ -514,6 +514,9 @@ pub struct HttpSection {
     pub tls_cert: PathBuf,
     /// PEM private key for `tls_cert`.
     pub tls_key: PathBuf,
+    /// How often the certificate, key and client CA files (HTTPS and
+    /// RadSec) are checked for changes, seconds; 0 = only on SIGHUP.
+    pub tls_watch_seconds: u64,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
     /// Simultaneous connections; further ones wait in the kernel backlog.
@@ -623,6 +626,7 @@ impl Default for HttpSection {
             listen: vec!["127.0.0.1:8443".into()],
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            tls_watch_seconds: 2,
             max_body_bytes: 64 * 1024,
             max_connections: 4096,
             request_timeout_seconds: 10,

@@ -33,16 +33,23 @@ pub enum Degradation {
     ReplicationLag,
     /// A node that must not act as primary until its role is confirmed.
     Fenced,
+    /// The HTTPS certificate files changed but could not be applied (the
+    /// previous certificate is still served; `tls_reload.rs`).
+    HttpsCertificate,
+    /// The same for RadSec (certificate, key or client CA).
+    RadsecCertificate,
 }
 
 impl Degradation {
-    const ALL: [Degradation; 6] = [
+    const ALL: [Degradation; 8] = [
         Degradation::ClockOffset,
         Degradation::SecretsUnreadable,
         Degradation::MasterKey,
         Degradation::ReplicationNotFollowing,
         Degradation::ReplicationLag,
         Degradation::Fenced,
+        Degradation::HttpsCertificate,
+        Degradation::RadsecCertificate,
     ];
 }
 

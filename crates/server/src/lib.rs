@@ -24,3 +24,4 @@ pub mod runtime;
 pub mod scheduled_backup;
 pub mod sd_notify;
 pub mod syslog;
+pub mod tls_reload;

@@ -23,6 +23,7 @@ use tessera_core::auth::{Decision, Validation};
 
 use crate::directory::DirectoryStats;
 use crate::scheduled_backup::BackupStatus;
+use crate::tls_reload::Listener;
 
 /// The door a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +210,11 @@ struct Registry {
     config_last_reload_ok: AtomicI64,
     restart_pending: AtomicU64,
     start_time: AtomicI64,
+    /// Per `tls_reload::Listener`: certificate reloads applied and refused.
+    tls_reloads_ok: [AtomicU64; Listener::ALL.len()],
+    tls_reloads_failed: [AtomicU64; Listener::ALL.len()],
+    /// notAfter (Unix seconds) of the certificate served; 0 = no such listener.
+    tls_not_after: [AtomicI64; Listener::ALL.len()],
 }
 
 static REGISTRY: Registry = Registry {
@@ -234,6 +240,9 @@ static REGISTRY: Registry = Registry {
     config_last_reload_ok: AtomicI64::new(0),
     restart_pending: AtomicU64::new(0),
     start_time: AtomicI64::new(0),
+    tls_reloads_ok: [const { AtomicU64::new(0) }; Listener::ALL.len()],
+    tls_reloads_failed: [const { AtomicU64::new(0) }; Listener::ALL.len()],
+    tls_not_after: [const { AtomicI64::new(0) }; Listener::ALL.len()],
 };
 
 fn inc(c: &AtomicU64) {
@@ -377,6 +386,17 @@ pub fn config_reload(ok: bool, unix_seconds: i64, restart_pending: bool) {
     } else {
         inc(&r.config_reloads_failed);
     }
+}
+
+/// A certificate reload (`tls_reload.rs`) was applied (`ok`) or refused.
+pub fn tls_reload(listener: Listener, ok: bool) {
+    let r = &REGISTRY;
+    inc(if ok { &r.tls_reloads_ok[listener as usize] } else { &r.tls_reloads_failed[listener as usize] });
+}
+
+/// The certificate `listener` serves expires at `not_after` (Unix seconds).
+pub fn tls_certificate(listener: Listener, not_after: i64) {
+    REGISTRY.tls_not_after[listener as usize].store(not_after, Ordering::Relaxed);
 }
 
 /// Records the process start (also the first "successful load" of the config).
@@ -712,6 +732,49 @@ pub fn render(ext: &External<'_>) -> String {
         "1 if the loaded configuration changed keys that take effect only after a restart.",
         get(&r.restart_pending),
     );
+
+    // Only listeners that run (a certificate was loaded) are shown.
+    let running: Vec<Listener> =
+        Listener::ALL.into_iter().filter(|l| r.tls_not_after[*l as usize].load(Ordering::Relaxed) != 0).collect();
+    if !running.is_empty() {
+        o.header(
+            "tessera_tls_reloads_total",
+            "counter",
+            "TLS certificate reloads applied (SIGHUP or changed files), by listener.",
+        );
+        for l in &running {
+            o.sample(
+                "tessera_tls_reloads_total",
+                &format!("listener=\"{}\"", l.label()),
+                get(&r.tls_reloads_ok[*l as usize]),
+            );
+        }
+        o.header(
+            "tessera_tls_reload_failures_total",
+            "counter",
+            "Changed TLS certificate files that were not applied (unreadable, mismatched key, bad CA): the previous \
+             certificate stays in use.",
+        );
+        for l in &running {
+            o.sample(
+                "tessera_tls_reload_failures_total",
+                &format!("listener=\"{}\"", l.label()),
+                get(&r.tls_reloads_failed[*l as usize]),
+            );
+        }
+        o.header(
+            "tessera_tls_certificate_expiry_seconds",
+            "gauge",
+            "When the certificate served to new connections expires (notAfter, Unix seconds), by listener.",
+        );
+        for l in &running {
+            o.sample(
+                "tessera_tls_certificate_expiry_seconds",
+                &format!("listener=\"{}\"", l.label()),
+                r.tls_not_after[*l as usize].load(Ordering::Relaxed),
+            );
+        }
+    }
     o.0
 }
 

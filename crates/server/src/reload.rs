@@ -11,9 +11,12 @@
 //! two packets, never torn down.
 //!
 //! Settings applied live are listed in [`LIVE_KEYS`]; any other changed key
-//! (listen addresses, TLS files, database, data directory, …) is logged as
+//! (listen addresses, TLS file paths, database, data directory, …) is logged as
 //! needing a restart and keeps its running value. A new section added to
 //! [`Config`] is therefore "restart needed" until its owner adds it here.
+//! The *content* of the TLS files is another matter: SIGHUP re-reads the
+//! certificates, keys and RadSec client CA at their running paths
+//! (`tls_reload.rs`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -30,6 +33,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, MetricsSection};
 use crate::node::Node;
 use crate::radius::handler::RadiusService;
+use crate::tls_reload::{CertSource, Trigger};
 
 /// `section.key` settings applied without a restart (`section.*`: all of
 /// the section). Everything else needs a restart.
@@ -254,6 +258,9 @@ pub struct Reloader {
     pub node: Arc<Node>,
     /// `None` when no RADIUS listener runs.
     pub radius: Option<Arc<RadiusService>>,
+    /// The listeners' certificates, re-read on every SIGHUP whatever the
+    /// configuration reload decides (`tls_reload.rs`).
+    pub certificates: Vec<Arc<CertSource>>,
 }
 
 impl Reloader {
@@ -267,6 +274,9 @@ impl Reloader {
         };
         tracing::info!(config = %source, "SIGHUP: reloading the configuration");
         let now = self.node.ctx.clock.now().unix_seconds();
+        // Certificates first, and whatever becomes of the configuration:
+        // a refused pair keeps the old one and says so itself.
+        crate::tls_reload::check_all(&self.certificates, Trigger::Signal, &self.node.ctx.clock).await;
         match self.try_reload().await {
             Ok(report) => {
                 crate::metrics::config_reload(true, now, !report.need_restart.is_empty());

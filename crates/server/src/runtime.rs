@@ -66,7 +66,12 @@ pub async fn serve(
     if generated {
         tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
     }
-    let tls = http::serve::tls_config(&cert, &key)?;
+    // Certificates are reloaded on SIGHUP and when their files change
+    // (`tls_reload.rs`); every accept takes the one in effect.
+    let tls = http::serve::certificates(&cert, &key, node.ctx.clock.now())?;
+    let radsec_tls = crate::radius::radsec_certificates(&cfg, &cert, &key, node.ctx.clock.now())?;
+    let certificates: Vec<Arc<crate::tls_reload::CertSource>> =
+        std::iter::once(tls.clone()).chain(radsec_tls.clone()).collect();
     let listeners = http::serve::bind(&cfg.listen_addrs()).await?;
     let portal_listeners = http::serve::bind(&Config::addrs(&cfg.ui.portal_listen)).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -100,7 +105,7 @@ pub async fn serve(
         tasks.extend(crate::replication::start(node.clone(), repl, bound, stop_rx.clone()).await);
     }
     let (radius, radius_tasks, radius_bound) =
-        crate::radius::start(node.clone(), &cfg, &cert, &key, stop_rx.clone()).await?;
+        crate::radius::start(node.clone(), &cfg, radsec_tls, stop_rx.clone()).await?;
     ui.listeners.write().extend(radius_bound);
     tasks.extend(radius_tasks);
     // Portal-only listeners share the connection bound and the sessions.
@@ -131,9 +136,15 @@ pub async fn serve(
     live.ready.listeners_up.store(true, std::sync::atomic::Ordering::Relaxed);
     let pruner = tokio::spawn(prune_audit(node.clone(), live.clone(), stop_rx.clone()));
     tasks.push(tokio::spawn(crate::reload::backup_schedule(live.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::tls_reload::watch(
+        certificates.clone(),
+        std::time::Duration::from_secs(cfg.http.tls_watch_seconds),
+        node.ctx.clock.clone(),
+        stop_rx.clone(),
+    )));
     notify("READY=1\nSTATUS=serving");
 
-    let reloader = Reloader { live: live.clone(), node: node.clone(), radius: Some(radius) };
+    let reloader = Reloader { live: live.clone(), node: node.clone(), radius: Some(radius), certificates };
     while let Signal::Reload = signals.next().await {
         notify("RELOADING=1\nSTATUS=reloading the configuration");
         let status = match reloader.reload().await {

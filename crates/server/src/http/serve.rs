@@ -12,8 +12,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -21,6 +19,7 @@ use tower::ServiceExt;
 
 use super::PeerAddr;
 use super::replication::PeerCert;
+use crate::tls_reload::{CertFiles, CertSource, Listener};
 
 /// A client that opens a connection and never finishes the handshake is
 /// cut off after this long.
@@ -30,50 +29,28 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// On shutdown, in-flight requests get this long to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("cannot read certificate {path}: {error}")]
-    Cert { path: String, error: String },
-    #[error("cannot read private key {path}: {error}")]
-    Key { path: String, error: String },
-    #[error("certificate and key do not form a usable TLS configuration: {0}")]
-    Config(String),
-}
-
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsSetupError::Cert { path: cert.display().to_string(), error: e.to_string() })?;
-    if certs.is_empty() {
-        return Err(TlsSetupError::Cert { path: cert.display().to_string(), error: "no certificate found".into() });
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsSetupError::Key { path: key.display().to_string(), error: e.to_string() })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    // Client certificates are asked for but optional: browsers and API
-    // clients connect as before (the request names only the tessera node
-    // issuer, so a browser with certificates of its own is not prompted);
-    // other nodes present theirs, and the replication endpoints look it up
-    // in the enrolled list (`replication.rs`).
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError::Config(e.to_string()))?
-        .with_client_cert_verifier(tessera_tls::NodeClientVerifier::new())
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsSetupError::Config(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+/// The HTTPS listeners' certificate (`[http] tls_cert/tls_key`, or the
+/// generated one), reloadable: see `tls_reload.rs`.
+pub fn certificates(
+    cert: &Path,
+    key: &Path,
+    now: tessera_core::clock::Timestamp,
+) -> Result<Arc<CertSource>, crate::tls_reload::CertError> {
+    CertSource::open(
+        Listener::Https,
+        CertFiles { cert: cert.to_path_buf(), key: key.to_path_buf(), client_ca: None },
+        now,
+    )
 }
 
 /// Serves `app` on `listener` until `shutdown` flips, then drains.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<CertSource>,
     app: Router,
     connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
@@ -93,7 +70,9 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // The certificate in effect now: a reload changes what the next
+        // connection gets, this one keeps its configuration to the end.
+        let acceptor = TlsAcceptor::from(tls.config());
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

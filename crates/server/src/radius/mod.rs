@@ -18,11 +18,35 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::node::Node;
+use crate::tls_reload::{CertFiles, CertSource, Listener};
+use anyhow::Context as _;
 use handler::RadiusService;
 
 /// How often clients and reply rules are re-read (the CLI may change them
 /// while the server runs) and expired duplicate entries dropped.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// RadSec's certificate, key and client CA (`None` without
+/// `radsec_listen`), reloadable: see `tls_reload.rs`. The certificate is
+/// the HTTPS one (`tls_cert`, `tls_key`) unless `radsec_cert` is set.
+pub fn radsec_certificates(
+    cfg: &Config,
+    tls_cert: &std::path::Path,
+    tls_key: &std::path::Path,
+    now: tessera_core::clock::Timestamp,
+) -> anyhow::Result<Option<Arc<CertSource>>> {
+    if cfg.radius.radsec_listen.is_empty() {
+        return Ok(None);
+    }
+    let (cert, key) = if cfg.radius.radsec_cert.as_os_str().is_empty() {
+        (tls_cert.to_path_buf(), tls_key.to_path_buf())
+    } else {
+        (cfg.radius.radsec_cert.clone(), cfg.radius.radsec_key.clone())
+    };
+    let files = CertFiles { cert, key, client_ca: Some(cfg.radius.radsec_client_ca.clone()) };
+    let source = CertSource::open(Listener::Radsec, files, now).context("RadSec certificate")?;
+    Ok(Some(source))
+}
 
 /// What `start` bound: (kind, address) per socket, for the console.
 pub type Bound = Vec<(String, String)>;
@@ -32,8 +56,7 @@ pub type Bound = Vec<(String, String)>;
 pub async fn start(
     node: Arc<Node>,
     cfg: &Config,
-    tls_cert: &std::path::Path,
-    tls_key: &std::path::Path,
+    radsec_tls: Option<Arc<CertSource>>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<RadiusService>, Vec<JoinHandle<()>>, Bound)> {
     let mut bound = Bound::new();
@@ -53,13 +76,7 @@ pub async fn start(
             }
         }
     }
-    if !cfg.radius.radsec_listen.is_empty() {
-        let (cert, key) = if cfg.radius.radsec_cert.as_os_str().is_empty() {
-            (tls_cert.to_path_buf(), tls_key.to_path_buf())
-        } else {
-            (cfg.radius.radsec_cert.clone(), cfg.radius.radsec_key.clone())
-        };
-        let tls = radsec::tls_config(&cert, &key, &cfg.radius.radsec_client_ca)?;
+    if let Some(tls) = radsec_tls.filter(|_| !cfg.radius.radsec_listen.is_empty()) {
         for addr in Config::addrs(&cfg.radius.radsec_listen) {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

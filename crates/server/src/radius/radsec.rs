@@ -4,18 +4,16 @@
 //! are decided concurrently and answered as they complete.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::{RadiusService, Transport};
+use crate::tls_reload::CertSource;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A RadSec connection with no request for this long is closed; clients
@@ -27,37 +25,12 @@ const MAX_CONNECTIONS: usize = 1024;
 /// On shutdown, connections get this long to answer the requests they read.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use anyhow::Context as _;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading RadSec certificate {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading RadSec key {}", key.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(client_ca)
-        .with_context(|| format!("reading RadSec client CA {}", client_ca.display()))?
-    {
-        roots.add(ca?).with_context(|| format!("RadSec client CA {}", client_ca.display()))?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .context("RadSec client certificate verifier")?;
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .context("RadSec certificate and key")?;
-    Ok(Arc::new(cfg))
-}
-
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<CertSource>,
     svc: Arc<RadiusService>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
@@ -80,7 +53,9 @@ pub async fn serve(
             tracing::warn!(%peer, "RadSec connection from an unknown client; closed");
             continue;
         }
-        let acceptor = acceptor.clone();
+        // The certificate and client CA in effect now (`tls_reload.rs`);
+        // open connections keep theirs.
+        let acceptor = TlsAcceptor::from(tls.config());
         let svc = svc.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {

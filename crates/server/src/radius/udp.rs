@@ -215,8 +215,7 @@ mod tests {
         let hasher = Arc::new(crate::hasher::BlockingHasher::for_this_machine());
         let node = Arc::new(crate::node::open(&cfg, &env, hasher).await.unwrap());
         let (stop, stop_rx) = watch::channel(false);
-        let none = std::path::Path::new("");
-        let (_svc, tasks, bound) = super::super::start(node, &cfg, none, none, stop_rx).await.unwrap();
+        let (_svc, tasks, bound) = super::super::start(node, &cfg, None, stop_rx).await.unwrap();
         let addr = bound.iter().find(|(k, _)| k == "radius (udp)").unwrap().1.parse().unwrap();
         (dir, addr, stop, tasks)
     }
