@@ -11,6 +11,7 @@ use super::db::{map_err, opt};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_admins.sql")),
+    (3, include_str!("../../migrations/postgres/0003_radius_secret_rotation.sql")),
 ];
 
 /// The newest migration's version.

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/sqlite/0006_admins.sql")),
     (7, include_str!("../../migrations/sqlite/0007_replication.sql")),
     (8, include_str!("../../migrations/sqlite/0008_cluster_trust.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_radius_secret_rotation.sql")),
 ];
 
 /// The newest migration's version.
