@@ -10,10 +10,10 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditQuery, AuditRecord, AuditResult};
 use crate::cidr::Cidr;
+use crate::clock::Timestamp;
 use crate::context::Context;
 use crate::error::CoreError;
 use crate::keys::Purpose;
-use crate::clock::Timestamp;
 use crate::model::{
     ApiKey, InventoryToken, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, SecretRotation, SecretSlot,
     Token, TokenId, TokenState, User, UserId,
@@ -599,7 +599,6 @@ impl Admin {
 
     // ---------------------------------------------------------- RADIUS clients
 
-
     /// Adds a RADIUS client. The secret is sealed under the master key; the
     /// address (a prefix) must not be exactly another client's.
     pub async fn add_radius_client(
@@ -698,8 +697,8 @@ impl Admin {
             .ok_or_else(|| CoreError::NotFound(format!("RADIUS client `{name}`")))
     }
 
-    /// Replaces a RADIUS client's shared secret. With `keep_old_for_seconds`
-    /// > 0 (at most [`MAX_SECRET_OVERLAP_SECONDS`]) the current secret stays
+    /// Replaces a RADIUS client's shared secret. With a positive
+    /// `keep_old_for_seconds` (at most [`MAX_SECRET_OVERLAP_SECONDS`]) the current secret stays
     /// accepted that long beside the new one (re-sealed as the *old*
     /// secret), so the NAS can be switched over without a dropped request;
     /// with 0 it is refused from now on. A previous overlap still running
@@ -824,7 +823,11 @@ impl Admin {
         if let Some(mode) = edit.message_authenticator
             && mode != client.message_authenticator
         {
-            changes.push(format!("message-authenticator {} → {}", client.message_authenticator.as_str(), mode.as_str()));
+            changes.push(format!(
+                "message-authenticator {} → {}",
+                client.message_authenticator.as_str(),
+                mode.as_str()
+            ));
             client.message_authenticator = mode;
         }
         if let Some(realm) = &edit.default_realm

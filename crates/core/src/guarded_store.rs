@@ -18,7 +18,8 @@ use crate::audit::chain::{ChainedAudit, Report as ChainReport};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::clock::Timestamp;
 use crate::model::{
-    AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, SecretRotation, SecretSlot, ReplyRule, Token, TokenId, User, UserId,
+    AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, SecretRotation, SecretSlot, Token, TokenId,
+    User, UserId,
 };
 use crate::oob::OobCode;
 use crate::policy::Policy;

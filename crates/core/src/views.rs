@@ -229,7 +229,9 @@ impl SecretChangeView {
             (None, None) => "no request seen since the change".to_string(),
             (None, Some(f)) => format!("all requests use the new secret since {f}"),
             (Some(l), None) => format!("still uses the old secret (last at {l}); the new one not seen yet"),
-            (Some(l), Some(f)) if l < f => format!("all requests use the new secret since {f} (old secret last at {l})"),
+            (Some(l), Some(f)) if l < f => {
+                format!("all requests use the new secret since {f} (old secret last at {l})")
+            }
             (Some(l), Some(f)) => format!("uses both secrets: the new one since {f}, the old one last at {l}"),
         };
         let summary = match (old_secret, overlap) {

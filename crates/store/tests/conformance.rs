@@ -1087,12 +1087,7 @@ async fn radius_client_secret_rotation_and_edit(f: &Fixture) {
     };
     s.create_radius_client(&c, audit("radius_client.add")).await.unwrap();
     s.create_radius_client(
-        &RadiusClient {
-            id: 52,
-            name: "other".into(),
-            address: Cidr::parse("10.9.0.2/32").unwrap(),
-            ..c.clone()
-        },
+        &RadiusClient { id: 52, name: "other".into(), address: Cidr::parse("10.9.0.2/32").unwrap(), ..c.clone() },
         audit("radius_client.add"),
     )
     .await
@@ -1141,7 +1136,9 @@ async fn radius_client_secret_rotation_and_edit(f: &Fixture) {
     assert!(!s.record_radius_secret_use(51, at(1_000), SecretSlot::Old, at(9_000), audit("old_used")).await.unwrap());
     assert!(!s.record_radius_secret_use(51, at(1_000), SecretSlot::Old, at(7_000), audit("old_used")).await.unwrap());
     assert!(!s.record_radius_secret_use(51, at(999), SecretSlot::Old, at(20_000), audit("old_used")).await.unwrap());
-    assert!(s.record_radius_secret_use(51, at(1_000), SecretSlot::Current, at(8_000), audit("new_used")).await.unwrap());
+    assert!(
+        s.record_radius_secret_use(51, at(1_000), SecretSlot::Current, at(8_000), audit("new_used")).await.unwrap()
+    );
     assert!(
         !s.record_radius_secret_use(51, at(1_000), SecretSlot::Current, at(9_500), audit("new_used")).await.unwrap()
     );

@@ -1,8 +1,8 @@
 //! `tessera client …`, `tessera group …`, `tessera reply …`.
 
 use anyhow::Context as _;
-use tessera_core::model::{MessageAuthenticatorMode, RuleScope};
 use tessera_core::admin::{MAX_SECRET_OVERLAP_SECONDS, RadiusClientEdit};
+use tessera_core::model::{MessageAuthenticatorMode, RuleScope};
 use tessera_core::views::{RadiusClientView, ReplyRuleView};
 use tessera_server::config::Config;
 use tessera_server::node::Node;
@@ -100,7 +100,13 @@ pub async fn client(node: &Node, cmd: ClientCmd) -> anyhow::Result<()> {
                         Some(s) => format!("changed {}", s.changed_at),
                         None => "-".into(),
                     };
-                    vec![c.name.clone(), c.address.clone(), c.message_authenticator.clone(), c.created_at.clone(), secret]
+                    vec![
+                        c.name.clone(),
+                        c.address.clone(),
+                        c.message_authenticator.clone(),
+                        c.created_at.clone(),
+                        secret,
+                    ]
                 })
                 .collect();
             output::table(&["NAME", "ADDRESS", "MESSAGE-AUTHENTICATOR", "CREATED", "SECRET"], &rows);

@@ -51,7 +51,17 @@ fn node(mode: &str) -> TestNode {
     let n = TestNode::new();
     n.ok(&["init"]);
     let f = write(&n, "old.secret", &format!("{OLD}\n"));
-    n.ok(&["client", "add", "loopback", "--address", "127.0.0.1", "--secret-file", &f, "--message-authenticator", mode]);
+    n.ok(&[
+        "client",
+        "add",
+        "loopback",
+        "--address",
+        "127.0.0.1",
+        "--secret-file",
+        &f,
+        "--message-authenticator",
+        mode,
+    ]);
     n.ok(&["user", "add", "hal"]);
     n.ok(&["token", "add", "hal", "--secret", SEED, "--type", "hotp"]);
     n
@@ -69,11 +79,11 @@ async fn rotation_with_overlap_accepts_both_then_only_the_new_secret() {
     let mut n = node("require");
     n.start();
     let addr = n.listening("radius");
-    let mut counter = 0u64;
-    let mut login = |secret: &str| {
-        let r = radclient_pap(&addr, secret, "hal", &hotp_code(SEED, counter), "", 2);
+    let counter = std::cell::Cell::new(0u64);
+    let login = |secret: &str| {
+        let r = radclient_pap(&addr, secret, "hal", &hotp_code(SEED, counter.get()), "", 2);
         if r.code.as_deref() == Some("Access-Accept") {
-            counter += 1;
+            counter.set(counter.get() + 1);
         }
         r
     };
@@ -104,7 +114,7 @@ async fn rotation_with_overlap_accepts_both_then_only_the_new_secret() {
     }
     assert_eq!(answered, 6, "no request dropped");
     // The attacker's third secret: no answer.
-    let r = radclient_pap(&addr, THIRD, "hal", &hotp_code(SEED, counter), "", 1);
+    let r = radclient_pap(&addr, THIRD, "hal", &hotp_code(SEED, counter.get()), "", 1);
     assert_eq!(r.code, None, "a third secret: {}", r.output);
 
     // `client show` tells the client uses both; the audit log says when
@@ -160,7 +170,7 @@ async fn set_secret_refusals_edit_and_no_overlap() {
         (&["client", "set-secret", "nosuch", "--secret-file", &new], "not found"),
         (&["client", "set-secret", "loopback", "--secret-file", &new, "--keep-old-for", "31d"], "up to 30d"),
         (&["client", "set-secret", "loopback", "--secret-file", &new, "--keep-old-for", "soon"], "--keep-old-for"),
-        (&["client", "set-secret", "loopback", "--secret-file", &new, "--keep-old-for", "-5m"], "--keep-old-for"),
+        (&["client", "set-secret", "loopback", "--secret-file", &new, "--keep-old-for=-5m"], "--keep-old-for"),
         (&["client", "set-secret", "loopback", "--secret-file", &same], "current secret"),
         (&["client", "set-secret", "loopback", "--secret-file", &short], "8–128"),
         (&["client", "set-secret", "loopback", "--secret-file", &empty], "empty"),

@@ -577,7 +577,10 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
         assert!(!r.body.contains(secret) && !r.body.contains(new_secret));
     }
     let r = w
-        .post("/admin/radius/secret", &[("csrf", &csrf), ("name", "vpn-gw"), ("secret", new_secret), ("keep_old_for", "1h")])
+        .post(
+            "/admin/radius/secret",
+            &[("csrf", &csrf), ("name", "vpn-gw"), ("secret", new_secret), ("keep_old_for", "1h")],
+        )
         .await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/admin/radius?done=secret")));
     let list = w.get("/admin/radius?done=secret").await;

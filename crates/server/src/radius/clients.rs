@@ -62,7 +62,11 @@ impl RotationUse {
     pub const RECORD_EVERY_MS: i64 = 60_000;
 
     pub fn new(changed_at: Timestamp, new_recorded: bool) -> Self {
-        RotationUse { changed_at, old_recorded_ms: AtomicI64::new(i64::MIN), new_recorded: AtomicBool::new(new_recorded) }
+        RotationUse {
+            changed_at,
+            old_recorded_ms: AtomicI64::new(i64::MIN),
+            new_recorded: AtomicBool::new(new_recorded),
+        }
     }
 
     /// Whether a use of the old secret at `now_ms` is to be written: the

@@ -297,11 +297,7 @@ impl RadiusService {
             Transport::RadSec => (RADSEC_SECRET, None),
             Transport::Udp => (
                 &client.secret,
-                client
-                    .old
-                    .as_ref()
-                    .filter(|o| self.node.ctx.clock.now() < o.expires_at)
-                    .map(|o| o.secret.as_slice()),
+                client.old.as_ref().filter(|o| self.node.ctx.clock.now() < o.expires_at).map(|o| o.secret.as_slice()),
             ),
         }
     }
@@ -322,8 +318,7 @@ impl RadiusService {
         let (node, name, changed) = (self.node.clone(), client.name.clone(), rotation.changed_at);
         let until = client.old.as_ref().map(|o| o.expires_at);
         tokio::spawn(async move {
-            let r =
-                node.admin.record_radius_secret_use((id, &name), changed, slot, Some(src.ip().to_string())).await;
+            let r = node.admin.record_radius_secret_use((id, &name), changed, slot, Some(src.ip().to_string())).await;
             match (r, slot) {
                 (Ok(true), SecretSlot::Old) => tracing::warn!(
                     client = %name, %src, old_secret_until = %until.map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -333,7 +328,9 @@ impl RadiusService {
                     tracing::info!(client = %name, %src, "RADIUS client uses its new secret")
                 }
                 (Ok(false), _) => {}
-                (Err(e), _) => tracing::warn!(client = %name, error = %e, "could not record which secret a RADIUS client uses"),
+                (Err(e), _) => {
+                    tracing::warn!(client = %name, error = %e, "could not record which secret a RADIUS client uses")
+                }
             }
         });
     }

@@ -152,9 +152,15 @@ mod tests {
     #[test]
     fn outside_an_overlap_only_the_current_secret_counts() {
         let (raw, a, h) = request(NEW, b"pass123456", true, 1);
-        assert_eq!(access_request(&raw, &a, Some(&h), NEW, None), Verdict::Use(SecretSlot::Current, MessageAuthenticator::Valid));
+        assert_eq!(
+            access_request(&raw, &a, Some(&h), NEW, None),
+            Verdict::Use(SecretSlot::Current, MessageAuthenticator::Valid)
+        );
         let (raw, a, h) = request(OLD, b"pass123456", true, 1);
-        assert_eq!(access_request(&raw, &a, Some(&h), NEW, None), Verdict::Use(SecretSlot::Current, MessageAuthenticator::Invalid));
+        assert_eq!(
+            access_request(&raw, &a, Some(&h), NEW, None),
+            Verdict::Use(SecretSlot::Current, MessageAuthenticator::Invalid)
+        );
     }
 
     #[test]

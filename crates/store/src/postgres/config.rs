@@ -165,9 +165,9 @@ impl ConfigStore for PgStore {
         let c = self.client().await?;
         query(&c, &format!("SELECT {} FROM radius_clients ORDER BY name", rows::RADIUS_CLIENT_COLS), &[])
             .await?
-        .iter()
-        .map(rows::radius_client)
-        .collect()
+            .iter()
+            .map(rows::radius_client)
+            .collect()
     }
 
     async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
@@ -215,7 +215,16 @@ impl ConfigStore for PgStore {
                     "UPDATE radius_clients SET secret = $3, old_secret = $4, old_secret_expires_at = $5, \
                      old_secret_last_used_at = $6, secret_changed_at = $7, new_secret_first_used_at = $8 \
                      WHERE id = $1 AND secret = $2",
-                    &[&id, &expected, &sealed_secret, &r.sealed_old_secret, &expires, &last_used, &changed, &first_used],
+                    &[
+                        &id,
+                        &expected,
+                        &sealed_secret,
+                        &r.sealed_old_secret,
+                        &expires,
+                        &last_used,
+                        &changed,
+                        &first_used,
+                    ],
                 )
                 .await?;
                 if n == 0 {

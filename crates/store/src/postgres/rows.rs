@@ -6,8 +6,8 @@ use tessera_core::audit::AuditRecord;
 use tessera_core::clock::Timestamp;
 use tessera_core::lockout::LockState;
 use tessera_core::model::{
-    AccessRecord, ApiKey, InventoryToken, OobChannel, OobTarget, RadiusClient, ReplyRule, SecretRotation, RuleScope, Token, TokenId,
-    TokenState, User, UserId,
+    AccessRecord, ApiKey, InventoryToken, OobChannel, OobTarget, RadiusClient, ReplyRule, RuleScope, SecretRotation,
+    Token, TokenId, TokenState, User, UserId,
 };
 use tessera_core::oob::OobCode;
 use tessera_core::realm::Realm;

@@ -179,8 +179,8 @@ impl ConfigStore for SqliteStore {
     async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
         self.read(|c| {
             c.prepare_cached(&format!("SELECT {RADIUS_CLIENT_COLS} FROM radius_clients ORDER BY name"))?
-            .query_map([], rows::radius_client)?
-            .collect()
+                .query_map([], rows::radius_client)?
+                .collect()
         })
     }
 
@@ -286,7 +286,11 @@ impl ConfigStore for SqliteStore {
                     None,
                 ),
             };
-            let n = c.prepare_cached(first_sql).map_err(map_err)?.execute(params![id, changed_at.0, at.0]).map_err(map_err)?;
+            let n = c
+                .prepare_cached(first_sql)
+                .map_err(map_err)?
+                .execute(params![id, changed_at.0, at.0])
+                .map_err(map_err)?;
             if n == 1 {
                 insert_audit(c, &first)?;
                 return Ok(true);
