@@ -514,6 +514,39 @@ pub enum ClientCmd {
     Delete {
         name: String,
     },
+    /// Change a client's shared secret; with --keep-old-for the current one
+    /// stays accepted beside the new one for a while (rotation with overlap).
+    #[command(name = "set-secret")]
+    SetSecret {
+        name: String,
+        /// Read the new shared secret from the first line of this file.
+        #[arg(long, value_name = "FILE", required_unless_present = "secret_stdin")]
+        secret_file: Option<PathBuf>,
+        /// Read the new shared secret from the first line of standard input.
+        #[arg(long, conflicts_with = "secret_file")]
+        secret_stdin: bool,
+        /// Keep accepting the current secret this long (e.g. 90s, 30m, 24h,
+        /// 7d; at most 30d). 0 (the default): refused from now on.
+        #[arg(long, value_name = "DURATION", default_value = "0")]
+        keep_old_for: String,
+    },
+    /// Change a client's address, Message-Authenticator mode or default
+    /// realm: only the fields given; the secret stays.
+    Edit {
+        name: String,
+        /// Source address or prefix, e.g. 10.0.0.1 or 10.0.0.0/24.
+        #[arg(long)]
+        address: Option<String>,
+        /// require, auto (required once seen) or off (old gear).
+        #[arg(long)]
+        message_authenticator: Option<String>,
+        /// Realm of this client's users who do not write `user@realm`.
+        #[arg(long, conflicts_with = "no_default_realm")]
+        default_realm: Option<String>,
+        /// Remove the client's default realm (the policy's default applies).
+        #[arg(long)]
+        no_default_realm: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

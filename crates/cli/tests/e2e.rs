@@ -9,6 +9,9 @@ mod backup;
 #[path = "cases/radius.rs"]
 mod radius;
 
+#[path = "cases/radius_rotation.rs"]
+mod radius_rotation;
+
 #[path = "cases/realms.rs"]
 mod realms;
 

@@ -10,12 +10,13 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditQuery, AuditRecord, AuditResult};
 use crate::cidr::Cidr;
+use crate::clock::Timestamp;
 use crate::context::Context;
 use crate::error::CoreError;
 use crate::keys::Purpose;
 use crate::model::{
-    ApiKey, InventoryToken, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState,
-    User, UserId,
+    ApiKey, InventoryToken, MessageAuthenticatorMode, RadiusClient, ReplyRule, RuleScope, SecretRotation, SecretSlot,
+    Token, TokenId, TokenState, User, UserId,
 };
 use crate::names::{self, DEFAULT_REALM};
 use crate::otp_match::{ResyncRefusal, match_code, open_secret, resync_match};
@@ -32,6 +33,9 @@ const API_KEY_PREFIX: &str = "tsk_";
 /// that cannot take more, and refuse shorter ones outright.
 pub const MIN_RADIUS_SECRET_LEN: usize = 8;
 pub const MAX_RADIUS_SECRET_LEN: usize = 128;
+/// The longest overlap of a RADIUS secret rotation (`--keep-old-for`):
+/// the old secret is a second key to the same door; it must not stay one.
+pub const MAX_SECRET_OVERLAP_SECONDS: i64 = 30 * 86_400;
 
 /// A freshly enrolled token and what to show the user once.
 #[derive(Debug)]
@@ -39,6 +43,25 @@ pub struct Enrollment {
     pub token: Token,
     pub secret: Secret,
     pub uri: String,
+}
+
+/// What `set_radius_client_secret` did.
+#[derive(Debug)]
+pub struct SecretChange {
+    /// The client as stored now.
+    pub client: RadiusClient,
+    /// A previous change's overlap that was still running and ended now:
+    /// when it would have ended.
+    pub previous_overlap_ended: Option<Timestamp>,
+}
+
+/// The fields `edit_radius_client` changes; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RadiusClientEdit {
+    pub address: Option<String>,
+    pub message_authenticator: Option<MessageAuthenticatorMode>,
+    /// `Some(None)` clears it (the policy's default realm applies).
+    pub default_realm: Option<Option<String>>,
 }
 
 /// A seed to put into the inventory (from an importer).
@@ -618,6 +641,7 @@ impl Admin {
             ma_seen: false,
             default_realm: default_realm.map(str::to_string),
             created_at: self.ctx.clock.now(),
+            rotation: SecretRotation::default(),
         };
         match self.ctx.store.create_radius_client(&client, base.clone()).await {
             Ok(()) => Ok(client),
@@ -643,6 +667,231 @@ impl Admin {
             .keys
             .open(Purpose::RadiusSecret, &client.id.to_string(), &client.sealed_secret)
             .map_err(|e| CoreError::Key { token: format!("radius client {}", client.name), source: e })
+    }
+
+    /// The client's previous secret while it is still accepted at `now`
+    /// (a rotation's overlap), for the RADIUS listener only.
+    pub fn radius_old_secret(
+        &self,
+        client: &RadiusClient,
+        now: Timestamp,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, CoreError> {
+        let Some(sealed) = client.rotation.sealed_old_secret.as_deref().filter(|_| client.rotation.old_active(now))
+        else {
+            return Ok(None);
+        };
+        self.ctx
+            .keys
+            .open(Purpose::RadiusOldSecret, &client.id.to_string(), sealed)
+            .map(Some)
+            .map_err(|e| CoreError::Key { token: format!("radius client {} (old secret)", client.name), source: e })
+    }
+
+    async fn radius_client_named(&self, name: &str) -> Result<RadiusClient, CoreError> {
+        self.ctx
+            .store
+            .radius_clients()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| CoreError::NotFound(format!("RADIUS client `{name}`")))
+    }
+
+    /// Replaces a RADIUS client's shared secret. With a positive
+    /// `keep_old_for_seconds` (at most [`MAX_SECRET_OVERLAP_SECONDS`]) the current secret stays
+    /// accepted that long beside the new one (re-sealed as the *old*
+    /// secret), so the NAS can be switched over without a dropped request;
+    /// with 0 it is refused from now on. A previous overlap still running
+    /// ends now (one old secret at a time). Refused, changing nothing: an
+    /// unknown client, a secret of the wrong length or equal to the current
+    /// one, an overlap out of range.
+    pub async fn set_radius_client_secret(
+        &self,
+        actor: &Actor,
+        name: &str,
+        secret: &[u8],
+        keep_old_for_seconds: i64,
+    ) -> Result<SecretChange, CoreError> {
+        let base = self.audit(actor, "radius_client.set_secret", name);
+        let checked = if !(MIN_RADIUS_SECRET_LEN..=MAX_RADIUS_SECRET_LEN).contains(&secret.len()) {
+            Err(CoreError::invalid("secret", format!("must be {MIN_RADIUS_SECRET_LEN}–{MAX_RADIUS_SECRET_LEN} bytes")))
+        } else if !(0..=MAX_SECRET_OVERLAP_SECONDS).contains(&keep_old_for_seconds) {
+            Err(CoreError::invalid("keep_old_for", "must be between 0 and 30 days"))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = checked {
+            return self.refused(base, e).await;
+        }
+        let client = match self.radius_client_named(name).await {
+            Ok(c) => c,
+            Err(e) => return self.refused(base, e).await,
+        };
+        let now = self.ctx.clock.now();
+        let row = client.id.to_string();
+        // The current secret is needed to compare (and to keep it as the
+        // old one); one that does not open may still be replaced outright.
+        let current = self.ctx.keys.open(Purpose::RadiusSecret, &row, &client.sealed_secret);
+        match (&current, keep_old_for_seconds) {
+            (Ok(c), _) if bool::from(subtle::ConstantTimeEq::ct_eq(c.as_slice(), secret)) => {
+                let e = CoreError::invalid("secret", "it is the client's current secret");
+                return self.refused(base, e).await;
+            }
+            (Err(_), 1..) => {
+                let e = CoreError::invalid(
+                    "keep_old_for",
+                    "the current secret cannot be opened with this node's master key, so it cannot be kept; \
+                     change the secret without an overlap",
+                );
+                return self.refused(base, e).await;
+            }
+            _ => {}
+        }
+        let previous_overlap = client.rotation.old_active(now).then_some(client.rotation.old_expires_at).flatten();
+        let rotation = match (&current, keep_old_for_seconds) {
+            (Ok(c), 1..) => {
+                let expires = now.plus_seconds(keep_old_for_seconds);
+                SecretRotation {
+                    sealed_old_secret: Some(self.ctx.keys.seal(&*self.ctx.random, Purpose::RadiusOldSecret, &row, c)),
+                    old_expires_at: Some(expires),
+                    old_last_used_at: None,
+                    changed_at: Some(now),
+                    new_first_used_at: None,
+                }
+            }
+            _ => SecretRotation { old_expires_at: Some(now), changed_at: Some(now), ..SecretRotation::default() },
+        };
+        let mut reason = match rotation.sealed_old_secret {
+            Some(_) => format!(
+                "old secret accepted until {}",
+                rotation.old_expires_at.map(Timestamp::to_rfc3339).unwrap_or_default()
+            ),
+            None => "no overlap: the old secret is refused from now on".to_string(),
+        };
+        if let Some(until) = previous_overlap {
+            reason.push_str(&format!("; the overlap of the previous change (until {until}) ends now"));
+        }
+        let sealed = self.ctx.keys.seal(&*self.ctx.random, Purpose::RadiusSecret, &row, secret);
+        let rec = base.clone().result(AuditResult::Ok, Some(&reason));
+        match self.ctx.store.set_radius_client_secret(client.id, &client.sealed_secret, &sealed, &rotation, rec).await {
+            Ok(()) => Ok(SecretChange {
+                client: RadiusClient { sealed_secret: sealed, rotation, ..client },
+                previous_overlap_ended: previous_overlap,
+            }),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// Changes the given fields of a RADIUS client (address, mode, default
+    /// realm); the secret and everything else stay. Checked like
+    /// [`Admin::add_radius_client`]; nothing changes on bad input.
+    pub async fn edit_radius_client(
+        &self,
+        actor: &Actor,
+        name: &str,
+        edit: &RadiusClientEdit,
+    ) -> Result<RadiusClient, CoreError> {
+        let base = self.audit(actor, "radius_client.edit", name);
+        if edit.address.is_none() && edit.message_authenticator.is_none() && edit.default_realm.is_none() {
+            return self.refused(base, CoreError::invalid("edit", "nothing to change")).await;
+        }
+        let cidr = match edit.address.as_deref().map(|a| Cidr::parse(a).map_err(|m| CoreError::invalid("address", m))) {
+            Some(Err(e)) => return self.refused(base, e).await,
+            Some(Ok(c)) => Some(c),
+            None => None,
+        };
+        if let Some(Some(realm)) = &edit.default_realm
+            && let Err(e) = names::check_realm(realm)
+        {
+            return self.refused(base, e).await;
+        }
+        let all = self.ctx.store.radius_clients().await?;
+        let Some(mut client) = all.iter().find(|c| c.name == name).cloned() else {
+            return self.refused(base, CoreError::NotFound(format!("RADIUS client `{name}`"))).await;
+        };
+        let mut changes = Vec::new();
+        if let Some(cidr) = cidr {
+            if let Some(other) = all.iter().find(|c| c.address == cidr && c.id != client.id) {
+                let e = CoreError::Conflict(format!("a RADIUS client for {cidr} (`{}`)", other.name));
+                return self.refused(base, e).await;
+            }
+            if cidr != client.address {
+                changes.push(format!("address {} → {cidr}", client.address));
+                client.address = cidr;
+            }
+        }
+        if let Some(mode) = edit.message_authenticator
+            && mode != client.message_authenticator
+        {
+            changes.push(format!(
+                "message-authenticator {} → {}",
+                client.message_authenticator.as_str(),
+                mode.as_str()
+            ));
+            client.message_authenticator = mode;
+        }
+        if let Some(realm) = &edit.default_realm
+            && *realm != client.default_realm
+        {
+            let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "(policy default)".into());
+            changes.push(format!("default realm {} → {}", show(&client.default_realm), show(realm)));
+            client.default_realm = realm.clone();
+        }
+        if changes.is_empty() {
+            return Ok(client);
+        }
+        let rec = base.clone().result(AuditResult::Ok, Some(&changes.join(", ")));
+        match self.ctx.store.update_radius_client(&client, rec).await {
+            Ok(()) => Ok(client),
+            Err(e) => self.refused(base, e.into()).await,
+        }
+    }
+
+    /// The RADIUS listener saw a request of client `id` signed with `slot`
+    /// of the rotation made at `changed_at`. Persisted (the caller limits
+    /// how often); audited the first time each secret is seen after the
+    /// change. Returns whether this was that first time.
+    pub async fn record_radius_secret_use(
+        &self,
+        client: (i64, &str),
+        changed_at: Timestamp,
+        slot: SecretSlot,
+        source: Option<String>,
+    ) -> Result<bool, CoreError> {
+        let now = self.ctx.clock.now();
+        let (action, reason) = match slot {
+            SecretSlot::Old => (
+                "radius_client.old_secret_used",
+                "a request signed with the old secret (the client has not switched yet)",
+            ),
+            SecretSlot::Current => ("radius_client.new_secret_used", "first request signed with the new secret"),
+        };
+        let rec = AuditRecord::new(now, &self.ctx.node, &Actor::new("radius").with_address(source), action)
+            .target(client.1)
+            .result(AuditResult::Ok, Some(reason));
+        Ok(self.ctx.store.record_radius_secret_use(client.0, changed_at, slot, now, rec).await?)
+    }
+
+    /// Removes the old secrets whose overlap has ended (they are refused
+    /// from the exact expiry on anyway; this only takes them out of the
+    /// database), audited once each. Returns how many were removed.
+    pub async fn drop_expired_radius_secrets(&self, clients: &[RadiusClient]) -> Result<usize, CoreError> {
+        let now = self.ctx.clock.now();
+        let mut n = 0;
+        for c in clients.iter().filter(|c| c.rotation.old_expired_not_dropped(now)) {
+            let used = match c.rotation.old_last_used_at {
+                Some(t) => format!("last used {t}"),
+                None => "not used since the change".to_string(),
+            };
+            let reason = format!("old secret expired and removed ({used})");
+            let rec = AuditRecord::new(now, &self.ctx.node, &Actor::new("radius"), "radius_client.old_secret_expired")
+                .target(c.name.clone())
+                .result(AuditResult::Ok, Some(&reason));
+            if self.ctx.store.drop_expired_radius_secret(c.id, now, rec).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     // ------------------------------------------------------------ token inventory

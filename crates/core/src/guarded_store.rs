@@ -18,7 +18,8 @@ use crate::audit::chain::{ChainedAudit, Report as ChainReport};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::clock::Timestamp;
 use crate::model::{
-    AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, Token, TokenId, User, UserId,
+    AdminAccount, AdminId, ApiKey, InventoryToken, RadiusClient, ReplyRule, SecretRotation, SecretSlot, Token, TokenId,
+    User, UserId,
 };
 use crate::oob::OobCode;
 use crate::policy::Policy;
@@ -359,6 +360,9 @@ forward! {
         fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError>;
         // Node-local learning about a client, not an administrative change.
         fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError>;
+        // The same: which secret this node's clients use (audited locally).
+        fn record_radius_secret_use(&self, id: i64, changed_at: Timestamp, slot: SecretSlot, at: Timestamp,
+            first: AuditRecord) -> Result<bool, StoreError>;
         fn reply_rules(&self) -> Result<Vec<ReplyRule>, StoreError>;
     }
     writes {
@@ -370,6 +374,10 @@ forward! {
         fn bump_directory_cache_generation(&self, audit: AuditRecord) -> Result<i64, StoreError>;
         fn create_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError>;
         fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError>;
+        fn update_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError>;
+        fn set_radius_client_secret(&self, id: i64, expected: &[u8], sealed_secret: &[u8],
+            rotation: &SecretRotation, audit: AuditRecord) -> Result<(), StoreError>;
+        fn drop_expired_radius_secret(&self, id: i64, now: Timestamp, audit: AuditRecord) -> Result<bool, StoreError>;
         fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError>;
         fn delete_reply_rule(&self, id: i64, audit: AuditRecord) -> Result<(), StoreError>;
     }

@@ -127,6 +127,10 @@ impl MasterKey {
 pub enum Purpose {
     OtpSecret,
     RadiusSecret,
+    /// A RADIUS client's previous secret, accepted during a rotation's
+    /// overlap (row = client id). A purpose of its own, so the current and
+    /// the old secret cannot be swapped between the two columns.
+    RadiusOldSecret,
     KeyCheck,
     ChallengeState,
     RealmSecret,
@@ -149,6 +153,7 @@ impl Purpose {
         match self {
             Purpose::OtpSecret => "otp-secret",
             Purpose::RadiusSecret => "radius-secret",
+            Purpose::RadiusOldSecret => "radius-old-secret",
             Purpose::KeyCheck => "key-check",
             Purpose::ChallengeState => "challenge-state",
             Purpose::RealmSecret => "realm-secret",

@@ -308,6 +308,50 @@ pub struct RadiusClient {
     /// Realm for users of this client who name none.
     pub default_realm: Option<String>,
     pub created_at: Timestamp,
+    /// The secret rotation (`client set-secret`); all `None` for a client
+    /// whose secret never changed.
+    pub rotation: SecretRotation,
+}
+
+/// A RADIUS client's secret change and its overlap: the previous secret,
+/// sealed (purpose [`crate::keys::Purpose::RadiusOldSecret`], row = client
+/// id), is accepted until `old_expires_at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretRotation {
+    /// `None` once dropped (or when the change kept no overlap).
+    pub sealed_old_secret: Option<Vec<u8>>,
+    /// When the old secret stops (or stopped) being accepted; kept after
+    /// the secret itself is dropped, as history.
+    pub old_expires_at: Option<Timestamp>,
+    /// Last request seen signed with the old secret (to the minute).
+    pub old_last_used_at: Option<Timestamp>,
+    /// When the current secret was set by a secret change.
+    pub changed_at: Option<Timestamp>,
+    /// First request seen signed with the current secret after the change.
+    pub new_first_used_at: Option<Timestamp>,
+}
+
+impl SecretRotation {
+    /// The old secret still accepted at `now`: present and not expired.
+    /// Expiry is exact: from `old_expires_at` on it is refused, whether or
+    /// not it has been removed from the database yet.
+    pub fn old_active(&self, now: Timestamp) -> bool {
+        self.sealed_old_secret.is_some() && self.old_expires_at.is_some_and(|e| now < e)
+    }
+
+    /// The old secret is expired but still stored (to be removed).
+    pub fn old_expired_not_dropped(&self, now: Timestamp) -> bool {
+        self.sealed_old_secret.is_some() && !self.old_active(now)
+    }
+}
+
+/// Which of a RADIUS client's secrets a request was signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretSlot {
+    /// The current secret.
+    Current,
+    /// The previous secret, during a rotation's overlap.
+    Old,
 }
 
 /// Who a reply rule applies to.

@@ -189,6 +189,7 @@ fn binding(column: SealedColumn, row: &str) -> (Purpose, String) {
             (Purpose::OtpSecret, row.parse::<i64>().map(InventoryToken::seal_row).unwrap_or_default())
         }
         SealedColumn::RadiusClientSecret => (Purpose::RadiusSecret, row.to_string()),
+        SealedColumn::RadiusClientOldSecret => (Purpose::RadiusOldSecret, row.to_string()),
         SealedColumn::RealmSecrets => (Purpose::RealmSecret, row.to_string()),
         SealedColumn::Meta if row == "key_check" => (Purpose::KeyCheck, String::new()),
         SealedColumn::Meta => (Purpose::BackupMacKey, String::new()),

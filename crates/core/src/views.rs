@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::audit::AuditRecord;
 use crate::clock::Timestamp;
-use crate::model::{AccessRecord, ApiKey, RadiusClient, ReplyRule, RuleScope, Token, User, UserStatus};
+use crate::model::{AccessRecord, ApiKey, RadiusClient, ReplyRule, RuleScope, SecretRotation, Token, User, UserStatus};
 use tessera_otp::OtpKind;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -190,16 +190,76 @@ pub struct RadiusClientView {
     /// `auto` mode: whether the client has been seen signing its requests.
     pub signs_requests: bool,
     pub created_at: String,
+    /// The last secret change (`client set-secret`); absent if the secret
+    /// never changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_change: Option<SecretChangeView>,
 }
 
-impl From<&RadiusClient> for RadiusClientView {
-    fn from(c: &RadiusClient) -> Self {
+/// A RADIUS client's last secret change and which secret it still uses.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretChangeView {
+    pub changed_at: String,
+    /// `accepted` (the overlap runs), `expired` (it ended) or `none` (the
+    /// change kept no overlap).
+    pub old_secret: String,
+    /// When the old secret stops (stopped) being accepted.
+    pub old_secret_until: Option<String>,
+    /// Last request signed with the old secret since the change (recorded
+    /// to the minute).
+    pub old_secret_last_used_at: Option<String>,
+    /// First request signed with the new secret.
+    pub new_secret_first_used_at: Option<String>,
+    /// One line for people: which secret the client uses.
+    pub summary: String,
+}
+
+impl SecretChangeView {
+    pub fn new(r: &SecretRotation, now: Timestamp) -> Option<SecretChangeView> {
+        let changed = r.changed_at?;
+        let overlap = r.old_expires_at.filter(|e| *e > changed);
+        let old_secret = match overlap {
+            None => "none",
+            Some(_) if r.old_active(now) => "accepted",
+            Some(_) => "expired",
+        };
+        let (old, new) = (r.old_last_used_at, r.new_first_used_at);
+        let uses = match (old, new) {
+            (None, None) => "no request seen since the change".to_string(),
+            (None, Some(f)) => format!("all requests use the new secret since {f}"),
+            (Some(l), None) => format!("still uses the old secret (last at {l}); the new one not seen yet"),
+            (Some(l), Some(f)) if l < f => {
+                format!("all requests use the new secret since {f} (old secret last at {l})")
+            }
+            (Some(l), Some(f)) => format!("uses both secrets: the new one since {f}, the old one last at {l}"),
+        };
+        let summary = match (old_secret, overlap) {
+            ("accepted", Some(e)) => format!("{uses}; old secret accepted until {e}"),
+            ("expired", Some(e)) => format!("{uses}; old secret refused since {e}"),
+            _ => format!("{uses}; changed without overlap (old secret refused since {changed})"),
+        };
+        Some(SecretChangeView {
+            changed_at: changed.to_rfc3339(),
+            old_secret: old_secret.into(),
+            old_secret_until: overlap.map(Timestamp::to_rfc3339),
+            old_secret_last_used_at: old.map(Timestamp::to_rfc3339),
+            new_secret_first_used_at: new.map(Timestamp::to_rfc3339),
+            summary,
+        })
+    }
+}
+
+impl RadiusClientView {
+    /// The client as of `now` (whether its old secret is still accepted).
+    pub fn new(c: &RadiusClient, now: Timestamp) -> Self {
         RadiusClientView {
             name: c.name.clone(),
             address: c.address.to_string(),
             message_authenticator: c.message_authenticator.as_str().into(),
             signs_requests: c.ma_seen,
             created_at: c.created_at.to_rfc3339(),
+            secret_change: SecretChangeView::new(&c.rotation, now),
         }
     }
 }

@@ -88,16 +88,20 @@ pub enum DropReason {
     ProxyState,
     /// `radius.max_in_flight` reached.
     Overload,
+    /// During a secret rotation's overlap: an unsigned Access-Request whose
+    /// password reads under both secrets (which one was used is unknown).
+    AmbiguousSecret,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 6] = [
+    const ALL: [DropReason; 7] = [
         DropReason::Malformed,
         DropReason::UnknownClient,
         DropReason::BadAuthenticator,
         DropReason::MissingMessageAuthenticator,
         DropReason::ProxyState,
         DropReason::Overload,
+        DropReason::AmbiguousSecret,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -107,6 +111,7 @@ impl DropReason {
             DropReason::MissingMessageAuthenticator => "missing_message_authenticator",
             DropReason::ProxyState => "proxy_state",
             DropReason::Overload => "overload",
+            DropReason::AmbiguousSecret => "ambiguous_secret",
         }
     }
 }

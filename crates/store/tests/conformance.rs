@@ -120,6 +120,7 @@ conformance!(
         authenticate_reads_evaluates_and_applies_in_one_step,
         logins_and_admin_resync_agree_on_the_floor,
         radius_clients_crud_and_signing_flag,
+        radius_client_secret_rotation_and_edit,
         groups_and_reply_rules,
         realms_crud_and_cache_generation,
         parallel_grace_logins_stop_at_the_limit,
@@ -162,6 +163,7 @@ conformance!(
         authenticate_reads_evaluates_and_applies_in_one_step,
         logins_and_admin_resync_agree_on_the_floor,
         radius_clients_crud_and_signing_flag,
+        radius_client_secret_rotation_and_edit,
         groups_and_reply_rules,
         realms_crud_and_cache_generation,
         parallel_grace_logins_stop_at_the_limit,
@@ -204,6 +206,7 @@ conformance!(
         authenticate_reads_evaluates_and_applies_in_one_step,
         logins_and_admin_resync_agree_on_the_floor,
         radius_clients_crud_and_signing_flag,
+        radius_client_secret_rotation_and_edit,
         groups_and_reply_rules,
         realms_crud_and_cache_generation,
         parallel_grace_logins_stop_at_the_limit,
@@ -1048,6 +1051,7 @@ async fn radius_clients_crud_and_signing_flag(f: &Fixture) {
         ma_seen: false,
         default_realm: Some("corp".into()),
         created_at: at(0),
+        rotation: Default::default(),
     };
     s.create_radius_client(&c, audit("radius_client.add")).await.unwrap();
     assert!(matches!(
@@ -1061,6 +1065,118 @@ async fn radius_clients_crud_and_signing_flag(f: &Fixture) {
     assert_eq!(f.keys.open(Purpose::RadiusSecret, "42", &got.sealed_secret).unwrap().as_slice(), b"s3cret-s3cret");
     s.delete_radius_client("vpn1", audit("radius_client.delete")).await.unwrap();
     assert!(matches!(s.delete_radius_client("vpn1", audit("x")).await, Err(StoreError::NotFound(_))));
+}
+
+/// Issue 19: a RADIUS client's secret change with overlap, the record of
+/// which secret is used, the expiry clean-up, and `client edit`'s update.
+async fn radius_client_secret_rotation_and_edit(f: &Fixture) {
+    use tessera_core::audit::AuditQuery;
+    use tessera_core::cidr::Cidr;
+    use tessera_core::model::{MessageAuthenticatorMode, RadiusClient, SecretRotation, SecretSlot};
+    let s = &f.store;
+    let c = RadiusClient {
+        id: 51,
+        name: "fw".into(),
+        address: Cidr::parse("10.9.0.1/32").unwrap(),
+        sealed_secret: f.keys.seal(&OsRandom, Purpose::RadiusSecret, "51", b"first-secret"),
+        message_authenticator: MessageAuthenticatorMode::Require,
+        ma_seen: false,
+        default_realm: None,
+        created_at: at(0),
+        rotation: SecretRotation::default(),
+    };
+    s.create_radius_client(&c, audit("radius_client.add")).await.unwrap();
+    s.create_radius_client(
+        &RadiusClient { id: 52, name: "other".into(), address: Cidr::parse("10.9.0.2/32").unwrap(), ..c.clone() },
+        audit("radius_client.add"),
+    )
+    .await
+    .unwrap();
+    let fw = |all: Vec<RadiusClient>| all.into_iter().find(|c| c.id == 51).unwrap();
+    // A fresh client has no rotation.
+    assert_eq!(fw(s.radius_clients().await.unwrap()).rotation, SecretRotation::default());
+
+    // The change: conditional on the secret read before.
+    let new_sealed = f.keys.seal(&OsRandom, Purpose::RadiusSecret, "51", b"second-secret");
+    let rot = SecretRotation {
+        sealed_old_secret: Some(f.keys.seal(&OsRandom, Purpose::RadiusOldSecret, "51", b"first-secret")),
+        old_expires_at: Some(at(100_000)),
+        old_last_used_at: None,
+        changed_at: Some(at(1_000)),
+        new_first_used_at: None,
+    };
+    let stale = f.keys.seal(&OsRandom, Purpose::RadiusSecret, "51", b"not-what-is-stored");
+    assert!(matches!(
+        s.set_radius_client_secret(51, &stale, &new_sealed, &rot, audit("x")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.set_radius_client_secret(999, &c.sealed_secret, &new_sealed, &rot, audit("x")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(fw(s.radius_clients().await.unwrap()).sealed_secret, c.sealed_secret, "nothing changed");
+    s.set_radius_client_secret(51, &c.sealed_secret, &new_sealed, &rot, audit("radius_client.set_secret"))
+        .await
+        .unwrap();
+    let got = fw(s.radius_clients().await.unwrap());
+    assert_eq!((got.sealed_secret.clone(), got.rotation.clone()), (new_sealed.clone(), rot.clone()));
+    let old = got.rotation.sealed_old_secret.as_deref().unwrap();
+    assert_eq!(f.keys.open(Purpose::RadiusOldSecret, "51", old).unwrap().as_slice(), b"first-secret");
+    // Sealed for its own column: not openable as the current secret, nor for another row.
+    assert!(f.keys.open(Purpose::RadiusSecret, "51", old).is_err());
+    assert!(f.keys.open(Purpose::RadiusOldSecret, "52", old).is_err());
+
+    // Uses: the first of each secret is audited once; the old one's last
+    // use only moves forward; a use of an earlier change is ignored.
+    let uses = |action: &'static str| async move {
+        let q = AuditQuery { action: Some(action.into()), limit: 100, ..Default::default() };
+        s.audit_log(&q).await.unwrap().len()
+    };
+    assert!(s.record_radius_secret_use(51, at(1_000), SecretSlot::Old, at(5_000), audit("old_used")).await.unwrap());
+    assert!(!s.record_radius_secret_use(51, at(1_000), SecretSlot::Old, at(9_000), audit("old_used")).await.unwrap());
+    assert!(!s.record_radius_secret_use(51, at(1_000), SecretSlot::Old, at(7_000), audit("old_used")).await.unwrap());
+    assert!(!s.record_radius_secret_use(51, at(999), SecretSlot::Old, at(20_000), audit("old_used")).await.unwrap());
+    assert!(
+        s.record_radius_secret_use(51, at(1_000), SecretSlot::Current, at(8_000), audit("new_used")).await.unwrap()
+    );
+    assert!(
+        !s.record_radius_secret_use(51, at(1_000), SecretSlot::Current, at(9_500), audit("new_used")).await.unwrap()
+    );
+    assert_eq!((uses("old_used").await, uses("new_used").await), (1, 1));
+    let got = fw(s.radius_clients().await.unwrap());
+    assert_eq!(got.rotation.old_last_used_at, Some(at(9_000)));
+    assert_eq!(got.rotation.new_first_used_at, Some(at(8_000)));
+    // A client without a change records nothing.
+    assert!(!s.record_radius_secret_use(52, at(1_000), SecretSlot::Old, at(9_000), audit("old_used")).await.unwrap());
+
+    // Expiry clean-up: not before the expiry; once, audited once.
+    assert!(!s.drop_expired_radius_secret(51, at(99_999), audit("expired")).await.unwrap());
+    assert!(s.drop_expired_radius_secret(51, at(100_000), audit("expired")).await.unwrap());
+    assert!(!s.drop_expired_radius_secret(51, at(200_000), audit("expired")).await.unwrap());
+    assert_eq!(uses("expired").await, 1);
+    let got = fw(s.radius_clients().await.unwrap());
+    assert_eq!(got.rotation.sealed_old_secret, None);
+    assert_eq!(got.rotation.old_expires_at, Some(at(100_000)), "kept as history");
+    assert_eq!(got.sealed_secret, new_sealed);
+    // Once dropped, an old-secret use is no longer recorded.
+    assert!(!s.record_radius_secret_use(51, at(1_000), SecretSlot::Old, at(300_000), audit("old_used")).await.unwrap());
+    assert_eq!(fw(s.radius_clients().await.unwrap()).rotation.old_last_used_at, Some(at(9_000)));
+
+    // Edit: address, mode and realm only; the secret and the rotation stay.
+    let edited = RadiusClient {
+        address: Cidr::parse("10.9.1.0/24").unwrap(),
+        message_authenticator: MessageAuthenticatorMode::Off,
+        default_realm: Some("corp".into()),
+        sealed_secret: b"ignored".to_vec(),
+        ..got.clone()
+    };
+    s.update_radius_client(&edited, audit("radius_client.edit")).await.unwrap();
+    let after = fw(s.radius_clients().await.unwrap());
+    assert_eq!(after, RadiusClient { sealed_secret: got.sealed_secret.clone(), ..edited.clone() });
+    assert!(matches!(
+        s.update_radius_client(&RadiusClient { id: 999, ..edited }, audit("x")).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn groups_and_reply_rules(f: &Fixture) {
@@ -1301,15 +1417,28 @@ async fn key_rotation_reseals_everything_and_is_resumable(f: &Fixture) {
         ma_seen: false,
         default_realm: None,
         created_at: at(0),
+        rotation: Default::default(),
     };
     s.create_radius_client(&client, audit("radius_client.add")).await.unwrap();
+    // A client in a secret rotation's overlap: its old secret is sealed too.
+    let overlap = tessera_core::model::SecretRotation {
+        sealed_old_secret: Some(old.seal(&OsRandom, Purpose::RadiusOldSecret, "9", b"radius-secret")),
+        old_expires_at: Some(at(3_600_000)),
+        changed_at: Some(at(0)),
+        ..Default::default()
+    };
+    let new_sealed = old.seal(&OsRandom, Purpose::RadiusSecret, "9", b"radius-secret-2");
+    s.set_radius_client_secret(9, &client.sealed_secret, &new_sealed, &overlap, audit("radius_client.set_secret"))
+        .await
+        .unwrap();
     rotation::ensure_backup_mac_key(&**s, old, &OsRandom).await.unwrap();
 
     let before = rotation::census(&**s, old, true, 7).await.unwrap();
     assert_eq!(before.unreadable_count, 0);
-    // 25 tokens, 1 inventory seed, 1 client, key check, backup code key.
-    assert_eq!(before.total(), 29);
-    assert_eq!(before.by_key.get(&old.key_id()), Some(&29));
+    // 25 tokens, 1 inventory seed, 1 client and its old secret, key check,
+    // backup code key.
+    assert_eq!(before.total(), 30);
+    assert_eq!(before.by_key.get(&old.key_id()), Some(&30));
     let first = s.sealed_values(SealedColumn::TokenSecret, None, 1).await.unwrap().remove(0);
 
     // The rotation's keyring: new primary, the old key still opens.
@@ -1318,10 +1447,10 @@ async fn key_rotation_reseals_everything_and_is_resumable(f: &Fixture) {
     let mut batches = 0;
     let done = rotation::reseal_all(&**s, &both, &OsRandom, 5, &mut |_, _: &ResealReport| batches += 1).await.unwrap();
     assert!(batches >= 6, "{batches}");
-    assert_eq!((done.resealed, done.current, done.raced), (29, 0, 0));
+    assert_eq!((done.resealed, done.current, done.raced), (30, 0, 0));
     // Running it again (resuming an interrupted rotation) changes nothing.
     let again = rotation::reseal_all(&**s, &both, &OsRandom, 5, &mut |_, _| {}).await.unwrap();
-    assert_eq!((again.resealed, again.current, again.raced), (0, 29, 0));
+    assert_eq!((again.resealed, again.current, again.raced), (0, 30, 0));
     // A stale value is never written over a newer one.
     let stale = SealedChange { row: first.row.clone(), old: first.sealed.clone(), new: b"x".to_vec() };
     assert_eq!(s.replace_sealed(SealedColumn::TokenSecret, vec![stale]).await.unwrap(), 0);
@@ -1331,7 +1460,10 @@ async fn key_rotation_reseals_everything_and_is_resumable(f: &Fixture) {
     rotated.set_backup_mac_key(&s.meta_value(MetaKey::BackupMacKey).await.unwrap().unwrap()).unwrap();
     let after = rotation::census(&**s, &rotated, true, 3).await.unwrap();
     assert_eq!(after.unreadable_count, 0, "{:?}", after.unreadable);
-    assert_eq!((after.total(), after.not_under(&rotated.key_id())), (29, 0));
+    assert_eq!((after.total(), after.not_under(&rotated.key_id())), (30, 0));
+    let nas = &s.radius_clients().await.unwrap()[0];
+    let old_secret = nas.rotation.sealed_old_secret.as_deref().unwrap();
+    assert_eq!(rotated.open(Purpose::RadiusOldSecret, "9", old_secret).unwrap().as_slice(), b"radius-secret");
     assert_eq!(rotated.backup_code_digest("u1", "11112222"), code_digest);
     let check = s.meta_value(MetaKey::KeyCheck).await.unwrap().unwrap();
     rotated.verify_check_value(&check).unwrap();

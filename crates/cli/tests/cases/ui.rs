@@ -481,6 +481,7 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
         "/admin/tokens/unassign".into(),
         "/admin/radius/add".into(),
         "/admin/radius/delete".into(),
+        "/admin/radius/secret".into(),
         "/admin/realms/test".into(),
         "/admin/policy".into(),
         "/admin/backups/create".into(),
@@ -563,6 +564,28 @@ async fn console_pages_get_and_post_with_csrf_refusals_and_no_secrets_shown() {
     assert!(list.body.contains("vpn-gw") && list.body.contains("10.1.0.0/24") && !list.body.contains("other"));
     assert!(!list.body.contains(secret));
     assert!(n.ok(&["client", "list"]).contains("vpn-gw"));
+    // Secret change with overlap (issue 19): refusals change nothing, the table says what is used.
+    let new_secret = "second-shared-secret-never-shown";
+    for (keep, sec) in [("forever", new_secret), ("24h", secret), ("31d", new_secret)] {
+        let r = w
+            .post(
+                "/admin/radius/secret",
+                &[("csrf", &csrf), ("name", "vpn-gw"), ("secret", sec), ("keep_old_for", keep)],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{keep}: {}", r.body);
+        assert!(!r.body.contains(secret) && !r.body.contains(new_secret));
+    }
+    let r = w
+        .post(
+            "/admin/radius/secret",
+            &[("csrf", &csrf), ("name", "vpn-gw"), ("secret", new_secret), ("keep_old_for", "1h")],
+        )
+        .await;
+    assert_eq!((r.status, r.location.as_deref()), (303, Some("/admin/radius?done=secret")));
+    let list = w.get("/admin/radius?done=secret").await;
+    assert!(list.body.contains("old secret accepted until"), "{}", list.body);
+    assert!(!list.body.contains(secret) && !list.body.contains(new_secret));
     let r = w.post("/admin/radius/delete", &[("csrf", &csrf), ("name", "vpn-gw")]).await;
     assert!(r.status == 200 && r.body.contains("Yes, delete vpn-gw"));
     let r = w.post("/admin/radius/delete", &[("csrf", &csrf), ("name", "vpn-gw"), ("confirm", "yes")]).await;

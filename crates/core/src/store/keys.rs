@@ -83,6 +83,9 @@ pub enum SealedColumn {
     InventorySecret,
     /// `radius_clients.secret`, row = client id.
     RadiusClientSecret,
+    /// `radius_clients.old_secret` (during a secret rotation's overlap),
+    /// row = client id; NULL values are skipped.
+    RadiusClientOldSecret,
     /// `realms.secrets`, row = realm name.
     RealmSecrets,
     /// Sealed node-wide values in `meta`, row = [`MetaKey::KeyCheck`] or [`MetaKey::BackupMacKey`] name.
@@ -96,10 +99,11 @@ pub enum SealedColumn {
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 7] = [
+    pub const ALL: [SealedColumn; 8] = [
         SealedColumn::TokenSecret,
         SealedColumn::InventorySecret,
         SealedColumn::RadiusClientSecret,
+        SealedColumn::RadiusClientOldSecret,
         SealedColumn::RealmSecrets,
         SealedColumn::Meta,
         SealedColumn::AdminTotpSecret,
@@ -111,6 +115,7 @@ impl SealedColumn {
             SealedColumn::TokenSecret => "token secrets",
             SealedColumn::InventorySecret => "inventory secrets",
             SealedColumn::RadiusClientSecret => "RADIUS client secrets",
+            SealedColumn::RadiusClientOldSecret => "RADIUS client old secrets (rotation overlap)",
             SealedColumn::RealmSecrets => "realm secrets",
             SealedColumn::Meta => "key check and backup code key",
             SealedColumn::AdminTotpSecret => "admin TOTP secrets",

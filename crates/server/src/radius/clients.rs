@@ -6,11 +6,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 use tessera_core::admin::Admin;
+use tessera_core::clock::Timestamp;
 use tessera_core::model::{MessageAuthenticatorMode, RadiusClient};
 use zeroize::Zeroizing;
 
@@ -24,11 +25,62 @@ pub struct Client {
     pub prefix_len: u8,
     pub address: tessera_core::cidr::Cidr,
     pub secret: Zeroizing<Vec<u8>>,
+    /// During a secret rotation's overlap: the previous secret, accepted
+    /// until its expiry (checked per request, so it is refused exactly then,
+    /// whenever the table is next rebuilt).
+    pub old: Option<OldSecret>,
+    /// The last secret change, to record which secret requests use.
+    pub rotation: Option<Arc<RotationUse>>,
     pub mode: MessageAuthenticatorMode,
     /// Realm of this client's users who name none.
     pub default_realm: Option<String>,
     /// `auto` mode: seen signing (kept here so the check needs no store read).
     pub signed: AtomicBool,
+}
+
+#[derive(Debug)]
+pub struct OldSecret {
+    pub secret: Zeroizing<Vec<u8>>,
+    pub expires_at: Timestamp,
+}
+
+/// What this node has recorded of a client's secret change (kept across
+/// the 2 s rebuilds while the change is the same): uses are written at
+/// most once a minute per client, so the RADIUS path does one atomic load
+/// per request, and a store write only then.
+#[derive(Debug)]
+pub struct RotationUse {
+    pub changed_at: Timestamp,
+    /// When a use of the old secret was last handed to the store (ms).
+    old_recorded_ms: AtomicI64,
+    /// The first use of the new secret is recorded (or was already).
+    new_recorded: AtomicBool,
+}
+
+impl RotationUse {
+    /// How often a client's use of the old secret is written, at most.
+    pub const RECORD_EVERY_MS: i64 = 60_000;
+
+    pub fn new(changed_at: Timestamp, new_recorded: bool) -> Self {
+        RotationUse {
+            changed_at,
+            old_recorded_ms: AtomicI64::new(i64::MIN),
+            new_recorded: AtomicBool::new(new_recorded),
+        }
+    }
+
+    /// Whether a use of the old secret at `now_ms` is to be written: the
+    /// first one, then at most one a minute (one caller wins a race).
+    pub fn record_old(&self, now_ms: i64) -> bool {
+        let last = self.old_recorded_ms.load(Ordering::Relaxed);
+        now_ms.saturating_sub(last) >= Self::RECORD_EVERY_MS
+            && self.old_recorded_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// Whether this is the first use of the new secret seen (once).
+    pub fn record_new(&self) -> bool {
+        !self.new_recorded.load(Ordering::Relaxed) && !self.new_recorded.swap(true, Ordering::Relaxed)
+    }
 }
 
 impl Client {
@@ -129,10 +181,22 @@ impl ClientTable {
     /// (it cannot be served).
     pub async fn reload(&self, admin: &Admin) -> Result<usize, tessera_core::CoreError> {
         let stored: Vec<RadiusClient> = admin.radius_clients().await?;
+        let now = admin.context().clock.now();
+        if stored.iter().any(|c| c.rotation.old_expired_not_dropped(now)) {
+            // Expired old secrets are refused already (see `Client::old`);
+            // this removes them from the database. A replica leaves that
+            // to its primary (its store refuses the write).
+            match admin.drop_expired_radius_secrets(&stored).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "RADIUS old secrets expired and removed"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "expired RADIUS old secrets not removed here"),
+            }
+        }
         Ok(self.rebuild(admin, stored))
     }
 
     fn rebuild(&self, admin: &Admin, stored: Vec<RadiusClient>) -> usize {
+        let now = admin.context().clock.now();
         let previous = self.clients.load_full();
         let configured = self.configured.read().clone();
         let mut next = Vec::with_capacity(stored.len() + configured.len());
@@ -146,6 +210,8 @@ impl ClientTable {
                 prefix_len: c.address.prefix_len(),
                 address: c.address,
                 secret: c.secret.clone(),
+                old: None,
+                rotation: None,
                 mode: c.mode,
                 default_realm: c.default_realm.clone(),
                 signed: AtomicBool::new(seen),
@@ -170,12 +236,29 @@ impl ClientTable {
             // Keep the learned `auto` flag across reloads even before the
             // store has recorded it.
             let seen = c.ma_seen || previous.iter().any(|p| p.id == Some(c.id) && p.has_signed());
+            let old = match admin.radius_old_secret(&c, now) {
+                Ok(s) => s.zip(c.rotation.old_expires_at).map(|(secret, expires_at)| OldSecret { secret, expires_at }),
+                Err(e) => {
+                    tracing::error!(client = %c.name, error = %e, "RADIUS client old secret cannot be opened; only the current one is accepted");
+                    None
+                }
+            };
+            // Same change as before: keep what this node already recorded.
+            let rotation = c.rotation.changed_at.map(|changed| {
+                previous
+                    .iter()
+                    .filter(|p| p.id == Some(c.id))
+                    .find_map(|p| p.rotation.clone().filter(|r| r.changed_at == changed))
+                    .unwrap_or_else(|| Arc::new(RotationUse::new(changed, c.rotation.new_first_used_at.is_some())))
+            });
             next.push(Arc::new(Client {
                 id: Some(c.id),
                 name: c.name,
                 prefix_len: c.address.prefix_len(),
                 address: c.address,
                 secret,
+                old,
+                rotation,
                 mode: c.message_authenticator,
                 default_realm: c.default_realm,
                 signed: AtomicBool::new(seen),

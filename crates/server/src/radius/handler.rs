@@ -16,14 +16,13 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tessera_core::auth::{Decision, ValidateRequest, Validation};
-use tessera_core::model::{MessageAuthenticatorMode, RuleScope};
-use tessera_radius::{
-    Attribute, Code, Dictionary, MessageAuthenticator, Packet, attr, unhide_password, verify_request,
-};
+use tessera_core::model::{MessageAuthenticatorMode, RuleScope, SecretSlot};
+use tessera_radius::{Attribute, Code, Dictionary, MessageAuthenticator, Packet, attr, unhide_password};
 use zeroize::Zeroizing;
 
 use super::clients::{Client, ClientTable, ConfigClient};
 use super::dedup::{DupCache, Key, Seen};
+use super::secrets::{self, Verdict};
 use crate::config::{Config, ReplyConfig};
 use crate::metrics::{self, DropReason, Duplicate, Outcome, Protocol};
 use crate::node::Node;
@@ -63,6 +62,7 @@ pub struct Stats {
     pub dropped_bad_authenticator: AtomicU64,
     pub dropped_missing_message_authenticator: AtomicU64,
     pub dropped_proxy_state: AtomicU64,
+    pub dropped_ambiguous_secret: AtomicU64,
     pub dropped_overload: AtomicU64,
     pub errors: AtomicU64,
 }
@@ -108,12 +108,19 @@ pub struct Pending {
     key: Key,
     transport: Transport,
     started: Instant,
+    /// The secret the request was made with (the reply is signed with it).
+    slot: SecretSlot,
+    /// `false`: unsigned, during a rotation's overlap, and the password
+    /// reads under neither secret: rejected without being checked.
+    readable: bool,
 }
 
-fn secret_of(client: &Client, transport: Transport) -> &[u8] {
-    match transport {
-        Transport::Udp => &client.secret,
-        Transport::RadSec => RADSEC_SECRET,
+/// The secret to open and sign with: the one the request was made with.
+fn secret_of(client: &Client, transport: Transport, slot: SecretSlot) -> &[u8] {
+    match (transport, slot, &client.old) {
+        (Transport::RadSec, _, _) => RADSEC_SECRET,
+        (Transport::Udp, SecretSlot::Old, Some(old)) => &old.secret,
+        (Transport::Udp, _, _) => &client.secret,
     }
 }
 
@@ -254,11 +261,10 @@ impl RadiusService {
             );
             return Admitted::Done(None);
         };
-        let secret = secret_of(&client, transport);
         Admitted::Done(match packet.code {
             Code::AccessRequest => return self.access_request(raw, packet, src, client, (transport, started)),
-            Code::StatusServer => self.status_server(raw, &packet, src, &client, secret, transport),
-            Code::AccountingRequest => self.accounting(raw, &packet, src, &client, secret, transport),
+            Code::StatusServer => self.status_server(raw, &packet, src, &client, transport),
+            Code::AccountingRequest => self.accounting(raw, &packet, src, &client, transport),
             _ => {
                 log_drop(
                     &self.stats.dropped_malformed,
@@ -275,27 +281,71 @@ impl RadiusService {
     /// Decides an admitted Access-Request and records the reply in the
     /// duplicate cache (retransmissions meanwhile were ignored).
     pub async fn decide(&self, p: Pending) -> Option<Vec<u8>> {
-        let secret = secret_of(&p.client, p.transport);
-        let reply = self.decide_request(&p.packet, p.src, &p.client, secret, (p.transport.protocol(), p.started)).await;
+        let secret = secret_of(&p.client, p.transport, p.slot);
+        let reply = self
+            .decide_request(&p.packet, p.src, &p.client, secret, p.readable, (p.transport.protocol(), p.started))
+            .await;
         self.dedup.complete(&p.key, reply.as_deref(), Instant::now());
         reply
     }
 
+    /// The secrets a request from `client` may be made with: the current
+    /// one, and during a rotation's overlap the old one until the exact
+    /// moment it expires (the clock is read only for such clients).
+    fn secrets<'c>(&self, client: &'c Client, transport: Transport) -> (&'c [u8], Option<&'c [u8]>) {
+        match transport {
+            Transport::RadSec => (RADSEC_SECRET, None),
+            Transport::Udp => (
+                &client.secret,
+                client.old.as_ref().filter(|o| self.node.ctx.clock.now() < o.expires_at).map(|o| o.secret.as_slice()),
+            ),
+        }
+    }
+
+    /// Notes which secret an authentic request of `client` used: the first
+    /// use of each after a change, then the old one at most once a minute,
+    /// go to the store (in the background); otherwise one atomic load.
+    fn note_secret(&self, client: &Client, slot: SecretSlot, src: SocketAddr, transport: Transport) {
+        // Over RadSec the TLS session, not the shared secret, is used.
+        let (Some(id), Some(rotation), Transport::Udp) = (client.id, &client.rotation, transport) else { return };
+        let record = match slot {
+            SecretSlot::Current => rotation.record_new(),
+            SecretSlot::Old => rotation.record_old(self.node.ctx.clock.now().0),
+        };
+        if !record {
+            return;
+        }
+        let (node, name, changed) = (self.node.clone(), client.name.clone(), rotation.changed_at);
+        let until = client.old.as_ref().map(|o| o.expires_at);
+        tokio::spawn(async move {
+            let r = node.admin.record_radius_secret_use((id, &name), changed, slot, Some(src.ip().to_string())).await;
+            match (r, slot) {
+                (Ok(true), SecretSlot::Old) => tracing::warn!(
+                    client = %name, %src, old_secret_until = %until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    "RADIUS client still uses its old secret (accepted until the overlap ends)"
+                ),
+                (Ok(true), SecretSlot::Current) => {
+                    tracing::info!(client = %name, %src, "RADIUS client uses its new secret")
+                }
+                (Ok(false), _) => {}
+                (Err(e), _) => {
+                    tracing::warn!(client = %name, error = %e, "could not record which secret a RADIUS client uses")
+                }
+            }
+        });
+    }
+
     /// RFC 3579 and the BlastRADIUS rules: is this Access-Request
-    /// authentic enough to act on?
+    /// authentic enough to act on? `ma`: what the authenticator checks
+    /// found with the secret the request was made with.
     fn admissible(
         &self,
-        raw: &[u8],
+        ma: MessageAuthenticator,
         packet: &Packet,
         src: SocketAddr,
         client: &Client,
-        secret: &[u8],
         transport: Transport,
     ) -> bool {
-        let ma = match verify_request(raw, secret) {
-            Ok(m) => m,
-            Err(_) => MessageAuthenticator::Invalid,
-        };
         match ma {
             MessageAuthenticator::Invalid => {
                 log_drop(
@@ -371,8 +421,28 @@ impl RadiusService {
         client: Arc<Client>,
         (transport, started): (Transport, Instant),
     ) -> Admitted {
-        if !self.admissible(raw, &packet, src, &client, secret_of(&client, transport), transport) {
+        let (current, old) = self.secrets(&client, transport);
+        let verdict =
+            secrets::access_request(raw, &packet.authenticator, packet.attr(attr::USER_PASSWORD), current, old);
+        let (slot, ma, readable) = match verdict {
+            Verdict::Use(slot, ma) => (slot, ma, true),
+            Verdict::Unreadable => (SecretSlot::Current, MessageAuthenticator::Absent, false),
+            Verdict::Ambiguous => {
+                log_drop(
+                    &self.stats.dropped_ambiguous_secret,
+                    (transport, DropReason::AmbiguousSecret),
+                    "unsigned request whose password reads under both the new and the old secret",
+                    src,
+                    Some(&client.name),
+                );
+                return Admitted::Done(None);
+            }
+        };
+        if !self.admissible(ma, &packet, src, &client, transport) {
             return Admitted::Done(None);
+        }
+        if readable {
+            self.note_secret(&client, slot, src, transport);
         }
         let key = Key { source: src, identifier: packet.identifier, authenticator: packet.authenticator };
         match self.dedup.check(key.clone(), started) {
@@ -388,7 +458,7 @@ impl RadiusService {
                 return Admitted::Done(Some(reply));
             }
         }
-        Admitted::Decide(Pending { packet, src, client, key, transport, started })
+        Admitted::Decide(Pending { packet, src, client, key, transport, started, slot, readable })
     }
 
     async fn decide_request(
@@ -397,6 +467,7 @@ impl RadiusService {
         src: SocketAddr,
         client: &Client,
         secret: &[u8],
+        readable: bool,
         (protocol, started): (Protocol, Instant),
     ) -> Option<Vec<u8>> {
         let text = |typ: u8| packet.attr(typ).map(|v| String::from_utf8_lossy(v).into_owned());
@@ -407,13 +478,16 @@ impl RadiusService {
             attributes: Vec::new(),
         };
         let username = packet.attr(attr::USER_NAME).and_then(|v| std::str::from_utf8(v).ok().map(str::to_string));
-        let password = packet
-            .attr(attr::USER_PASSWORD)
+        let password = Some(packet)
+            .filter(|_| readable)
+            .and_then(|p| p.attr(attr::USER_PASSWORD))
             .and_then(|hidden| unhide_password(secret, &packet.authenticator, hidden).ok())
             .and_then(|p| String::from_utf8(p.to_vec()).ok().map(Zeroizing::new));
         let (Some(username), Some(password)) = (username, password) else {
             // Only PAP is supported (the OTP must be readable); CHAP, EAP and
-            // a missing User-Name are refused.
+            // a missing User-Name are refused. So is, during a secret
+            // rotation's overlap, an unsigned password that reads under
+            // neither secret (`secrets.rs`): not checked, so not counted.
             tracing::info!(%src, client = %client.name, "Access-Request without a readable User-Name and PAP User-Password; rejected");
             bump(&self.stats.rejects);
             metrics::request(protocol, Outcome::Reject, started.elapsed());
@@ -554,11 +628,11 @@ impl RadiusService {
         packet: &Packet,
         src: SocketAddr,
         client: &Client,
-        secret: &[u8],
         transport: Transport,
     ) -> Option<Vec<u8>> {
         // RFC 5997 §3: Status-Server must carry a valid Message-Authenticator.
-        if !matches!(verify_request(raw, secret), Ok(MessageAuthenticator::Valid)) {
+        let (current, old) = self.secrets(client, transport);
+        let Some(slot) = secrets::signed(raw, current, old) else {
             log_drop(
                 &self.stats.dropped_bad_authenticator,
                 (transport, DropReason::BadAuthenticator),
@@ -567,7 +641,9 @@ impl RadiusService {
                 Some(&client.name),
             );
             return None;
-        }
+        };
+        self.note_secret(client, slot, src, transport);
+        let secret = secret_of(client, transport, slot);
         bump(&self.stats.status_server);
         metrics::radius_status_server();
         let reply = Packet {
@@ -585,12 +661,13 @@ impl RadiusService {
         packet: &Packet,
         src: SocketAddr,
         client: &Client,
-        secret: &[u8],
         transport: Transport,
     ) -> Option<Vec<u8>> {
         // The Request Authenticator of Accounting-Request is a keyed hash:
         // verify_request checks it (and any Message-Authenticator).
-        if matches!(verify_request(raw, secret), Ok(MessageAuthenticator::Invalid) | Err(_)) {
+        let (current, old) = self.secrets(client, transport);
+        let (slot, ma) = secrets::exact(raw, current, old);
+        if ma == MessageAuthenticator::Invalid {
             log_drop(
                 &self.stats.dropped_bad_authenticator,
                 (transport, DropReason::BadAuthenticator),
@@ -600,6 +677,8 @@ impl RadiusService {
             );
             return None;
         }
+        self.note_secret(client, slot, src, transport);
+        let secret = secret_of(client, transport, slot);
         bump(&self.stats.accounting);
         metrics::radius_accounting();
         let reply = Packet {

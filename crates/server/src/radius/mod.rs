@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod dictionary;
 pub mod handler;
 pub mod radsec;
+pub mod secrets;
 pub mod udp;
 
 use std::sync::Arc;

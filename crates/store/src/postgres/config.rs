@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tessera_core::audit::AuditRecord;
-use tessera_core::model::{ApiKey, RadiusClient, ReplyRule, RuleScope};
+use tessera_core::clock::Timestamp;
+use tessera_core::model::{ApiKey, RadiusClient, ReplyRule, RuleScope, SecretRotation, SecretSlot};
 use tessera_core::policy::Policy;
 use tessera_core::realm::Realm;
 use tessera_core::store::{ConfigStore, StoreError};
@@ -162,16 +163,11 @@ impl ConfigStore for PgStore {
 
     async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
         let c = self.client().await?;
-        query(
-            &c,
-            "SELECT id, name, address, secret, message_authenticator, ma_seen, created_at, default_realm \
-             FROM radius_clients ORDER BY name",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(rows::radius_client)
-        .collect()
+        query(&c, &format!("SELECT {} FROM radius_clients ORDER BY name", rows::RADIUS_CLIENT_COLS), &[])
+            .await?
+            .iter()
+            .map(rows::radius_client)
+            .collect()
     }
 
     async fn delete_radius_client(&self, name: &str, audit: AuditRecord) -> Result<(), StoreError> {
@@ -182,6 +178,131 @@ impl ConfigStore for PgStore {
     async fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError> {
         let c = self.client().await?;
         exec(&c, "UPDATE radius_clients SET ma_seen = TRUE WHERE id = $1 AND NOT ma_seen", &[&id]).await.map(|_| ())
+    }
+
+    async fn update_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError> {
+        let k = client;
+        in_tx!(self, |tx| {
+            match exec_raw(
+                &tx,
+                "UPDATE radius_clients SET address = $2, message_authenticator = $3, default_realm = $4 WHERE id = $1",
+                &[&k.id, &k.address.to_string(), &k.message_authenticator.as_str(), &k.default_realm],
+            )
+            .await
+            {
+                Err(e) => Err(constraint(e, || format!("RADIUS client `{}`", k.name), String::new)),
+                Ok(0) => Err(StoreError::NotFound(format!("RADIUS client `{}`", k.name))),
+                Ok(_) => insert_audit(&tx, &audit).await,
+            }
+        })
+    }
+
+    async fn set_radius_client_secret(
+        &self,
+        id: i64,
+        expected: &[u8],
+        sealed_secret: &[u8],
+        r: &SecretRotation,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let ms = |t: Option<Timestamp>| t.map(|t| t.0);
+        let (expires, last_used, changed, first_used) =
+            (ms(r.old_expires_at), ms(r.old_last_used_at), ms(r.changed_at), ms(r.new_first_used_at));
+        in_tx!(self, |tx| {
+            async {
+                let n = exec(
+                    &tx,
+                    "UPDATE radius_clients SET secret = $3, old_secret = $4, old_secret_expires_at = $5, \
+                     old_secret_last_used_at = $6, secret_changed_at = $7, new_secret_first_used_at = $8 \
+                     WHERE id = $1 AND secret = $2",
+                    &[
+                        &id,
+                        &expected,
+                        &sealed_secret,
+                        &r.sealed_old_secret,
+                        &expires,
+                        &last_used,
+                        &changed,
+                        &first_used,
+                    ],
+                )
+                .await?;
+                if n == 0 {
+                    let exists = opt(&tx, "SELECT 1 FROM radius_clients WHERE id = $1", &[&id]).await?;
+                    return Err(match exists {
+                        Some(_) => StoreError::Conflict("the RADIUS client's secret changed meanwhile".into()),
+                        None => StoreError::NotFound("RADIUS client".into()),
+                    });
+                }
+                insert_audit(&tx, &audit).await
+            }
+            .await
+        })
+    }
+
+    async fn record_radius_secret_use(
+        &self,
+        id: i64,
+        changed_at: Timestamp,
+        slot: SecretSlot,
+        at: Timestamp,
+        first: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        // Of several nodes seeing the first use at once, the first UPDATE
+        // of one finds the column NULL; the others wait for its row lock,
+        // re-check and find it set (READ COMMITTED), so one record only.
+        let (first_sql, later_sql) = match slot {
+            SecretSlot::Old => (
+                "UPDATE radius_clients SET old_secret_last_used_at = $3 WHERE id = $1 AND secret_changed_at = $2 \
+                 AND old_secret IS NOT NULL AND old_secret_last_used_at IS NULL",
+                Some(
+                    "UPDATE radius_clients SET old_secret_last_used_at = $3 WHERE id = $1 \
+                     AND secret_changed_at = $2 AND old_secret IS NOT NULL AND old_secret_last_used_at < $3",
+                ),
+            ),
+            SecretSlot::Current => (
+                "UPDATE radius_clients SET new_secret_first_used_at = $3 WHERE id = $1 \
+                 AND secret_changed_at = $2 AND new_secret_first_used_at IS NULL",
+                None,
+            ),
+        };
+        in_tx!(self, |tx| {
+            async {
+                if exec(&tx, first_sql, &[&id, &changed_at.0, &at.0]).await? == 1 {
+                    insert_audit(&tx, &first).await?;
+                    return Ok(true);
+                }
+                if let Some(sql) = later_sql {
+                    exec(&tx, sql, &[&id, &changed_at.0, &at.0]).await?;
+                }
+                Ok(false)
+            }
+            .await
+        })
+    }
+
+    async fn drop_expired_radius_secret(
+        &self,
+        id: i64,
+        now: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_tx!(self, |tx| {
+            async {
+                let n = exec(
+                    &tx,
+                    "UPDATE radius_clients SET old_secret = NULL WHERE id = $1 AND old_secret IS NOT NULL \
+                     AND (old_secret_expires_at IS NULL OR old_secret_expires_at <= $2)",
+                    &[&id, &now.0],
+                )
+                .await?;
+                if n == 1 {
+                    insert_audit(&tx, &audit).await?;
+                }
+                Ok(n == 1)
+            }
+            .await
+        })
     }
 
     async fn create_reply_rule(&self, rule: &ReplyRule, audit: AuditRecord) -> Result<(), StoreError> {

@@ -6,8 +6,8 @@ use tessera_core::audit::AuditRecord;
 use tessera_core::clock::Timestamp;
 use tessera_core::lockout::LockState;
 use tessera_core::model::{
-    AccessRecord, ApiKey, InventoryToken, OobChannel, OobTarget, RadiusClient, ReplyRule, RuleScope, Token, TokenId,
-    TokenState, User, UserId,
+    AccessRecord, ApiKey, InventoryToken, OobChannel, OobTarget, RadiusClient, ReplyRule, RuleScope, SecretRotation,
+    Token, TokenId, TokenState, User, UserId,
 };
 use tessera_core::oob::OobCode;
 use tessera_core::realm::Realm;
@@ -154,8 +154,20 @@ pub fn radius_client(r: &Row) -> Result<RadiusClient, StoreError> {
         ma_seen: get(r, 5)?,
         created_at: Timestamp(get(r, 6)?),
         default_realm: get(r, 7)?,
+        rotation: SecretRotation {
+            sealed_old_secret: get(r, 8)?,
+            old_expires_at: ts(get(r, 9)?),
+            old_last_used_at: ts(get(r, 10)?),
+            changed_at: ts(get(r, 11)?),
+            new_first_used_at: ts(get(r, 12)?),
+        },
     })
 }
+
+/// The columns [`radius_client`] reads, in order.
+pub const RADIUS_CLIENT_COLS: &str = "id, name, address, secret, message_authenticator, ma_seen, created_at, \
+     default_realm, old_secret, old_secret_expires_at, old_secret_last_used_at, secret_changed_at, \
+     new_secret_first_used_at";
 
 pub fn realm(r: &Row) -> Result<Realm, StoreError> {
     let settings: String = get(r, 1)?;

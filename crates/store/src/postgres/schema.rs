@@ -17,10 +17,17 @@ use super::db::map_err;
 pub const MIGRATIONS: &[Migration] = &[
     breaking(1, include_str!("../../migrations/postgres/0001_init.sql")),
     breaking(2, include_str!("../../migrations/postgres/0002_admins.sql")),
+    // RADIUS secret rotation: nullable columns only (an older release ignores them).
+    expanding(3, include_str!("../../migrations/postgres/0003_radius_secret_rotation.sql")),
 ];
 
 const fn breaking(version: i64, sql: &'static str) -> Migration {
     Migration { version, sql, compatible_from: version }
+}
+
+/// A migration that only adds what the previous release ignores.
+const fn expanding(version: i64, sql: &'static str) -> Migration {
+    Migration { version, sql, compatible_from: version - 1 }
 }
 
 /// The newest migration's version.

@@ -4,12 +4,13 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use tessera_core::audit::AuditRecord;
-use tessera_core::model::{ApiKey, RadiusClient, ReplyRule, RuleScope};
+use tessera_core::clock::Timestamp;
+use tessera_core::model::{ApiKey, RadiusClient, ReplyRule, RuleScope, SecretRotation, SecretSlot};
 use tessera_core::policy::Policy;
 use tessera_core::realm::Realm;
 use tessera_core::store::{ConfigStore, StoreError};
 
-use super::rows::API_KEY_COLS;
+use super::rows::{API_KEY_COLS, RADIUS_CLIENT_COLS};
 use super::{POLICY_TTL, SqliteStore, insert_audit, is_unique_violation, map_err, rows};
 
 #[async_trait]
@@ -177,12 +178,9 @@ impl ConfigStore for SqliteStore {
 
     async fn radius_clients(&self) -> Result<Vec<RadiusClient>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT id, name, address, secret, message_authenticator, ma_seen, created_at, default_realm \
-                 FROM radius_clients ORDER BY name",
-            )?
-            .query_map([], rows::radius_client)?
-            .collect()
+            c.prepare_cached(&format!("SELECT {RADIUS_CLIENT_COLS} FROM radius_clients ORDER BY name"))?
+                .query_map([], rows::radius_client)?
+                .collect()
         })
     }
 
@@ -201,6 +199,134 @@ impl ConfigStore for SqliteStore {
     async fn mark_radius_client_signed(&self, id: i64) -> Result<(), StoreError> {
         self.write(move |c| {
             c.execute("UPDATE radius_clients SET ma_seen = 1 WHERE id = ?1", [id]).map(|_| ()).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn update_radius_client(&self, client: &RadiusClient, audit: AuditRecord) -> Result<(), StoreError> {
+        let k = client.clone();
+        self.write(move |c| {
+            let r = c.execute(
+                "UPDATE radius_clients SET address = ?2, message_authenticator = ?3, default_realm = ?4 WHERE id = ?1",
+                params![k.id, k.address.to_string(), k.message_authenticator.as_str(), k.default_realm],
+            );
+            match r {
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("RADIUS client `{}`", k.name))),
+                Err(e) => Err(map_err(e)),
+                Ok(0) => Err(StoreError::NotFound(format!("RADIUS client `{}`", k.name))),
+                Ok(_) => insert_audit(c, &audit),
+            }
+        })
+        .await
+    }
+
+    async fn set_radius_client_secret(
+        &self,
+        id: i64,
+        expected: &[u8],
+        sealed_secret: &[u8],
+        rotation: &SecretRotation,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let (expected, sealed, r) = (expected.to_vec(), sealed_secret.to_vec(), rotation.clone());
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE radius_clients SET secret = ?3, old_secret = ?4, old_secret_expires_at = ?5, \
+                     old_secret_last_used_at = ?6, secret_changed_at = ?7, new_secret_first_used_at = ?8 \
+                     WHERE id = ?1 AND secret = ?2",
+                    params![
+                        id,
+                        expected,
+                        sealed,
+                        r.sealed_old_secret,
+                        r.old_expires_at.map(|t| t.0),
+                        r.old_last_used_at.map(|t| t.0),
+                        r.changed_at.map(|t| t.0),
+                        r.new_first_used_at.map(|t| t.0)
+                    ],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                let exists = c
+                    .query_row("SELECT 1 FROM radius_clients WHERE id = ?1", [id], |_| Ok(()))
+                    .optional()
+                    .map_err(map_err)?;
+                return Err(match exists {
+                    Some(()) => StoreError::Conflict("the RADIUS client's secret changed meanwhile".into()),
+                    None => StoreError::NotFound("RADIUS client".into()),
+                });
+            }
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn record_radius_secret_use(
+        &self,
+        id: i64,
+        changed_at: Timestamp,
+        slot: SecretSlot,
+        at: Timestamp,
+        first: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let job = move |c: &rusqlite::Connection| {
+            let (first_sql, later_sql) = match slot {
+                SecretSlot::Old => (
+                    "UPDATE radius_clients SET old_secret_last_used_at = ?3 WHERE id = ?1 AND secret_changed_at = ?2 \
+                     AND old_secret IS NOT NULL AND old_secret_last_used_at IS NULL",
+                    Some(
+                        "UPDATE radius_clients SET old_secret_last_used_at = ?3 WHERE id = ?1 \
+                         AND secret_changed_at = ?2 AND old_secret IS NOT NULL AND old_secret_last_used_at < ?3",
+                    ),
+                ),
+                SecretSlot::Current => (
+                    "UPDATE radius_clients SET new_secret_first_used_at = ?3 WHERE id = ?1 \
+                     AND secret_changed_at = ?2 AND new_secret_first_used_at IS NULL",
+                    None,
+                ),
+            };
+            let n = c
+                .prepare_cached(first_sql)
+                .map_err(map_err)?
+                .execute(params![id, changed_at.0, at.0])
+                .map_err(map_err)?;
+            if n == 1 {
+                insert_audit(c, &first)?;
+                return Ok(true);
+            }
+            if let Some(sql) = later_sql {
+                c.prepare_cached(sql).map_err(map_err)?.execute(params![id, changed_at.0, at.0]).map_err(map_err)?;
+            }
+            Ok(false)
+        };
+        match &self.engine {
+            // Not login state: written beside the login engine, without
+            // holding logins off or emptying its memory (an administrative
+            // write would, once a minute per client during an overlap).
+            Some(_) => self.writer.write(job).await,
+            None => self.write(job).await,
+        }
+    }
+
+    async fn drop_expired_radius_secret(
+        &self,
+        id: i64,
+        now: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE radius_clients SET old_secret = NULL WHERE id = ?1 AND old_secret IS NOT NULL \
+                     AND (old_secret_expires_at IS NULL OR old_secret_expires_at <= ?2)",
+                    params![id, now.0],
+                )
+                .map_err(map_err)?;
+            if n == 1 {
+                insert_audit(c, &audit)?;
+            }
+            Ok(n == 1)
         })
         .await
     }

@@ -7,8 +7,8 @@ use tessera_core::audit::AuditRecord;
 use tessera_core::clock::Timestamp;
 use tessera_core::lockout::LockState;
 use tessera_core::model::{
-    AccessRecord, ApiKey, OobChannel, OobTarget, RadiusClient, ReplyRule, RuleScope, Token, TokenId, TokenState, User,
-    UserId,
+    AccessRecord, ApiKey, OobChannel, OobTarget, RadiusClient, ReplyRule, RuleScope, SecretRotation, Token, TokenId,
+    TokenState, User, UserId,
 };
 use tessera_core::oob::OobCode;
 use tessera_core::realm::Realm;
@@ -192,8 +192,20 @@ pub fn radius_client(r: &Row<'_>) -> rusqlite::Result<RadiusClient> {
         ma_seen: r.get(5)?,
         created_at: Timestamp(r.get(6)?),
         default_realm: r.get(7)?,
+        rotation: SecretRotation {
+            sealed_old_secret: r.get(8)?,
+            old_expires_at: ts(r.get(9)?),
+            old_last_used_at: ts(r.get(10)?),
+            changed_at: ts(r.get(11)?),
+            new_first_used_at: ts(r.get(12)?),
+        },
     })
 }
+
+/// The columns [`radius_client`] reads, in order.
+pub const RADIUS_CLIENT_COLS: &str = "id, name, address, secret, message_authenticator, ma_seen, created_at, \
+     default_realm, old_secret, old_secret_expires_at, old_secret_last_used_at, secret_changed_at, \
+     new_secret_first_used_at";
 
 pub fn realm(r: &Row<'_>) -> rusqlite::Result<Realm> {
     let settings: String = r.get(1)?;

@@ -33,6 +33,11 @@ const fn breaking(version: i64, sql: &'static str) -> Migration {
     Migration { version, sql, compatible_from: version }
 }
 
+/// A migration that only adds what the previous release ignores.
+const fn expanding(version: i64, sql: &'static str) -> Migration {
+    Migration { version, sql, compatible_from: version - 1 }
+}
+
 /// Append only; never edit a released migration. Migrations 1-8 predate
 /// the compatibility window and are recorded as breaking.
 pub const MIGRATIONS: &[Migration] = &[
@@ -44,6 +49,8 @@ pub const MIGRATIONS: &[Migration] = &[
     breaking(6, include_str!("../../migrations/sqlite/0006_admins.sql")),
     breaking(7, include_str!("../../migrations/sqlite/0007_replication.sql")),
     breaking(8, include_str!("../../migrations/sqlite/0008_cluster_trust.sql")),
+    // RADIUS secret rotation: nullable columns only (an older release ignores them).
+    expanding(9, include_str!("../../migrations/sqlite/0009_radius_secret_rotation.sql")),
 ];
 
 /// The newest migration's version.

@@ -17,6 +17,7 @@ fn id_table(column: SealedColumn) -> Option<(&'static str, &'static str)> {
         SealedColumn::TokenSecret => Some(("tokens", "secret")),
         SealedColumn::InventorySecret => Some(("inventory", "secret")),
         SealedColumn::RadiusClientSecret => Some(("radius_clients", "secret")),
+        SealedColumn::RadiusClientOldSecret => Some(("radius_clients", "old_secret")),
         SealedColumn::AdminTotpSecret => Some(("admins", "totp_secret")),
         SealedColumn::RealmSecrets | SealedColumn::Meta | SealedColumn::NodeIdentity => None,
     }

@@ -64,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/radius", get(radius_page))
         .route("/admin/radius/add", post(radius_add))
         .route("/admin/radius/delete", post(radius_delete))
+        .route("/admin/radius/secret", post(radius_secret))
         .route("/admin/realms", get(realms_page))
         .route("/admin/realms/test", post(realm_test))
         .route("/admin/policy", get(policy_page).post(policy_save))
@@ -860,6 +861,8 @@ struct ClientRow {
     signs: bool,
     default_realm: String,
     created: String,
+    /// Which secret it uses, after a secret change (empty if none).
+    secret: String,
     /// Declared in `[[radius.client]]`: changed in the file, not here.
     from_config: bool,
 }
@@ -878,7 +881,11 @@ struct RadiusPage<'a> {
     min_secret: usize,
 }
 
-const RADIUS_NOTICES: &[(&str, &str)] = &[("add", "RADIUS client added."), ("delete", "RADIUS client deleted.")];
+const RADIUS_NOTICES: &[(&str, &str)] = &[
+    ("add", "RADIUS client added."),
+    ("delete", "RADIUS client deleted."),
+    ("secret", "Secret changed. Running nodes use it within 2 seconds; the table tells which secret the client uses."),
+];
 
 async fn radius_view(
     s: &AppState,
@@ -889,9 +896,13 @@ async fn radius_view(
     status: StatusCode,
 ) -> Response {
     let Ok(clients) = s.node.admin.radius_clients().await else { return unavailable("/admin/dashboard") };
+    let now = s.node.ctx.clock.now();
     let mut rows: Vec<ClientRow> = clients
         .iter()
         .map(|cl| ClientRow {
+            secret: tessera_core::views::SecretChangeView::new(&cl.rotation, now)
+                .map(|v| v.summary)
+                .unwrap_or_default(),
             name: cl.name.clone(),
             address: cl.address.to_string(),
             mode: cl.message_authenticator.as_str().into(),
@@ -909,6 +920,7 @@ async fn radius_view(
             signs: false,
             default_realm: cl.default_realm.clone().unwrap_or_default(),
             created: "-".into(),
+            secret: String::new(),
             from_config: true,
         });
     }
@@ -976,6 +988,51 @@ async fn radius_add(
         Ok(_) => see_other("/admin/radius?done=add"),
         Err(e) if e.is_client_error() => {
             radius_view(&s, &c, Some(&f), None, Some(e.to_string()), StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => refused(&e, "/admin/radius"),
+    }
+}
+
+#[derive(Deserialize)]
+struct RadiusSecretForm {
+    /// Missing counts as wrong: the 403 page, not a form error.
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    /// Moved into `Zeroizing` as soon as it is read; never rendered back.
+    secret: String,
+    /// `24h`, `7d`, … (0 or empty: no overlap).
+    keep_old_for: Option<String>,
+}
+
+async fn radius_secret(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Form(mut f): Form<RadiusSecretForm>,
+) -> Response {
+    let c = match console_post(&s, &headers, &f.csrf).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let secret = Zeroizing::new(std::mem::take(&mut f.secret));
+    let keep = match given(&f.keep_old_for).map(tessera_core::clock::parse_age_seconds) {
+        None => 0,
+        Some(Some(k)) => k,
+        Some(None) => {
+            let e = "Keep the old secret for: a duration such as 30m, 24h or 7d (at most 30d), or 0".to_string();
+            return radius_view(&s, &c, None, None, Some(e), StatusCode::BAD_REQUEST).await;
+        }
+    };
+    let name = f.name.trim();
+    if s.live.config().radius.client.iter().any(|cl| cl.name == name) {
+        let e = format!("client `{name}` is declared in the configuration file ([[radius.client]]); change it there");
+        return radius_view(&s, &c, None, None, Some(e), StatusCode::CONFLICT).await;
+    }
+    match s.node.admin.set_radius_client_secret(&c.actor(&caller), name, secret.as_bytes(), keep).await {
+        Ok(_) => see_other("/admin/radius?done=secret"),
+        Err(e) if e.is_client_error() => {
+            radius_view(&s, &c, None, None, Some(e.to_string()), StatusCode::BAD_REQUEST).await
         }
         Err(e) => refused(&e, "/admin/radius"),
     }
