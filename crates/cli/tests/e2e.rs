@@ -62,10 +62,10 @@ mod first_hour_core;
 mod login_engine;
 #[path = "cases/timing.rs"]
 mod timing;
-#[path = "cases/upgrade.rs"]
-mod upgrade;
 #[path = "cases/tls_reload.rs"]
 mod tls_reload;
+#[path = "cases/upgrade.rs"]
+mod upgrade;
 
 use std::time::Duration;
 
