@@ -23,7 +23,7 @@ use super::support::{BIN, TestNode, hotp_code, on_database};
 /// HOTP secrets (base32) of the load's users.
 const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 /// Users per node's load (each user's codes are used in order).
-const USERS_PER_NODE: usize = 6;
+const USERS_PER_NODE: usize = 12;
 const TICK: Duration = Duration::from_millis(20);
 
 /// The previous release's binary, or `None` (skipped with a message) when
@@ -165,6 +165,15 @@ fn client_for(nodes: &[&TestNode]) -> reqwest::Client {
     reqwest::Client::builder().tls_certs_only(certs).build().unwrap()
 }
 
+/// The load moves each user's HOTP counter ~4 times a second, far faster
+/// than a person pressing a token's button; a node coming back from a
+/// restart decides on its own (older) data until it has caught up, so the
+/// look-ahead is widened to the policy's maximum to recognise codes used
+/// elsewhere during a restart of up to ~25 s.
+fn widen_hotp_window(n: &TestNode) {
+    n.ok(&["policy", "set", "hotp_look_ahead=100"]);
+}
+
 fn add_load_users(n: &TestNode, prefix: &str) {
     for i in 0..USERS_PER_NODE {
         let name = format!("{prefix}-{i}");
@@ -232,6 +241,7 @@ async fn a_replicated_cluster_is_upgraded_one_node_at_a_time() {
     a.set_binary(Some(&old));
     a.set_env("TESSERA_SERVER_NODE_NAME", "a");
     a.ok(&["init"]);
+    widen_hotp_window(&a);
     a.start();
     let mut b = with_key_of(&a, "b");
     b.set_binary(Some(&old));
@@ -312,6 +322,7 @@ async fn shared_postgres_nodes_are_upgraded_one_at_a_time() {
     let mut x = on_database(&url, "node-x");
     x.set_binary(Some(&old));
     x.ok(&["init"]);
+    widen_hotp_window(&x);
     let mut y = on_database(&url, "node-y");
     y.set_binary(Some(&old));
     std::fs::copy(x.key_file(), y.key_file()).unwrap();
