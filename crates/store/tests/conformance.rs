@@ -775,7 +775,13 @@ mod sqlite_file {
         c.execute_batch(
             "DROP TABLE audit_chain; DELETE FROM meta WHERE key = 'audit_chain_start'; \
              ALTER TABLE audit DROP COLUMN seq; ALTER TABLE audit DROP COLUMN prev_hash; \
-             ALTER TABLE audit DROP COLUMN hash; DELETE FROM schema_migrations WHERE version >= 4;",
+             ALTER TABLE audit DROP COLUMN hash; \
+             ALTER TABLE radius_clients DROP COLUMN old_secret; \
+             ALTER TABLE radius_clients DROP COLUMN old_secret_expires_at; \
+             ALTER TABLE radius_clients DROP COLUMN old_secret_last_used_at; \
+             ALTER TABLE radius_clients DROP COLUMN secret_changed_at; \
+             ALTER TABLE radius_clients DROP COLUMN new_secret_first_used_at; \
+             DELETE FROM schema_migrations WHERE version >= 4;",
         )
         .unwrap();
         for i in 0..legacy {
