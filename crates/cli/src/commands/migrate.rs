@@ -39,7 +39,14 @@ pub async fn run(cfg: &Config, env: &BTreeMap<String, String>) -> anyhow::Result
             b.version,
             build.version
         ),
-        _ => outln!("database schema is up to date for {version} ({})", cfg.database_display()),
+        Some(_) => outln!("database schema is up to date for {version} ({})", cfg.database_display()),
+        // PostgreSQL: the schema was read and migrated under the migration
+        // lock inside `open`; it is now this release's or a newer compatible one.
+        None => outln!(
+            "database schema {} or a newer compatible one, up to date for {version} ({})",
+            build.version,
+            cfg.database_display()
+        ),
     }
     Ok(())
 }

@@ -230,6 +230,17 @@ async fn join_tokens_node_credentials_and_forwarded_state() {
     let rogue = Rogue::new("rogue", &pin, Some(&p.key_file()));
     assert_eq!(rogue.join(&p, &t3).await, 200);
     assert_eq!(rogue.get(&p, "/api/v1/replication/snapshot").await, 200);
+    // A request made in a protocol this release does not speak (a node two
+    // releases away, or garbage) is refused before it is read.
+    let hello =
+        |v: String| rogue.http.get(p.url("/api/v1/replication/hello")).header("tessera-replication-protocol", v).send();
+    assert_eq!(hello(tessera_core::replication::PROTOCOL.to_string()).await.unwrap().status(), 200);
+    for bad in ["99", "0", "garbage", ""] {
+        let r = hello(bad.to_string()).await.unwrap();
+        assert_eq!(r.status(), 409, "protocol {bad:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "protocol_unsupported", "{body}");
+    }
     assert!(audit(&p, "replication.snapshot").iter().any(|a| a["actor"] == "node:rogue"), "snapshot pull audited");
     // …but cannot move a token beyond any code's step (the old attack made
     // TOTP unusable for ever with step 9·10¹²), by claim or by forward.
