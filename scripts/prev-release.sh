@@ -5,6 +5,8 @@
 #
 #   scripts/prev-release.sh          # prints the binary's path
 #
+# Exit status 3 when the commit is not in this clone's history (shallow).
+#
 # The release is the commit in scripts/prev-release.commit. Its source
 # comes from this repository's history (git archive), and it builds in the
 # same target directory as the current tree, so the dependencies both
@@ -21,9 +23,11 @@ if [ -x "$OUT/tessera" ] && [ -f "$OUT/src/Cargo.toml" ]; then
   echo "$OUT/tessera"
   exit 0
 fi
+# Exit status 3: the commit is not here (a shallow clone); scripts/test.sh
+# then runs everything else and says loudly which tests it could not run.
 if ! git cat-file -e "$COMMIT^{commit}" 2>/dev/null; then
   echo "prev-release: commit $COMMIT is not in this repository's history (a shallow clone?); fetch it or deepen the clone" >&2
-  exit 1
+  exit 3
 fi
 echo "prev-release: building tessera at ${COMMIT:0:12} (once; kept in $OUT)" >&2
 rm -rf "$OUT"
