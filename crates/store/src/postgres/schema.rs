@@ -7,28 +7,20 @@ use tessera_core::replication::compat::SchemaWindow;
 use tessera_core::store::StoreError;
 use tokio_postgres::GenericClient;
 
-pub use crate::sqlite::schema::Migration;
+pub use crate::migration::Migration;
+use crate::migration::{breaking, check_usable, expanding, window_of};
 
 use super::db::map_err;
 
 /// Append only; never edit a released migration. 1-2 predate the
 /// compatibility window and are recorded as breaking (see
-/// `sqlite::schema::Migration`).
+/// `crate::migration`).
 pub const MIGRATIONS: &[Migration] = &[
     breaking(1, include_str!("../../migrations/postgres/0001_init.sql")),
     breaking(2, include_str!("../../migrations/postgres/0002_admins.sql")),
     // RADIUS secret rotation: nullable columns only (an older release ignores them).
     expanding(3, include_str!("../../migrations/postgres/0003_radius_secret_rotation.sql")),
 ];
-
-const fn breaking(version: i64, sql: &'static str) -> Migration {
-    Migration { version, sql, compatible_from: version }
-}
-
-/// A migration that only adds what the previous release ignores.
-const fn expanding(version: i64, sql: &'static str) -> Migration {
-    Migration { version, sql, compatible_from: version - 1 }
-}
 
 /// The newest migration's version.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -39,14 +31,6 @@ const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6101;
 /// This build's schema and the oldest schema it works beside.
 pub fn build_window() -> SchemaWindow {
     window_of(MIGRATIONS)
-}
-
-fn window_of(migrations: &[Migration]) -> SchemaWindow {
-    let last = migrations[migrations.len() - 1];
-    SchemaWindow {
-        version: last.version,
-        compatible_from: migrations.iter().map(|m| m.compatible_from).max().unwrap_or(last.version),
-    }
 }
 
 /// The database's schema version; 0 for an empty database.
@@ -110,10 +94,7 @@ async fn has_compat_column(c: &impl GenericClient) -> Result<bool, StoreError> {
 /// Whether this build can use a database with `db`'s schema: an older one
 /// it migrates, a newer one only inside that schema's window.
 pub fn check_supported(db: SchemaWindow) -> Result<(), StoreError> {
-    if db.version > SCHEMA_VERSION && !db.usable_by(SCHEMA_VERSION) {
-        return Err(StoreError::SchemaTooNew { found: db.version, supported: SCHEMA_VERSION });
-    }
-    Ok(())
+    check_usable(db, SCHEMA_VERSION)
 }
 
 /// Applies every migration newer than the database in one transaction,
@@ -133,9 +114,7 @@ pub async fn migrate_with(
     let tx = c.transaction().await.map_err(map_err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(map_err)?;
     let db = current_window(&tx).await?;
-    if db.version > build.version && !db.usable_by(build.version) {
-        return Err(StoreError::SchemaTooNew { found: db.version, supported: build.version });
-    }
+    check_usable(db, build.version)?;
     let pending: Vec<&Migration> = migrations.iter().filter(|m| m.version > db.version).collect();
     let Some(last) = pending.last() else {
         tx.commit().await.map_err(map_err)?;

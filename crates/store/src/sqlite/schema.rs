@@ -17,26 +17,8 @@ use tessera_core::store::StoreError;
 
 use super::map_err;
 
-/// One schema step.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    pub version: i64,
-    pub sql: &'static str,
-    /// The oldest schema version a build may have and still use a database
-    /// this migration was applied to: `version - 1` for an expanding
-    /// migration, `version` (or more) for one that removes or changes what
-    /// an older build reads.
-    pub compatible_from: i64,
-}
-
-const fn breaking(version: i64, sql: &'static str) -> Migration {
-    Migration { version, sql, compatible_from: version }
-}
-
-/// A migration that only adds what the previous release ignores.
-const fn expanding(version: i64, sql: &'static str) -> Migration {
-    Migration { version, sql, compatible_from: version - 1 }
-}
+pub use crate::migration::Migration;
+use crate::migration::{breaking, check_usable, expanding, window_of};
 
 /// Append only; never edit a released migration. Migrations 1-8 predate
 /// the compatibility window and are recorded as breaking.
@@ -59,14 +41,6 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// This build's schema and the oldest schema it works beside.
 pub fn build_window() -> SchemaWindow {
     window_of(MIGRATIONS)
-}
-
-fn window_of(migrations: &[Migration]) -> SchemaWindow {
-    let last = migrations[migrations.len() - 1];
-    SchemaWindow {
-        version: last.version,
-        compatible_from: migrations.iter().map(|m| m.compatible_from).max().unwrap_or(last.version),
-    }
 }
 
 /// The database's schema version; 0 for an empty (new) database.
@@ -119,10 +93,7 @@ fn has_compat_column(conn: &Connection) -> Result<bool, StoreError> {
 /// Whether this build can use a database with `db`'s schema: an older one
 /// it migrates, a newer one only inside that schema's window.
 pub fn check_supported(db: SchemaWindow) -> Result<(), StoreError> {
-    if db.version > SCHEMA_VERSION && !db.usable_by(SCHEMA_VERSION) {
-        return Err(StoreError::SchemaTooNew { found: db.version, supported: SCHEMA_VERSION });
-    }
-    Ok(())
+    check_usable(db, SCHEMA_VERSION)
 }
 
 /// Applies every migration newer than the database, all in one transaction.
@@ -135,9 +106,7 @@ pub fn migrate(conn: &Connection, now_ms: i64) -> Result<(), StoreError> {
 pub fn migrate_with(conn: &Connection, migrations: &[Migration], now_ms: i64) -> Result<(), StoreError> {
     let db = current_window(conn)?;
     let build = window_of(migrations);
-    if db.version > build.version && !db.usable_by(build.version) {
-        return Err(StoreError::SchemaTooNew { found: db.version, supported: build.version });
-    }
+    check_usable(db, build.version)?;
     let pending: Vec<&Migration> = migrations.iter().filter(|m| m.version > db.version).collect();
     let Some(last) = pending.last() else { return Ok(()) };
     let failed = |step: i64, e: StoreError| StoreError::MigrationFailed {
